@@ -1,0 +1,88 @@
+"""The aiohttp application: Socket.IO signalling, the standalone call page, and its assets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .settings import Settings
+from .signaller import Signaller
+
+#: The front-end bundle built by ``js/`` (``npm run build``); the wheel carries it.
+STATIC_DIR = Path(__file__).resolve().parent.parent / "widget" / "static"
+PAGE = Path(__file__).resolve().parent / "page.html"
+SIGNALLER: web.AppKey[Signaller] = web.AppKey("ipymeet.signaller", Signaller)
+
+_NO_BUNDLE = (
+    "ipymeet's front-end bundle is missing ({path}). Install ipymeet from a wheel, or build it "
+    "with `npm --prefix js ci && npm --prefix js run build`."
+)
+
+
+def create_app(settings: Settings | None = None) -> web.Application:
+    """Build the signaller's aiohttp application.
+
+    Routes: ``/socket.io/`` (both signalling dialects), ``/`` (the standalone call page, e.g.
+    ``/?room=lab-42``), ``/static/`` (the front-end bundle), ``/socket.io/socket.io.js`` (the
+    socket.io browser client, as the tutorial's Node server serves it), ``/public/`` (an optional
+    folder, ``Settings.public_dir``), ``/healthz``.
+
+    Example::
+
+        app = create_app(Settings(max_peers=4))
+        web.run_app(app, host="127.0.0.1", port=8765)
+    """
+    settings = settings or Settings()
+    signaller = Signaller(settings)
+    app = web.Application(client_max_size=settings.max_message_bytes)
+    app[SIGNALLER] = signaller
+    signaller.sio.attach(app)
+    app.router.add_get("/", _page)
+    app.router.add_get("/healthz", _health)
+    app.router.add_get("/socket.io/socket.io.js", _socketio_client)
+    app.router.add_get("/static/{name}", _static)
+    if settings.public_dir is not None:
+        app.router.add_static("/public/", settings.public_dir, show_index=False)
+
+    async def close_clients(_: web.Application) -> None:
+        await signaller.close()
+
+    app.on_shutdown.append(close_clients)
+    return app
+
+
+def _asset(name: str) -> Path:
+    path = STATIC_DIR / name
+    if not path.is_file():
+        raise web.HTTPServiceUnavailable(text=_NO_BUNDLE.format(path=path))
+    return path
+
+
+_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+
+
+async def _page(_: web.Request) -> web.StreamResponse:
+    return web.FileResponse(PAGE, headers={**_HEADERS, "Content-Type": "text/html"})
+
+
+async def _static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in ("widget.js", "widget.css"):
+        raise web.HTTPNotFound()
+    return web.FileResponse(_asset(name), headers=_HEADERS)
+
+
+async def _socketio_client(_: web.Request) -> web.StreamResponse:
+    return web.FileResponse(_asset("socket.io.js"), headers=_HEADERS)
+
+
+async def _health(request: web.Request) -> web.Response:
+    signaller = request.app[SIGNALLER]
+    body: dict[str, Any] = {
+        "ok": True,
+        "connections": len(signaller.connections),
+        **signaller.registry.counts(),
+    }
+    return web.json_response(body)

@@ -1,0 +1,33 @@
+"""A token bucket per connection: ``rate`` events a second sustained, ``burst`` at once."""
+
+from __future__ import annotations
+
+import time
+
+
+class TokenBucket:
+    """Counts a connection's events. ``take()`` is False when over the limit.
+
+    ``strikes`` counts refused events since the bucket last had room; the signaller disconnects a
+    client that keeps sending past the limit.
+    """
+
+    __slots__ = ("_stamp", "_tokens", "burst", "rate", "strikes")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+        self.strikes = 0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            self.strikes = 0
+            return True
+        self.strikes += 1
+        return False

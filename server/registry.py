@@ -1,0 +1,163 @@
+"""Who is in which room: the signaller's one source of truth for membership.
+
+The registry is changed only on the signaller's event loop, but read from other threads too (the
+kernel's widgets show who is in their room while a cell is busy), so every access holds a lock and
+readers get copies. Listeners are called on the signaller's thread after each change, outside the
+lock, and must be quick and thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .validation import Refused
+
+TUTORIAL = 1  # dialect 1: the tutorial's rooms of two
+MESH = 2  # dialect 2: ipymeet rooms, addressed signals
+
+Listener = Callable[[str], None]
+log = logging.getLogger("ipymeet.server")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One connection in a room. ``client`` is the key a widget sent when connecting, or ""."""
+
+    sid: str
+    name: str = ""
+    client: str = ""
+
+
+@dataclass(frozen=True)
+class Departure:
+    """A member left ``room`` (of ``dialect``); ``remaining`` are the members still there."""
+
+    room: str
+    dialect: int
+    remaining: list[Member]
+
+
+@dataclass
+class _Room:
+    dialect: int
+    members: dict[str, Member] = field(default_factory=dict)  # insertion order = arrival order
+
+
+class Registry:
+    """Rooms, their dialect and members, with capacity enforced atomically."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rooms: dict[str, _Room] = {}
+        self._rooms_of: dict[str, set[str]] = {}
+        self._listeners: list[Listener] = []
+
+    # -- changes (signaller loop only) ------------------------------------------------------
+
+    def add(self, room: str, member: Member, *, dialect: int, capacity: int) -> list[Member]:
+        """Put ``member`` in ``room``; return the members who were there before.
+
+        Raises :class:`Refused` with ``room_full``, ``wrong_dialect`` or ``already_in_room``.
+        """
+        with self._lock:
+            current = self._rooms.get(room)
+            if current is not None and current.dialect != dialect:
+                raise Refused("wrong_dialect", f"room '{room}' is in use by the other protocol")
+            if current is not None and member.sid in current.members:
+                raise Refused("already_in_room", f"already in room '{room}'")
+            if current is not None and len(current.members) >= capacity:
+                raise Refused("room_full", f"room '{room}' is full (it holds {capacity})")
+            if current is None:
+                current = self._rooms[room] = _Room(dialect)
+            before = list(current.members.values())
+            current.members[member.sid] = member
+            self._rooms_of.setdefault(member.sid, set()).add(room)
+        self._notify(room)
+        return before
+
+    def remove(self, room: str, sid: str) -> Departure | None:
+        """Take ``sid`` out of ``room``; None if it was not there."""
+        with self._lock:
+            departure = self._remove_locked(room, sid)
+        if departure is not None:
+            self._notify(room)
+        return departure
+
+    def remove_everywhere(self, sid: str) -> list[Departure]:
+        """Take ``sid`` out of every room it is in (a disconnect)."""
+        with self._lock:
+            rooms = sorted(self._rooms_of.get(sid, ()))
+            departures = [d for r in rooms if (d := self._remove_locked(r, sid)) is not None]
+        for departure in departures:
+            self._notify(departure.room)
+        return departures
+
+    def _remove_locked(self, room: str, sid: str) -> Departure | None:
+        current = self._rooms.get(room)
+        if current is None or current.members.pop(sid, None) is None:
+            return None
+        rooms = self._rooms_of.get(sid)
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self._rooms_of[sid]
+        if not current.members:
+            del self._rooms[room]
+        return Departure(room, current.dialect, list(current.members.values()))
+
+    # -- reads (any thread) ----------------------------------------------------------------
+
+    def members(self, room: str) -> list[Member]:
+        """The members of ``room`` in arrival order (empty if it does not exist)."""
+        with self._lock:
+            current = self._rooms.get(room)
+            return list(current.members.values()) if current else []
+
+    def dialect(self, room: str) -> int | None:
+        with self._lock:
+            current = self._rooms.get(room)
+            return current.dialect if current else None
+
+    def rooms_of(self, sid: str, dialect: int | None = None) -> list[str]:
+        """The rooms ``sid`` is in, optionally only those of one dialect."""
+        with self._lock:
+            rooms = sorted(self._rooms_of.get(sid, ()))
+            if dialect is None:
+                return rooms
+            return [r for r in rooms if self._rooms[r].dialect == dialect]
+
+    def is_member(self, room: str, sid: str) -> bool:
+        with self._lock:
+            current = self._rooms.get(room)
+            return current is not None and sid in current.members
+
+    def counts(self) -> dict[str, int]:
+        """Room and membership totals, for health checks and benchmarks."""
+        with self._lock:
+            return {"rooms": len(self._rooms), "members": len(self._rooms_of)}
+
+    # -- listeners -------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(room)`` after each change of a room's members; returns an unsubscribe."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _notify(self, room: str) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(room)
+            except Exception:  # a widget's bug must not break signalling
+                log.exception("room listener failed")

@@ -1,0 +1,337 @@
+"""The Socket.IO handlers of both signalling dialects (PROTOCOL.md), on one room registry.
+
+Handlers are thin: validate, change the registry, relay. Each runs inline in its connection's reader
+(``async_handlers=False``), so one client's offer, answer and candidates are relayed in the order it
+sent them. Nothing a client sends may raise out of a handler: every refusal becomes an ``error``
+event, or an ``{ok: false}`` acknowledgement when the client asked for one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import socketio
+
+from . import validation as v
+from .ratelimit import TokenBucket
+from .registry import MESH, TUTORIAL, Member, Registry
+from .settings import Settings
+
+log = logging.getLogger("ipymeet.server")
+
+#: Whether the event being handled carries a Socket.IO acknowledgement id.
+_ack_requested: contextvars.ContextVar[bool] = contextvars.ContextVar("ack", default=False)
+
+#: A client that keeps sending this many events past its rate limit is disconnected.
+STRIKES_BEFORE_DISCONNECT = 100
+
+
+class _Server(socketio.AsyncServer):  # type: ignore[misc]
+    """AsyncServer that tells handlers whether the client asked for an acknowledgement.
+
+    PROTOCOL.md answers a refused dialect-2 request in its ack, or with an ``error`` event when it
+    had none; python-socketio does not tell a handler which, so this records it around the call.
+    (``_handle_event_internal`` is internal; the integration tests cover both cases.)
+    """
+
+    async def _handle_event_internal(
+        self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
+    ) -> None:
+        token = _ack_requested.set(id is not None)
+        try:
+            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+        finally:
+            _ack_requested.reset(token)
+
+
+@dataclass
+class Connection:
+    """What the signaller keeps per Socket.IO connection."""
+
+    sid: str
+    client: str
+    bucket: TokenBucket
+    mesh_room: str | None = None
+    closing: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost``, ``*.localhost`` and loopback IP addresses."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Signaller:
+    """One signalling server: a python-socketio ``AsyncServer`` plus the room registry.
+
+    Example::
+
+        signaller = Signaller(Settings(max_peers=4))
+        signaller.sio.attach(aiohttp_app)
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = Registry()
+        self.connections: dict[str, Connection] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self.sio = _Server(
+            async_mode="aiohttp",
+            async_handlers=False,
+            cors_allowed_origins=self.origin_allowed,
+            max_http_buffer_size=settings.max_message_bytes,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        events: dict[str, tuple[Handler, bool]] = {
+            # dialect 1: the tutorial's events; refusals are `error` events
+            "join": (self._join, False),
+            "start_call": (self._start_call, False),
+            "webrtc_offer": (self._webrtc_offer, False),
+            "webrtc_answer": (self._webrtc_answer, False),
+            "webrtc_ice_candidate": (self._webrtc_ice_candidate, False),
+            # dialect 2: every request answered in its acknowledgement
+            "enter": (self._enter, True),
+            "signal": (self._signal, True),
+            "leave": (self._leave, True),
+        }
+        for event, (handler, acked) in events.items():
+            self.sio.on(event, self._guarded(event, handler, acked=acked))
+        self.sio.on("*", self._on_unknown)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
+        """CORS for polling and WebSocket: loopback pages, our own origin, configured ones."""
+        if origin is None:
+            return True  # not a browser; CORS protects browsers only
+        if origin in self.settings.allowed_origins:
+            return True
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https"):
+            return False
+        if is_loopback_host(parts.hostname):
+            return True
+        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return origin == own
+
+    def _guarded(self, event: str, handler: Handler, *, acked: bool) -> Handler:
+        async def run(sid: str, *args: Any) -> Any:
+            conn = self.connections.get(sid)
+            if conn is None or conn.closing:
+                return None
+            try:
+                self._admit(conn)
+                return await handler(conn, *args)
+            except v.Refused as refusal:
+                return await self._refuse(conn, event, refusal, acked=acked)
+            except Exception:
+                log.exception("handler for %r failed", event)
+                internal = v.Refused("internal_error", "the signaller could not handle that")
+                return await self._refuse(conn, event, internal, acked=acked)
+
+        run.__name__ = f"on_{event}"
+        return run
+
+    def _admit(self, conn: Connection) -> None:
+        if conn.bucket.take():
+            return
+        if conn.bucket.strikes >= STRIKES_BEFORE_DISCONNECT:
+            conn.closing = True
+            self._spawn(self.sio.disconnect(conn.sid))
+        raise v.Refused("rate_limited", "too many messages; slow down")
+
+    async def _refuse(
+        self, conn: Connection, event: str, refusal: v.Refused, *, acked: bool
+    ) -> dict[str, Any] | None:
+        if acked and _ack_requested.get():
+            return {"ok": False, **refusal.payload()}
+        if not conn.closing:
+            await self.sio.emit("error", {**refusal.payload(), "event": event}, to=conn.sid)
+        return None
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_all(self, event: str, data: Any, members: list[Member]) -> None:
+        for member in members:
+            await self.sio.emit(event, data, to=member.sid)
+
+    def _others(self, room: str, sid: str) -> list[Member]:
+        members = self.registry.members(room)
+        if not any(m.sid == sid for m in members):
+            raise v.Refused("not_in_room", f"you are not in room '{room}'")
+        return [m for m in members if m.sid != sid]
+
+    @staticmethod
+    def _one(args: tuple[Any, ...], event: str) -> Any:
+        if len(args) != 1:
+            raise v.bad(f"'{event}' takes exactly one argument, got {len(args)}")
+        return args[0]
+
+    # -- connection lifecycle ----------------------------------------------------------------
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        client = auth.get("client") if isinstance(auth, dict) else None
+        if not isinstance(client, str) or len(client) > 64:
+            client = ""
+        self.connections[sid] = Connection(
+            sid, client, TokenBucket(self.settings.rate, self.settings.burst)
+        )
+        return True
+
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self.connections.pop(sid, None)
+        for departure in self.registry.remove_everywhere(sid):
+            await self._announce_departure(
+                sid, departure.room, departure.dialect, departure.remaining
+            )
+
+    async def _announce_departure(
+        self, sid: str, room: str, dialect: int, remaining: list[Member]
+    ) -> None:
+        payload = {"id": sid} if dialect == MESH else {"id": sid, "room": room}
+        await self._send_all("peer_left", payload, remaining)
+
+    async def _on_unknown(self, event: str, sid: str, *args: Any) -> None:
+        conn = self.connections.get(sid)
+        if conn is None or conn.closing:
+            return
+        try:
+            self._admit(conn)
+            raise v.Refused("unknown_event", f"unknown event '{str(event)[:64]}'")
+        except v.Refused as refusal:
+            await self._refuse(conn, str(event)[:64], refusal, acked=False)
+
+    async def close(self) -> None:
+        """Disconnect every client and stop Socket.IO's background task (server shutdown)."""
+        if self._closed:
+            return
+        self._closed = True
+        for sid in list(self.connections):
+            await self.sio.disconnect(sid)
+        # Let the transports finish closing, so the web server need not wait them out.
+        deadline = asyncio.get_running_loop().time() + 1.0
+        while self.sio.eio.sockets and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - no event to wait on
+            await asyncio.sleep(0.01)
+        await self.sio.shutdown()
+
+    # -- dialect 1: the tutorial's protocol ---------------------------------------------------
+
+    async def _join(self, conn: Connection, *args: Any) -> None:
+        room = v.room_id(self._one(args, "join"))
+        if self.registry.is_member(room, conn.sid):
+            raise v.Refused("already_in_room", f"already in room '{room}'")
+        if len(self.registry.rooms_of(conn.sid, TUTORIAL)) >= self.settings.max_tutorial_rooms:
+            limit = self.settings.max_tutorial_rooms
+            raise v.Refused("too_many_rooms", f"a connection may be in at most {limit} rooms")
+        try:
+            before = self.registry.add(
+                room, Member(conn.sid, "", conn.client), dialect=TUTORIAL, capacity=2
+            )
+        except v.Refused as refusal:
+            if refusal.code not in ("room_full", "wrong_dialect"):
+                raise
+            await self.sio.emit("full_room", room, to=conn.sid)
+            return
+        await self.sio.emit("room_joined" if before else "room_created", room, to=conn.sid)
+
+    async def _start_call(self, conn: Connection, *args: Any) -> None:
+        room = v.room_id(self._one(args, "start_call"))
+        for member in self._others(room, conn.sid):
+            await self.sio.emit("start_call", to=member.sid)
+
+    async def _relay_description(self, conn: Connection, event: str, args: Any) -> None:
+        payload = v.mapping(self._one(args, event), f"{event} payload")
+        room = v.room_id(payload.get("roomId"))
+        expect = "offer" if event == "webrtc_offer" else "answer"
+        sdp = v.session_description(payload.get("sdp"), self.settings.max_sdp_bytes, expect=expect)
+        await self._send_all(event, sdp, self._others(room, conn.sid))
+
+    async def _webrtc_offer(self, conn: Connection, *args: Any) -> None:
+        await self._relay_description(conn, "webrtc_offer", args)
+
+    async def _webrtc_answer(self, conn: Connection, *args: Any) -> None:
+        await self._relay_description(conn, "webrtc_answer", args)
+
+    async def _webrtc_ice_candidate(self, conn: Connection, *args: Any) -> None:
+        event = v.tutorial_candidate(self._one(args, "webrtc_ice_candidate"))
+        others = self._others(event["roomId"], conn.sid)
+        await self._send_all("webrtc_ice_candidate", event, others)
+
+    # -- dialect 2: ipymeet rooms ---------------------------------------------------------------
+
+    async def _enter(self, conn: Connection, *args: Any) -> dict[str, Any]:
+        payload = v.mapping(self._one(args, "enter"), "enter payload")
+        room = v.room_id(payload.get("room"))
+        name = v.display_name(payload.get("name"))
+        token = payload.get("token")
+        if token is not None and (not isinstance(token, str) or len(token) > 4096):
+            raise v.bad("token must be a string")
+        if conn.mesh_room is not None:
+            raise v.Refused("already_in_room", f"already in room '{conn.mesh_room}'; leave first")
+        capacity = self.settings.max_peers
+        before = self.registry.add(
+            room, Member(conn.sid, name, conn.client), dialect=MESH, capacity=capacity
+        )
+        conn.mesh_room = room
+        await self._send_all("peer_joined", {"id": conn.sid, "name": name}, before)
+        return {
+            "ok": True,
+            "self": conn.sid,
+            "room": room,
+            "peers": [{"id": m.sid, "name": m.name} for m in before],
+            "capacity": capacity,
+            "ice_servers": [dict(server) for server in self.settings.ice_servers],
+        }
+
+    async def _signal(self, conn: Connection, *args: Any) -> dict[str, Any]:
+        payload = v.mapping(self._one(args, "signal"), "signal payload")
+        to = v.peer_id(payload.get("to"))
+        description, candidate = payload.get("description"), payload.get("candidate")
+        if (description is None) == (candidate is None):
+            raise v.bad("a signal carries exactly one of 'description' or 'candidate'")
+        message: dict[str, Any] = {"from": conn.sid}
+        if description is not None:
+            message["description"] = v.session_description(description, self.settings.max_sdp_bytes)
+        else:
+            message["candidate"] = v.ice_candidate(candidate)
+        room = conn.mesh_room
+        if room is None or to == conn.sid or not self.registry.is_member(room, to):
+            raise v.Refused("not_in_room", "you and that peer are not in the same room")
+        await self.sio.emit("signal", message, to=to)
+        return {"ok": True}
+
+    async def _leave(self, conn: Connection, *args: Any) -> dict[str, Any]:
+        if len(args) > 1 or (args and not isinstance(args[0], dict)):
+            raise v.bad("'leave' takes one object, {}")
+        room = conn.mesh_room
+        departure = None if room is None else self.registry.remove(room, conn.sid)
+        if departure is None:
+            raise v.Refused("not_in_room", "you are not in a room")
+        conn.mesh_room = None
+        await self._announce_departure(conn.sid, departure.room, MESH, departure.remaining)
+        return {"ok": True}

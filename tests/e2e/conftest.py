@@ -1,0 +1,284 @@
+"""Real Chromium (Debian's package, fake camera and microphone) and real Jupyter servers.
+
+The browser tests use Playwright's sync API, so they are plain functions; each waits on conditions
+in the page with time-outs, never on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = os.environ.get("IPYMEET_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen[Any] | None = None) -> None:
+    """Wait until ``url`` answers 200 (or the process dies)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def playwright_instance() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run `bash .ci/setup --browser`")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_instance: Any) -> Iterator[Any]:
+    browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """Open pages, each in its own context with camera and microphone granted.
+
+    ``new_page(permissions=[])`` opens one whose camera request will be denied. On failure a
+    screenshot of every page goes to tests/artifacts/.
+    """
+    contexts: list[Any] = []
+    pages: list[Any] = []
+
+    def make(url: str | None = None, *, permissions: list[str] | None = None, **kw: Any) -> Any:
+        grants = ["camera", "microphone"] if permissions is None else permissions
+        context = browser.new_context(permissions=grants, **kw)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        pages.append(page)
+        if url is not None:
+            page.goto(url)
+        return page
+
+    yield make
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        for index, page in enumerate(pages):
+            with contextlib.suppress(Exception):  # best effort while reporting a failure
+                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{index}.png"))
+    for context in contexts:
+        context.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+# -- what a person sees -----------------------------------------------------------------------
+
+REMOTE_PLAYING_JS = """
+([selector, count]) => {
+  const videos = [...document.querySelectorAll(selector)];
+  return videos.length >= count && videos.slice(0, count).every(
+    (v) => v.videoWidth > 0 && v.readyState >= 2 && !v.paused);
+}
+"""
+
+FRAMES_JS = """
+(selector) => [...document.querySelectorAll(selector)].map(
+  (v) => v.getVideoPlaybackQuality().totalVideoFrames)
+"""
+
+
+def wait_remote_video(page: Any, count: int = 1, *, scope: str = "", timeout: float = 30) -> None:
+    """Wait until ``count`` remote videos play (videoWidth > 0) and their frames advance."""
+    selector = f"{scope} [data-testid=remote-video]".strip()
+    page.wait_for_function(REMOTE_PLAYING_JS, arg=[selector, count], timeout=timeout * 1000)
+    before = page.evaluate(FRAMES_JS, selector)[:count]
+    page.wait_for_function(
+        f"""(before) => {{
+            const now = ({FRAMES_JS})({json.dumps(selector)});
+            return before.every((n, i) => now[i] > n + 5);
+        }}""",
+        arg=before,
+        timeout=timeout * 1000,
+    )
+
+
+def pump_until(page: Any, predicate: Callable[[], bool], timeout: float = 20) -> None:
+    """Let Playwright deliver events (dialogs, console) until ``predicate()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        page.wait_for_timeout(50)
+
+
+# -- servers ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    url: str
+    root: Path
+    proc: subprocess.Popen[Any]
+    log: Path
+    token: str = ""
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def _start(argv: list[str], url: str, root: Path, log: Path, timeout: float, **kw: Any) -> Served:
+    env = {**os.environ, "IPYMEET_ICE_SERVERS": "[]", "PYTHONUNBUFFERED": "1"}
+    handle = log.open("w")
+    proc = subprocess.Popen(argv, cwd=root, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        wait_http(url.rstrip("/") + "/api/status" + kw.get("query", ""), timeout, proc)
+    except BaseException:
+        proc.kill()
+        raise RuntimeError(f"could not start {argv[:4]}: {log.read_text()[-3000:]}") from None
+    return Served(url, root, proc, log, kw.get("token", ""))
+
+
+def _stop(served: Served) -> None:
+    served.proc.terminate()
+    try:
+        served.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        served.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A real JupyterLab server (with jupyter-server-proxy) over a fresh folder, token-protected."""
+    root = tmp_path_factory.mktemp("lab")
+    state = tmp_path_factory.mktemp("lab-state")
+    port, token = free_port(), "ipymeet-test-token"
+    argv = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--allow-root",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--port-retries=0",
+        f"--IdentityProvider.token={token}",
+        "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.user_settings_dir={state / 'settings'}",
+        f"--LabApp.workspaces_dir={state / 'workspaces'}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        f"--ServerApp.root_dir={root}",
+    ]
+    served = _start(
+        argv,
+        f"http://127.0.0.1:{port}/",
+        root,
+        state / "lab.log",
+        90,
+        query=f"?token={token}",
+        token=token,
+    )
+    yield served
+    _stop(served)
+
+
+@pytest.fixture
+def voila_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[Path], Served]]:
+    """Start ``voila NOTEBOOK`` (standalone) servers."""
+    started: list[Served] = []
+
+    def start(notebook: Path) -> Served:
+        port = free_port()
+        state = tmp_path_factory.mktemp("voila")
+        argv = [
+            sys.executable,
+            "-m",
+            "voila",
+            str(notebook),
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+        ]
+        served = _start(argv, f"http://127.0.0.1:{port}/", notebook.parent, state / "voila.log", 60)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        _stop(served)
+
+
+def write_notebook(path: Path, cells: list[str]) -> Path:
+    """Write a notebook of code cells (nbformat 4)."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(notebook, path)
+    return path
+
+
+def open_and_run(page: Any, lab: Served, notebook: str, timeout: float = 90) -> None:
+    """Open ``notebook`` in JupyterLab through its UI and run all cells (not awaited)."""
+    page.goto(f"{lab.url}lab/tree/{notebook}?reset&token={lab.token}")
+    page.wait_for_function(
+        """() => {
+            const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+            const k = w && w.sessionContext && w.sessionContext.session
+                && w.sessionContext.session.kernel;
+            return k && k.status === 'idle';
+        }""",
+        timeout=timeout * 1000,
+    )
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")

@@ -1,0 +1,139 @@
+"""Widgets in a real JupyterLab and a real Voila, driven through their UI in real Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import Served, open_and_run, wait_remote_video, write_notebook
+
+pytestmark = [pytest.mark.browser, pytest.mark.jupyter]
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+# Kernel-side observers append what they see to a file: the kernel's view, not the page's.
+LOGGER = """
+import json, pathlib
+from ipymeet import VideoRoom
+LOG = pathlib.Path({log!r})
+def record(label, room):
+    def write(change):
+        with LOG.open("a") as f:
+            f.write(json.dumps([label, change.name, change.new]) + "\\n")
+    room.observe(write, names=["state", "connected_via", "error_code"])
+"""
+
+
+def kernel_log(path: Path) -> list[list[Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_kernel(
+    path: Path, predicate: Callable[[list[list[Any]]], bool], timeout: float = 60
+) -> list[list[Any]]:
+    """Poll the kernel's log until ``predicate`` holds for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = kernel_log(path)
+        if predicate(entries):
+            return entries
+        if time.monotonic() > deadline:
+            raise AssertionError(f"kernel log never satisfied the condition: {entries}")
+        time.sleep(0.1)
+
+
+def states(entries: list[list[Any]], label: str) -> list[str]:
+    return [value for who, name, value in entries if who == label and name == "state"]
+
+
+def is_ordered_run(seen: list[str], order: list[str]) -> bool:
+    """``seen`` follows ``order`` without going back (fast changes may coalesce in transit)."""
+    positions = [order.index(s) for s in seen if s in order]
+    return len(positions) == len(seen) and positions == sorted(positions)
+
+
+def test_two_widgets_call_each_other_through_both_routes(
+    lab: Served, new_page: Callable[..., Any]
+) -> None:
+    """Two VideoRooms in one notebook, one reaching the kernel's signaller directly and one through
+    jupyter-server-proxy, call each other: both views show moving remote video, and the kernel
+    sees both states go joining -> waiting -> in_call."""
+    log = lab.root / "two.jsonl"
+    write_notebook(
+        lab.root / "two.ipynb",
+        [
+            LOGGER.format(log=str(log)),
+            "a = VideoRoom('lab-two', name='Ada', route='direct')\n"
+            "b = VideoRoom('lab-two', name='Grace', route='proxy')\n"
+            "record('a', a); record('b', b)",
+            "a",
+            "b",
+            "a.join()\nb.join()",
+        ],
+    )
+    page = new_page()
+    open_and_run(page, lab, "two.ipynb")
+    wait_remote_video(page, count=2, timeout=60)
+    entries = wait_kernel(
+        log, lambda e: states(e, "a")[-1:] == ["in_call"] and states(e, "b")[-1:] == ["in_call"]
+    )
+    order = ["joining", "waiting", "in_call"]
+    assert is_ordered_run(states(entries, "a"), order), entries
+    assert is_ordered_run(states(entries, "b"), order), entries
+    via = {who: value for who, name, value in entries if name == "connected_via" and value}
+    assert via["a"].startswith("http://127.0.0.1:"), via
+    assert "/proxy/" in via["b"], via
+    assert via["b"].startswith(lab.url.rstrip("/")), via
+    # Python's view of who is there comes from the kernel's signaller.
+    assert page.locator(".ipymeet-root").count() >= 2
+
+
+def test_a_busy_kernel_does_not_stall_signalling(lab: Served, new_page: Callable[..., Any]) -> None:
+    """While a cell sleeps for 30 s, a standalone tab joins the notebook's room and the call
+    connects on both sides."""
+    invite = lab.root / "invite.txt"
+    write_notebook(
+        lab.root / "busy.ipynb",
+        [
+            "import pathlib, time\nfrom ipymeet import VideoRoom\n"
+            "room = VideoRoom('busy-1', name='Notebook')\nroom",
+            f"room.join()\npathlib.Path({str(invite)!r}).write_text(room.invite_url)",
+            "time.sleep(30)",
+        ],
+    )
+    page = new_page()
+    open_and_run(page, lab, "busy.ipynb")
+    deadline = time.monotonic() + 60
+    while not invite.exists() or not invite.read_text():
+        assert time.monotonic() < deadline, "the notebook never wrote its invite link"
+        time.sleep(0.1)
+    page.wait_for_function(
+        "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
+        " === 'busy'"
+    )
+    tab = new_page(invite.read_text() + "&autojoin=1&name=Visitor")
+    wait_remote_video(tab)
+    wait_remote_video(page)
+    still_busy = page.evaluate(
+        "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
+    )
+    assert still_busy == "busy", "the call must connect while the cell is still running"
+
+
+def test_voila_renders_the_demo_and_its_two_widgets_connect(
+    voila_factory: Callable[[Path], Served], new_page: Callable[..., Any], tmp_path: Path
+) -> None:
+    """`voila notebooks/demo.ipynb`: the widgets render and call each other."""
+    notebook = shutil.copy(NOTEBOOKS / "demo.ipynb", tmp_path / "demo.ipynb")
+    served = voila_factory(Path(notebook))
+    page = new_page(served.url)
+    page.wait_for_selector(".ipymeet-root", timeout=90_000)
+    wait_remote_video(page, count=2, timeout=60)

@@ -1,0 +1,202 @@
+"""The ``VideoRoom`` widget: a video call in a notebook cell.
+
+State lives in traits, each with one writer (the table in ``js/src/types.ts`` mirrors this class).
+Python sets intent (``room``, ``name``, ``audio``, ``video``, join/leave); the browser acts and
+reports what happened (``state``, ``error``, the connections). Who is in the room comes from the
+kernel's own signaller, first-hand and live even while a cell is busy; how each connection is doing
+comes from the browser, whose reports reach the kernel when it is idle.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import anywidget
+import traitlets
+
+from ..server import SignallerThread, kernel_signaller
+from ..server.validation import ROOM_RE
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+#: The values ``VideoRoom.state`` takes, in the order a call goes through them.
+STATES = ("idle", "joining", "waiting", "in_call", "left", "failed")
+
+
+class VideoRoom(anywidget.AnyWidget):
+    """A WebRTC video room in a notebook cell.
+
+    Example::
+
+        from ipymeet import VideoRoom
+        room = VideoRoom("lab-42", name="Ada")
+        room                      # shows the room field, Connect / Hang up, the cameras
+        room.join()               # same as clicking Connect
+        room.observe(lambda change: print(change.new), names="state")
+        room.peers                # [{"id": "...", "name": "Grace", "connection": "connected"}]
+        room.leave()
+
+    Unless ``signaling_url`` names another signaller, the kernel's own is started on first use
+    (127.0.0.1, a free port) and the page reaches it directly or through jupyter-server-proxy.
+    """
+
+    _esm = STATIC / "widget.js"
+    _css = STATIC / "widget.css"
+
+    # -- intent: written by Python (and the view's own controls) ----------------------------
+    room = traitlets.Unicode("").tag(sync=True)
+    """Room id: 1-64 characters of letters, digits, '_', '.', '-' ("" until chosen in the view)."""
+    name = traitlets.Unicode("").tag(sync=True)
+    """Your display name, shown to the others."""
+    audio = traitlets.Bool(True).tag(sync=True)
+    """Whether your microphone is sending (False = muted)."""
+    video = traitlets.Bool(True).tag(sync=True)
+    """Whether your camera is sending (False = camera off)."""
+    signaling_url = traitlets.Unicode("").tag(sync=True)
+    """An explicit signaller URL; "" uses the kernel's own."""
+    route = traitlets.Enum(("auto", "direct", "proxy"), "auto").tag(sync=True)
+    """How the page reaches the kernel's signaller: try both ("auto"), or force one."""
+
+    # -- reported by the browser ---------------------------------------------------------------
+    state = traitlets.Unicode("idle").tag(sync=True)
+    """The call's state: one of ``STATES`` ("idle", "joining", "waiting", "in_call", "left",
+    "failed")."""
+    error = traitlets.Unicode("").tag(sync=True)
+    """The last problem in plain words ("" when none), e.g. that the room is full."""
+    error_code = traitlets.Unicode("").tag(sync=True)
+    """The last problem as a code: room_full, unreachable, camera_denied, no_camera, ..."""
+    connected_via = traitlets.Unicode("").tag(sync=True)
+    """The signaller URL the page is connected through ("" when not connected)."""
+
+    # -- derived in the kernel -----------------------------------------------------------------
+    peers = traitlets.List(traitlets.Dict(), read_only=True).tag(sync=True)
+    """The others in the room: ``[{"id", "name", "connection"}]``. Membership (id, name) comes
+    from the kernel's signaller; ``connection`` (an RTCPeerConnection state) from the browser."""
+
+    # -- private plumbing ----------------------------------------------------------------------
+    _port = traitlets.Int(0).tag(sync=True)
+    _client = traitlets.Unicode("").tag(sync=True)
+    _desired = traitlets.Bool(False).tag(sync=True)
+    _browser_peers = traitlets.List(traitlets.Dict()).tag(sync=True)
+
+    _signaller: SignallerThread | None = None
+    _unsubscribe: Callable[[], None] | None = None
+
+    def __init__(
+        self,
+        room: str = "",
+        *,
+        name: str = "",
+        audio: bool = True,
+        video: bool = True,
+        signaling_url: str = "",
+        route: str = "auto",
+    ) -> None:
+        self._peers_lock = threading.Lock()
+        super().__init__(
+            room=room,
+            name=name,
+            audio=audio,
+            video=video,
+            signaling_url=signaling_url,
+            route=route,
+            _client=secrets.token_hex(8),
+        )
+        if not signaling_url:
+            self._signaller = kernel_signaller()
+            self._port = self._signaller.port
+            ref = weakref.ref(self)
+
+            def on_room_change(changed: str) -> None:
+                widget = ref()
+                if widget is not None and changed == widget.room:
+                    widget._update_peers()
+
+            self._unsubscribe = self._signaller.registry.subscribe(on_room_change)
+
+    @traitlets.validate("room")
+    def _check_room(self, proposal: dict[str, Any]) -> str:
+        value = proposal["value"]
+        if value and not ROOM_RE.fullmatch(value):
+            raise traitlets.TraitError(
+                f"room {value!r} is not a valid room id: use 1-64 letters, digits, '_', '.' or '-'"
+            )
+        return str(value)
+
+    @traitlets.validate("name")
+    def _check_name(self, proposal: dict[str, Any]) -> str:
+        value = str(proposal["value"])
+        if len(value) > 64:
+            raise traitlets.TraitError("name must be at most 64 characters")
+        return value
+
+    def join(self) -> None:
+        """Enter the room (like clicking Connect); ``state`` follows as the browser gets there."""
+        if not self.room:
+            raise ValueError("choose a room first: VideoRoom('lab-42') or room.room = 'lab-42'")
+        self._desired = True
+
+    def leave(self) -> None:
+        """Hang up: close the connections, turn the camera off and leave the room."""
+        self._desired = False
+
+    @property
+    def invite_url(self) -> str:
+        """A link to this room's standalone page, for someone without Jupyter.
+
+        Cameras need a secure context, so from another machine use HTTPS or a tunnel.
+        """
+        if not self.room:
+            raise ValueError("choose a room first")
+        base = self.signaling_url.rstrip("/") if self.signaling_url else self._base_url()
+        return f"{base}/?room={quote(self.room)}"
+
+    def _base_url(self) -> str:
+        assert self._signaller is not None
+        return self._signaller.url
+
+    @traitlets.observe("_browser_peers", "room")
+    def _on_reports(self, _: dict[str, Any]) -> None:
+        self._update_peers()
+
+    def _update_peers(self) -> None:
+        # Called from the kernel's threads and the signaller's; the lock keeps updates whole.
+        with self._peers_lock:
+            reported = {p.get("id"): p for p in self._browser_peers if isinstance(p, dict)}
+            if self._signaller is None:
+                peers = [
+                    {
+                        "id": str(p.get("id", "")),
+                        "name": str(p.get("name", "")),
+                        "connection": str(p.get("connection", "new")),
+                    }
+                    for p in reported.values()
+                ]
+            else:
+                members = self._signaller.registry.members(self.room) if self.room else []
+                if not any(m.client == self._client for m in members):
+                    members = []
+                peers = [
+                    {
+                        "id": m.sid,
+                        "name": m.name,
+                        "connection": str(reported.get(m.sid, {}).get("connection", "new")),
+                    }
+                    for m in members
+                    if m.client != self._client
+                ]
+            if peers != self.peers:
+                self.set_trait("peers", peers)
+
+    def close(self) -> None:
+        """Close the widget; its views end the call and release the camera."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        super().close()
