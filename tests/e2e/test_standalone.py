@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
 from ipymeet.server import Settings, SignallerThread
 
 from .conftest import pump_until, wait_remote_video

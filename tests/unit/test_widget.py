@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import socketio
 import traitlets
+
 from ipymeet import VideoRoom, kernel_signaller
 from ipymeet.widget import STATES
 
