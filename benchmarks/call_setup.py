@@ -1,0 +1,184 @@
+"""How long a call takes to come up: from the second person's Connect to the other's video playing.
+
+Measured inside the page (``performance.now()`` at the click, then the first frame of a remote video
+with ``videoWidth > 0``), in real Chromium with fake camera devices, for
+
+- ``standalone``: two tabs on the signaller's own page;
+- ``jupyterlab``: two ``VideoRoom`` widgets in one notebook in a real JupyterLab.
+
+Prints one line per mode: runs, median and p90 in milliseconds. Example::
+
+    python benchmarks/call_setup.py --runs 10
+    python benchmarks/call_setup.py --runs 5 --mode standalone
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.support import free_port, wait_http  # noqa: E402
+
+from ipymeet.server import Settings, SignallerThread  # noqa: E402
+
+# Click Connect in ``scope`` and resolve with the milliseconds until a remote video shows a frame.
+TIMED_CONNECT_JS = """
+async (scope) => {
+  const root = scope ? document.querySelector(scope) : document;
+  const start = performance.now();
+  root.querySelector('[data-testid=connect]').click();
+  return await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no remote video in 30 s')), 30000);
+    const poll = () => {
+      const video = root.querySelector('[data-testid=remote-video]');
+      if (video && video.videoWidth > 0 && video.readyState >= 2) {
+        clearTimeout(timer);
+        resolve(performance.now() - start);
+      } else {
+        requestAnimationFrame(poll);
+      }
+    };
+    poll();
+  });
+}
+"""
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def report(mode: str, samples: list[float]) -> dict[str, Any]:
+    return {
+        "mode": mode,
+        "runs": len(samples),
+        "median_ms": round(statistics.median(samples), 1),
+        "p90_ms": round(percentile(samples, 0.9), 1),
+        "min_ms": round(min(samples), 1),
+        "max_ms": round(max(samples), 1),
+    }
+
+
+def wait_state(page: Any, state: str, scope: str = "") -> None:
+    page.wait_for_function(
+        "([scope, state]) => { const root = scope ? document.querySelector(scope) : document;"
+        " const el = root.querySelector('[data-testid=status]');"
+        " return el && el.dataset.state === state; }",
+        arg=[scope, state],
+    )
+
+
+def standalone(browser: Any, runs: int) -> list[float]:
+    server = SignallerThread(Settings(ice_servers=())).start()
+    samples = []
+    try:
+        for run in range(runs):
+            contexts = [browser.new_context(permissions=["camera", "microphone"]) for _ in "ab"]
+            first, second = (c.new_page() for c in contexts)
+            url = f"{server.url}/?room=bench-{run}"
+            first.goto(url)
+            second.goto(url)
+            first.get_by_test_id("connect").click()
+            wait_state(first, "waiting")
+            samples.append(second.evaluate(TIMED_CONNECT_JS, ""))
+            for context in contexts:
+                context.close()
+    finally:
+        server.stop()
+    return samples
+
+
+NOTEBOOK_CELLS = [
+    "from ipymeet import VideoRoom\n"
+    "a = VideoRoom('bench', name='A')\nb = VideoRoom('bench', name='B')",
+    "a",
+    "b",
+]
+
+
+def jupyterlab(browser: Any, runs: int) -> list[float]:
+    import nbformat
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        notebook = nbformat.v4.new_notebook()
+        notebook.cells = [nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS]
+        nbformat.write(notebook, root / "bench.ipynb")
+        port = free_port()
+        lab = subprocess.Popen(
+            [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser",
+             "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
+             "--IdentityProvider.token=bench", "--LabApp.expose_app_in_browser=True",
+             f"--LabApp.user_settings_dir={root / '.settings'}",
+             f"--LabApp.workspaces_dir={root / '.workspaces'}", "--LabApp.news_url=None",
+             f"--ServerApp.root_dir={root}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**__import__("os").environ, "IPYMEET_ICE_SERVERS": "[]"},
+        )
+        try:
+            base = f"http://127.0.0.1:{port}/"
+            wait_http(f"{base}api/status?token=bench", 90, lab)
+            context = browser.new_context(permissions=["camera", "microphone"])
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"{base}lab/tree/bench.ipynb?reset&token=bench")
+            page.wait_for_function(
+                "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+                " const k = w && w.sessionContext.session && w.sessionContext.session.kernel;"
+                " return k && k.status === 'idle'; }"
+            )
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+            page.wait_for_function("() => document.querySelectorAll('.ipymeet-root').length >= 2")
+            page.evaluate(
+                "() => document.querySelectorAll('.ipymeet-root').forEach("
+                "(el, i) => el.setAttribute('data-bench', i ? 'b' : 'a'))"
+            )
+            samples = []
+            for _ in range(runs):
+                page.locator("[data-bench=a] [data-testid=connect]").click()
+                wait_state(page, "waiting", "[data-bench=a]")
+                samples.append(page.evaluate(TIMED_CONNECT_JS, "[data-bench=b]"))
+                for who in "ba":
+                    page.locator(f"[data-bench={who}] [data-testid=connect]").click()
+                    wait_state(page, "left", f"[data-bench={who}]")
+            context.close()
+            return samples
+        finally:
+            lab.terminate()
+            lab.wait(20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--mode", choices=["standalone", "jupyterlab", "all"], default="all")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        modes = ["standalone", "jupyterlab"] if args.mode == "all" else [args.mode]
+        for mode in modes:
+            started = time.monotonic()
+            samples = {"standalone": standalone, "jupyterlab": jupyterlab}[mode](browser, args.runs)
+            result = report(mode, samples)
+            result["wall_s"] = round(time.monotonic() - started, 1)
+            print(json.dumps(result), flush=True)
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
