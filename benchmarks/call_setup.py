@@ -27,10 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ipymeet.server import Settings, SignallerThread  # noqa: E402
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from tests.support import free_port, wait_http  # noqa: E402
-
-from ipymeet.server import Settings, SignallerThread  # noqa: E402
 
 # Click Connect in ``scope`` and resolve with the milliseconds until a remote video shows a frame.
 TIMED_CONNECT_JS = """
@@ -74,9 +73,8 @@ def report(mode: str, samples: list[float]) -> dict[str, Any]:
 
 def wait_state(page: Any, state: str, scope: str = "") -> None:
     page.wait_for_function(
-        "([scope, state]) => { const root = scope ? document.querySelector(scope) : document;"
-        " const el = root.querySelector('[data-testid=status]');"
-        " return el && el.dataset.state === state; }",
+        "([scope, state]) => { const root = document.querySelector(scope || '.ipymeet-root');"
+        " return root && root.dataset.state === state; }",
         arg=[scope, state],
     )
 
@@ -119,13 +117,25 @@ def jupyterlab(browser: Any, runs: int) -> list[float]:
         nbformat.write(notebook, root / "bench.ipynb")
         port = free_port()
         lab = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser",
-             "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
-             "--IdentityProvider.token=bench", "--LabApp.expose_app_in_browser=True",
-             f"--LabApp.user_settings_dir={root / '.settings'}",
-             f"--LabApp.workspaces_dir={root / '.workspaces'}", "--LabApp.news_url=None",
-             f"--ServerApp.root_dir={root}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "jupyter",
+                "lab",
+                "--allow-root",
+                "--no-browser",
+                "--ip=127.0.0.1",
+                f"--port={port}",
+                "--port-retries=0",
+                "--IdentityProvider.token=bench",
+                "--LabApp.expose_app_in_browser=True",
+                f"--LabApp.user_settings_dir={root / '.settings'}",
+                f"--LabApp.workspaces_dir={root / '.workspaces'}",
+                "--LabApp.news_url=None",
+                f"--ServerApp.root_dir={root}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             env={**__import__("os").environ, "IPYMEET_ICE_SERVERS": "[]"},
         )
         try:

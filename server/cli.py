@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        extra = {}
+        extra: dict[str, Any] = {}
         if args.ice_servers is not None:
             servers = json.loads(args.ice_servers)
             if not isinstance(servers, list):

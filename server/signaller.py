@@ -13,7 +13,7 @@ import contextvars
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,7 +60,6 @@ class Connection:
     bucket: TokenBucket
     mesh_room: str | None = None
     closing: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Handler = Callable[..., Awaitable[Any]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -16,8 +17,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float, proc: subprocess.Popen[Any] | None = None) -> None:
-    """Wait until ``url`` answers 200, failing early if ``proc`` exits."""
+def wait_http(
+    url: str, timeout: float, proc: subprocess.Popen[Any] | None = None, *, any_status: bool = False
+) -> None:
+    """Wait until ``url`` answers 200 (any HTTP answer with ``any_status``); fail early if
+    ``proc`` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -26,6 +30,9 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[Any] | None = Non
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError:
+            if any_status:
+                return
         except OSError:
             pass
         time.sleep(0.1)

@@ -29,6 +29,45 @@ STATIC = Path(__file__).resolve().parent / "static"
 STATES = ("idle", "joining", "waiting", "in_call", "left", "failed")
 
 
+# Re-running a cell makes new widgets, but the old ones live on in ipywidgets' registry, still in
+# their rooms with the camera on (and, in a room of two, taking the new widget's place). So the
+# widgets a cell made are closed when that cell runs again. JupyterLab and Notebook 7 name the cell
+# in each execute request's metadata; elsewhere nothing is replaced.
+_cell_runs: dict[str, tuple[str, list[weakref.ref[VideoRoom]]]] = {}
+_cell_runs_lock = threading.Lock()
+
+
+def _current_cell_run() -> tuple[str, str] | None:
+    """(cell id, execute request id) of the cell being run, when the frontend says."""
+    try:
+        from IPython.core.getipython import get_ipython
+
+        shell: Any = get_ipython()  # type: ignore[no-untyped-call]
+        parent = shell.kernel.get_parent()
+    except Exception:  # not in a kernel, or an ipykernel without get_parent
+        return None
+    cell = (parent.get("metadata") or {}).get("cellId")
+    request = (parent.get("header") or {}).get("msg_id")
+    return (str(cell), str(request)) if cell and request else None
+
+
+def _replace_previous_run(widget: VideoRoom) -> None:
+    run = _current_cell_run()
+    if run is None:
+        return
+    cell, request = run
+    with _cell_runs_lock:
+        previous_request, widgets = _cell_runs.get(cell, (request, []))
+        stale: list[weakref.ref[VideoRoom]] = []
+        if previous_request != request:
+            stale, widgets = widgets, []
+        _cell_runs[cell] = (request, [*widgets, weakref.ref(widget)])
+    for ref in stale:
+        old = ref()
+        if old is not None:
+            old.close()
+
+
 class VideoRoom(anywidget.AnyWidget):
     """A WebRTC video room in a notebook cell.
 
@@ -44,6 +83,7 @@ class VideoRoom(anywidget.AnyWidget):
 
     Unless ``signaling_url`` names another signaller, the kernel's own is started on first use
     (127.0.0.1, a free port) and the page reaches it directly or through jupyter-server-proxy.
+    Running a cell again closes the rooms its previous run made (they would stay in the call).
     """
 
     _esm = STATIC / "widget.js"
@@ -119,6 +159,7 @@ class VideoRoom(anywidget.AnyWidget):
                     widget._update_peers()
 
             self._unsubscribe = self._signaller.registry.subscribe(on_room_change)
+        _replace_previous_run(self)
 
     @traitlets.validate("room")
     def _check_room(self, proposal: dict[str, Any]) -> str:
@@ -159,7 +200,7 @@ class VideoRoom(anywidget.AnyWidget):
 
     def _base_url(self) -> str:
         assert self._signaller is not None
-        return self._signaller.url
+        return str(self._signaller.url)
 
     @traitlets.observe("_browser_peers", "room")
     def _on_reports(self, _: dict[str, Any]) -> None:

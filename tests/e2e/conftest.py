@@ -149,16 +149,22 @@ class Served:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-def _start(argv: list[str], url: str, root: Path, log: Path, timeout: float, **kw: Any) -> Served:
+def _start(
+    argv: list[str], probe: str, served: dict[str, Any], timeout: float, *, any_status: bool = False
+) -> Served:
+    """Start a server process and wait until ``probe`` answers (without starting a kernel)."""
     env = {**os.environ, "IPYMEET_ICE_SERVERS": "[]", "PYTHONUNBUFFERED": "1"}
-    handle = log.open("w")
-    proc = subprocess.Popen(argv, cwd=root, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    log: Path = served["log"]
+    with log.open("w") as handle:
+        proc = subprocess.Popen(
+            argv, cwd=served["root"], env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
     try:
-        wait_http(url.rstrip("/") + "/api/status" + kw.get("query", ""), timeout, proc)
+        wait_http(probe, timeout, proc, any_status=any_status)
     except BaseException:
         proc.kill()
         raise RuntimeError(f"could not start {argv[:4]}: {log.read_text()[-3000:]}") from None
-    return Served(url, root, proc, log, kw.get("token", ""))
+    return Served(proc=proc, **served)
 
 
 def _stop(served: Served) -> None:
@@ -193,14 +199,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         f"--ServerApp.root_dir={root}",
     ]
+    url = f"http://127.0.0.1:{port}/"
     served = _start(
         argv,
-        f"http://127.0.0.1:{port}/",
-        root,
-        state / "lab.log",
+        f"{url}api/status?token={token}",
+        {"url": url, "root": root, "log": state / "lab.log", "token": token},
         90,
-        query=f"?token={token}",
-        token=token,
     )
     yield served
     _stop(served)
@@ -223,7 +227,16 @@ def voila_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
             f"--port={port}",
             "--Voila.ip=127.0.0.1",
         ]
-        served = _start(argv, f"http://127.0.0.1:{port}/", notebook.parent, state / "voila.log", 60)
+        url = f"http://127.0.0.1:{port}/"
+        # Standalone Voila answers /api/status with a redirect to a 403: enough to know it is up,
+        # and unlike / it starts no kernel.
+        served = _start(
+            argv,
+            f"{url}api/status",
+            {"url": url, "root": notebook.parent, "log": state / "voila.log"},
+            60,
+            any_status=True,
+        )
         started.append(served)
         return served
 

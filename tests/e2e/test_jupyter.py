@@ -119,6 +119,7 @@ def test_a_busy_kernel_does_not_stall_signalling(lab: Served, new_page: Callable
         "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
         " === 'busy'"
     )
+    page.wait_for_selector(".ipymeet-root[data-state=waiting]")
     tab = new_page(invite.read_text() + "&autojoin=1&name=Visitor")
     wait_remote_video(tab)
     wait_remote_video(page)
@@ -137,3 +138,58 @@ def test_voila_renders_the_demo_and_its_two_widgets_connect(
     page = new_page(served.url)
     page.wait_for_selector(".ipymeet-root", timeout=90_000)
     wait_remote_video(page, count=2, timeout=60)
+
+
+def run_in_kernel(page: Any, code: str) -> None:
+    """Execute ``code`` in the open notebook's kernel (as if from a new cell)."""
+    page.evaluate(
+        "(code) => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+        ".requestExecute({ code }).done",
+        code,
+    )
+
+
+def registry_names(page: Any, lab: Served, room: str) -> list[str] | None:
+    """The names in ``room`` as the kernel's signaller has them (run in the kernel)."""
+    out = lab.root / f"members-{room}.json"
+    out.unlink(missing_ok=True)
+    run_in_kernel(
+        page,
+        "import json, pathlib\nfrom ipymeet import kernel_signaller\n"
+        f"pathlib.Path({str(out)!r}).write_text(json.dumps("
+        f"[m.name for m in kernel_signaller().registry.members({room!r})]))",
+    )
+    return json.loads(out.read_text()) if out.exists() else None
+
+
+def test_rerunning_a_cell_replaces_its_room_and_closing_ends_the_call(
+    lab: Served, new_page: Callable[..., Any]
+) -> None:
+    """Running a cell again hangs up the widget its last run made (in a room of two, the new one
+    would otherwise find the room full); closing a widget ends its call, and the other side sees
+    it leave."""
+    invite = lab.root / "rerun-invite.txt"
+    write_notebook(
+        lab.root / "rerun.ipynb",
+        [
+            "import pathlib\nfrom ipymeet import VideoRoom\n"
+            "room = VideoRoom('rerun-1', name='Notebook')\nroom.join()\n"
+            f"pathlib.Path({str(invite)!r}).write_text(room.invite_url)\nroom",
+        ],
+    )
+    page = new_page()
+    open_and_run(page, lab, "rerun.ipynb")
+    page.wait_for_selector(".ipymeet-root[data-state=waiting]")
+    tab = new_page(invite.read_text() + "&autojoin=1&name=Visitor")
+    wait_remote_video(tab)
+
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    page.wait_for_selector(".ipymeet-root[data-state=in_call]")
+    wait_remote_video(tab)
+    assert page.locator(".ipymeet-root").count() == 1
+    assert sorted(registry_names(page, lab, "rerun-1") or []) == ["Notebook", "Visitor"]
+
+    run_in_kernel(page, "room.close()")
+    tab.wait_for_function("() => window.ipymeet.model.get('state') === 'waiting'")
+    assert tab.locator("[data-testid=remote-video]").count() == 0
+    assert registry_names(page, lab, "rerun-1") == ["Visitor"]

@@ -1,0 +1,448 @@
+/**
+ * The Call: one per model, so a widget shown twice uses one camera and one set of connections.
+ *
+ * Python (or the view's button) sets the desired state in `_desired`; the Call reconciles toward
+ * it and reports what happened: `state`, `error`/`error_code`, `connected_via`, `_browser_peers`.
+ * Every asynchronous step of a join checks that its session is still the current one, so a Hang up
+ * (or a new join) in the middle leaves nothing behind: a late camera stream is stopped, a late
+ * socket closed.
+ */
+import { MediaAborted, openLocalMedia, stopStream, type LocalMedia } from "./media";
+import { Peer, type PeerOptions } from "./peer";
+import { candidateUrls, readBaseUrl } from "./route";
+import {
+  SignalingClient,
+  SignalingError,
+  UnreachableError,
+  connectFirst,
+  type ConnectOptions,
+  type IncomingSignal,
+  type PeerInfo,
+  type SocketLike,
+} from "./signaling";
+import { Reporter, isActive, reduce, type CallEvent } from "./state";
+import type { BrowserPeer, CallState, ErrorCode, WidgetModel } from "./types";
+
+export const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** What the Call needs from the page; tests pass fakes. */
+export interface CallDeps {
+  routes(model: WidgetModel): string[];
+  connect(urls: readonly string[], options: ConnectOptions): Promise<{ socket: SocketLike; url: string }>;
+  openMedia(signal: AbortSignal): Promise<LocalMedia>;
+  createPeer(options: PeerOptions): Peer;
+  /** Appended to the "can't reach the signaller" message: what the user should do. */
+  unreachableHint: string;
+}
+
+export const defaultDeps: CallDeps = {
+  routes: (model) =>
+    candidateUrls({
+      signalingUrl: model.get("signaling_url"),
+      route: model.get("route"),
+      port: model.get("_port"),
+      pageOrigin: location.origin,
+      pageHostname: location.hostname,
+      baseUrl: readBaseUrl(document),
+    }),
+  connect: connectFirst,
+  openMedia: (signal) =>
+    openLocalMedia(
+      { mediaDevices: navigator.mediaDevices as MediaDevices | undefined, isSecureContext: window.isSecureContext },
+      signal,
+    ),
+  createPeer: (options) => new Peer(options),
+  unreachableHint: "Is the kernel running? Re-run the cell that shows the room.",
+};
+
+/** One other member as the view shows it. */
+export interface RemotePeer {
+  id: string;
+  name: string;
+  connection: RTCPeerConnectionState;
+  stream: MediaStream | null;
+}
+
+interface Member {
+  id: string;
+  name: string;
+  peer: Peer | null;
+}
+
+/** Everything one join holds; dropped whole on Hang up or failure. */
+interface Session {
+  room: string;
+  abort: AbortController;
+  stream: MediaStream | null;
+  client: SignalingClient | null;
+  selfId: string;
+  iceServers: RTCIceServer[];
+  members: Map<string, Member>;
+}
+
+export class Call {
+  private readonly model: WidgetModel;
+  private readonly deps: CallDeps;
+  private readonly reporter: Reporter;
+  private readonly listeners = new Set<() => void>();
+  private readonly modelListeners: [string, () => void][];
+  private state: CallState = "idle";
+  private session: Session | null = null;
+  private disposed = false;
+
+  constructor(model: WidgetModel, deps: Partial<CallDeps> = {}) {
+    this.model = model;
+    this.deps = { ...defaultDeps, ...deps };
+    this.reporter = new Reporter(model);
+    this.modelListeners = [
+      ["change:_desired", () => this.reconcile()],
+      ["change:audio", () => this.applyMute()],
+      ["change:video", () => this.applyMute()],
+      ["change:room", () => {
+        // A new room while in one: leave it and enter the new one.
+        if (this.session !== null && this.model.get("room") !== this.session.room && this.model.get("_desired")) {
+          void this.join();
+        }
+      }],
+    ];
+  }
+
+  /** Start following the model. A model that says "in a call" from an earlier page is stale. */
+  start(): void {
+    for (const [event, listener] of this.modelListeners) this.model.on(event as `change:${string}`, listener);
+    const reported = this.model.get("state");
+    if (isActive(reported)) {
+      this.state = "left";
+      if (!this.model.get("_desired")) this.reporter.now({ state: "left", _browser_peers: [], connected_via: "" });
+    } else {
+      this.state = reported;
+    }
+    this.reconcile();
+  }
+
+  /** End the call fully and stop following the model. Writes nothing: the model may be closing. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const [event, listener] of this.modelListeners) this.model.off(event, listener);
+    this.endSession({ leave: true });
+    this.reporter.dispose();
+    this.listeners.clear();
+  }
+
+  // -- what views read -------------------------------------------------------------------------
+
+  get callState(): CallState {
+    return this.state;
+  }
+
+  get localStream(): MediaStream | null {
+    return this.session?.stream ?? null;
+  }
+
+  get remotePeers(): RemotePeer[] {
+    return [...(this.session?.members.values() ?? [])].map((member) => ({
+      id: member.id,
+      name: member.name,
+      connection: member.peer?.connectionState ?? "new",
+      stream: member.peer?.remoteStream ?? null,
+    }));
+  }
+
+  /** Be told when the local stream, the members or their streams change. Returns an unsubscribe. */
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // -- reconciling --------------------------------------------------------------------------------
+
+  private reconcile(): void {
+    if (this.disposed) return;
+    const desired = this.model.get("_desired");
+    if (desired && !isActive(this.state)) void this.join();
+    else if (!desired && isActive(this.state)) this.hangUp();
+  }
+
+  private dispatch(event: CallEvent): boolean {
+    const next = reduce(this.state, event);
+    if (next === this.state) return false;
+    this.state = next;
+    return true;
+  }
+
+  private async join(): Promise<void> {
+    this.endSession({ leave: true });
+    this.dispatch({ type: "join" });
+    this.reporter.now({ state: this.state, error: "", error_code: "", connected_via: "", _browser_peers: [] });
+    this.notify();
+
+    const room = this.model.get("room");
+    if (room === "") {
+      this.fail("bad_request", "Choose a room name first: type one in the room field, then Connect.");
+      return;
+    }
+    if (!ROOM_RE.test(room)) {
+      this.fail("bad_request", `“${room}” is not a valid room name: use 1–64 letters, digits, “_”, “.” or “-”.`);
+      return;
+    }
+    const session: Session = {
+      room,
+      abort: new AbortController(),
+      stream: null,
+      client: null,
+      selfId: "",
+      iceServers: [],
+      members: new Map(),
+    };
+    this.session = session;
+    const current = (): boolean => this.session === session && !this.disposed;
+
+    // Camera and signaller in parallel; the preview shows as soon as the camera is on.
+    const media = this.deps.openMedia(session.abort.signal).then(
+      (local) => {
+        if (!current()) {
+          stopStream(local.stream);
+          return null;
+        }
+        session.stream = local.stream;
+        this.applyMute();
+        if (local.warning !== null) {
+          this.reporter.now({ error: local.warning.message, error_code: local.warning.code });
+        }
+        this.notify();
+        return local;
+      },
+      (error: unknown) => {
+        if (!(error instanceof MediaAborted)) console.warn("ipymeet: opening the camera failed", error);
+        return null;
+      },
+    );
+    const urls = this.deps.routes(this.model);
+    let connection: { socket: SocketLike; url: string };
+    try {
+      if (urls.length === 0) throw new UnreachableError([], []);
+      connection = await this.deps.connect(urls, {
+        client: this.model.get("_client"),
+        signal: session.abort.signal,
+      });
+    } catch (error) {
+      if (current()) this.fail("unreachable", unreachableMessage(urls, this.deps.unreachableHint), error);
+      return;
+    }
+    if (!current()) {
+      connection.socket.disconnect();
+      return;
+    }
+    const client = new SignalingClient(connection.socket, connection.url, {
+      peerJoined: (peer) => current() && this.addMember(session, peer, false),
+      peerLeft: ({ id }) => current() && this.removeMember(session, id),
+      signal: (message) => current() && this.route(session, message),
+      error: (error) => {
+        if (current()) this.reporter.now({ error: error.message, error_code: knownCode(error.code) });
+      },
+      disconnected: () => {
+        if (current()) {
+          this.fail(
+            "disconnected",
+            `Lost the connection to the ipymeet signaller (${connection.url}). ${this.deps.unreachableHint}`,
+          );
+        }
+      },
+    });
+    session.client = client;
+    this.reporter.now({ connected_via: connection.url });
+
+    await media;
+    if (!current()) return;
+    let accepted;
+    try {
+      accepted = await client.enter({ room, name: this.model.get("name") });
+    } catch (error) {
+      if (current()) this.failEnter(room, error);
+      return;
+    }
+    if (!current()) return;
+    session.selfId = accepted.self;
+    session.iceServers = accepted.ice_servers;
+    for (const peer of accepted.peers) this.addMember(session, peer, true);
+    this.dispatch({ type: "entered" });
+    this.reporter.now({ state: this.state, _browser_peers: this.browserPeers() });
+    client.deliver();
+  }
+
+  private hangUp(): void {
+    this.endSession({ leave: true });
+    this.dispatch({ type: "hangup" });
+    this.reporter.now({ state: this.state, _browser_peers: [], connected_via: "" });
+    this.notify();
+  }
+
+  private fail(code: ErrorCode, message: string, cause?: unknown): void {
+    if (cause !== undefined) console.warn(`ipymeet: ${message}`, cause);
+    this.endSession({ leave: false });
+    this.dispatch({ type: "fail" });
+    // The state first: the change of _desired that follows must find the call no longer active.
+    this.reporter.now({
+      state: this.state,
+      error: message,
+      error_code: code,
+      connected_via: "",
+      _browser_peers: [],
+      _desired: false,
+    });
+    this.notify();
+  }
+
+  private failEnter(room: string, error: unknown): void {
+    if (!(error instanceof SignalingError)) {
+      this.fail("bad_request", `Could not enter room “${room}”.`, error);
+      return;
+    }
+    const detail = error.message;
+    switch (error.code) {
+      case "room_full": {
+        const holds = error.refusal?.capacity ?? Number(/holds (\d+)/.exec(detail)?.[1] ?? NaN);
+        const size = Number.isFinite(holds) ? ` (it holds ${holds})` : "";
+        this.fail("room_full", `Room “${room}” is full${size}. Pick another room name.`);
+        return;
+      }
+      case "wrong_dialect":
+        this.fail("wrong_dialect", `Room “${room}” is in use by a two-person tutorial page. Pick another room name.`);
+        return;
+      case "forbidden":
+        this.fail("forbidden", `You may not enter room “${room}”: ${detail}`);
+        return;
+      case "already_in_room":
+        this.fail("already_in_room", "This page is already in a room. Hang up, then Connect again.");
+        return;
+      case "rate_limited":
+        this.fail("rate_limited", "The signaller is getting too many messages from this page. Wait a moment, then Connect again.");
+        return;
+      case "timeout":
+        this.fail("timeout", `${detail} ${this.deps.unreachableHint}`);
+        return;
+      case "disconnected":
+        this.fail("disconnected", `Lost the connection to the ipymeet signaller. ${this.deps.unreachableHint}`);
+        return;
+      default:
+        this.fail(knownCode(error.code) || "bad_request", `The signaller refused room “${room}”: ${detail}`);
+    }
+  }
+
+  /** Close the connections, stop the tracks, leave (acknowledged, then disconnect). */
+  private endSession({ leave }: { leave: boolean }): void {
+    const session = this.session;
+    if (session === null) return;
+    this.session = null;
+    session.abort.abort();
+    for (const member of session.members.values()) member.peer?.close();
+    session.members.clear();
+    stopStream(session.stream);
+    session.stream = null;
+    const client = session.client;
+    if (client !== null) {
+      if (leave && session.selfId !== "") {
+        void client.leave().catch(() => undefined).finally(() => client.close());
+      } else {
+        client.close();
+      }
+    }
+  }
+
+  // -- the members ----------------------------------------------------------------------------------
+
+  private addMember(session: Session, info: PeerInfo, initiator: boolean): void {
+    if (session.members.has(info.id) || info.id === session.selfId) return;
+    const member: Member = { id: info.id, name: info.name, peer: null };
+    session.members.set(info.id, member);
+    const client = session.client;
+    member.peer = this.deps.createPeer({
+      selfId: session.selfId,
+      peerId: info.id,
+      iceServers: session.iceServers,
+      localStream: session.stream,
+      initiator,
+      send: (signal) => {
+        if (this.session !== session || client === null) return;
+        client.signal({ to: info.id, ...signal }).catch((error: unknown) => {
+          // A peer that left meanwhile answers not_in_room; nothing to do.
+          if (this.session === session) console.debug("ipymeet: signal not delivered", error);
+        });
+      },
+      onRemoteStream: () => this.notify(),
+      onConnectionState: () => this.connectionsChanged(session),
+      onError: (error) => console.warn(`ipymeet: connection to ${info.id} failed a step`, error),
+    });
+    this.connectionsChanged(session);
+  }
+
+  private removeMember(session: Session, id: string): void {
+    const member = session.members.get(id);
+    if (member === undefined) return;
+    session.members.delete(id);
+    member.peer?.close();
+    this.connectionsChanged(session);
+  }
+
+  private route(session: Session, message: IncomingSignal): void {
+    let member = session.members.get(message.from);
+    if (member === undefined) {
+      // Unknown sender (no peer_joined seen): accept an offer, ignore anything else.
+      if (message.description?.type !== "offer") return;
+      this.addMember(session, { id: message.from, name: "" }, false);
+      member = session.members.get(message.from);
+    }
+    member?.peer?.receive(message);
+  }
+
+  private connectionsChanged(session: Session): void {
+    if (this.session !== session) return;
+    const connected = [...session.members.values()].filter((m) => m.peer?.connectionState === "connected").length;
+    if (this.dispatch({ type: "connections", connected })) {
+      this.reporter.now({ state: this.state, _browser_peers: this.browserPeers() });
+    } else {
+      this.reporter.soon({ _browser_peers: this.browserPeers() });
+    }
+    this.notify();
+  }
+
+  private browserPeers(): BrowserPeer[] {
+    return this.remotePeers.map(({ id, name, connection }) => ({ id, name, connection }));
+  }
+
+  private applyMute(): void {
+    const stream = this.session?.stream;
+    if (!stream) return;
+    for (const track of stream.getAudioTracks()) track.enabled = this.model.get("audio");
+    for (const track of stream.getVideoTracks()) track.enabled = this.model.get("video");
+    this.notify();
+  }
+
+  private notify(): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener();
+      } catch (error) {
+        console.error("ipymeet: a view failed to update", error);
+      }
+    }
+  }
+}
+
+export function unreachableMessage(urls: readonly string[], hint: string): string {
+  if (urls.length === 0) {
+    return `Can't reach the ipymeet signaller: its address is unknown (no signaling_url and no kernel port). ${hint}`;
+  }
+  return `Can't reach the ipymeet signaller (tried: ${urls.join(", ")}). ${hint}`;
+}
+
+const CODES: readonly ErrorCode[] = [
+  "room_full", "unreachable", "bad_request", "camera_denied", "no_camera", "camera_busy",
+  "insecure_context", "disconnected", "forbidden", "wrong_dialect", "already_in_room",
+  "rate_limited", "timeout", "internal_error",
+];
+
+function knownCode(code: string): ErrorCode {
+  return (CODES as readonly string[]).includes(code) ? (code as ErrorCode) : "";
+}

@@ -1,0 +1,140 @@
+/**
+ * The local camera and microphone. Whatever goes wrong here, the call goes on receive-only: the
+ * user still sees and hears the others, and gets a plain message saying what to do.
+ */
+
+export type MediaProblem = "insecure_context" | "camera_denied" | "no_camera" | "camera_busy";
+
+export interface MediaWarning {
+  code: MediaProblem;
+  message: string;
+}
+
+export interface LocalMedia {
+  /** The local stream, or null when receive-only. */
+  stream: MediaStream | null;
+  /** Why some or all of the local media is missing, or null. */
+  warning: MediaWarning | null;
+}
+
+/** What the page offers: `navigator.mediaDevices` (absent on insecure pages) and the context. */
+export interface MediaEnvironment {
+  mediaDevices: Pick<MediaDevices, "getUserMedia"> | undefined;
+  isSecureContext: boolean;
+}
+
+export const CONSTRAINTS: MediaStreamConstraints = {
+  audio: true,
+  video: { width: 1280, height: 720 },
+};
+
+export const MESSAGES: Record<MediaProblem | "audio_only" | "video_only", string> = {
+  insecure_context:
+    "Camera access needs a secure page: open it through https:// or http://localhost. " +
+    "You joined receive-only.",
+  camera_denied:
+    "Camera and microphone are blocked for this page. Allow them in the browser's site settings, " +
+    "then Hang up and Connect again. You joined without sending video or sound.",
+  no_camera: "No camera or microphone was found. You joined receive-only.",
+  camera_busy:
+    "The camera or microphone could not be started: another program may be using it. Close it, " +
+    "then Hang up and Connect again. You joined receive-only.",
+  audio_only: "No camera was found. You joined with sound only.",
+  video_only: "No microphone was found. You joined with video only.",
+};
+
+/** Raised when the request was cancelled (Hang up) while the browser was still asking. */
+export class MediaAborted extends Error {
+  constructor() {
+    super("Opening the camera was cancelled.");
+    this.name = "MediaAborted";
+  }
+}
+
+/**
+ * What a getUserMedia failure means: one of the problems, or "missing" when the device asked for
+ * does not exist (worth retrying with fewer kinds). Legacy Chrome names are included.
+ */
+export function classifyMediaError(error: unknown): MediaProblem | "missing" {
+  const name = error instanceof Error || isNamed(error) ? (error as { name: string }).name : "";
+  switch (name) {
+    case "NotAllowedError":
+    case "PermissionDeniedError":
+    case "SecurityError":
+      return "camera_denied";
+    case "NotFoundError":
+    case "DevicesNotFoundError":
+    case "OverconstrainedError":
+    case "ConstraintNotSatisfiedError":
+      return "missing";
+    case "NotReadableError":
+    case "TrackStartError":
+    case "AbortError":
+      return "camera_busy";
+    case "TypeError":
+      // getUserMedia is there but refuses to run, as on some insecure pages.
+      return "insecure_context";
+    default:
+      return "camera_busy";
+  }
+}
+
+/**
+ * Open camera and microphone, falling back to audio only, then video only, then nothing. Never
+ * rejects except with MediaAborted (then every track it opened is already stopped).
+ */
+export async function openLocalMedia(env: MediaEnvironment, signal?: AbortSignal): Promise<LocalMedia> {
+  const devices = env.mediaDevices;
+  if (!env.isSecureContext || devices === undefined || typeof devices.getUserMedia !== "function") {
+    return receiveOnly("insecure_context");
+  }
+  const attempt = async (constraints: MediaStreamConstraints): Promise<MediaStream> => {
+    const stream = await devices.getUserMedia(constraints);
+    if (signal?.aborted) {
+      stopStream(stream);
+      throw new MediaAborted();
+    }
+    return stream;
+  };
+  const aborted = (): boolean => signal?.aborted === true;
+
+  let problem: MediaProblem | "missing";
+  try {
+    return { stream: await attempt(CONSTRAINTS), warning: null };
+  } catch (error) {
+    if (error instanceof MediaAborted) throw error;
+    problem = classifyMediaError(error);
+  }
+  if (aborted()) throw new MediaAborted();
+  if (problem !== "missing") return receiveOnly(problem);
+
+  // One of the two kinds is missing: take what there is.
+  const partial: [MediaStreamConstraints, "audio_only" | "video_only"][] = [
+    [{ audio: true, video: false }, "audio_only"],
+    [{ audio: false, video: CONSTRAINTS.video ?? true }, "video_only"],
+  ];
+  for (const [constraints, which] of partial) {
+    try {
+      const stream = await attempt(constraints);
+      return { stream, warning: { code: "no_camera", message: MESSAGES[which] } };
+    } catch (error) {
+      if (error instanceof MediaAborted) throw error;
+      const again = classifyMediaError(error);
+      if (again !== "missing") return receiveOnly(again);
+    }
+    if (aborted()) throw new MediaAborted();
+  }
+  return receiveOnly("no_camera");
+}
+
+export function stopStream(stream: MediaStream | null): void {
+  for (const track of stream?.getTracks() ?? []) track.stop();
+}
+
+function receiveOnly(code: MediaProblem): LocalMedia {
+  return { stream: null, warning: { code, message: MESSAGES[code] } };
+}
+
+function isNamed(value: unknown): value is { name: string } {
+  return typeof value === "object" && value !== null && typeof (value as { name?: unknown }).name === "string";
+}

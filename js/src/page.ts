@@ -1,0 +1,117 @@
+/**
+ * Page mode: the standalone page the signaller serves at `/` (server/page.html) runs the same
+ * Call and view on a small in-memory model instead of a kernel's.
+ */
+import { Call } from "./call";
+import type { Model, WidgetModel } from "./types";
+import { RoomView } from "./ui";
+
+export interface PageOptions {
+  room?: string;
+  name?: string;
+  /** Where the signaller is; defaults to the page's origin. */
+  signalingUrl?: string;
+}
+
+type Listener = (...args: unknown[]) => void;
+
+/** The subset of anywidget's model API that ipymeet uses, in memory. */
+export class PageModel implements WidgetModel {
+  private readonly values: Model;
+  private readonly listeners = new Map<string, Set<Listener>>();
+
+  constructor(initial: Partial<Model> = {}) {
+    this.values = {
+      room: "",
+      name: "",
+      audio: true,
+      video: true,
+      signaling_url: "",
+      route: "auto",
+      _port: 0,
+      _client: "",
+      _desired: false,
+      state: "idle",
+      error: "",
+      error_code: "",
+      connected_via: "",
+      _browser_peers: [],
+      peers: [],
+      ...initial,
+    };
+  }
+
+  get<K extends keyof Model>(key: K): Model[K] {
+    return this.values[key];
+  }
+
+  set<K extends keyof Model>(key: K, value: Model[K]): void {
+    const old = this.values[key];
+    if (old === value || (typeof value === "object" && JSON.stringify(old) === JSON.stringify(value))) return;
+    this.values[key] = value;
+    for (const listener of [...(this.listeners.get(`change:${String(key)}`) ?? [])]) listener(this, value);
+  }
+
+  on(eventName: string, callback: Listener): void {
+    let set = this.listeners.get(eventName);
+    if (set === undefined) this.listeners.set(eventName, (set = new Set()));
+    set.add(callback);
+  }
+
+  off(eventName?: string | null, callback?: Listener | null): void {
+    if (eventName == null) {
+      if (callback == null) this.listeners.clear();
+      else for (const set of this.listeners.values()) set.delete(callback);
+      return;
+    }
+    if (callback == null) this.listeners.delete(eventName);
+    else this.listeners.get(eventName)?.delete(callback);
+  }
+
+  save_changes(): void {
+    // Nothing to sync with: there is no kernel.
+  }
+
+  send(): void {
+    // Custom messages go nowhere in page mode.
+  }
+}
+
+declare global {
+  interface Window {
+    ipymeet?: { model: PageModel; call: Call };
+  }
+}
+
+/**
+ * Show a room in `el`, talking to the signaller at `options.signalingUrl`. With `?autojoin=1` in
+ * the page's address it joins at once; otherwise it waits for Connect. Returns the model (also
+ * at `window.ipymeet.model`, for browser tests).
+ */
+export function mountPage(el: HTMLElement, options: PageOptions = {}): PageModel {
+  const query = new URLSearchParams(location.search);
+  const model = new PageModel({
+    room: validRoom(options.room ?? "") ? (options.room ?? "") : "",
+    name: (options.name ?? "").slice(0, 64),
+    signaling_url: options.signalingUrl ?? location.origin,
+    _client: `page-${Math.random().toString(16).slice(2, 10)}`,
+  });
+  const call = new Call(model, {
+    unreachableHint: "Is the ipymeet server still running? Reload the page to try again.",
+  });
+  call.start();
+  const view = new RoomView(el, model, call);
+  window.ipymeet = { model, call };
+  addEventListener("pagehide", () => {
+    view.destroy();
+    call.dispose();
+  }, { once: true });
+  if (query.get("autojoin") === "1" && model.get("room") !== "") {
+    model.set("_desired", true);
+  }
+  return model;
+}
+
+function validRoom(room: string): boolean {
+  return /^[A-Za-z0-9_.-]{1,64}$/.test(room);
+}

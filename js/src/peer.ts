@@ -1,0 +1,229 @@
+/**
+ * One RTCPeerConnection to one other member, negotiated with W3C "perfect negotiation"
+ * (PROTOCOL.md, "Negotiation").
+ *
+ * - The newcomer (`initiator`) offers first. A member that learnt of the newcomer through
+ *   `peer_joined` adds its tracks at once but holds back its own offers until the newcomer's first
+ *   description has arrived, so the two never start with a collision.
+ * - Later either side may offer; in a collision the polite peer (the lower id) rolls back and
+ *   answers, the impolite one ignores the other's offer.
+ * - Remote candidates wait until a remote description is set; null or empty ones are dropped, and
+ *   the local end-of-candidates event is never forwarded.
+ */
+/** The polite peer is the one whose id sorts first as a string (the same rule in Python). */
+export function isPolite(selfId: string, peerId: string): boolean {
+  return selfId < peerId;
+}
+
+/** What a Peer sends: a description or a candidate, addressed by the Call. */
+export type PeerSignal = { description: RTCSessionDescriptionInit } | { candidate: RTCIceCandidateInit };
+
+export interface PeerOptions {
+  selfId: string;
+  peerId: string;
+  iceServers: RTCIceServer[];
+  /** Local tracks to send, or null when receive-only. */
+  localStream: MediaStream | null;
+  /** True for the newcomer, which offers first. */
+  initiator: boolean;
+  send(signal: PeerSignal): void;
+  onRemoteStream(stream: MediaStream): void;
+  onConnectionState(state: RTCPeerConnectionState): void;
+  onError(error: unknown): void;
+  /** For tests: how to make the connection. */
+  createConnection?: (config: RTCConfiguration) => RTCPeerConnection;
+}
+
+export class Peer {
+  readonly id: string;
+  readonly polite: boolean;
+  readonly pc: RTCPeerConnection;
+  remoteStream: MediaStream | null = null;
+
+  private readonly options: PeerOptions;
+  private makingOffer = false;
+  private ignoreOffer = false;
+  private settingRemoteAnswer = false;
+  /** False until we may offer: at once for the newcomer, after its first description otherwise. */
+  private mayOffer: boolean;
+  private offerWanted = false;
+  private readonly pendingCandidates: RTCIceCandidateInit[] = [];
+  /** Incoming signals are handled one at a time, in the order the signaller relayed them. */
+  private inbox: Promise<void> = Promise.resolve();
+  private closed = false;
+  private restartedIce = false;
+
+  constructor(options: PeerOptions) {
+    this.options = options;
+    this.id = options.peerId;
+    this.polite = isPolite(options.selfId, options.peerId);
+    this.mayOffer = options.initiator;
+    const config: RTCConfiguration = { iceServers: options.iceServers };
+    this.pc = options.createConnection ? options.createConnection(config) : new RTCPeerConnection(config);
+
+    const pc = this.pc;
+    pc.onnegotiationneeded = () => {
+      if (!this.mayOffer) {
+        this.offerWanted = true;
+        return;
+      }
+      void this.offer();
+    };
+    pc.onicecandidate = ({ candidate }) => {
+      // A null candidate marks the end of gathering: PROTOCOL.md says not to forward it.
+      if (candidate === null || candidate.candidate === "") return;
+      this.options.send({ candidate: candidate.toJSON() });
+    };
+    pc.ontrack = (event) => {
+      const stream = event.streams[0] ?? this.remoteStream ?? new MediaStream();
+      if (!stream.getTracks().includes(event.track)) stream.addTrack(event.track);
+      if (stream !== this.remoteStream) {
+        this.remoteStream = stream;
+        this.options.onRemoteStream(stream);
+      }
+    };
+    pc.onconnectionstatechange = () => {
+      const state = pc.connectionState;
+      if (state === "failed" && !this.restartedIce) {
+        // One ICE restart (a new offer) before giving up, e.g. after a network change.
+        this.restartedIce = true;
+        pc.restartIce();
+      } else if (state === "connected") {
+        this.restartedIce = false;
+      }
+      this.options.onConnectionState(state);
+    };
+
+    const stream = options.localStream;
+    const kinds = new Set<string>();
+    for (const track of stream?.getTracks() ?? []) {
+      pc.addTrack(track, stream as MediaStream);
+      kinds.add(track.kind);
+    }
+    // The offerer asks for what it does not send, so the others' media still comes. The answerer
+    // needs nothing of the kind: the newcomer's offer creates its receiving transceivers.
+    if (options.initiator) {
+      for (const kind of ["audio", "video"]) {
+        if (!kinds.has(kind)) pc.addTransceiver(kind, { direction: "recvonly" });
+      }
+    }
+  }
+
+  get connectionState(): RTCPeerConnectionState {
+    return this.closed ? "closed" : this.pc.connectionState;
+  }
+
+  /** Handle a relayed `signal` from this peer. */
+  receive(message: { description?: RTCSessionDescriptionInit; candidate?: RTCIceCandidateInit | null }): void {
+    this.inbox = this.inbox
+      .then(async () => {
+        if (this.closed) return;
+        if (message.description) await this.receiveDescription(message.description);
+        else if (message.candidate) await this.receiveCandidate(message.candidate);
+      })
+      .catch((error: unknown) => {
+        if (!this.closed) this.options.onError(error);
+      });
+  }
+
+  /** Stop every transceiver, then close the connection. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const pc = this.pc;
+    pc.onnegotiationneeded = null;
+    pc.onicecandidate = null;
+    pc.ontrack = null;
+    pc.onconnectionstatechange = null;
+    for (const transceiver of pc.getTransceivers()) {
+      try {
+        transceiver.stop();
+      } catch {
+        // already stopped, or the connection is already closed
+      }
+    }
+    pc.close();
+    this.pendingCandidates.length = 0;
+  }
+
+  private async offer(): Promise<void> {
+    if (this.closed) return;
+    try {
+      this.makingOffer = true;
+      await this.pc.setLocalDescription();
+      const description = this.pc.localDescription;
+      if (!this.closed && description !== null) {
+        this.options.send({ description: { type: description.type, sdp: description.sdp } });
+      }
+    } catch (error) {
+      if (!this.closed) this.options.onError(error);
+    } finally {
+      this.makingOffer = false;
+    }
+  }
+
+  private async receiveDescription(description: RTCSessionDescriptionInit): Promise<void> {
+    const pc = this.pc;
+    const readyForOffer =
+      !this.makingOffer && (pc.signalingState === "stable" || this.settingRemoteAnswer);
+    const collision = description.type === "offer" && !readyForOffer;
+    this.ignoreOffer = !this.polite && collision;
+    if (this.ignoreOffer) return;
+
+    if (collision && pc.signalingState === "have-local-offer") {
+      // Polite: give up our own offer and take theirs.
+      await pc.setLocalDescription({ type: "rollback" });
+    }
+    this.settingRemoteAnswer = description.type === "answer";
+    try {
+      // In a collision while our offer is still being made, this rolls back implicitly.
+      await pc.setRemoteDescription(description);
+    } finally {
+      this.settingRemoteAnswer = false;
+    }
+    if (this.closed) return;
+    await this.flushCandidates();
+    if (description.type === "offer") {
+      await pc.setLocalDescription();
+      const answer = pc.localDescription;
+      if (!this.closed && answer !== null) {
+        this.options.send({ description: { type: answer.type, sdp: answer.sdp } });
+      }
+    }
+    if (!this.mayOffer) {
+      this.mayOffer = true;
+      // A negotiation asked for while we had to wait: the browser asks again once stable if it is
+      // still needed, but it may have asked only once, before, so offer now if nothing is pending.
+      if (this.offerWanted && pc.signalingState === "stable" && needsNegotiation(pc)) void this.offer();
+      this.offerWanted = false;
+    }
+  }
+
+  private async receiveCandidate(candidate: RTCIceCandidateInit): Promise<void> {
+    if (!candidate.candidate) return; // null or empty: end of candidates, nothing to add
+    if (this.pc.remoteDescription === null) {
+      this.pendingCandidates.push(candidate);
+      return;
+    }
+    await this.addCandidate(candidate);
+  }
+
+  private async flushCandidates(): Promise<void> {
+    const queued = this.pendingCandidates.splice(0);
+    for (const candidate of queued) await this.addCandidate(candidate);
+  }
+
+  private async addCandidate(candidate: RTCIceCandidateInit): Promise<void> {
+    try {
+      await this.pc.addIceCandidate(candidate);
+    } catch (error) {
+      // Candidates of an offer we ignored cannot be added; that is expected.
+      if (!this.ignoreOffer) throw error;
+    }
+  }
+}
+
+/** Whether some transceiver has a track or direction the current descriptions do not carry yet. */
+function needsNegotiation(pc: RTCPeerConnection): boolean {
+  return pc.getTransceivers().some((t) => t.currentDirection !== "stopped" && t.mid === null);
+}

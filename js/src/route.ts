@@ -1,0 +1,81 @@
+/**
+ * Where the page connects to the signaller (DESIGN.md, "Reaching the signaller from the page").
+ *
+ * An explicit `signaling_url` wins. Otherwise the kernel's signaller listens on 127.0.0.1:_port,
+ * which the page reaches either directly (only when the browser runs on the kernel's machine) or
+ * through jupyter-server-proxy on the page's own origin (remote Jupyter, HTTPS, JupyterHub).
+ */
+import type { Route } from "./types";
+
+export interface RouteInputs {
+  /** The `signaling_url` trait ("" = pick a route). */
+  signalingUrl: string;
+  /** The `route` trait. */
+  route: Route;
+  /** The `_port` trait: the kernel signaller's port (0 = unknown). */
+  port: number;
+  /** The page's `location.origin` and `location.hostname`. */
+  pageOrigin: string;
+  pageHostname: string;
+  /** Jupyter's base URL (from #jupyter-config-data), or null outside Jupyter. */
+  baseUrl: string | null;
+}
+
+/** True for the hostnames of this machine's loopback interface. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.toLowerCase().replace(/^\[|\]$/g, "");
+  return (
+    host === "localhost" ||
+    host.endsWith(".localhost") ||
+    host === "::1" ||
+    /^127(\.\d{1,3}){3}$/.test(host)
+  );
+}
+
+/** The URLs to try, best first. May be empty (no explicit URL and no known port). */
+export function candidateUrls(inputs: RouteInputs): string[] {
+  if (inputs.signalingUrl.trim() !== "") return [inputs.signalingUrl.trim()];
+  if (!Number.isInteger(inputs.port) || inputs.port <= 0) return [];
+  const direct = `http://127.0.0.1:${inputs.port}`;
+  const proxy =
+    inputs.baseUrl === null ? null : `${inputs.pageOrigin}${withSlash(inputs.baseUrl)}proxy/${inputs.port}/`;
+  const only = <T>(...urls: (T | null)[]): T[] => urls.filter((url): url is T => url !== null);
+  switch (inputs.route) {
+    case "direct":
+      return [direct];
+    case "proxy":
+      return only(proxy);
+    default:
+      return isLoopbackHost(inputs.pageHostname) ? only(direct, proxy) : only(proxy, direct);
+  }
+}
+
+/**
+ * What socket.io-client needs for a signaller URL: its origin, and the Engine.IO path under the
+ * URL's own path (`http://h/proxy/8765/` → origin `http://h`, path `/proxy/8765/socket.io`).
+ */
+export function socketTarget(url: string): { origin: string; path: string } {
+  const parsed = new URL(url);
+  return { origin: parsed.origin, path: `${withSlash(parsed.pathname)}socket.io` };
+}
+
+/** Jupyter's base URL from the page's #jupyter-config-data, or null when there is none. */
+export function readBaseUrl(doc: Pick<Document, "getElementById">): string | null {
+  const element = doc.getElementById("jupyter-config-data");
+  if (element === null) return null;
+  try {
+    const config: unknown = JSON.parse(element.textContent ?? "");
+    if (config !== null && typeof config === "object" && "baseUrl" in config) {
+      const baseUrl = (config as { baseUrl: unknown }).baseUrl;
+      if (typeof baseUrl === "string") return baseUrl;
+    }
+    return "/";
+  } catch {
+    return null;
+  }
+}
+
+function withSlash(path: string): string {
+  const rooted = path.startsWith("/") ? path : `/${path}`;
+  return rooted.endsWith("/") ? rooted : `${rooted}/`;
+}

@@ -1,0 +1,422 @@
+/**
+ * The view: controls bound to the model, the remote videos, the own preview. It owns DOM and
+ * listeners only; the camera and the connections belong to the Call (one per model), so a widget
+ * displayed twice shows the same call twice.
+ */
+import { ROOM_RE, type Call, type RemotePeer } from "./call";
+import type { CallState, WidgetModel } from "./types";
+import { isActive } from "./state";
+
+const ICONS = {
+  mic: '<path d="M12 3a3 3 0 0 0-3 3v5a3 3 0 0 0 6 0V6a3 3 0 0 0-3-3z"/><path d="M5.5 11a6.5 6.5 0 0 0 13 0M12 17.5V21"/>',
+  cam: '<rect x="3" y="6.5" width="12.5" height="11" rx="2"/><path d="M15.5 10.5 21 7.5v9l-5.5-3z"/>',
+  off: '<path d="M4 4l16 16"/>',
+  phone:
+    '<path d="M6.6 3.5h2.9l1.6 4.3-2 1.4a11.5 11.5 0 0 0 5.7 5.7l1.4-2 4.3 1.6v2.9a2 2 0 0 1-2.2 2A16.5 16.5 0 0 1 4.6 5.7a2 2 0 0 1 2-2.2z"/>',
+};
+
+function icon(paths: string, extraClass = ""): SVGSVGElement {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("class", `ipymeet-icon ${extraClass}`.trim());
+  svg.innerHTML = paths; // constant strings above, never user data
+  return svg;
+}
+
+function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attributes: Record<string, string> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
+  element.append(...children);
+  return element;
+}
+
+let viewCount = 0;
+
+interface Tile {
+  root: HTMLElement;
+  video: HTMLVideoElement;
+  name: HTMLElement;
+  badge: HTMLElement;
+  unmute: HTMLButtonElement;
+  stream: MediaStream | null;
+}
+
+export class RoomView {
+  private readonly el: HTMLElement;
+  private readonly model: WidgetModel;
+  private readonly call: Call;
+  private readonly root: HTMLElement;
+  private readonly roomInput: HTMLInputElement;
+  private readonly roomHint: HTMLElement;
+  private readonly connectButton: HTMLButtonElement;
+  private readonly connectLabel: HTMLElement;
+  private readonly micButton: HTMLButtonElement;
+  private readonly micLabel: HTMLElement;
+  private readonly camButton: HTMLButtonElement;
+  private readonly camLabel: HTMLElement;
+  private readonly statusText: HTMLElement;
+  private readonly statusVia: HTMLElement;
+  private readonly errorBanner: HTMLElement;
+  private readonly stage: HTMLElement;
+  private readonly grid: HTMLElement;
+  private readonly empty: HTMLElement;
+  private readonly self: HTMLElement;
+  private readonly localVideo: HTMLVideoElement;
+  private readonly tiles = new Map<string, Tile>();
+  private readonly modelListeners: [string, () => void][] = [];
+  private readonly unsubscribe: () => void;
+  private destroyed = false;
+
+  constructor(el: HTMLElement, model: WidgetModel, call: Call) {
+    this.el = el;
+    this.model = model;
+    this.call = call;
+    const id = `ipymeet-${++viewCount}`;
+
+    this.roomInput = h("input", {
+      id: `${id}-room`,
+      class: "ipymeet-room-input",
+      "data-testid": "room-input",
+      type: "text",
+      autocomplete: "off",
+      spellcheck: "false",
+      maxlength: "64",
+      placeholder: "e.g. lab-42",
+      "aria-describedby": `${id}-hint`,
+    });
+    this.roomHint = h("span", { id: `${id}-hint`, class: "ipymeet-hint" }, "Use 1–64 letters, digits, “_”, “.” or “-”.");
+    this.roomHint.hidden = true;
+
+    this.micLabel = h("span", { class: "ipymeet-btn-label" });
+    this.micButton = h("button", {
+      type: "button",
+      class: "ipymeet-btn ipymeet-toggle",
+      "data-testid": "mic",
+      "aria-label": "Microphone",
+    });
+    this.camLabel = h("span", { class: "ipymeet-btn-label" });
+    this.camButton = h("button", {
+      type: "button",
+      class: "ipymeet-btn ipymeet-toggle",
+      "data-testid": "cam",
+      "aria-label": "Camera",
+    });
+    this.connectLabel = h("span", { class: "ipymeet-btn-label" });
+    this.connectButton = h(
+      "button",
+      { type: "button", class: "ipymeet-btn ipymeet-connect", "data-testid": "connect" },
+      icon(ICONS.phone),
+      this.connectLabel,
+    );
+
+    this.statusText = h("span", { class: "ipymeet-status-text" });
+    this.statusVia = h("span", { class: "ipymeet-status-via" });
+    const status = h(
+      "div",
+      { class: "ipymeet-status", "data-testid": "status", role: "status", "aria-live": "polite" },
+      h("span", { class: "ipymeet-dot", "aria-hidden": "true" }),
+      this.statusText,
+      this.statusVia,
+    );
+    this.errorBanner = h("div", { class: "ipymeet-error", "data-testid": "error", role: "alert" });
+
+    this.grid = h("div", { class: "ipymeet-grid" });
+    this.empty = h("div", { class: "ipymeet-empty" });
+    this.localVideo = h("video", { class: "ipymeet-local-video", "data-testid": "local-video", "aria-label": "Your camera" });
+    this.localVideo.muted = true;
+    this.localVideo.autoplay = true;
+    this.localVideo.playsInline = true;
+    this.localVideo.setAttribute("muted", "");
+    this.localVideo.setAttribute("autoplay", "");
+    this.localVideo.setAttribute("playsinline", "");
+    this.self = h(
+      "div",
+      { class: "ipymeet-self" },
+      this.localVideo,
+      h("span", { class: "ipymeet-self-off" }, icon(ICONS.cam), "Camera off"),
+      h("span", { class: "ipymeet-tile-name" }, "You"),
+    );
+
+    this.root = h(
+      "div",
+      { class: "ipymeet-root" },
+      h(
+        "div",
+        { class: "ipymeet-bar" },
+        h(
+          "div",
+          { class: "ipymeet-field" },
+          h("label", { class: "ipymeet-field-label", for: `${id}-room` }, "Room"),
+          this.roomInput,
+        ),
+        h("div", { class: "ipymeet-controls" }, this.micButton, this.camButton, this.connectButton),
+      ),
+      this.roomHint,
+      status,
+      this.errorBanner,
+      (this.stage = h("div", { class: "ipymeet-stage" }, this.grid, this.empty, this.self)),
+    );
+    this.el.replaceChildren(this.root);
+
+    this.listen(this.roomInput, "input", () => this.onRoomInput());
+    this.listen(this.roomInput, "keydown", (event) => {
+      if ((event as KeyboardEvent).key === "Enter" && !isActive(this.model.get("state"))) this.connectButton.click();
+    });
+    this.listen(this.connectButton, "click", () => {
+      const active = isActive(this.model.get("state"));
+      this.model.set("_desired", !active);
+      this.model.save_changes();
+    });
+    this.listen(this.micButton, "click", () => this.toggle("audio"));
+    this.listen(this.camButton, "click", () => this.toggle("video"));
+
+    for (const trait of ["state", "error", "error_code", "connected_via", "room", "audio", "video", "_browser_peers", "name"]) {
+      const listener = (): void => this.update();
+      this.model.on(`change:${trait}`, listener);
+      this.modelListeners.push([`change:${trait}`, listener]);
+    }
+    this.unsubscribe = call.subscribe(() => this.update());
+    this.roomInput.value = this.model.get("room");
+    this.update();
+  }
+
+  /** Remove this view's DOM and listeners; the call goes on. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.unsubscribe();
+    for (const [event, listener] of this.modelListeners) this.model.off(event, listener);
+    for (const [target, event, listener] of this.domListeners) target.removeEventListener(event, listener);
+    for (const tile of this.tiles.values()) detach(tile.video);
+    this.tiles.clear();
+    detach(this.localVideo);
+    this.root.remove();
+  }
+
+  private readonly domListeners: [EventTarget, string, EventListener][] = [];
+
+  private listen(target: EventTarget, event: string, listener: EventListener): void {
+    target.addEventListener(event, listener);
+    this.domListeners.push([target, event, listener]);
+  }
+
+  private toggle(trait: "audio" | "video"): void {
+    this.model.set(trait, !this.model.get(trait));
+    this.model.save_changes();
+  }
+
+  private onRoomInput(): void {
+    const value = this.roomInput.value.trim();
+    const valid = value === "" || ROOM_RE.test(value);
+    this.roomInput.setAttribute("aria-invalid", String(!valid));
+    this.roomHint.hidden = valid;
+    // Only valid names reach the model: Python validates `room` and would refuse the others.
+    if (valid && value !== this.model.get("room")) {
+      this.model.set("room", value);
+      this.model.save_changes();
+    }
+    this.update();
+  }
+
+  private update(): void {
+    if (this.destroyed) return;
+    const model = this.model;
+    const state = model.get("state");
+    const active = isActive(state);
+    const room = model.get("room");
+    this.root.dataset.state = state;
+
+    // Room field: follows the model unless the user is typing something not yet valid.
+    if (document.activeElement !== this.roomInput && this.roomInput.value !== room) {
+      this.roomInput.value = room;
+      this.roomInput.setAttribute("aria-invalid", "false");
+      this.roomHint.hidden = true;
+    }
+    this.roomInput.disabled = active;
+    const typed = this.roomInput.value.trim();
+    const roomOk = typed !== "" && ROOM_RE.test(typed);
+
+    this.connectLabel.textContent = state === "joining" ? "Cancel" : active ? "Hang up" : "Connect";
+    this.connectButton.classList.toggle("ipymeet-danger", active);
+    this.connectButton.disabled = !active && !roomOk;
+    this.connectButton.title = !active && !roomOk ? "Type a room name first" : "";
+
+    const audio = model.get("audio");
+    const video = model.get("video");
+    // In the room without a microphone or camera (receive-only): say so instead of "on".
+    const local = this.call.localStream;
+    const joined = state === "waiting" || state === "in_call";
+    const noMic = joined && (local === null || local.getAudioTracks().length === 0);
+    const noCam = joined && (local === null || local.getVideoTracks().length === 0);
+    this.micButton.setAttribute("aria-pressed", String(audio));
+    this.micButton.replaceChildren(icon(ICONS.mic), ...(audio && !noMic ? [] : [icon(ICONS.off, "ipymeet-icon-slash")]), this.micLabel);
+    this.micLabel.textContent = noMic ? "No mic" : audio ? "Mic on" : "Mic off";
+    this.micButton.disabled = noMic;
+    this.micButton.title = audio ? "Mute your microphone" : "Unmute your microphone";
+    this.camButton.setAttribute("aria-pressed", String(video));
+    this.camButton.replaceChildren(icon(ICONS.cam), ...(video && !noCam ? [] : [icon(ICONS.off, "ipymeet-icon-slash")]), this.camLabel);
+    this.camLabel.textContent = noCam ? "No camera" : video ? "Camera on" : "Camera off";
+    this.camButton.disabled = noCam;
+    this.camButton.title = video ? "Turn your camera off" : "Turn your camera on";
+
+    const peers = this.call.remotePeers;
+    this.statusText.textContent = describe(state, room, peers);
+    const via = model.get("connected_via");
+    this.statusVia.textContent = via && active ? `via ${via}` : "";
+
+    const error = model.get("error");
+    this.errorBanner.textContent = error;
+    this.errorBanner.hidden = error === "";
+    this.errorBanner.classList.toggle("ipymeet-warning", isWarning(model.get("error_code")) && active);
+
+    this.updateTiles(active ? peers : []);
+    this.empty.textContent = emptyText(state, room, peers.length);
+    this.empty.hidden = peers.length > 0 && active;
+
+    if (this.localVideo.srcObject !== local) {
+      this.localVideo.srcObject = local;
+      if (local !== null) void this.localVideo.play().catch(() => undefined);
+    }
+    this.self.hidden = local === null;
+    // Alone: your own picture takes the stage. With one other: theirs does, yours in a corner.
+    // With more: everyone, you included, in equal tiles of a near-square grid.
+    const shown = active ? peers.length : 0;
+    this.stage.dataset.layout =
+      local === null ? "grid" : shown === 0 ? "solo" : shown === 1 ? "grid" : "tiles";
+    this.stage.style.setProperty("--ipymeet-columns", String(Math.ceil(Math.sqrt(shown + 1))));
+    this.self.classList.toggle("ipymeet-self-camera-off", !video || local?.getVideoTracks().length === 0);
+  }
+
+  private updateTiles(peers: RemotePeer[]): void {
+    const seen = new Set<string>();
+    for (const peer of peers) {
+      seen.add(peer.id);
+      let tile = this.tiles.get(peer.id);
+      if (tile === undefined) {
+        tile = makeTile(peer.id);
+        this.tiles.set(peer.id, tile);
+        this.grid.append(tile.root);
+      }
+      tile.name.textContent = peer.name || "Guest";
+      tile.root.dataset.connection = peer.connection;
+      tile.badge.textContent = badgeText(peer.connection, peer.stream !== null);
+      tile.badge.hidden = tile.badge.textContent === "";
+      if (tile.stream !== peer.stream) {
+        tile.stream = peer.stream;
+        tile.video.srcObject = peer.stream;
+        if (peer.stream !== null) play(tile);
+      }
+    }
+    for (const [id, tile] of this.tiles) {
+      if (seen.has(id)) continue;
+      detach(tile.video);
+      tile.root.remove();
+      this.tiles.delete(id);
+    }
+    this.grid.dataset.count = String(this.tiles.size);
+  }
+}
+
+function makeTile(peerId: string): Tile {
+  const video = h("video", { class: "ipymeet-remote-video", "data-testid": "remote-video", "data-peer-id": peerId });
+  video.autoplay = true;
+  video.playsInline = true;
+  video.setAttribute("autoplay", "");
+  video.setAttribute("playsinline", "");
+  const name = h("span", { class: "ipymeet-tile-name" });
+  const badge = h("span", { class: "ipymeet-badge" });
+  const unmute = h("button", { type: "button", class: "ipymeet-btn ipymeet-unmute" }, "Click to hear");
+  unmute.hidden = true;
+  const root = h("div", { class: "ipymeet-tile", "data-peer-id": peerId }, video, name, badge, unmute);
+  const tile: Tile = { root, video, name, badge, unmute, stream: null };
+  unmute.addEventListener("click", () => {
+    video.muted = false;
+    unmute.hidden = true;
+    void video.play().catch(() => undefined);
+  });
+  return tile;
+}
+
+/**
+ * Play a remote video with sound. A browser that refuses autoplay with sound (no click on the page
+ * yet) would leave it frozen: play it muted instead and offer a button to hear it.
+ */
+function play(tile: Tile): void {
+  tile.video.muted = false;
+  tile.video.play().catch((error: unknown) => {
+    if ((error as { name?: string } | null)?.name !== "NotAllowedError") return;
+    tile.video.muted = true;
+    tile.unmute.hidden = false;
+    void tile.video.play().catch(() => undefined);
+  });
+}
+
+function detach(video: HTMLVideoElement): void {
+  video.pause();
+  video.srcObject = null;
+}
+
+function names(peers: RemotePeer[]): string {
+  const list = peers.map((peer) => peer.name || "a guest");
+  if (list.length <= 3) return list.join(", ").replace(/, ([^,]*)$/, " and $1");
+  return `${list.slice(0, 2).join(", ")} and ${list.length - 2} others`;
+}
+
+export function describe(state: CallState, room: string, peers: RemotePeer[]): string {
+  switch (state) {
+    case "idle":
+      return "Not connected";
+    case "joining":
+      return `Joining “${room}”…`;
+    case "waiting": {
+      if (peers.length === 0) return `In “${room}”, waiting for others`;
+      return `In “${room}”, connecting to ${names(peers)}…`;
+    }
+    case "in_call": {
+      const connected = peers.filter((peer) => peer.connection === "connected");
+      return `In a call in “${room}” with ${names(connected)}`;
+    }
+    case "left":
+      return "You left the room";
+    case "failed":
+      return "Not connected";
+  }
+}
+
+function emptyText(state: CallState, room: string, members: number): string {
+  switch (state) {
+    case "joining":
+      return `Joining “${room}”…`;
+    case "waiting":
+    case "in_call":
+      return members === 0 ? `No one else is here yet. Others join with the room name “${room}”.` : "";
+    case "failed":
+      return "Could not join. See the message above.";
+    default:
+      return room ? `Press Connect to join “${room}”.` : "Type a room name, then press Connect.";
+  }
+}
+
+function badgeText(connection: RTCPeerConnectionState, hasStream: boolean): string {
+  switch (connection) {
+    case "connected":
+      return hasStream ? "" : "No video";
+    case "disconnected":
+      return "Reconnecting…";
+    case "failed":
+      return "Connection failed";
+    case "closed":
+      return "Left";
+    default:
+      return "Connecting…";
+  }
+}
+
+function isWarning(code: string): boolean {
+  return code === "camera_denied" || code === "no_camera" || code === "camera_busy" || code === "insecure_context";
+}

@@ -1,0 +1,50 @@
+/**
+ * The anywidget entry (the AFX form): `initialize` makes the model's one Call, `render` a view of
+ * it. `mountPage` is the standalone page's entry (page.ts), from the same bundle.
+ */
+import type { Initialize, Render } from "@anywidget/types";
+import { Call } from "./call";
+import { mountPage } from "./page";
+import type { Model } from "./types";
+import { RoomView } from "./ui";
+
+/**
+ * The Call of each widget: the camera and the connections live at model level, so a widget shown
+ * twice uses one camera. Keyed by the widget's `_client` key, not by the model object: anywidget
+ * (0.10+) hands `initialize` and each `render` a different proxy of the same model, so the object
+ * is no key (a WeakMap of it would give each view a Call of its own). The Call also listens through
+ * initialize's proxy, whose listeners outlive the views.
+ */
+const calls = new Map<string, Call>();
+
+const initialize: Initialize<Model> = ({ model }) => {
+  const key = model.get("_client");
+  if (key === "") return; // no key to find it by: each view then runs its own call (render)
+  calls.get(key)?.dispose(); // a re-initialize (hot reload) replaces the old call
+  const call = new Call(model);
+  calls.set(key, call);
+  call.start();
+  return () => {
+    call.dispose();
+    if (calls.get(key) === call) calls.delete(key);
+  };
+};
+
+const render: Render<Model> = ({ model, el }) => {
+  const shared = calls.get(model.get("_client"));
+  if (shared !== undefined) {
+    const view = new RoomView(el, model, shared);
+    return () => view.destroy();
+  }
+  // A host that never called initialize, or a widget without a key: the view owns its call.
+  const own = new Call(model);
+  own.start();
+  const view = new RoomView(el, model, own);
+  return () => {
+    view.destroy();
+    own.dispose();
+  };
+};
+
+export default { initialize, render };
+export { mountPage };
