@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from ipymeet.server import Settings, SignallerThread  # noqa: E402
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from tests.support import free_port, wait_http  # noqa: E402
+from tests.support import open_and_run, start_lab, stop_server  # noqa: E402
 
 # Click Connect in ``scope`` and resolve with the milliseconds until a remote video shows a frame.
 TIMED_CONNECT_JS = """
@@ -115,42 +114,12 @@ def jupyterlab(browser: Any, runs: int) -> list[float]:
         notebook = nbformat.v4.new_notebook()
         notebook.cells = [nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS]
         nbformat.write(notebook, root / "bench.ipynb")
-        port = free_port()
-        lab = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jupyter",
-                "lab",
-                "--allow-root",
-                "--no-browser",
-                "--ip=127.0.0.1",
-                f"--port={port}",
-                "--port-retries=0",
-                "--IdentityProvider.token=bench",
-                "--LabApp.expose_app_in_browser=True",
-                f"--LabApp.user_settings_dir={root / '.settings'}",
-                f"--LabApp.workspaces_dir={root / '.workspaces'}",
-                "--LabApp.news_url=None",
-                f"--ServerApp.root_dir={root}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**__import__("os").environ, "IPYMEET_ICE_SERVERS": "[]"},
-        )
+        lab = start_lab(root, root / ".state")
         try:
-            base = f"http://127.0.0.1:{port}/"
-            wait_http(f"{base}api/status?token=bench", 90, lab)
             context = browser.new_context(permissions=["camera", "microphone"])
             page = context.new_page()
             page.set_default_timeout(60_000)
-            page.goto(f"{base}lab/tree/bench.ipynb?reset&token=bench")
-            page.wait_for_function(
-                "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-                " const k = w && w.sessionContext.session && w.sessionContext.session.kernel;"
-                " return k && k.status === 'idle'; }"
-            )
-            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+            open_and_run(page, lab, "bench.ipynb")
             page.wait_for_function("() => document.querySelectorAll('.ipymeet-root').length >= 2")
             page.evaluate(
                 "() => document.querySelectorAll('.ipymeet-root').forEach("
@@ -167,8 +136,7 @@ def jupyterlab(browser: Any, runs: int) -> list[float]:
             context.close()
             return samples
         finally:
-            lab.terminate()
-            lab.wait(20)
+            stop_server(lab)
 
 
 def main() -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -37,3 +42,101 @@ def wait_http(
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def jupyter_lab_command(root: Path, state: Path, port: int, token: str) -> list[str]:
+    """argv for a quiet, isolated ``jupyter lab`` on 127.0.0.1:``port`` over ``root``.
+
+    Settings and workspaces go to ``state``; the news prompt and update check are off, and the app
+    is exposed as ``window.jupyterapp`` for tests to drive.
+    """
+    settings = state / "settings"
+    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True, exist_ok=True)
+    news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    return [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--allow-root",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--port-retries=0",
+        f"--IdentityProvider.token={token}",
+        "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.user_settings_dir={settings}",
+        f"--LabApp.workspaces_dir={state / 'workspaces'}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        f"--ServerApp.root_dir={root}",
+    ]
+
+
+# -- Jupyter servers ------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    url: str
+    root: Path
+    proc: subprocess.Popen[Any]
+    log: Path
+    token: str = ""
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def start_server(
+    argv: list[str], probe: str, served: dict[str, Any], timeout: float, *, any_status: bool = False
+) -> Served:
+    """Start a server process and wait until ``probe`` answers (without starting a kernel)."""
+    env = {**os.environ, "IPYMEET_ICE_SERVERS": "[]", "PYTHONUNBUFFERED": "1"}
+    log: Path = served["log"]
+    with log.open("w") as handle:
+        proc = subprocess.Popen(
+            argv, cwd=served["root"], env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_http(probe, timeout, proc, any_status=any_status)
+    except BaseException:
+        proc.kill()
+        raise RuntimeError(f"could not start {argv[:4]}: {log.read_text()[-3000:]}") from None
+    return Served(proc=proc, **served)
+
+
+def stop_server(served: Served) -> None:
+    served.proc.terminate()
+    try:
+        served.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        served.proc.kill()
+
+
+def start_lab(root: Path, state: Path, token: str = "ipymeet-test-token") -> Served:
+    """Start ``jupyter lab`` over ``root`` on a free port; ready when it returns."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    return start_server(
+        jupyter_lab_command(root, state, port, token),
+        f"{url}api/status?token={token}",
+        {"url": url, "root": root, "log": state / "lab.log", "token": token},
+        90,
+    )
+
+
+#: Resolves when the open notebook's kernel is idle (JupyterLab, exposed as window.jupyterapp).
+KERNEL_IDLE_JS = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return k && k.status === 'idle';
+}"""
+
+
+def open_and_run(page: Any, lab: Served, notebook: str, timeout: float = 90) -> None:
+    """Open ``notebook`` in JupyterLab through its UI and run all cells (not awaited)."""
+    page.goto(f"{lab.url}lab/tree/{notebook}?reset&token={lab.token}")
+    page.wait_for_function(KERNEL_IDLE_JS, timeout=timeout * 1000)
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")

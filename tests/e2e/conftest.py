@@ -9,17 +9,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..support import free_port, wait_http
+from ..support import Served, free_port, start_lab, start_server, stop_server
 
 CHROMIUM = os.environ.get("IPYMEET_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -137,77 +135,12 @@ def pump_until(page: Any, predicate: Callable[[], bool], timeout: float = 20) ->
 # -- servers ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Served:
-    url: str
-    root: Path
-    proc: subprocess.Popen[Any]
-    log: Path
-    token: str = ""
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-
-def _start(
-    argv: list[str], probe: str, served: dict[str, Any], timeout: float, *, any_status: bool = False
-) -> Served:
-    """Start a server process and wait until ``probe`` answers (without starting a kernel)."""
-    env = {**os.environ, "IPYMEET_ICE_SERVERS": "[]", "PYTHONUNBUFFERED": "1"}
-    log: Path = served["log"]
-    with log.open("w") as handle:
-        proc = subprocess.Popen(
-            argv, cwd=served["root"], env=env, stdout=handle, stderr=subprocess.STDOUT
-        )
-    try:
-        wait_http(probe, timeout, proc, any_status=any_status)
-    except BaseException:
-        proc.kill()
-        raise RuntimeError(f"could not start {argv[:4]}: {log.read_text()[-3000:]}") from None
-    return Served(proc=proc, **served)
-
-
-def _stop(served: Served) -> None:
-    served.proc.terminate()
-    try:
-        served.proc.wait(15)
-    except subprocess.TimeoutExpired:
-        served.proc.kill()
-
-
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A real JupyterLab server (with jupyter-server-proxy) over a fresh folder, token-protected."""
-    root = tmp_path_factory.mktemp("lab")
-    state = tmp_path_factory.mktemp("lab-state")
-    port, token = free_port(), "ipymeet-test-token"
-    argv = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "lab",
-        "--allow-root",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--port-retries=0",
-        f"--IdentityProvider.token={token}",
-        "--LabApp.expose_app_in_browser=True",
-        f"--LabApp.user_settings_dir={state / 'settings'}",
-        f"--LabApp.workspaces_dir={state / 'workspaces'}",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        f"--ServerApp.root_dir={root}",
-    ]
-    url = f"http://127.0.0.1:{port}/"
-    served = _start(
-        argv,
-        f"{url}api/status?token={token}",
-        {"url": url, "root": root, "log": state / "lab.log", "token": token},
-        90,
-    )
+    served = start_lab(tmp_path_factory.mktemp("lab"), tmp_path_factory.mktemp("lab-state"))
     yield served
-    _stop(served)
+    stop_server(served)
 
 
 @pytest.fixture
@@ -230,7 +163,7 @@ def voila_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
         url = f"http://127.0.0.1:{port}/"
         # Standalone Voila answers /api/status with a redirect to a 403: enough to know it is up,
         # and unlike / it starts no kernel.
-        served = _start(
+        served = start_server(
             argv,
             f"{url}api/status",
             {"url": url, "root": notebook.parent, "log": state / "voila.log"},
@@ -242,7 +175,7 @@ def voila_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
 
     yield start
     for served in started:
-        _stop(served)
+        stop_server(served)
 
 
 def write_notebook(path: Path, cells: list[str]) -> Path:
@@ -258,18 +191,3 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
     }
     nbformat.write(notebook, path)
     return path
-
-
-def open_and_run(page: Any, lab: Served, notebook: str, timeout: float = 90) -> None:
-    """Open ``notebook`` in JupyterLab through its UI and run all cells (not awaited)."""
-    page.goto(f"{lab.url}lab/tree/{notebook}?reset&token={lab.token}")
-    page.wait_for_function(
-        """() => {
-            const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-            const k = w && w.sessionContext && w.sessionContext.session
-                && w.sessionContext.session.kernel;
-            return k && k.status === 'idle';
-        }""",
-        timeout=timeout * 1000,
-    )
-    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")

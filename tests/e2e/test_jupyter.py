@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import Served, open_and_run, wait_remote_video, write_notebook
+from ..support import Served, open_and_run
+from .conftest import wait_remote_video, write_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.jupyter]
 
