@@ -29,21 +29,33 @@ log = logging.getLogger("ipymeet.server")
 #: Whether the event being handled carries a Socket.IO acknowledgement id.
 _ack_requested: contextvars.ContextVar[bool] = contextvars.ContextVar("ack", default=False)
 
+#: Event names python-socketio reserves for the connection's lifecycle.
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
+
 #: A client that keeps sending this many events past its rate limit is disconnected.
 STRIKES_BEFORE_DISCONNECT = 100
 
 
 class _Server(socketio.AsyncServer):  # type: ignore[misc]
-    """AsyncServer that tells handlers whether the client asked for an acknowledgement.
+    """AsyncServer that tells handlers whether the client asked for an acknowledgement, and keeps
+    clients from sending the lifecycle events.
 
     PROTOCOL.md answers a refused dialect-2 request in its ack, or with an ``error`` event when it
     had none; python-socketio does not tell a handler which, so this records it around the call.
     (``_handle_event_internal`` is internal; the integration tests cover both cases.)
     """
 
+    #: Called instead of the handler when a client sends an event named like a lifecycle event.
+    reserved_handler: Callable[[str, str], Awaitable[None]] | None = None
+
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
     ) -> None:
+        # python-socketio hands a client's own "connect" / "disconnect" events to the lifecycle
+        # handlers, which would let a client leave its rooms while staying, or reset its state.
+        if data and data[0] in RESERVED_EVENTS and self.reserved_handler is not None:
+            await self.reserved_handler(data[0], sid)
+            return
         token = _ack_requested.set(id is not None)
         try:
             await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
@@ -118,6 +130,7 @@ class Signaller:
         for event, (handler, acked) in events.items():
             self.sio.on(event, self._guarded(event, handler, acked=acked))
         self.sio.on("*", self._on_unknown)
+        self.sio.reserved_handler = self._on_unknown
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -180,9 +193,14 @@ class Signaller:
             await self.sio.emit(event, data, to=member.sid)
 
     def _others(self, room: str, sid: str) -> list[Member]:
+        """The other members of a dialect-1 room the sender is in (relays stay in the room)."""
         members = self.registry.members(room)
         if not any(m.sid == sid for m in members):
             raise v.Refused("not_in_room", f"you are not in room '{room}'")
+        if self.registry.dialect(room) != TUTORIAL:
+            raise v.Refused(
+                "wrong_dialect", f"room '{room}' uses 'signal', not the tutorial's events"
+            )
         return [m for m in members if m.sid != sid]
 
     @staticmethod
