@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from ipymeet.server import Settings, SignallerThread  # noqa: E402
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from tests.support import open_and_run, start_lab, stop_server  # noqa: E402
+from tests.support import open_and_run, start_lab, stop_server, write_notebook  # noqa: E402
 
 # Click Connect in ``scope`` and resolve with the milliseconds until a remote video shows a frame.
 TIMED_CONNECT_JS = """
@@ -107,13 +107,9 @@ NOTEBOOK_CELLS = [
 
 
 def jupyterlab(browser: Any, runs: int) -> list[float]:
-    import nbformat
-
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        notebook = nbformat.v4.new_notebook()
-        notebook.cells = [nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS]
-        nbformat.write(notebook, root / "bench.ipynb")
+        write_notebook(root / "bench.ipynb", NOTEBOOK_CELLS)
         lab = start_lab(root, root / ".state")
         try:
             context = browser.new_context(permissions=["camera", "microphone"])

@@ -140,3 +140,18 @@ def open_and_run(page: Any, lab: Served, notebook: str, timeout: float = 90) -> 
     page.goto(f"{lab.url}lab/tree/{notebook}?reset&token={lab.token}")
     page.wait_for_function(KERNEL_IDLE_JS, timeout=timeout * 1000)
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+
+def write_notebook(path: Path, cells: list[str]) -> Path:
+    """Write a notebook of code cells (nbformat 4)."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(notebook, path)
+    return path

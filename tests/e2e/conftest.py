@@ -178,18 +178,3 @@ def voila_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     yield start
     for served in started:
         stop_server(served)
-
-
-def write_notebook(path: Path, cells: list[str]) -> Path:
-    """Write a notebook of code cells (nbformat 4)."""
-    import nbformat
-
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(notebook, path)
-    return path

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from ..support import Served, open_and_run
-from .conftest import wait_remote_video, write_notebook
+from ..support import Served, open_and_run, write_notebook
+from .conftest import wait_remote_video
 
 pytestmark = [pytest.mark.browser, pytest.mark.jupyter]
 
