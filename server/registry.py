@@ -69,7 +69,9 @@ class Registry:
             if current is not None and member.sid in current.members:
                 raise Refused("already_in_room", f"already in room '{room}'")
             if current is not None and len(current.members) >= capacity:
-                raise Refused("room_full", f"room '{room}' is full (it holds {capacity})")
+                raise Refused(
+                    "room_full", f"room '{room}' is full (it holds {capacity})", capacity=capacity
+                )
             if current is None:
                 current = self._rooms[room] = _Room(dialect)
             before = list(current.members.values())

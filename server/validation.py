@@ -21,13 +21,15 @@ DESCRIPTION_TYPES = frozenset({"offer", "answer", "pranswer"})
 class Refused(Exception):
     """A request the server will not carry out; ``code`` is the protocol's error code."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **details: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details
 
     def payload(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message}
+        """``{code, message}`` plus any details (e.g. ``capacity`` of a full room)."""
+        return {"code": self.code, "message": self.message, **self.details}
 
 
 def bad(message: str) -> Refused:

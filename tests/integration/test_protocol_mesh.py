@@ -145,6 +145,7 @@ async def test_capacity_is_a_setting(make_signaller: MakeSignaller) -> None:
         assert [answer["ok"] for answer in answers] == [True, True, True, False]
         assert [answer.get("capacity") for answer in answers[:3]] == [3, 3, 3]
         refused(answers[3], "room_full")
+        assert answers[3]["capacity"] == 3  # so the page can say how many the room holds
         assert sids(signaller, "room") == [a.sid, b.sid, c.sid]
 
 
