@@ -42,7 +42,7 @@ def _current_cell_run() -> tuple[str, str] | None:
     try:
         from IPython.core.getipython import get_ipython
 
-        shell: Any = get_ipython()  # type: ignore[no-untyped-call]
+        shell: Any = get_ipython()
         parent = shell.kernel.get_parent()
     except Exception:  # not in a kernel, or an ipykernel without get_parent
         return None

@@ -1,10 +1,18 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Call, type CallDeps } from "./call";
 import type { LocalMedia } from "./media";
 import { PageModel } from "./page";
 import type { Peer, PeerOptions } from "./peer";
 import type { SocketLike } from "./signaling";
 import type { CallState } from "./types";
+
+// The Call logs failed steps with console.warn for developers; keep the test output readable.
+beforeEach(() => {
+  vi.spyOn(console, "warn").mockImplementation(() => undefined);
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 const settle = async () => {
   for (let i = 0; i < 10; i++) await new Promise<void>((resolve) => setTimeout(resolve, 0));
