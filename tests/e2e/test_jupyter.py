@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ..support import Served, open_and_run, write_notebook
+from ..support import Served, free_port, open_and_run, write_notebook
 from .conftest import wait_remote_video
 
 pytestmark = [pytest.mark.browser, pytest.mark.jupyter]
@@ -67,7 +67,7 @@ def test_two_widgets_call_each_other_through_both_routes(
     """Two VideoRooms in one notebook, one reaching the kernel's signaller directly and one through
     jupyter-server-proxy, call each other: both views show moving remote video, and the kernel
     sees both states go joining -> waiting -> in_call."""
-    log = lab.root / "two.jsonl"
+    log, errors = lab.root / "two.jsonl", lab.root / "two-errors.txt"
     write_notebook(
         lab.root / "two.ipynb",
         [
@@ -93,8 +93,26 @@ def test_two_widgets_call_each_other_through_both_routes(
     assert via["a"].startswith("http://127.0.0.1:"), via
     assert "/proxy/" in via["b"], via
     assert via["b"].startswith(lab.url.rstrip("/")), via
-    # Python's view of who is there comes from the kernel's signaller.
-    assert page.locator(".ipymeet-root").count() >= 2
+    # Errors reach the kernel's traits: a third widget finds the room full, and one pointed at
+    # a closed port cannot reach its signaller.
+    run_in_kernel(
+        page,
+        "c = VideoRoom('lab-two', name='Third'); record('c', c); c.join()\n"
+        f"d = VideoRoom('x', signaling_url='http://127.0.0.1:{free_port()}');"
+        " record('d', d); d.join()",
+    )
+    entries = wait_kernel(
+        log, lambda e: states(e, "c")[-1:] == ["failed"] and states(e, "d")[-1:] == ["failed"]
+    )
+    codes = {who: value for who, name, value in entries if name == "error_code" and value}
+    assert codes == {"c": "room_full", "d": "unreachable"}, entries
+    run_in_kernel(
+        page, f"import pathlib; pathlib.Path({str(errors)!r}).write_text(c.error + '|' + d.error)"
+    )
+    full, unreachable = errors.read_text().split("|")
+    assert "full" in full
+    assert "reach" in unreachable
+    wait_remote_video(page, count=2)  # the call of the first two goes on
 
 
 def test_a_busy_kernel_does_not_stall_signalling(lab: Served, new_page: Callable[..., Any]) -> None:
