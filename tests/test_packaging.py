@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -73,31 +74,49 @@ def test_wheel_contains_the_bundle_and_one_import_package(wheel: Path) -> None:
 
 
 def test_installed_wheel_serves_its_page_and_widget(wheel: Path, tmp_path: Path) -> None:
-    """Installed into a fresh virtualenv, the wheel imports, and `ipymeet serve` serves the
-    standalone page and the bundle the widget loads."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    python = venv / "bin" / "python"
+    """Installed on its own (dependencies from this environment, ipymeet only from the wheel), it
+    imports, declares the `ipymeet` command, and `ipymeet serve` serves the standalone page and
+    the bundle the widget loads."""
+    target = tmp_path / "site"
     subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
         check=True,
         timeout=300,
     )
+    env = {**os.environ, "PYTHONPATH": str(target)}  # ahead of any other ipymeet
     probe = (
         "import ipymeet, pathlib; from ipymeet import VideoRoom; "
-        "print(pathlib.Path(ipymeet.__file__).parent); print(len(VideoRoom._esm))"
+        "print(pathlib.Path(ipymeet.__file__).parent); print(len(str(VideoRoom._esm)))"
     )
     where, esm = subprocess.run(
-        [python, "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path
+        [sys.executable, "-c", probe],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
     ).stdout.split()
-    assert Path(where).is_relative_to(venv), where
+    assert Path(where) == target / "ipymeet", where
     assert int(esm) > 10_000
+    (entry_points,) = target.glob("ipymeet-*.dist-info/entry_points.txt")
+    assert "ipymeet = ipymeet.server.cli:main" in entry_points.read_text()
     port = free_port()
     server = subprocess.Popen(
-        [venv / "bin" / "ipymeet", "serve", "--port", str(port)],
+        [sys.executable, "-m", "ipymeet.server.cli", "serve", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         cwd=tmp_path,
+        env=env,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", 30, server)
