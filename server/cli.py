@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the signaller and its standalone call page")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
-    serve.add_argument("--max-peers", type=int, default=2, help="capacity of a room (default 2)")
+    serve.add_argument("--max-peers", type=int, default=6, help="capacity of a room (default 6)")
     serve.add_argument(
         "--allow-origin",
         action="append",

@@ -112,6 +112,12 @@ class SignallerThread:
         sockets = runner.addresses
         self.port = int(sockets[0][1])
 
+    def set_max_peers(self, max_peers: int) -> None:
+        """Change the capacity of dialect-2 rooms (members already in a room stay)."""
+        settings = self.settings.with_(max_peers=max_peers)  # validates
+        self.settings = settings
+        self.signaller.settings = settings  # one attribute swap: handlers read it per request
+
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         """Run a coroutine on the signaller's loop from another thread and wait for it."""
         if self._loop is None or not self.running:

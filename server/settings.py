@@ -25,7 +25,9 @@ class Settings:
     #: 0 picks a free port.
     port: int = 0
     #: Capacity of a dialect-2 room, counting everyone in it. Dialect-1 rooms always hold 2.
-    max_peers: int = 2
+    #: Media is a full mesh (each member sends to every other): fine up to about 6; larger
+    #: rooms want an SFU (LiveKit, mediasoup, Janus), which ipymeet does not try to be.
+    max_peers: int = 6
     #: Browser origins allowed besides loopback pages and the signaller's own origin.
     allowed_origins: tuple[str, ...] = ()
     #: RTCIceServer dicts handed to each browser in the ``enter`` acknowledgement.

@@ -9,6 +9,7 @@ comes from the browser, whose reports reach the kernel when it is idle.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import weakref
@@ -22,8 +23,10 @@ import traitlets
 
 from ..server import SignallerThread, kernel_signaller
 from ..server.validation import ROOM_RE
+from .messages import MAX_CHAT, ChatRequest, KernelMessage, Sender
 
 STATIC = Path(__file__).resolve().parent / "static"
+log = logging.getLogger("ipymeet")
 
 #: The values ``VideoRoom.state`` takes, in the order a call goes through them.
 STATES = ("idle", "joining", "waiting", "in_call", "left", "failed")
@@ -68,6 +71,17 @@ def _replace_previous_run(widget: VideoRoom) -> None:
             old.close()
 
 
+def _peer(peer_id: str, name: str, report: dict[str, Any]) -> dict[str, Any]:
+    """One entry of ``peers``: membership plus what the browser reported of that connection."""
+    return {
+        "id": peer_id,
+        "name": name,
+        "connection": str(report.get("connection", "new")),
+        "audio": bool(report.get("audio", True)),
+        "video": bool(report.get("video", True)),
+    }
+
+
 class VideoRoom(anywidget.AnyWidget):
     """A WebRTC video room in a notebook cell.
 
@@ -78,7 +92,10 @@ class VideoRoom(anywidget.AnyWidget):
         room                      # shows the room field, Connect / Hang up, the cameras
         room.join()               # same as clicking Connect
         room.observe(lambda change: print(change.new), names="state")
-        room.peers                # [{"id": "...", "name": "Grace", "connection": "connected"}]
+        room.peers                # [{"id": "...", "name": "Grace", "connection": "connected",
+                                  #   "audio": True, "video": True}]
+        room.send("hello")        # chat, peer to peer over data channels
+        room.on_message(lambda sender, text: print(f"{sender}: {text}"))
         room.leave()
 
     Unless ``signaling_url`` names another signaller, the kernel's own is started on first use
@@ -113,11 +130,18 @@ class VideoRoom(anywidget.AnyWidget):
     """The last problem as a code: room_full, unreachable, camera_denied, no_camera, ..."""
     connected_via = traitlets.Unicode("").tag(sync=True)
     """The signaller URL the page is connected through ("" when not connected)."""
+    messages = traitlets.List(traitlets.Dict()).tag(sync=True)
+    """Recent chat (at most 200): ``[{"id", "from", "name", "text", "time", "mine"}]``."""
+    stats = traitlets.Dict().tag(sync=True)
+    """Call quality per peer id, updated about once a second: ``rtt_ms``, ``bitrate_in_kbps``,
+    ``bitrate_out_kbps``, ``fps_in``, ``fps_out``, ``width``, ``height``, ``packet_loss`` (0-1),
+    ``candidate_type`` ("host", "srflx", "prflx" or "relay")."""
 
     # -- derived in the kernel -----------------------------------------------------------------
     peers = traitlets.List(traitlets.Dict(), read_only=True).tag(sync=True)
-    """The others in the room: ``[{"id", "name", "connection"}]``. Membership (id, name) comes
-    from the kernel's signaller; ``connection`` (an RTCPeerConnection state) from the browser."""
+    """The others in the room: ``[{"id", "name", "connection", "audio", "video"}]``. Membership
+    (id, name) comes from the kernel's signaller; ``connection`` (an RTCPeerConnection state) and
+    the others' ``audio`` / ``video`` flags come from the browser."""
 
     # -- private plumbing ----------------------------------------------------------------------
     _port = traitlets.Int(0).tag(sync=True)
@@ -137,8 +161,10 @@ class VideoRoom(anywidget.AnyWidget):
         video: bool = True,
         signaling_url: str = "",
         route: str = "auto",
+        max_peers: int | None = None,
     ) -> None:
         self._peers_lock = threading.Lock()
+        self._chat_callbacks: list[Callable[[Sender, str], Any]] = []
         super().__init__(
             room=room,
             name=name,
@@ -148,8 +174,14 @@ class VideoRoom(anywidget.AnyWidget):
             route=route,
             _client=secrets.token_hex(8),
         )
+        if max_peers is not None and signaling_url:
+            raise ValueError(
+                "max_peers sets the kernel's signaller; with signaling_url, set it there"
+            )
         if not signaling_url:
             self._signaller = kernel_signaller()
+            if max_peers is not None:
+                self._signaller.set_max_peers(max_peers)
             self._port = self._signaller.port
             ref = weakref.ref(self)
 
@@ -159,6 +191,7 @@ class VideoRoom(anywidget.AnyWidget):
                     widget._update_peers()
 
             self._unsubscribe = self._signaller.registry.subscribe(on_room_change)
+        self.on_msg(self._on_browser_message)
         _replace_previous_run(self)
 
     @traitlets.validate("room")
@@ -187,6 +220,52 @@ class VideoRoom(anywidget.AnyWidget):
         """Hang up: close the connections, turn the camera off and leave the room."""
         self._desired = False
 
+    def send(self, text: str, buffers: list[bytes] | None = None) -> None:
+        """Say ``text`` in the room's chat, as this widget's person (peer to peer, in order).
+
+        (Anything but a string is passed on as a raw custom message, as ``Widget.send`` does.)
+        """
+        if not isinstance(text, str):
+            super().send(text, buffers)
+            return
+        if not text.strip():
+            raise ValueError("send() takes a non-empty message")
+        if len(text) > MAX_CHAT:
+            raise ValueError(f"a chat message is at most {MAX_CHAT} characters")
+        if self.state not in ("waiting", "in_call"):
+            raise RuntimeError(f"not in a call (state is {self.state!r}): join() first")
+        request: ChatRequest = {"type": "chat", "text": text}
+        self.send_msg(request)
+
+    def send_msg(self, content: KernelMessage) -> None:
+        """Send one custom message of the typed contract to the browser."""
+        super().send(dict(content))
+
+    def on_message(self, callback: Callable[[Sender, str], Any], *, remove: bool = False) -> None:
+        """Call ``callback(sender, text)`` for each chat message in the room, own ones included.
+
+        ``sender`` is a :class:`Sender` (``id``, ``name``; ``str(sender)`` is the name). Messages
+        reach the kernel when it is idle; the whole recent history is in :attr:`messages`.
+        """
+        if remove:
+            self._chat_callbacks.remove(callback)
+        else:
+            self._chat_callbacks.append(callback)
+
+    def _on_browser_message(self, _: Any, content: Any, buffers: list[bytes]) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        if kind == "chat":
+            sender = Sender(str(content.get("from", "")), str(content.get("name", "")))
+            text = str(content.get("text", ""))[:MAX_CHAT]
+            for callback in list(self._chat_callbacks):
+                callback(sender, text)
+        elif kind == "error":
+            log.warning("the browser could not handle a message: %s", content.get("message"))
+        else:
+            log.warning("unknown message from the browser: %r", kind)
+
     @property
     def invite_url(self) -> str:
         """A link to this room's standalone page, for someone without Jupyter.
@@ -212,11 +291,7 @@ class VideoRoom(anywidget.AnyWidget):
             reported = {p.get("id"): p for p in self._browser_peers if isinstance(p, dict)}
             if self._signaller is None:
                 peers = [
-                    {
-                        "id": str(p.get("id", "")),
-                        "name": str(p.get("name", "")),
-                        "connection": str(p.get("connection", "new")),
-                    }
+                    _peer(str(p.get("id", "")), str(p.get("name", "")), p)
                     for p in reported.values()
                 ]
             else:
@@ -224,11 +299,7 @@ class VideoRoom(anywidget.AnyWidget):
                 if not any(m.client == self._client for m in members):
                     members = []
                 peers = [
-                    {
-                        "id": m.sid,
-                        "name": m.name,
-                        "connection": str(reported.get(m.sid, {}).get("connection", "new")),
-                    }
+                    _peer(m.sid, m.name, reported.get(m.sid, {}))
                     for m in members
                     if m.client != self._client
                 ]

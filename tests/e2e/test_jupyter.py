@@ -72,7 +72,7 @@ def test_two_widgets_call_each_other_through_both_routes(
         lab.root / "two.ipynb",
         [
             LOGGER.format(log=str(log)),
-            "a = VideoRoom('lab-two', name='Ada', route='direct')\n"
+            "a = VideoRoom('lab-two', name='Ada', route='direct', max_peers=2)\n"
             "b = VideoRoom('lab-two', name='Grace', route='proxy')\n"
             "record('a', a); record('b', b)",
             "a",

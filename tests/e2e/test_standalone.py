@@ -19,7 +19,8 @@ pytestmark = pytest.mark.browser
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignallerThread]:
     """One signaller for both pages: ipymeet's at ``/`` and the tutorial's at ``/public/``."""
     public = write_tutorial_page(tmp_path_factory.mktemp("tutorial"))
-    signaller = SignallerThread(Settings(ice_servers=(), public_dir=public)).start()
+    # Rooms of two, so the third tab finds the room full.
+    signaller = SignallerThread(Settings(ice_servers=(), public_dir=public, max_peers=2)).start()
     yield signaller
     signaller.stop()
 

@@ -124,15 +124,20 @@ async def test_enter_hands_out_the_configured_ice_servers(make_signaller: MakeSi
         assert (await enter(a))["ice_servers"] == [dict(server) for server in servers]
 
 
-async def test_a_room_holds_max_peers_default_two(signaller: SignallerThread) -> None:
-    """With the default settings a third `enter` gets `room_full`; nobody is told of it."""
-    async with connected(signaller.url, "a", "b", "c") as (a, b, c):
-        assert (await enter(a))["capacity"] == 2
-        await enter(b)
+async def test_a_room_holds_max_peers_default_six(signaller: SignallerThread) -> None:
+    """With the default settings a seventh `enter` gets `room_full`; nobody is told of it."""
+    async with connected(signaller.url, "a", "b", "c", "d", "e", "f", "g") as peers:
+        a, b, *others = peers
+        assert (await enter(a))["capacity"] == 6
+        for peer in (b, *others[:4]):
+            await enter(peer)
+        await a.take(5)
+        await b.take(4)
+        c = others[4]
         refused(await c.call("enter", {"room": "room", "name": "Cy"}), "room_full")
-        assert sids(signaller, "room") == [a.sid, b.sid]
-        assert await marker(b, a) == [("peer_joined", {"id": b.sid, "name": ""})]
-        assert a.events[:-1] == [("peer_joined", {"id": b.sid, "name": ""})]
+        assert sids(signaller, "room") == [p.sid for p in peers[:6]]
+        assert await marker(b, a) == []
+        assert [e[0] for e in a.events[:-1]] == ["peer_joined"] * 5
         # The refused client is in no room: it may enter another.
         assert (await enter(c, "other"))["peers"] == []
 
@@ -417,9 +422,10 @@ async def test_disconnect_tells_the_others_and_empties_the_registry(
 
 
 async def test_a_refused_request_without_ack_gets_an_error_event(
-    signaller: SignallerThread,
+    make_signaller: MakeSignaller,
 ) -> None:
     """Requests sent without an acknowledgement are refused with an `error` `{code, message}`."""
+    signaller = make_signaller(max_peers=2)
     async with connected(signaller.url, "a", "b", "c") as (a, b, c):
         await c.emit("enter", {"room": ""})
         assert (await c.error())["code"] == "bad_request"

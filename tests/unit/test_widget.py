@@ -108,7 +108,15 @@ async def test_peers_come_from_the_kernel_signaller_live() -> None:
         assert room.peers == []
         grace = await _enter(url, "members-1", "Grace")
         await asyncio.to_thread(_wait, lambda: len(room.peers) == 1)
-        assert room.peers == [{"id": grace.get_sid(), "name": "Grace", "connection": "new"}]
+        assert room.peers == [
+            {
+                "id": grace.get_sid(),
+                "name": "Grace",
+                "connection": "new",
+                "audio": True,
+                "video": True,
+            }
+        ]
         room._browser_peers = [{"id": grace.get_sid(), "name": "Grace", "connection": "connected"}]
         assert room.peers[0]["connection"] == "connected"
         await grace.disconnect()
@@ -127,4 +135,76 @@ async def test_peers_are_empty_when_the_widget_is_not_in_the_room() -> None:
         assert room.peers == []
     finally:
         await stranger.disconnect()
+        room.close()
+
+
+def test_max_peers_sets_the_kernel_signallers_capacity() -> None:
+    """VideoRoom(max_peers=N) sets how many the kernel's rooms hold; bad values are refused."""
+    server = kernel_signaller()
+    before = server.settings.max_peers
+    try:
+        room = VideoRoom("cap", max_peers=3)
+        room.close()
+        assert server.signaller.settings.max_peers == 3
+        with pytest.raises(ValueError, match="max_peers"):
+            VideoRoom("cap", max_peers=1)
+        with pytest.raises(ValueError, match="signaling_url"):
+            VideoRoom("cap", max_peers=4, signaling_url="http://example.org")
+    finally:
+        server.set_max_peers(before)
+
+
+def test_chat_from_python_and_to_callbacks() -> None:
+    """send() asks the browser to say it; chat messages from the browser reach on_message
+    callbacks with the sender; send() outside a call and bad messages are refused."""
+    room = VideoRoom("chat-1")
+    sent: list[Any] = []
+    heard: list[tuple[str, str, str]] = []
+    try:
+        with pytest.raises(RuntimeError, match="join"):
+            room.send("too early")
+        room.state = "in_call"  # as the browser would report it
+        # The browser's end of the comm: record what the kernel sends.
+        room.comm.send = lambda data=None, buffers=None, **kw: sent.append(data)
+        room.send("hello")
+        assert sent[-1] == {"method": "custom", "content": {"type": "chat", "text": "hello"}}
+        for bad in ("", "  ", "x" * 2001):
+            with pytest.raises(ValueError, match="message"):
+                room.send(bad)
+
+        def callback(sender: Any, text: str) -> None:
+            heard.append((str(sender), sender.id, text))
+
+        room.on_message(callback)
+        message = {
+            "type": "chat",
+            "id": "m1",
+            "from": "p1",
+            "name": "Grace",
+            "text": "hi",
+            "time": 0,
+            "mine": False,
+        }
+        room._handle_custom_msg(message, [])
+        room._handle_custom_msg({"type": "nonsense"}, [])
+        room.on_message(callback, remove=True)
+        room._handle_custom_msg({**message, "id": "m2"}, [])
+        assert heard == [("Grace", "p1", "hi")]
+    finally:
+        room.close()
+
+
+def test_peers_carry_the_browsers_mute_flags() -> None:
+    """The others' audio/video flags come from the browser's reports (default on)."""
+    room = VideoRoom("flags", signaling_url="http://127.0.0.1:9")
+    try:
+        room._browser_peers = [
+            {"id": "p1", "name": "Grace", "connection": "connected", "audio": False, "video": True},
+            {"id": "p2", "name": "Alan", "connection": "new"},
+        ]
+        assert room.peers == [
+            {"id": "p1", "name": "Grace", "connection": "connected", "audio": False, "video": True},
+            {"id": "p2", "name": "Alan", "connection": "new", "audio": True, "video": True},
+        ]
+    finally:
         room.close()

@@ -1,0 +1,57 @@
+"""The custom messages between the kernel and the browser: one typed contract.
+
+Mirrored in ``js/src/types.ts`` (``KernelMessage`` / ``BrowserMessage``), keyed on ``type``. Custom
+messages carry events (a chat line); state that a freshly displayed view needs lives in traits.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple, TypedDict
+
+
+class ChatRequest(TypedDict):
+    """Kernel → browser: send ``text`` to the room as this widget's person."""
+
+    type: Literal["chat"]
+    text: str
+
+
+# Browser → kernel: a chat line that entered the room's history (anyone's, own included).
+# ``from`` is the sender's peer id; ``time`` is milliseconds since the epoch on the sender's clock.
+# (The functional form, because "from" is a Python keyword.)
+ChatMessage = TypedDict(
+    "ChatMessage",
+    {
+        "type": Literal["chat"],
+        "id": str,
+        "from": str,
+        "name": str,
+        "text": str,
+        "time": float,
+        "mine": bool,
+    },
+)
+
+
+class ErrorMessage(TypedDict):
+    """Browser → kernel: a message the browser could not handle."""
+
+    type: Literal["error"]
+    message: str
+
+
+KernelMessage = ChatRequest
+BrowserMessage = ChatMessage | ErrorMessage
+
+#: Longest chat line either side accepts.
+MAX_CHAT = 2000
+
+
+class Sender(NamedTuple):
+    """Who sent a chat message; ``str(sender)`` is the display name (or the id if unnamed)."""
+
+    id: str
+    name: str
+
+    def __str__(self) -> str:
+        return self.name or self.id
