@@ -23,11 +23,11 @@ LOGGER = """
 import json, pathlib
 from ipymeet import VideoRoom
 LOG = pathlib.Path({log!r})
-def record(label, room):
-    def write(change):
-        with LOG.open("a") as f:
-            f.write(json.dumps([label, change.name, change.new]) + "\\n")
-    room.observe(write, names=["state", "connected_via", "error_code"])
+def note(*entry):
+    with LOG.open("a") as f:
+        f.write(json.dumps(entry) + "\\n")
+def record(label, room, names=("state", "connected_via", "error_code")):
+    room.observe(lambda change: note(label, change.name, change.new), names=list(names))
 """
 
 
@@ -212,3 +212,62 @@ def test_rerunning_a_cell_replaces_its_room_and_closing_ends_the_call(
     tab.wait_for_function("() => window.ipymeet.model.get('state') === 'waiting'")
     assert tab.locator("[data-testid=remote-video]").count() == 0
     assert registry_names(page, lab, "rerun-1") == ["Visitor"]
+
+
+def test_widgets_and_tabs_share_a_room_chat_mute_and_quality(
+    lab: Served, new_page: Callable[..., Any]
+) -> None:
+    """Two widgets and two standalone tabs in one room: everyone sees the three others; a message
+    sent from Python reaches a tab's chat, one typed in a tab reaches the Python callback; a tab's
+    mute shows in the kernel's `peers`; the kernel's `stats` show frames from every peer."""
+    log, invite = lab.root / "mixed.jsonl", lab.root / "mixed-invite.txt"
+    write_notebook(
+        lab.root / "mixed.ipynb",
+        [
+            LOGGER.format(log=str(log)),
+            "a = VideoRoom('mixed', name='Ada')\nb = VideoRoom('mixed', name='Bob')\n"
+            "record('a', a, names=('state', 'peers'))\n"
+            "a.on_message(lambda sender, text: note('a', 'chat', [str(sender), text]))\n"
+            f"a.join()\nb.join()\npathlib.Path({str(invite)!r}).write_text(a.invite_url)",
+            "a",
+            "b",
+        ],
+    )
+    page = new_page()
+    open_and_run(page, lab, "mixed.ipynb")
+    page.wait_for_selector(".ipymeet-root[data-state=in_call]")
+    tabs = [new_page(f"{invite.read_text()}&autojoin=1&name=Tab{i}") for i in (1, 2)]
+    for tab in tabs:
+        wait_remote_video(tab, count=3, timeout=60)
+    wait_remote_video(page, count=6, timeout=60)  # three in each widget's view
+
+    run_in_kernel(page, "a.send('from python')")
+    tabs[0].wait_for_function(
+        """() => window.ipymeet.model.get('messages').some(
+            (m) => m.text === 'from python' && m.name === 'Ada')"""
+    )
+    tabs[0].get_by_test_id("chat-input").fill("from the tab")
+    tabs[0].get_by_test_id("chat-input").press("Enter")
+    wait_kernel(log, lambda e: ["a", "chat", ["Tab1", "from the tab"]] in e)
+
+    tabs[0].get_by_test_id("mic").click()
+
+    def tab1_muted(entries: list[list[Any]]) -> bool:
+        latest = [value for who, name, value in entries if who == "a" and name == "peers"]
+        return bool(latest) and any(p["name"] == "Tab1" and p["audio"] is False for p in latest[-1])
+
+    wait_kernel(log, tab1_muted)
+
+    stats_file = lab.root / "mixed-stats.json"
+    deadline = time.monotonic() + 30
+    while True:
+        run_in_kernel(
+            page,
+            f"import json, pathlib; pathlib.Path({str(stats_file)!r}).write_text(json.dumps("
+            "{p['name']: a.stats.get(p['id'], {}).get('fps_in', 0) for p in a.peers}))",
+        )
+        fps = json.loads(stats_file.read_text())
+        if len(fps) == 3 and all(value > 0 for value in fps.values()):
+            break
+        assert time.monotonic() < deadline, f"frames per second seen by the kernel: {fps}"
+        time.sleep(0.5)

@@ -1,0 +1,145 @@
+"""Rooms of several in real Chromium: the mesh, mute on everyone's tiles, chat, call quality."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ipymeet.server import Settings, SignallerThread
+
+from .conftest import wait_remote_video
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SignallerThread]:
+    signaller = SignallerThread(Settings(ice_servers=())).start()  # rooms of six by default
+    yield signaller
+    signaller.stop()
+
+
+def model(page: Any, name: str) -> Any:
+    return page.evaluate("(n) => window.ipymeet.model.get(n)", name)
+
+
+def wait_peers(page: Any, names: list[str], timeout: float = 45) -> None:
+    """Wait until ``page`` is connected to exactly the people called ``names``."""
+    page.wait_for_function(
+        """(names) => {
+            const peers = window.ipymeet.model.get('_browser_peers');
+            const got = peers.map((p) => p.name).sort();
+            return JSON.stringify(got) === JSON.stringify([...names].sort())
+                && peers.every((p) => p.connection === 'connected')
+                && document.querySelectorAll('[data-testid=remote-video]').length === names.length;
+        }""",
+        arg=names,
+        timeout=timeout * 1000,
+    )
+
+
+def join(new_page: Callable[..., Any], server: SignallerThread, room: str, name: str) -> Any:
+    return new_page(f"{server.url}/?room={room}&name={name}&autojoin=1")
+
+
+def test_four_people_each_see_the_three_others(
+    server: SignallerThread, new_page: Callable[..., Any]
+) -> None:
+    """Four tabs in one room: everyone sees three moving remote videos, each tile named."""
+    names = ["Ada", "Grace", "Alan", "Edsger"]
+    pages = [join(new_page, server, "four", name) for name in names]
+    for page, name in zip(pages, names, strict=True):
+        wait_peers(page, [n for n in names if n != name])
+    for page in pages:
+        wait_remote_video(page, count=3, timeout=60)
+    labels = (
+        pages[0]
+        .locator("[data-testid=remote-video]")
+        .evaluate_all(
+            "(videos) => videos.map((v) => v.closest('[data-peer-id], .ipymeet-tile')?.textContent)"
+        )
+    )
+    assert all(any(n in (label or "") for n in names[1:]) for label in labels), labels
+
+
+def test_joining_and_leaving_at_once_ends_with_everyone_seeing_exactly_the_others(
+    server: SignallerThread, new_page: Callable[..., Any]
+) -> None:
+    """While one member hangs up and comes back, two others join at the same instant: every
+    member ends up connected to exactly the other five."""
+    first = [join(new_page, server, "churn", name) for name in ("A", "B", "C", "E")]
+    wait_peers(first[0], ["B", "C", "E"])
+    fifth = first[3]
+    late = [new_page(f"{server.url}/?room=churn&name={n}") for n in ("D", "F")]
+    # Hang up E, and click Connect on D and F in the same instant, then bring E back.
+    fifth.get_by_test_id("connect").click()
+    for page in late:
+        page.get_by_test_id("connect").dispatch_event("click", timeout=1000)
+    fifth.wait_for_function("() => window.ipymeet.model.get('state') === 'left'")
+    fifth.get_by_test_id("connect").click()
+    everyone = {"A": first[0], "B": first[1], "C": first[2], "E": fifth, "D": late[0], "F": late[1]}
+    for name, page in everyone.items():
+        wait_peers(page, [n for n in everyone if n != name], timeout=60)
+    assert len(server.registry.members("churn")) == 6
+
+
+def test_mute_chat_and_quality_reach_everyone(
+    server: SignallerThread, new_page: Callable[..., Any]
+) -> None:
+    """Muting shows on the others' tiles and in what they report; chat reaches everyone once and
+    in order; every peer's quality figures show frames arriving."""
+    ada, grace, alan = (join(new_page, server, "talk", n) for n in ("Ada", "Grace", "Alan"))
+    for page, others in (
+        (ada, ["Grace", "Alan"]),
+        (grace, ["Ada", "Alan"]),
+        (alan, ["Ada", "Grace"]),
+    ):
+        wait_peers(page, others)
+
+    ada.get_by_test_id("mic").click()
+    ada.get_by_test_id("cam").click()
+    for page in (grace, alan):
+        page.wait_for_function(
+            """() => window.ipymeet.model.get('_browser_peers').some(
+                (p) => p.name === 'Ada' && p.audio === false && p.video === false)"""
+        )
+        tile = page.locator(".ipymeet-tile", has_text="Ada")
+        assert "muted" in (tile.get_attribute("class") or "") + (tile.inner_html()).lower()
+
+    for index in range(5):
+        ada.evaluate("(t) => window.ipymeet.call.sendChat(t)", f"line {index}")
+    grace.get_by_test_id("chat-input").fill("hello from Grace")
+    grace.get_by_test_id("chat-input").press("Enter")
+    expected_from_ada = [f"line {i}" for i in range(5)]
+    for page in (ada, grace, alan):
+        page.wait_for_function(
+            "() => window.ipymeet.model.get('messages').length === 6", timeout=20_000
+        )
+        texts = [m["text"] for m in model(page, "messages")]
+        assert [t for t in texts if t.startswith("line")] == expected_from_ada
+        assert texts.count("hello from Grace") == 1
+        assert page.get_by_test_id("chat-message").count() == 6
+
+    for page in (ada, grace, alan):
+        page.wait_for_function(
+            """() => {
+                const stats = window.ipymeet.model.get('stats');
+                const ids = window.ipymeet.model.get('_browser_peers').map((p) => p.id);
+                return ids.length === 2 && ids.every((id) => stats[id]);
+            }""",
+            timeout=20_000,
+        )
+    # Ada's camera is off, so only Grace and Alan send frames: check what they receive.
+    for page in (grace, alan):
+        page.wait_for_function(
+            """() => {
+                const stats = window.ipymeet.model.get('stats');
+                return window.ipymeet.model.get('_browser_peers')
+                    .filter((p) => p.name !== 'Ada')
+                    .every((p) => stats[p.id] && stats[p.id].fps_in > 0);
+            }""",
+            timeout=20_000,
+        )
+        assert page.get_by_test_id("quality").count() == 2
