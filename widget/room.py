@@ -223,7 +223,9 @@ class VideoRoom(anywidget.AnyWidget):
     def send(self, text: str, buffers: list[bytes] | None = None) -> None:
         """Say ``text`` in the room's chat, as this widget's person (peer to peer, in order).
 
-        (Anything but a string is passed on as a raw custom message, as ``Widget.send`` does.)
+        The browser sends it once it is in the room (the state the kernel sees may lag behind, so
+        this does not check it). Anything but a string is passed on as a raw custom message, as
+        ``Widget.send`` does.
         """
         if not isinstance(text, str):
             super().send(text, buffers)
@@ -232,8 +234,6 @@ class VideoRoom(anywidget.AnyWidget):
             raise ValueError("send() takes a non-empty message")
         if len(text) > MAX_CHAT:
             raise ValueError(f"a chat message is at most {MAX_CHAT} characters")
-        if self.state not in ("waiting", "in_call"):
-            raise RuntimeError(f"not in a call (state is {self.state!r}): join() first")
         request: ChatRequest = {"type": "chat", "text": text}
         self.send_msg(request)
 
