@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import socketio
 
 from . import validation as v
+from .frames import FrameInbox
 from .ratelimit import TokenBucket
 from .registry import MESH, TUTORIAL, Member, Registry
 from .settings import Settings
@@ -102,6 +103,7 @@ class Signaller:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = Registry()
+        self.frames = FrameInbox()
         self.connections: dict[str, Connection] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -126,6 +128,8 @@ class Signaller:
             "enter": (self._enter, True),
             "signal": (self._signal, True),
             "leave": (self._leave, True),
+            # frames for a kernel's snapshot request (see frames.py)
+            "frame": (self._frame, False),
         }
         for event, (handler, acked) in events.items():
             self.sio.on(event, self._guarded(event, handler, acked=acked))
@@ -352,3 +356,10 @@ class Signaller:
         conn.mesh_room = None
         await self._announce_departure(conn.sid, departure.room, MESH, departure.remaining)
         return {"ok": True}
+
+    # -- frames for snapshots ---------------------------------------------------------------------
+
+    async def _frame(self, conn: Connection, *args: Any) -> None:
+        if len(args) not in (1, 2):
+            raise v.bad("'frame' takes its metadata and one binary chunk")
+        self.frames.add_chunk(conn.client, args[0], args[1] if len(args) == 2 else None)

@@ -33,6 +33,32 @@ ChatMessage = TypedDict(
 )
 
 
+class SnapshotRequest(TypedDict):
+    """Kernel → browser: take the current frame of ``peer``'s video (None: own camera).
+
+    The browser answers with a :data:`FrameMessage` (binary custom message, read by the kernel
+    between cells) and, when ``upload`` is set, also through the kernel's own signaller (event
+    ``frame``, read on the signaller's thread even while a cell runs: see server/frames.py).
+    """
+
+    type: Literal["snapshot"]
+    id: str
+    peer: str | None
+    format: Literal["rgba", "png"]
+    upload: bool
+
+
+class FrameMessage(TypedDict, total=False):
+    """Browser → kernel: the frame asked for (pixels in the message's one buffer), or ``error``."""
+
+    type: Literal["frame"]
+    id: str
+    width: int
+    height: int
+    format: Literal["rgba", "png"]
+    error: str
+
+
 class ErrorMessage(TypedDict):
     """Browser → kernel: a message the browser could not handle."""
 
@@ -40,8 +66,8 @@ class ErrorMessage(TypedDict):
     message: str
 
 
-KernelMessage = ChatRequest
-BrowserMessage = ChatMessage | ErrorMessage
+KernelMessage = ChatRequest | SnapshotRequest
+BrowserMessage = ChatMessage | FrameMessage | ErrorMessage
 
 #: Longest chat line either side accepts.
 MAX_CHAT = 2000

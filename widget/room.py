@@ -9,21 +9,26 @@ comes from the browser, whose reports reach the kernel when it is idle.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import secrets
 import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import anywidget
+import numpy as np
 import traitlets
+from numpy.typing import NDArray
 
 from ..server import SignallerThread, kernel_signaller
+from ..server.frames import Frame
 from ..server.validation import ROOM_RE
-from .messages import MAX_CHAT, ChatRequest, KernelMessage, Sender
+from .messages import MAX_CHAT, ChatRequest, KernelMessage, Sender, SnapshotRequest
 
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("ipymeet")
@@ -165,6 +170,7 @@ class VideoRoom(anywidget.AnyWidget):
     ) -> None:
         self._peers_lock = threading.Lock()
         self._chat_callbacks: list[Callable[[Sender, str], Any]] = []
+        self._frame_requests: dict[str, concurrent.futures.Future[Frame]] = {}
         super().__init__(
             room=room,
             name=name,
@@ -261,10 +267,99 @@ class VideoRoom(anywidget.AnyWidget):
             text = str(content.get("text", ""))[:MAX_CHAT]
             for callback in list(self._chat_callbacks):
                 callback(sender, text)
+        elif kind == "frame":
+            self._on_frame(content, buffers)
         elif kind == "error":
             log.warning("the browser could not handle a message: %s", content.get("message"))
         else:
             log.warning("unknown message from the browser: %r", kind)
+
+    async def snapshot(self, peer: str | None = None, *, timeout: float = 10.0) -> NDArray[Any]:
+        """The current frame of ``peer``'s video (your own camera when None), as an
+        ``(height, width, 3)`` ``uint8`` RGB array.
+
+        Works from a running cell: the frame comes back through the kernel's signaller thread.
+
+            frame = await room.snapshot()                       # own camera
+            frame = await room.snapshot(room.peers[0]["id"])    # the first other person
+        """
+        frame = await asyncio.wrap_future(self._request_frame(peer, "rgba", timeout))
+        pixels = np.frombuffer(frame.data, dtype=np.uint8)
+        return pixels.reshape(frame.height, frame.width, 4)[:, :, :3].copy()
+
+    def snapshot_png(self, peer: str | None = None, *, timeout: float = 10.0) -> bytes:
+        """The current frame of ``peer``'s video (own camera when None) as PNG bytes; blocks.
+
+        from IPython.display import Image
+        Image(room.snapshot_png())
+        """
+        try:
+            return bytes(self._request_frame(peer, "png", timeout).result(timeout + 1).data)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(self._no_frame(timeout)) from None
+
+    def _request_frame(
+        self, peer: str | None, kind: Literal["rgba", "png"], timeout: float
+    ) -> concurrent.futures.Future[Frame]:
+        if peer is not None and peer not in {p["id"] for p in self.peers}:
+            names = ", ".join(f"{p['id']} ({p['name']})" for p in self.peers) or "nobody"
+            raise ValueError(f"no peer {peer!r} in room {self.room!r}; in it: {names}")
+        request_id = secrets.token_urlsafe(16)
+        upload = self._signaller is not None
+        future: concurrent.futures.Future[Frame]
+        if self._signaller is not None:
+            future = self._signaller.signaller.frames.expect(request_id, self._client)
+        else:
+            future = concurrent.futures.Future()
+        self._frame_requests[request_id] = future
+        request: SnapshotRequest = {
+            "type": "snapshot", "id": request_id, "peer": peer, "format": kind, "upload": upload,
+        }  # fmt: skip
+        self.send_msg(request)
+
+        def expire() -> None:
+            if not future.done():
+                future.set_exception(TimeoutError(self._no_frame(timeout)))
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+
+        def forget(_: concurrent.futures.Future[Frame]) -> None:
+            timer.cancel()
+            self._frame_requests.pop(request_id, None)
+            if self._signaller is not None:
+                self._signaller.signaller.frames.cancel(request_id)
+
+        future.add_done_callback(forget)
+        return future
+
+    def _no_frame(self, timeout: float) -> str:
+        return (
+            f"no frame within {timeout:g} s: is the room displayed in a browser that is in the "
+            f"call (state {self.state!r})?"
+        )
+
+    def _on_frame(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        future = self._frame_requests.get(str(content.get("id")))
+        if future is None or future.done():
+            return  # answered already (through the signaller) or expired
+        if "error" in content:
+            future.set_exception(
+                RuntimeError(f"the browser could not take a frame: {content['error']}")
+            )
+            return
+        try:
+            frame = Frame(
+                int(content["width"]),
+                int(content["height"]),
+                str(content["format"]),
+                bytes(buffers[0]),
+            )
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            future.set_exception(RuntimeError(f"malformed frame from the browser: {exc}"))
+            return
+        future.set_result(frame)
 
     @property
     def invite_url(self) -> str:
