@@ -4,12 +4,16 @@ Measured inside the page (``performance.now()`` at the click, then the first fra
 with ``videoWidth > 0``), in real Chromium with fake camera devices, for
 
 - ``standalone``: two tabs on the signaller's own page;
-- ``jupyterlab``: two ``VideoRoom`` widgets in one notebook in a real JupyterLab.
+- ``jupyterlab``: two ``VideoRoom`` widgets in one notebook in a real JupyterLab;
+- ``mesh``: rooms of 2, 3, 4 and 6 standalone tabs that all click Connect at once: the time until
+  every member sees every other's video, and the browser's CPU per member during the call (all
+  Chromium processes, over a few seconds, divided by the number of members).
 
-Prints one line per mode: runs, median and p90 in milliseconds. Example::
+Prints one JSON line per mode (per room size for ``mesh``). Example::
 
     python benchmarks/call_setup.py --runs 10
     python benchmarks/call_setup.py --runs 5 --mode standalone
+    python benchmarks/call_setup.py --mode mesh --sizes 2,3,4,6
 """
 
 from __future__ import annotations
@@ -135,17 +139,80 @@ def jupyterlab(browser: Any, runs: int) -> list[float]:
             stop_server(lab)
 
 
+ALL_SEE_ALL_JS = """
+(count) => {
+  const videos = [...document.querySelectorAll('[data-testid=remote-video]')];
+  return videos.length === count && videos.every((v) => v.videoWidth > 0 && v.readyState >= 2);
+}
+"""
+
+
+def chromium_cpu_seconds() -> float:
+    """CPU seconds used so far by every Chromium process of this benchmark."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def mesh(browser: Any, size: int, window: float = 8.0) -> dict[str, Any]:
+    """One room of ``size`` tabs: seconds until all see all, then CPU per member."""
+    server = SignallerThread(Settings(ice_servers=(), max_peers=6)).start()
+    contexts = []
+    try:
+        pages = []
+        for index in range(size):
+            context = browser.new_context(permissions=["camera", "microphone"])
+            contexts.append(context)
+            page = context.new_page()
+            page.set_default_timeout(120_000)
+            page.goto(f"{server.url}/?room=mesh-{size}&name=P{index}")
+            pages.append(page)
+        started = time.monotonic()
+        for page in pages:
+            page.evaluate("() => document.querySelector('[data-testid=connect]').click()")
+        for page in pages:
+            page.wait_for_function(ALL_SEE_ALL_JS, arg=size - 1)
+        all_see_all = time.monotonic() - started
+        before, clock = chromium_cpu_seconds(), time.monotonic()
+        pages[0].wait_for_timeout(window * 1000)  # a measuring window, not a wait for a condition
+        cpu = (chromium_cpu_seconds() - before) / (time.monotonic() - clock)
+        return {
+            "mode": "mesh",
+            "members": size,
+            "all_see_all_ms": round(all_see_all * 1000),
+            "browser_cpu_per_member_pct": round(100 * cpu / size, 1),
+        }
+    finally:
+        for context in contexts:
+            context.close()
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--mode", choices=["standalone", "jupyterlab", "all"], default="all")
+    parser.add_argument(
+        "--mode", choices=["standalone", "jupyterlab", "mesh", "all"], default="all"
+    )
+    parser.add_argument("--sizes", default="2,3,4,6", help="room sizes for --mode mesh")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        modes = ["standalone", "jupyterlab"] if args.mode == "all" else [args.mode]
+        modes = ["standalone", "jupyterlab", "mesh"] if args.mode == "all" else [args.mode]
         for mode in modes:
+            if mode == "mesh":
+                for size in (int(n) for n in args.sizes.split(",")):
+                    print(json.dumps(mesh(browser, size)), flush=True)
+                continue
             started = time.monotonic()
             samples = {"standalone": standalone, "jupyterlab": jupyterlab}[mode](browser, args.runs)
             result = report(mode, samples)
