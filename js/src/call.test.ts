@@ -50,16 +50,46 @@ class FakePeer {
   remoteStream = null;
   closed = false;
   received: unknown[] = [];
+  channelOpen = false;
+  /** What went out on the data channel. */
+  data: string[] = [];
+  caps: (number | null)[] = [];
+  statsCalls = 0;
+  report = new Map<string, Record<string, unknown>>();
   constructor(readonly options: PeerOptions) {}
   receive(message: unknown) {
     this.received.push(message);
   }
   close() {
     this.closed = true;
+    this.channelOpen = false;
   }
   become(state: RTCPeerConnectionState) {
     this.connectionState = state;
     this.options.onConnectionState(state);
+  }
+  sendData(data: string) {
+    if (!this.channelOpen) return false;
+    this.data.push(data);
+    return true;
+  }
+  open() {
+    this.channelOpen = true;
+    this.options.onChannelOpen?.();
+  }
+  /** A message from the other side. */
+  deliver(message: unknown) {
+    this.options.onChannelMessage?.(typeof message === "string" ? message : JSON.stringify(message));
+  }
+  sentMessages() {
+    return this.data.map((d) => JSON.parse(d) as Record<string, unknown>);
+  }
+  setMaxVideoBitrate(cap: number | null) {
+    this.caps.push(cap);
+  }
+  async getStats() {
+    this.statsCalls++;
+    return this.report as unknown as RTCStatsReport;
   }
 }
 
@@ -82,7 +112,7 @@ function fakeStream() {
   return { stream, tracks };
 }
 
-function setup(options: { media?: () => Promise<LocalMedia>; connect?: CallDeps["connect"] } = {}) {
+function setup(options: { media?: () => Promise<LocalMedia>; connect?: CallDeps["connect"]; statsIntervalMs?: number } = {}) {
   const model = new PageModel({ room: "lab-42", name: "Ada", _client: "k1", signaling_url: "http://127.0.0.1:8765" });
   const states: CallState[] = [model.get("state")];
   model.on("change:state", () => states.push(model.get("state")));
@@ -105,10 +135,16 @@ function setup(options: { media?: () => Promise<LocalMedia>; connect?: CallDeps[
       return peer as unknown as Peer;
     },
     unreachableHint: "Is the kernel running?",
+    statsIntervalMs: options.statsIntervalMs ?? 60_000,
+    now: () => 1_700_000_000_000,
   });
+  const sent: unknown[] = [];
+  model.send = (content) => {
+    sent.push(content);
+  };
   call.start();
   const join = () => model.set("_desired", true);
-  return { model, states, server, peers, tracks, call, join, connectedWith };
+  return { model, states, server, peers, tracks, call, join, connectedWith, sent };
 }
 
 describe("Call", () => {
@@ -126,7 +162,7 @@ describe("Call", () => {
     peers[0]!.become("connecting");
     peers[0]!.become("connected");
     expect(model.get("state")).toBe("in_call");
-    expect(model.get("_browser_peers")).toEqual([{ id: "zed", name: "Grace", connection: "connected" }]);
+    expect(model.get("_browser_peers")).toEqual([{ id: "zed", name: "Grace", connection: "connected", audio: true, video: true }]);
 
     server.serve("signal", { from: "zed", description: { type: "offer", sdp: "v=0" } });
     expect(peers[0]!.received).toEqual([{ from: "zed", description: { type: "offer", sdp: "v=0" } }]);
@@ -235,9 +271,178 @@ describe("Call", () => {
   });
 
   it("one writer: a stale in-call state from an earlier page becomes left", () => {
-    const model = new PageModel({ state: "in_call", _browser_peers: [{ id: "x", name: "", connection: "connected" }] });
+    const model = new PageModel({ state: "in_call", _browser_peers: [{ id: "x", name: "", connection: "connected", audio: true, video: true }] });
     new Call(model, { routes: () => [] }).start();
     expect(model.get("state")).toBe("left");
     expect(model.get("_browser_peers")).toEqual([]);
+  });
+});
+
+const wait = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Join with members already in the room (this side offers to each). */
+async function inRoom(ids: string[], options: Parameters<typeof setup>[0] = {}) {
+  const context = setup(options);
+  context.server.enterAnswer = {
+    ok: true,
+    self: "me",
+    peers: ids.map((id) => ({ id, name: id.toUpperCase() })),
+    capacity: 6,
+    ice_servers: [],
+  };
+  context.join();
+  await settle();
+  return context;
+}
+
+describe("Call: mute flags, chat and quality", () => {
+  it("tells each peer its mute flags when the channel opens and on every change", async () => {
+    const { model, peers } = await inRoom(["a"]);
+    const [a] = peers;
+    a!.open();
+    expect(a!.sentMessages()).toEqual([{ t: "state", audio: true, video: true }]);
+    model.set("video", false);
+    model.set("video", false);
+    model.set("audio", false);
+    expect(a!.sentMessages().slice(1)).toEqual([
+      { t: "state", audio: true, video: false },
+      { t: "state", audio: false, video: false },
+    ]);
+  });
+
+  it("keeps each peer's flags (true until told) and reports them in _browser_peers", async () => {
+    const { model, peers, call } = await inRoom(["a", "b"]);
+    expect(call.remotePeers.map((p) => [p.id, p.audio, p.video])).toEqual([
+      ["a", true, true],
+      ["b", true, true],
+    ]);
+    peers[0]!.deliver({ t: "state", audio: false, video: true });
+    peers[1]!.deliver({ t: "state", audio: "no", video: true }); // junk: ignored
+    peers[1]!.deliver("not json");
+    await wait(300);
+    expect(model.get("_browser_peers")).toEqual([
+      { id: "a", name: "A", connection: "new", audio: false, video: true },
+      { id: "b", name: "B", connection: "new", audio: true, video: true },
+    ]);
+  });
+
+  it("sends chat to every member, queued until each channel opens, in order", async () => {
+    const { peers, call } = await inRoom(["a", "b"]);
+    const [a, b] = peers;
+    a!.open();
+    expect(call.sendChat("one")).toBe(true);
+    expect(call.sendChat("two")).toBe(true);
+    const texts = (peer: FakePeer) => peer.sentMessages().filter((m) => m.t === "chat").map((m) => m.text);
+    expect(texts(a!)).toEqual(["one", "two"]);
+    expect(b!.data).toEqual([]);
+    b!.open();
+    expect(b!.sentMessages()[0]).toEqual({ t: "state", audio: true, video: true });
+    expect(texts(b!)).toEqual(["one", "two"]);
+    const [first] = b!.sentMessages().filter((m) => m.t === "chat");
+    expect(first).toEqual({ t: "chat", id: expect.stringMatching(/^[0-9a-f]{24}$/), name: "Ada", text: "one", time: 1_700_000_000_000 });
+  });
+
+  it("sends a queued line only to the members present when it was written", async () => {
+    const { server, peers, call } = await inRoom(["a"]);
+    call.sendChat("before c");
+    server.serve("peer_joined", { id: "c", name: "C" });
+    call.sendChat("after c");
+    peers[0]!.open();
+    peers[1]!.open();
+    const texts = (peer: FakePeer) => peer.sentMessages().filter((m) => m.t === "chat").map((m) => m.text);
+    expect(texts(peers[0]!)).toEqual(["before c", "after c"]);
+    expect(texts(peers[1]!)).toEqual(["after c"]);
+  });
+
+  it("records chat once per id, in `messages` and to the kernel, own lines marked", async () => {
+    const { model, peers, call, sent } = await inRoom(["a", "b"]);
+    const line = { t: "chat", id: "x1", name: "Grace", text: "hi", time: 5 };
+    peers[0]!.deliver(line);
+    peers[1]!.deliver(line); // the same id again: dropped
+    peers[1]!.deliver({ t: "chat", id: "x2", name: "", text: "x".repeat(2500), time: 6 });
+    peers[1]!.deliver({ t: "chat", id: "x3", name: "B", text: "   ", time: 7 }); // blank: junk
+    call.sendChat("mine");
+    await wait(300);
+    const messages = model.get("messages");
+    expect(messages.map((m) => [m.id, m.from, m.name, m.text.length, m.mine])).toEqual([
+      ["x1", "a", "Grace", 2, false],
+      ["x2", "b", "B", 2000, false], // no name given: the signaller's name; text capped
+      [expect.any(String), "me", "Ada", 4, true],
+    ]);
+    expect(sent).toEqual(messages.map((m) => ({ type: "chat", ...m })));
+  });
+
+  it("holds lines written while joining until the room is entered", async () => {
+    let resolveMedia!: (media: LocalMedia) => void;
+    const context = setup({ media: () => new Promise((resolve) => (resolveMedia = resolve)) });
+    context.server.enterAnswer = { ok: true, self: "me", peers: [{ id: "a", name: "A" }], capacity: 6, ice_servers: [] };
+    context.join();
+    await settle();
+    expect(context.call.sendChat("early")).toBe(true);
+    resolveMedia({ stream: null, warning: null });
+    await settle();
+    context.peers[0]!.open();
+    expect(context.peers[0]!.sentMessages()).toEqual([
+      { t: "state", audio: false, video: false }, // receive-only: shown as off
+      expect.objectContaining({ t: "chat", text: "early" }),
+    ]);
+    expect(context.call.messages.map((m) => [m.from, m.text])).toEqual([["me", "early"]]);
+  });
+
+  it("refuses chat outside a room, and blank chat", async () => {
+    const { call } = setup();
+    expect(call.sendChat("hello")).toBe(false);
+    expect(call.messages).toEqual([]);
+    const inside = await inRoom(["a"]);
+    expect(inside.call.sendChat("  \n ")).toBe(false);
+  });
+
+  it("answers the kernel's custom messages: chat is sent, the unknown answered with an error", async () => {
+    const { model, peers, sent } = await inRoom(["a"]);
+    peers[0]!.open();
+    const custom = (content: unknown) => {
+      (model as unknown as { listeners: Map<string, Set<(c: unknown) => void>> }).listeners
+        .get("msg:custom")!
+        .forEach((listener) => listener(content));
+    };
+    custom({ type: "chat", text: "from python" });
+    expect(peers[0]!.sentMessages().at(-1)).toMatchObject({ t: "chat", text: "from python", name: "Ada" });
+    expect(sent.at(-1)).toMatchObject({ type: "chat", text: "from python", from: "me", mine: true });
+    custom({ type: "snapshot" });
+    expect(sent.at(-1)).toEqual({ type: "error", message: 'unknown message type "snapshot"' });
+    custom({ type: "chat", text: 42 });
+    expect(sent.at(-1)).toEqual({ type: "error", message: "a chat message needs a non-empty text" });
+    model.set("_desired", false);
+    await settle();
+    custom({ type: "chat", text: "too late" });
+    expect(sent.at(-1)).toEqual({ type: "error", message: "chat not sent: not in a room: join first, then send" });
+  });
+
+  it("caps the video bit rate of every connection as the room grows and shrinks", async () => {
+    const { server, peers } = await inRoom(["a"]);
+    expect(peers[0]!.caps).toEqual([2_500_000]);
+    server.serve("peer_joined", { id: "b", name: "B" });
+    server.serve("peer_joined", { id: "c", name: "C" });
+    expect(peers.map((p) => p.caps.at(-1))).toEqual([1_000_000, 1_000_000, 1_000_000]);
+    server.serve("peer_left", { id: "b" });
+    expect([peers[0]!.caps.at(-1), peers[2]!.caps.at(-1)]).toEqual([1_500_000, 1_500_000]);
+  });
+
+  it("measures each connection about once a second into `stats`, and stops on hang up", async () => {
+    const { model, peers, server } = await inRoom(["a", "b"], { statsIntervalMs: 20 });
+    peers[0]!.report.set("in", { type: "inbound-rtp", kind: "video", bytesReceived: 1000, framesPerSecond: 24, frameWidth: 640, frameHeight: 360, packetsReceived: 10, packetsLost: 0 });
+    await wait(350);
+    const stats = model.get("stats");
+    expect(Object.keys(stats).sort()).toEqual(["a", "b"]);
+    expect(stats.a).toMatchObject({ fps_in: 24, width: 640, height: 360 });
+    server.serve("peer_left", { id: "b" });
+    await wait(350);
+    expect(Object.keys(model.get("stats"))).toEqual(["a"]);
+    model.set("_desired", false);
+    await settle();
+    expect(model.get("stats")).toEqual({});
+    const calls = peers[0]!.statsCalls;
+    await wait(100);
+    expect(peers[0]!.statsCalls).toBe(calls);
   });
 });

@@ -2,13 +2,18 @@
  * The Call: one per model, so a widget shown twice uses one camera and one set of connections.
  *
  * Python (or the view's button) sets the desired state in `_desired`; the Call reconciles toward
- * it and reports what happened: `state`, `error`/`error_code`, `connected_via`, `_browser_peers`.
+ * it and reports what happened: `state`, `error`/`error_code`, `connected_via`, `_browser_peers`
+ * (with each other member's mute flags, learnt over the data channels), `stats` (about once a
+ * second) and `messages` (the chat history, kept here at model level, not per view). The kernel's
+ * custom messages are handled here too (`msg:custom`, one dispatcher in messages.ts).
  * Every asynchronous step of a join checks that its session is still the current one, so a Hang up
  * (or a new join) in the middle leaves nothing behind: a late camera stream is stopped, a late
  * socket closed.
  */
 import { MediaAborted, openLocalMedia, stopStream, type LocalMedia } from "./media";
+import { ChatLog, Outbox, chatText, dispatchKernelMessage, newMessageId, parsePeerMessage } from "./messages";
 import { Peer, type PeerOptions } from "./peer";
+import { computeStats, maxBitrateFor, type StatsSnapshot } from "./quality";
 import { candidateUrls, readBaseUrl } from "./route";
 import {
   SignalingClient,
@@ -21,7 +26,16 @@ import {
   type SocketLike,
 } from "./signaling";
 import { Reporter, isActive, reduce, type CallEvent } from "./state";
-import type { BrowserPeer, CallState, ErrorCode, WidgetModel } from "./types";
+import type {
+  BrowserPeer,
+  CallState,
+  ChatEntry,
+  ChatPeerMessage,
+  ErrorCode,
+  PeerStats,
+  StatePeerMessage,
+  WidgetModel,
+} from "./types";
 
 export const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
@@ -31,6 +45,10 @@ export interface CallDeps {
   connect(urls: readonly string[], options: ConnectOptions): Promise<{ socket: SocketLike; url: string }>;
   openMedia(signal: AbortSignal): Promise<LocalMedia>;
   createPeer(options: PeerOptions): Peer;
+  /** How often the connections' quality is measured, in milliseconds. */
+  statsIntervalMs: number;
+  /** Milliseconds since the epoch, for chat times. */
+  now(): number;
   /** Appended to the "can't reach the signaller" message: what the user should do. */
   unreachableHint: string;
 }
@@ -52,6 +70,8 @@ export const defaultDeps: CallDeps = {
       signal,
     ),
   createPeer: (options) => new Peer(options),
+  statsIntervalMs: 1000,
+  now: () => Date.now(),
   unreachableHint: "Is the kernel running? Re-run the cell that shows the room.",
 };
 
@@ -61,12 +81,23 @@ export interface RemotePeer {
   name: string;
   connection: RTCPeerConnectionState;
   stream: MediaStream | null;
+  /** Their microphone and camera as they last said (true until told). */
+  audio: boolean;
+  video: boolean;
+  /** The latest quality figures, null before the first measurement. */
+  stats: PeerStats | null;
 }
 
 interface Member {
   id: string;
   name: string;
   peer: Peer | null;
+  audio: boolean;
+  video: boolean;
+  /** Chat lines for this member that wait for its data channel to open. */
+  outbox: Outbox;
+  stats: PeerStats | null;
+  snapshot: StatsSnapshot | null;
 }
 
 /** Everything one join holds; dropped whole on Hang up or failure. */
@@ -78,6 +109,10 @@ interface Session {
   selfId: string;
   iceServers: RTCIceServer[];
   members: Map<string, Member>;
+  /** Chat lines written before the room was entered, sent once it is. */
+  pendingChat: string[];
+  statsTimer: ReturnType<typeof setInterval> | null;
+  measuring: boolean;
 }
 
 export class Call {
@@ -86,14 +121,18 @@ export class Call {
   private readonly reporter: Reporter;
   private readonly listeners = new Set<() => void>();
   private readonly modelListeners: [string, () => void][];
+  private readonly chat: ChatLog;
   private state: CallState = "idle";
   private session: Session | null = null;
   private disposed = false;
+  /** The mute flags last sent to the others, so a change is sent once. */
+  private sentFlags = "";
 
   constructor(model: WidgetModel, deps: Partial<CallDeps> = {}) {
     this.model = model;
     this.deps = { ...defaultDeps, ...deps };
     this.reporter = new Reporter(model);
+    this.chat = new ChatLog(model.get("messages") ?? []);
     this.modelListeners = [
       ["change:_desired", () => this.reconcile()],
       ["change:audio", () => this.applyMute()],
@@ -110,10 +149,13 @@ export class Call {
   /** Start following the model. A model that says "in a call" from an earlier page is stale. */
   start(): void {
     for (const [event, listener] of this.modelListeners) this.model.on(event as `change:${string}`, listener);
+    this.model.on("msg:custom", this.onKernelMessage);
     const reported = this.model.get("state");
     if (isActive(reported)) {
       this.state = "left";
-      if (!this.model.get("_desired")) this.reporter.now({ state: "left", _browser_peers: [], connected_via: "" });
+      if (!this.model.get("_desired")) {
+        this.reporter.now({ state: "left", _browser_peers: [], connected_via: "", stats: {} });
+      }
     } else {
       this.state = reported;
     }
@@ -125,6 +167,7 @@ export class Call {
     if (this.disposed) return;
     this.disposed = true;
     for (const [event, listener] of this.modelListeners) this.model.off(event, listener);
+    this.model.off("msg:custom", this.onKernelMessage);
     this.endSession({ leave: true });
     this.reporter.dispose();
     this.listeners.clear();
@@ -146,7 +189,28 @@ export class Call {
       name: member.name,
       connection: member.peer?.connectionState ?? "new",
       stream: member.peer?.remoteStream ?? null,
+      audio: member.audio,
+      video: member.video,
+      stats: member.stats,
     }));
+  }
+
+  /** The room's recent chat, oldest first. */
+  get messages(): readonly ChatEntry[] {
+    return this.chat.entries;
+  }
+
+  /** Whether a chat line written now would be sent (the call is joining or in a room). */
+  get canChat(): boolean {
+    return this.session !== null;
+  }
+
+  /**
+   * Say `text` in the room's chat, as if typed in the view. Returns false when nothing was sent
+   * (not in a room, or a blank text). Also `window.ipymeet.call.sendChat` in page mode.
+   */
+  sendChat(text: string): boolean {
+    return this.chatAs(text) === null;
   }
 
   /** Be told when the local stream, the members or their streams change. Returns an unsubscribe. */
@@ -194,6 +258,9 @@ export class Call {
       selfId: "",
       iceServers: [],
       members: new Map(),
+      pendingChat: [],
+      statsTimer: null,
+      measuring: false,
     };
     this.session = session;
     const current = (): boolean => this.session === session && !this.disposed;
@@ -269,12 +336,15 @@ export class Call {
     this.dispatch({ type: "entered" });
     this.reporter.now({ state: this.state, _browser_peers: this.browserPeers() });
     client.deliver();
+    // Lines written while joining go to the members present now that the room is entered.
+    for (const text of session.pendingChat.splice(0)) this.deliverChat(session, text);
+    session.statsTimer = setInterval(() => void this.measure(session), this.deps.statsIntervalMs);
   }
 
   private hangUp(): void {
     this.endSession({ leave: true });
     this.dispatch({ type: "hangup" });
-    this.reporter.now({ state: this.state, _browser_peers: [], connected_via: "" });
+    this.reporter.now({ state: this.state, _browser_peers: [], connected_via: "", stats: {} });
     this.notify();
   }
 
@@ -289,6 +359,7 @@ export class Call {
       error_code: code,
       connected_via: "",
       _browser_peers: [],
+      stats: {},
       _desired: false,
     });
     this.notify();
@@ -336,6 +407,10 @@ export class Call {
     if (session === null) return;
     this.session = null;
     session.abort.abort();
+    if (session.statsTimer !== null) clearInterval(session.statsTimer);
+    session.statsTimer = null;
+    session.pendingChat.length = 0;
+    this.sentFlags = "";
     for (const member of session.members.values()) member.peer?.close();
     session.members.clear();
     stopStream(session.stream);
@@ -353,8 +428,26 @@ export class Call {
   // -- the members ----------------------------------------------------------------------------------
 
   private addMember(session: Session, info: PeerInfo, initiator: boolean): void {
-    if (session.members.has(info.id) || info.id === session.selfId) return;
-    const member: Member = { id: info.id, name: info.name, peer: null };
+    const known = session.members.get(info.id);
+    if (known !== undefined) {
+      // Met first through its offer (no name then): take the name when it comes.
+      if (known.name === "" && info.name !== "") {
+        known.name = info.name;
+        this.connectionsChanged(session);
+      }
+      return;
+    }
+    if (info.id === session.selfId) return;
+    const member: Member = {
+      id: info.id,
+      name: info.name,
+      peer: null,
+      audio: true,
+      video: true,
+      outbox: new Outbox(),
+      stats: null,
+      snapshot: null,
+    };
     session.members.set(info.id, member);
     const client = session.client;
     member.peer = this.deps.createPeer({
@@ -373,7 +466,10 @@ export class Call {
       onRemoteStream: () => this.notify(),
       onConnectionState: () => this.connectionsChanged(session),
       onError: (error) => console.warn(`ipymeet: connection to ${info.id} failed a step`, error),
+      onChannelOpen: () => this.channelOpened(session, member),
+      onChannelMessage: (data) => this.channelMessage(session, member, data),
     });
+    this.capBitrates(session);
     this.connectionsChanged(session);
   }
 
@@ -382,7 +478,14 @@ export class Call {
     if (member === undefined) return;
     session.members.delete(id);
     member.peer?.close();
+    this.capBitrates(session);
     this.connectionsChanged(session);
+  }
+
+  /** Each video sender's cap follows the number of others: every member sends to each. */
+  private capBitrates(session: Session): void {
+    const cap = maxBitrateFor(session.members.size);
+    for (const member of session.members.values()) member.peer?.setMaxVideoBitrate(cap);
   }
 
   private route(session: Session, message: IncomingSignal): void {
@@ -408,14 +511,152 @@ export class Call {
   }
 
   private browserPeers(): BrowserPeer[] {
-    return this.remotePeers.map(({ id, name, connection }) => ({ id, name, connection }));
+    return this.remotePeers.map(({ id, name, connection, audio, video }) => ({ id, name, connection, audio, video }));
   }
 
   private applyMute(): void {
-    const stream = this.session?.stream;
-    if (!stream) return;
+    const session = this.session;
+    const stream = session?.stream;
+    if (!session || !stream) return;
     for (const track of stream.getAudioTracks()) track.enabled = this.model.get("audio");
     for (const track of stream.getVideoTracks()) track.enabled = this.model.get("video");
+    const flags = JSON.stringify(this.localFlags(session));
+    if (flags !== this.sentFlags) {
+      this.sentFlags = flags;
+      for (const member of session.members.values()) member.peer?.sendData(flags);
+    }
+    this.notify();
+  }
+
+  // -- the data channels ---------------------------------------------------------------------------
+
+  /** What the others should show of us: a missing device counts as off. */
+  private localFlags(session: Session): StatePeerMessage {
+    const stream = session.stream;
+    return {
+      t: "state",
+      audio: this.model.get("audio") && (stream?.getAudioTracks().length ?? 0) > 0,
+      video: this.model.get("video") && (stream?.getVideoTracks().length ?? 0) > 0,
+    };
+  }
+
+  private channelOpened(session: Session, member: Member): void {
+    if (this.session !== session || member.peer === null) return;
+    const peer = member.peer;
+    peer.sendData(JSON.stringify(this.localFlags(session)));
+    member.outbox.flush((data) => peer.sendData(data));
+  }
+
+  private channelMessage(session: Session, member: Member, data: string): void {
+    if (this.session !== session || session.members.get(member.id) !== member) return;
+    const message = parsePeerMessage(data);
+    if (message === null) {
+      console.debug(`ipymeet: ignored a malformed message from ${member.id}`);
+      return;
+    }
+    switch (message.t) {
+      case "state":
+        if (member.audio === message.audio && member.video === message.video) return;
+        member.audio = message.audio;
+        member.video = message.video;
+        this.reporter.soon({ _browser_peers: this.browserPeers() });
+        this.notify();
+        return;
+      case "chat":
+        this.record({
+          id: message.id,
+          from: member.id,
+          name: message.name || member.name,
+          text: message.text,
+          time: message.time,
+          mine: false,
+        });
+        return;
+    }
+  }
+
+  // -- the chat ----------------------------------------------------------------------------------------
+
+  /** Send a chat line as this member; the reason when nothing was sent, null when it was. */
+  private chatAs(raw: string): string | null {
+    const text = chatText(raw);
+    if (text === null) return "a chat message needs a non-empty text";
+    const session = this.session;
+    if (session === null) return "not in a room: join first, then send";
+    if (session.selfId === "") {
+      session.pendingChat.push(text); // joining: sent once the room is entered
+      return null;
+    }
+    this.deliverChat(session, text);
+    return null;
+  }
+
+  /** To every member present now, each over its own ordered channel (queued until it opens). */
+  private deliverChat(session: Session, text: string): void {
+    const message: ChatPeerMessage = {
+      t: "chat",
+      id: newMessageId(),
+      name: this.model.get("name"),
+      text,
+      time: this.deps.now(),
+    };
+    const data = JSON.stringify(message);
+    for (const member of session.members.values()) {
+      const peer = member.peer;
+      member.outbox.push(data, (out) => peer !== null && peer.sendData(out));
+    }
+    this.record({ id: message.id, from: session.selfId, name: message.name, text, time: message.time, mine: true });
+  }
+
+  /** A line enters the history: into `messages`, to the kernel, to the views. Once per id. */
+  private record(entry: ChatEntry): void {
+    if (!this.chat.add(entry)) return;
+    this.reporter.soon({ messages: [...this.chat.entries] });
+    this.model.send({ type: "chat", ...entry });
+    this.notify();
+  }
+
+  private readonly onKernelMessage = (content: unknown): void => {
+    if (this.disposed) return;
+    const reply = dispatchKernelMessage(content, {
+      chat: ({ text }) => {
+        const problem = this.chatAs(text);
+        if (problem !== null) {
+          console.warn(`ipymeet: a chat message from Python was not sent: ${problem}`);
+          this.model.send({ type: "error", message: `chat not sent: ${problem}` });
+        }
+      },
+    });
+    if (reply !== null) this.model.send(reply);
+  };
+
+  // -- call quality ------------------------------------------------------------------------------------
+
+  /** Read every connection's statistics, then write `stats` once for the current members. */
+  private async measure(session: Session): Promise<void> {
+    if (session.measuring || this.session !== session) return;
+    session.measuring = true;
+    try {
+      await Promise.all(
+        [...session.members.values()].map(async (member) => {
+          if (member.peer === null) return;
+          try {
+            const report = await member.peer.getStats();
+            const { stats, snapshot } = computeStats(member.snapshot, report, performance.now());
+            member.stats = stats;
+            member.snapshot = snapshot;
+          } catch (error) {
+            console.debug(`ipymeet: no statistics for ${member.id}`, error);
+          }
+        }),
+      );
+    } finally {
+      session.measuring = false;
+    }
+    if (this.session !== session) return;
+    const stats: Record<string, PeerStats> = {};
+    for (const member of session.members.values()) if (member.stats !== null) stats[member.id] = member.stats;
+    this.reporter.soon({ stats });
     this.notify();
   }
 

@@ -3,7 +3,7 @@
  * Call and view on a small in-memory model instead of a kernel's.
  */
 import { Call } from "./call";
-import type { Model, WidgetModel } from "./types";
+import type { BrowserMessage, EventHandler, Model, WidgetModel } from "./types";
 import { RoomView } from "./ui";
 
 export interface PageOptions {
@@ -13,7 +13,7 @@ export interface PageOptions {
   signalingUrl?: string;
 }
 
-type Listener = (...args: unknown[]) => void;
+type Listener = EventHandler;
 
 /** The subset of anywidget's model API that ipymeet uses, in memory. */
 export class PageModel implements WidgetModel {
@@ -36,6 +36,8 @@ export class PageModel implements WidgetModel {
       error_code: "",
       connected_via: "",
       _browser_peers: [],
+      messages: [],
+      stats: {},
       peers: [],
       ...initial,
     };
@@ -72,8 +74,8 @@ export class PageModel implements WidgetModel {
     // Nothing to sync with: there is no kernel.
   }
 
-  send(): void {
-    // Custom messages go nowhere in page mode.
+  send(_message: BrowserMessage): void {
+    // Custom messages go nowhere in page mode: there is no kernel.
   }
 }
 
@@ -86,7 +88,8 @@ declare global {
 /**
  * Show a room in `el`, talking to the signaller at `options.signalingUrl`. With `?autojoin=1` in
  * the page's address it joins at once; otherwise it waits for Connect. Returns the model (also
- * at `window.ipymeet.model`, for browser tests).
+ * at `window.ipymeet.model`, and the Call at `window.ipymeet.call`, e.g.
+ * `window.ipymeet.call.sendChat("hi")`, for browser tests).
  */
 export function mountPage(el: HTMLElement, options: PageOptions = {}): PageModel {
   const query = new URLSearchParams(location.search);

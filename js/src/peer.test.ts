@@ -65,6 +65,50 @@ class FakePC {
   close() {
     this.log.push("close");
   }
+  onsignalingstatechange: (() => void) | null = null;
+  channels: FakeChannel[] = [];
+  createDataChannel(label: string, init: RTCDataChannelInit) {
+    this.log.push(`channel ${label}`);
+    const channel = new FakeChannel(label, init);
+    this.channels.push(channel);
+    return channel;
+  }
+  senders: FakeSender[] = [];
+  getSenders() {
+    return this.senders;
+  }
+}
+
+class FakeChannel {
+  readyState: RTCDataChannelState = "connecting";
+  sent: string[] = [];
+  onopen: (() => void) | null = null;
+  onmessage: ((event: { data: unknown }) => void) | null = null;
+  constructor(readonly label: string, readonly init: RTCDataChannelInit) {}
+  send(data: string) {
+    this.sent.push(data);
+  }
+  close() {
+    this.readyState = "closed";
+  }
+  open() {
+    this.readyState = "open";
+    this.onopen?.();
+  }
+}
+
+class FakeSender {
+  encodings: RTCRtpEncodingParameters[] = [];
+  applied: (number | undefined)[] = [];
+  constructor(readonly track: { kind: string } | null) {}
+  getParameters() {
+    return { transactionId: "t", encodings: this.encodings.map((e) => ({ ...e })) };
+  }
+  async setParameters(parameters: { encodings: RTCRtpEncodingParameters[] }) {
+    await tick();
+    this.encodings = parameters.encodings;
+    this.applied.push(parameters.encodings[0]?.maxBitrate);
+  }
 }
 
 function makePeer(overrides: Partial<PeerOptions> & { selfId: string; peerId: string }) {
@@ -167,7 +211,7 @@ describe("Peer", () => {
     await tick();
     peer.receive({ description: offer("z") });
     for (let i = 0; i < 5; i++) await tick();
-    expect(pc.log).toEqual(["rollback", "remote offer"]);
+    expect(pc.log).toEqual(["channel ipymeet", "rollback", "remote offer"]);
     expect(sent).toEqual([{ description: offer("a") }, { description: { type: "answer", sdp: "answer from a" } }]);
   });
 
@@ -175,8 +219,64 @@ describe("Peer", () => {
     const { peer, pc } = makePeer({ selfId: "a", peerId: "z", initiator: true });
     peer.close();
     peer.close();
-    expect(pc.log).toEqual(["stop audio", "stop video", "close"]);
+    expect(pc.log).toEqual(["channel ipymeet", "stop audio", "stop video", "close"]);
     expect(pc.onnegotiationneeded).toBeNull();
     expect(peer.connectionState).toBe("closed");
+    expect(pc.channels[0]!.readyState).toBe("closed");
+  });
+
+  it("creates the negotiated data channel first, on both sides, before any offer", () => {
+    for (const initiator of [true, false]) {
+      const { pc } = makePeer({ selfId: "a", peerId: "z", initiator });
+      expect(pc.log[0]).toBe("channel ipymeet");
+      expect(pc.channels[0]!.init).toEqual({ negotiated: true, id: 0, ordered: true });
+    }
+  });
+
+  it("sends on the channel only once it is open, and hands on text messages", () => {
+    const opened: string[] = [];
+    const received: string[] = [];
+    const { peer, pc } = makePeer({
+      selfId: "a",
+      peerId: "z",
+      onChannelOpen: () => opened.push("open"),
+      onChannelMessage: (data) => received.push(data),
+    });
+    const channel = pc.channels[0]!;
+    expect(peer.sendData("early")).toBe(false);
+    channel.open();
+    expect(opened).toEqual(["open"]);
+    expect(peer.sendData("hello")).toBe(true);
+    expect(channel.sent).toEqual(["hello"]);
+    channel.onmessage!({ data: '{"t":"state"}' });
+    channel.onmessage!({ data: new ArrayBuffer(4) }); // binary: not ours
+    expect(received).toEqual(['{"t":"state"}']);
+    peer.close();
+    expect(peer.sendData("late")).toBe(false);
+  });
+
+  it("caps the video senders' bit rate once they have encodings, without renegotiating", async () => {
+    const { peer, pc, sent } = makePeer({ selfId: "a", peerId: "z" });
+    const video = new FakeSender({ kind: "video" });
+    const audio = new FakeSender({ kind: "audio" });
+    audio.encodings = [{}];
+    pc.senders.push(video, audio);
+    peer.setMaxVideoBitrate(1_500_000);
+    for (let i = 0; i < 3; i++) await tick();
+    expect(video.applied).toEqual([]); // no encodings before negotiation: nothing to set yet
+
+    video.encodings = [{ active: true }];
+    pc.connectionState = "connected";
+    pc.onconnectionstatechange!();
+    for (let i = 0; i < 3; i++) await tick();
+    expect(video.applied).toEqual([1_500_000]);
+    expect(audio.applied).toEqual([]);
+
+    pc.onsignalingstatechange!(); // stable again: already capped, nothing to do
+    peer.setMaxVideoBitrate(700_000);
+    peer.setMaxVideoBitrate(700_000);
+    for (let i = 0; i < 6; i++) await tick();
+    expect(video.applied).toEqual([1_500_000, 700_000]);
+    expect(sent).toEqual([]);
   });
 });

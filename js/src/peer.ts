@@ -9,6 +9,12 @@
  *   answers, the impolite one ignores the other's offer.
  * - Remote candidates wait until a remote description is set; null or empty ones are dropped, and
  *   the local end-of-candidates event is never forwarded.
+ * - Each connection carries one data channel, "ipymeet", negotiated (id 0 on both sides) and
+ *   created with the connection, so the first offer already has its application section and no
+ *   `ondatachannel` is needed. It carries the mute flags and the chat (messages.ts).
+ * - The video senders' bit rate is capped as the room grows (quality.ts), with `setParameters`:
+ *   no renegotiation. The cap is applied again once negotiated and once connected, because
+ *   before negotiation a sender may have no encodings to set.
  */
 /** The polite peer is the one whose id sorts first as a string (the same rule in Python). */
 export function isPolite(selfId: string, peerId: string): boolean {
@@ -30,6 +36,10 @@ export interface PeerOptions {
   onRemoteStream(stream: MediaStream): void;
   onConnectionState(state: RTCPeerConnectionState): void;
   onError(error: unknown): void;
+  /** The data channel opened: the Call sends the mute flags and what waited. */
+  onChannelOpen?(): void;
+  /** A text message arrived on the data channel (unchecked). */
+  onChannelMessage?(data: string): void;
   /** For tests: how to make the connection. */
   createConnection?: (config: RTCConfiguration) => RTCPeerConnection;
 }
@@ -38,6 +48,7 @@ export class Peer {
   readonly id: string;
   readonly polite: boolean;
   readonly pc: RTCPeerConnection;
+  readonly channel: RTCDataChannel;
   remoteStream: MediaStream | null = null;
 
   private readonly options: PeerOptions;
@@ -52,6 +63,9 @@ export class Peer {
   private inbox: Promise<void> = Promise.resolve();
   private closed = false;
   private restartedIce = false;
+  /** The cap for video senders (bits per second), null for none; applied one change at a time. */
+  private maxVideoBitrate: number | null = null;
+  private bitrateWork: Promise<void> = Promise.resolve();
 
   constructor(options: PeerOptions) {
     this.options = options;
@@ -62,6 +76,17 @@ export class Peer {
     this.pc = options.createConnection ? options.createConnection(config) : new RTCPeerConnection(config);
 
     const pc = this.pc;
+    // Before the tracks and before any offer, so that offer already has the channel's section.
+    this.channel = pc.createDataChannel("ipymeet", { negotiated: true, id: 0, ordered: true });
+    this.channel.onopen = () => {
+      if (!this.closed) this.options.onChannelOpen?.();
+    };
+    this.channel.onmessage = (event: MessageEvent) => {
+      if (!this.closed && typeof event.data === "string") this.options.onChannelMessage?.(event.data);
+    };
+    pc.onsignalingstatechange = () => {
+      if (pc.signalingState === "stable") this.applyBitrate();
+    };
     pc.onnegotiationneeded = () => {
       if (!this.mayOffer) {
         this.offerWanted = true;
@@ -90,6 +115,7 @@ export class Peer {
         pc.restartIce();
       } else if (state === "connected") {
         this.restartedIce = false;
+        this.applyBitrate();
       }
       this.options.onConnectionState(state);
     };
@@ -113,6 +139,31 @@ export class Peer {
     return this.closed ? "closed" : this.pc.connectionState;
   }
 
+  get channelOpen(): boolean {
+    return !this.closed && this.channel.readyState === "open";
+  }
+
+  /** Send a text on the data channel; false when it is not open (the caller queues). */
+  sendData(data: string): boolean {
+    if (!this.channelOpen) return false;
+    try {
+      this.channel.send(data);
+      return true;
+    } catch {
+      return false; // closing meanwhile
+    }
+  }
+
+  getStats(): Promise<RTCStatsReport> {
+    return this.pc.getStats();
+  }
+
+  /** Cap each video sender at `bitsPerSecond` (null: no cap), without renegotiating. */
+  setMaxVideoBitrate(bitsPerSecond: number | null): void {
+    this.maxVideoBitrate = bitsPerSecond;
+    this.applyBitrate();
+  }
+
   /** Handle a relayed `signal` from this peer. */
   receive(message: { description?: RTCSessionDescriptionInit; candidate?: RTCIceCandidateInit | null }): void {
     this.inbox = this.inbox
@@ -131,6 +182,14 @@ export class Peer {
     if (this.closed) return;
     this.closed = true;
     const pc = this.pc;
+    this.channel.onopen = null;
+    this.channel.onmessage = null;
+    try {
+      this.channel.close();
+    } catch {
+      // already closed
+    }
+    pc.onsignalingstatechange = null;
     pc.onnegotiationneeded = null;
     pc.onicecandidate = null;
     pc.ontrack = null;
@@ -144,6 +203,31 @@ export class Peer {
     }
     pc.close();
     this.pendingCandidates.length = 0;
+  }
+
+  private applyBitrate(): void {
+    // One setParameters at a time: each must start from a fresh getParameters.
+    this.bitrateWork = this.bitrateWork
+      .then(() => this.applyBitrateNow())
+      .catch((error: unknown) => {
+        if (!this.closed) console.debug("ipymeet: could not cap the video bit rate", error);
+      });
+  }
+
+  private async applyBitrateNow(): Promise<void> {
+    for (const sender of this.pc.getSenders()) {
+      if (this.closed) return;
+      if (sender.track?.kind !== "video") continue;
+      const parameters = sender.getParameters();
+      const encoding = parameters.encodings?.[0];
+      // No encodings before negotiation: applied again once negotiated and once connected.
+      if (encoding === undefined) continue;
+      const cap = this.maxVideoBitrate;
+      if ((encoding.maxBitrate ?? null) === cap) continue;
+      if (cap === null) delete encoding.maxBitrate;
+      else encoding.maxBitrate = cap;
+      await sender.setParameters(parameters);
+    }
   }
 
   private async offer(): Promise<void> {

@@ -63,6 +63,7 @@ class FakeModel implements WidgetModel {
   }
   on(): void {}
   off(): void {}
+  send(): void {}
   save_changes(): void {
     this.saves.push(this.dirty);
     this.dirty = {};
@@ -90,7 +91,7 @@ class FakeClock implements Clock {
   }
 }
 
-const peers = (connection: RTCPeerConnectionState) => [{ id: "b", name: "", connection }];
+const peers = (connection: RTCPeerConnectionState) => [{ id: "b", name: "", connection, audio: true, video: true }];
 
 describe("Reporter", () => {
   it("writes at most once per interval and ends with the latest value", () => {

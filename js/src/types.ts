@@ -1,7 +1,8 @@
 /**
- * The widget's synced state. This interface mirrors the traits of `VideoRoom` in
- * `widget/room.py`; change both together. Each trait has one writer (see the table there and in
- * the design notes): Python sets intent, the browser reports what happened.
+ * The widget's synced state and the messages around it. The `Model` interface mirrors the traits of
+ * `VideoRoom` in `widget/room.py`, and `KernelMessage` / `BrowserMessage` mirror
+ * `widget/messages.py`; change both sides together. Each trait has one writer (see the table there
+ * and in the design notes): Python sets intent, the browser reports what happened.
  */
 
 /** The call's state, written by the browser. Mirrors `STATES` in `widget/room.py`. */
@@ -36,6 +37,42 @@ export interface BrowserPeer {
   id: string;
   name: string;
   connection: ConnectionState;
+  /** Whether their microphone is on, as they said over the data channel (true until told). */
+  audio: boolean;
+  /** Whether their camera is on, as they said over the data channel (true until told). */
+  video: boolean;
+}
+
+/** One line of the room's chat (`messages`). */
+export interface ChatEntry {
+  /** Random, unique: receivers drop a second copy. */
+  id: string;
+  /** The sender's peer id; the own id for `mine: true`. */
+  from: string;
+  name: string;
+  text: string;
+  /** Milliseconds since the epoch, on the sender's clock. */
+  time: number;
+  mine: boolean;
+}
+
+/** The type of the local ICE candidate of the pair in use. */
+export type CandidateType = "host" | "srflx" | "prflx" | "relay";
+
+/** The quality of one connection (`stats[peerId]`), measured about once a second. */
+export interface PeerStats {
+  /** Round trip of the selected candidate pair, or null before one is known. */
+  rtt_ms: number | null;
+  bitrate_in_kbps: number;
+  bitrate_out_kbps: number;
+  fps_in: number;
+  fps_out: number;
+  /** Size of the incoming video (0 before a frame arrived). */
+  width: number;
+  height: number;
+  /** Fraction 0–1 of the incoming packets lost since the last measurement. */
+  packet_loss: number;
+  candidate_type: CandidateType | null;
 }
 
 /** Mirrors `VideoRoom` in `widget/room.py`. */
@@ -56,9 +93,61 @@ export interface Model {
   error_code: ErrorCode;
   connected_via: string;
   _browser_peers: BrowserPeer[];
+  /** The most recent chat lines, at most `MAX_HISTORY`. */
+  messages: ChatEntry[];
+  /** Call quality per peer id, for the current members. */
+  stats: Record<string, PeerStats>;
   // derived in the kernel from the signaller's registry and `_browser_peers`; read-only here
   peers: BrowserPeer[];
 }
+
+// -- custom messages between the kernel and the browser (widget/messages.py) ---------------------
+
+/** Kernel → browser: say `text` in the room's chat as this widget's person. */
+export interface ChatRequest {
+  type: "chat";
+  text: string;
+}
+
+/** Everything the kernel may send. */
+export type KernelMessage = ChatRequest;
+
+/** Browser → kernel: a chat line that entered the history (anyone's, own included). */
+export interface ChatMessage extends ChatEntry {
+  type: "chat";
+}
+
+/** Browser → kernel: a message the browser could not handle. */
+export interface ErrorMessage {
+  type: "error";
+  message: string;
+}
+
+/** Everything the browser may send. */
+export type BrowserMessage = ChatMessage | ErrorMessage;
+
+// -- messages between browsers, on each connection's "ipymeet" data channel ---------------------
+
+/** The sender's microphone and camera, sent when the channel opens and on every change. */
+export interface StatePeerMessage {
+  t: "state";
+  audio: boolean;
+  video: boolean;
+}
+
+/** A chat line; the receiver knows the sender (`from`) by the connection it came on. */
+export interface ChatPeerMessage {
+  t: "chat";
+  id: string;
+  name: string;
+  text: string;
+  time: number;
+}
+
+export type PeerMessage = StatePeerMessage | ChatPeerMessage;
+
+/** Any listener, as anywidget types them. */
+export type EventHandler = (...args: any[]) => void;
 
 /**
  * The part of anywidget's model API that ipymeet uses. `AnyModel<Model>` satisfies it, and so
@@ -67,7 +156,9 @@ export interface Model {
 export interface WidgetModel {
   get<K extends keyof Model>(key: K): Model[K];
   set<K extends keyof Model>(key: K, value: Model[K]): void;
+  on(eventName: "msg:custom", callback: (content: unknown, buffers: DataView[]) => void): void;
   on(eventName: `change:${string}`, callback: () => void): void;
-  off(eventName?: string | null, callback?: (() => void) | null): void;
+  off(eventName?: string | null, callback?: EventHandler | null): void;
   save_changes(): void;
+  send(content: BrowserMessage): void;
 }

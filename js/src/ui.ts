@@ -1,16 +1,20 @@
 /**
- * The view: controls bound to the model, the remote videos, the own preview. It owns DOM and
- * listeners only; the camera and the connections belong to the Call (one per model), so a widget
- * displayed twice shows the same call twice.
+ * The view: controls bound to the model, the remote videos, the own preview, the chat. It owns DOM
+ * and listeners only; the camera, the connections and the chat history belong to the Call (one per
+ * model), so a widget displayed twice shows the same call twice.
  */
 import { ROOM_RE, type Call, type RemotePeer } from "./call";
-import type { CallState, WidgetModel } from "./types";
+import { describeStats, qualityOf } from "./quality";
+import type { CallState, ChatEntry, WidgetModel } from "./types";
 import { isActive } from "./state";
 
 const ICONS = {
   mic: '<path d="M12 3a3 3 0 0 0-3 3v5a3 3 0 0 0 6 0V6a3 3 0 0 0-3-3z"/><path d="M5.5 11a6.5 6.5 0 0 0 13 0M12 17.5V21"/>',
   cam: '<rect x="3" y="6.5" width="12.5" height="11" rx="2"/><path d="M15.5 10.5 21 7.5v9l-5.5-3z"/>',
   off: '<path d="M4 4l16 16"/>',
+  micOff:
+    '<path d="M9 9v2a3 3 0 0 0 5.1 2.1M15 10V6a3 3 0 0 0-5.7-1.3"/><path d="M5.5 11a6.5 6.5 0 0 0 10.9 4.8M18.4 13.3a6.5 6.5 0 0 0 .1-2.3M12 17.5V21M4 4l16 16"/>',
+  send: '<path d="M4 12 20 4l-6 16-3-7z"/><path d="m11 13 9-9"/>',
   phone:
     '<path d="M6.6 3.5h2.9l1.6 4.3-2 1.4a11.5 11.5 0 0 0 5.7 5.7l1.4-2 4.3 1.6v2.9a2 2 0 0 1-2.2 2A16.5 16.5 0 0 1 4.6 5.7a2 2 0 0 1 2-2.2z"/>',
 };
@@ -41,7 +45,12 @@ interface Tile {
   root: HTMLElement;
   video: HTMLVideoElement;
   name: HTMLElement;
+  nameText: HTMLElement;
+  muted: HTMLElement;
+  avatar: HTMLElement;
+  placeholderName: HTMLElement;
   badge: HTMLElement;
+  quality: HTMLElement;
   unmute: HTMLButtonElement;
   stream: MediaStream | null;
 }
@@ -66,7 +75,16 @@ export class RoomView {
   private readonly grid: HTMLElement;
   private readonly empty: HTMLElement;
   private readonly self: HTMLElement;
+  private readonly selfName: HTMLElement;
+  private readonly selfAvatar: HTMLElement;
   private readonly localVideo: HTMLVideoElement;
+  private readonly main: HTMLElement;
+  private readonly chatList: HTMLElement;
+  private readonly chatEmpty: HTMLElement;
+  private readonly chatInput: HTMLInputElement;
+  private readonly chatSend: HTMLButtonElement;
+  private readonly chatLines = new Map<string, HTMLElement>();
+  private shownMessages: readonly ChatEntry[] | null = null;
   private readonly tiles = new Map<string, Tile>();
   private readonly modelListeners: [string, () => void][] = [];
   private readonly unsubscribe: () => void;
@@ -134,12 +152,46 @@ export class RoomView {
     this.localVideo.setAttribute("muted", "");
     this.localVideo.setAttribute("autoplay", "");
     this.localVideo.setAttribute("playsinline", "");
+    this.selfAvatar = h("span", { class: "ipymeet-avatar", "aria-hidden": "true" });
+    this.selfName = h("span", { class: "ipymeet-tile-name" });
     this.self = h(
       "div",
       { class: "ipymeet-self" },
       this.localVideo,
-      h("span", { class: "ipymeet-self-off" }, icon(ICONS.cam), "Camera off"),
-      h("span", { class: "ipymeet-tile-name" }, "You"),
+      h("span", { class: "ipymeet-placeholder ipymeet-self-off" }, this.selfAvatar, h("span", { class: "ipymeet-placeholder-name" }, "Camera off")),
+      this.selfName,
+    );
+
+    this.chatList = h("ol", { class: "ipymeet-chat-list", role: "log", "aria-live": "polite", "aria-label": "Chat messages", "data-testid": "chat-log" });
+    this.chatEmpty = h("p", { class: "ipymeet-chat-empty" }, "Messages go to everyone in the room.");
+    this.chatInput = h("input", {
+      id: `${id}-chat`,
+      class: "ipymeet-chat-input",
+      "data-testid": "chat-input",
+      type: "text",
+      autocomplete: "off",
+      maxlength: "2000",
+      placeholder: "Message everyone",
+    });
+    this.chatSend = h(
+      "button",
+      { type: "submit", class: "ipymeet-btn ipymeet-chat-send", "data-testid": "chat-send", title: "Send (Enter)", "aria-label": "Send" },
+      icon(ICONS.send),
+    );
+    const chatForm = h(
+      "form",
+      { class: "ipymeet-chat-form" },
+      h("label", { class: "ipymeet-visually-hidden", for: `${id}-chat` }, "Message to everyone in the room"),
+      this.chatInput,
+      this.chatSend,
+    );
+    const chat = h(
+      "section",
+      { class: "ipymeet-chat", "aria-label": "Chat" },
+      h("h3", { class: "ipymeet-chat-title" }, "Chat"),
+      this.chatList,
+      this.chatEmpty,
+      chatForm,
     );
 
     this.root = h(
@@ -159,7 +211,12 @@ export class RoomView {
       this.roomHint,
       status,
       this.errorBanner,
-      (this.stage = h("div", { class: "ipymeet-stage" }, this.grid, this.empty, this.self)),
+      (this.main = h(
+        "div",
+        { class: "ipymeet-main" },
+        h("div", { class: "ipymeet-stage-box" }, (this.stage = h("div", { class: "ipymeet-stage" }, this.grid, this.empty, this.self))),
+        chat,
+      )),
     );
     this.el.replaceChildren(this.root);
 
@@ -174,6 +231,21 @@ export class RoomView {
     });
     this.listen(this.micButton, "click", () => this.toggle("audio"));
     this.listen(this.camButton, "click", () => this.toggle("video"));
+    this.listen(chatForm, "submit", (event) => {
+      event.preventDefault();
+      this.sendChat();
+    });
+    this.listen(this.chatInput, "keydown", (event) => {
+      // Enter sends. Not left to the form's implicit submission: a notebook may swallow the
+      // keypress that triggers it (JupyterLab does).
+      const key = event as KeyboardEvent;
+      if (key.key !== "Enter" || key.shiftKey || key.isComposing) return;
+      key.preventDefault();
+      this.sendChat();
+    });
+    this.listen(this.chatInput, "input", () => {
+      this.chatSend.disabled = !this.call.canChat || this.chatInput.value.trim() === "";
+    });
 
     for (const trait of ["state", "error", "error_code", "connected_via", "room", "audio", "video", "_browser_peers", "name"]) {
       const listener = (): void => this.update();
@@ -203,6 +275,16 @@ export class RoomView {
   private listen(target: EventTarget, event: string, listener: EventListener): void {
     target.addEventListener(event, listener);
     this.domListeners.push([target, event, listener]);
+  }
+
+  private sendChat(): void {
+    const text = this.chatInput.value;
+    if (text.trim() === "" || !this.call.canChat) return;
+    if (this.call.sendChat(text)) {
+      this.chatInput.value = "";
+      this.chatList.scrollTop = this.chatList.scrollHeight;
+      this.update();
+    }
   }
 
   private toggle(trait: "audio" | "video"): void {
@@ -284,12 +366,58 @@ export class RoomView {
     }
     this.self.hidden = local === null;
     // Alone: your own picture takes the stage. With one other: theirs does, yours in a corner.
-    // With more: everyone, you included, in equal tiles of a near-square grid.
+    // With more: everyone, you included, in equal tiles (columnsFor), you last.
     const shown = active ? peers.length : 0;
+    const tiles = shown + (local === null ? 0 : 1);
     this.stage.dataset.layout =
-      local === null ? "grid" : shown === 0 ? "solo" : shown === 1 ? "grid" : "tiles";
-    this.stage.style.setProperty("--ipymeet-columns", String(Math.ceil(Math.sqrt(shown + 1))));
+      local === null ? (shown <= 1 ? "grid" : "tiles") : shown === 0 ? "solo" : shown === 1 ? "grid" : "tiles";
+    this.stage.dataset.tiles = String(tiles);
+    this.stage.style.setProperty("--ipymeet-columns", String(columnsFor(tiles)));
     this.self.classList.toggle("ipymeet-self-camera-off", !video || local?.getVideoTracks().length === 0);
+    this.self.classList.toggle("ipymeet-tile-muted", !audio || noMic);
+    const ownName = model.get("name");
+    this.selfAvatar.textContent = initial(ownName || "You");
+    this.selfName.replaceChildren(...(audio && !noMic ? [] : [mutedMark()]), ownName ? `You (${ownName})` : "You");
+
+    this.updateChat(active);
+  }
+
+  private updateChat(active: boolean): void {
+    const messages = this.call.messages;
+    this.main.dataset.chat = active || messages.length > 0 ? "on" : "off";
+    const canChat = this.call.canChat;
+    this.chatInput.disabled = !canChat;
+    this.chatInput.placeholder = canChat ? "Message everyone" : "Connect to chat";
+    this.chatSend.disabled = !canChat || this.chatInput.value.trim() === "";
+    this.chatEmpty.hidden = messages.length > 0;
+    if (messages === this.shownMessages) return;
+    this.shownMessages = messages;
+
+    const list = this.chatList;
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    const ids = new Set(messages.map((m) => m.id));
+    for (const [id, line] of this.chatLines) {
+      if (ids.has(id)) continue;
+      line.remove();
+      this.chatLines.delete(id);
+    }
+    let ownAdded = false;
+    let previous: ChatEntry | null = null;
+    for (const message of messages) {
+      let line = this.chatLines.get(message.id);
+      if (line === undefined) {
+        line = chatLine(message);
+        this.chatLines.set(message.id, line);
+        list.append(line);
+        ownAdded ||= message.mine;
+      }
+      // A line from the same person within two minutes of the last goes under it, without a header.
+      const more = previous !== null && previous.from === message.from && previous.name === message.name &&
+        message.time - previous.time >= 0 && message.time - previous.time < 120_000;
+      line.classList.toggle("ipymeet-chat-more", more);
+      previous = message;
+    }
+    if (atBottom || ownAdded) list.scrollTop = list.scrollHeight;
   }
 
   private updateTiles(peers: RemotePeer[]): void {
@@ -302,10 +430,22 @@ export class RoomView {
         this.tiles.set(peer.id, tile);
         this.grid.append(tile.root);
       }
-      tile.name.textContent = peer.name || "Guest";
+      const name = peer.name || "Guest";
+      tile.nameText.textContent = name;
+      tile.placeholderName.textContent = name;
+      tile.avatar.textContent = initial(name);
+      tile.avatar.style.setProperty("--ipymeet-hue", String(hue(peer.id)));
       tile.root.dataset.connection = peer.connection;
-      tile.badge.textContent = badgeText(peer.connection, peer.stream !== null);
+      tile.root.classList.toggle("ipymeet-tile-muted", !peer.audio);
+      tile.root.classList.toggle("ipymeet-tile-camera-off", !peer.video);
+      tile.muted.hidden = peer.audio;
+      tile.badge.textContent = badgeText(peer.connection, peer.stream !== null || !peer.video);
       tile.badge.hidden = tile.badge.textContent === "";
+      const quality = qualityOf(peer.stats, peer.connection);
+      const figures = describeStats(peer.stats, quality);
+      tile.quality.dataset.level = quality;
+      tile.quality.title = figures;
+      tile.quality.setAttribute("aria-label", figures);
       if (tile.stream !== peer.stream) {
         tile.stream = peer.stream;
         tile.video.srcObject = peer.stream;
@@ -323,17 +463,23 @@ export class RoomView {
 }
 
 function makeTile(peerId: string): Tile {
-  const video = h("video", { class: "ipymeet-remote-video", "data-testid": "remote-video", "data-peer-id": peerId });
+  const video = h("video", { class: "ipymeet-remote-video", "data-testid": "remote-video" });
   video.autoplay = true;
   video.playsInline = true;
   video.setAttribute("autoplay", "");
   video.setAttribute("playsinline", "");
-  const name = h("span", { class: "ipymeet-tile-name" });
+  const muted = mutedMark();
+  const nameText = h("span", { class: "ipymeet-tile-name-text" });
+  const name = h("span", { class: "ipymeet-tile-name" }, muted, nameText);
+  const avatar = h("span", { class: "ipymeet-avatar", "aria-hidden": "true" });
+  const placeholderName = h("span", { class: "ipymeet-placeholder-name" });
+  const placeholder = h("div", { class: "ipymeet-placeholder" }, avatar, placeholderName);
   const badge = h("span", { class: "ipymeet-badge" });
+  const quality = h("span", { class: "ipymeet-quality", "data-testid": "quality", role: "img", "data-level": "unknown" });
   const unmute = h("button", { type: "button", class: "ipymeet-btn ipymeet-unmute" }, "Click to hear");
   unmute.hidden = true;
-  const root = h("div", { class: "ipymeet-tile", "data-peer-id": peerId }, video, name, badge, unmute);
-  const tile: Tile = { root, video, name, badge, unmute, stream: null };
+  const root = h("div", { class: "ipymeet-tile", "data-peer-id": peerId }, video, placeholder, name, badge, quality, unmute);
+  const tile: Tile = { root, video, name, nameText, muted, avatar, placeholderName, badge, quality, unmute, stream: null };
   unmute.addEventListener("click", () => {
     video.muted = false;
     unmute.hidden = true;
@@ -354,6 +500,54 @@ function play(tile: Tile): void {
     tile.unmute.hidden = false;
     void tile.video.play().catch(() => undefined);
   });
+}
+
+/** The mic-off mark shown beside a muted person's name. */
+function mutedMark(): HTMLElement {
+  return h(
+    "span",
+    { class: "ipymeet-muted", role: "img", "aria-label": "Microphone muted", title: "Microphone muted" },
+    icon(ICONS.micOff),
+  );
+}
+
+function chatLine(message: ChatEntry): HTMLElement {
+  const when = new Date(message.time);
+  const time = h(
+    "time",
+    { class: "ipymeet-chat-time", datetime: Number.isNaN(when.getTime()) ? "" : when.toISOString() },
+    Number.isNaN(when.getTime()) ? "" : when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
+  );
+  const name = message.mine ? "You" : message.name || "Guest";
+  return h(
+    "li",
+    { class: `ipymeet-chat-message${message.mine ? " ipymeet-chat-mine" : ""}`, "data-testid": "chat-message" },
+    h("div", { class: "ipymeet-chat-meta" }, h("span", { class: "ipymeet-chat-name" }, name), time),
+    h("div", { class: "ipymeet-chat-text" }, message.text), // text node: never parsed as HTML
+  );
+}
+
+/**
+ * How many columns for `tiles` equal tiles (you included, last): two side by side, three as two
+ * over one, four as 2×2, five and six as 3×2. A short last row is centred.
+ */
+export function columnsFor(tiles: number): number {
+  if (tiles <= 1) return 1;
+  if (tiles <= 4) return 2;
+  return 3;
+}
+
+/** The first letter of a name, for the placeholder of a camera that is off. */
+export function initial(name: string): string {
+  const first = [...name.trim()][0];
+  return first === undefined ? "?" : first.toLocaleUpperCase();
+}
+
+/** A steady hue per person, so each placeholder keeps its colour. */
+function hue(id: string): number {
+  let hash = 0;
+  for (const char of id) hash = (hash * 31 + char.charCodeAt(0)) | 0;
+  return Math.abs(hash) % 360;
 }
 
 function detach(video: HTMLVideoElement): void {

@@ -1,0 +1,174 @@
+/**
+ * The messages of the call that are not signalling: the kernel's custom messages (one typed
+ * contract, `types.ts` ⇄ `widget/messages.py`, one dispatcher), the JSON on each connection's data
+ * channel, and the chat history. Pure code: whatever arrives is checked here before the Call
+ * believes it.
+ */
+import type { ChatEntry, ErrorMessage, KernelMessage, PeerMessage } from "./types";
+
+/** Longest chat line either side accepts (the same number in widget/messages.py). */
+export const MAX_CHAT = 2000;
+/** How many chat lines the history (and the `messages` trait) keeps. */
+export const MAX_HISTORY = 200;
+/** Longest data channel message read at all: a chat line with its envelope fits well inside. */
+export const MAX_PEER_MESSAGE = 16 * 1024;
+const MAX_ID = 64;
+const MAX_NAME = 64;
+
+/** A random id for a chat line (works on insecure pages too, unlike `crypto.randomUUID`). */
+export function newMessageId(): string {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/** A chat text as it may be sent: at most `MAX_CHAT` characters, not blank; null otherwise. */
+export function chatText(text: unknown): string | null {
+  if (typeof text !== "string") return null;
+  const capped = [...text].slice(0, MAX_CHAT).join("");
+  return capped.trim() === "" ? null : capped;
+}
+
+// -- the kernel's custom messages -----------------------------------------------------------------
+
+export interface KernelHandlers {
+  chat(message: KernelMessage & { type: "chat" }): void;
+}
+
+/**
+ * Hand one custom message from the kernel to its handler. Returns the error to answer with when the
+ * message is unknown or malformed (after logging it), null when it was handled.
+ */
+export function dispatchKernelMessage(content: unknown, handlers: KernelHandlers): ErrorMessage | null {
+  const type = isRecord(content) ? content.type : undefined;
+  switch (type) {
+    case "chat": {
+      const text = chatText((content as Record<string, unknown>).text);
+      if (text === null) return refuse("a chat message needs a non-empty text");
+      handlers.chat({ type: "chat", text });
+      return null;
+    }
+    default:
+      return refuse(`unknown message type ${JSON.stringify(type ?? null)}`);
+  }
+}
+
+function refuse(message: string): ErrorMessage {
+  console.warn(`ipymeet: ${message}`);
+  return { type: "error", message };
+}
+
+// -- the data channel -------------------------------------------------------------------------------
+
+/** Read one data channel message; anything that is not a well-formed message gives null. */
+export function parsePeerMessage(raw: unknown): PeerMessage | null {
+  if (typeof raw !== "string" || raw.length > MAX_PEER_MESSAGE) return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return null;
+  }
+  if (!isRecord(value)) return null;
+  if (value.t === "state") {
+    if (typeof value.audio !== "boolean" || typeof value.video !== "boolean") return null;
+    return { t: "state", audio: value.audio, video: value.video };
+  }
+  if (value.t === "chat") {
+    const { id, name, time } = value;
+    const text = chatText(value.text);
+    if (typeof id !== "string" || id === "" || id.length > MAX_ID) return null;
+    if (typeof name !== "string" || typeof time !== "number" || !Number.isFinite(time) || text === null) return null;
+    return { t: "chat", id, name: cleanName(name), text, time };
+  }
+  return null;
+}
+
+/** A display name from another browser: no control characters, at most 64 characters. */
+function cleanName(name: string): string {
+  return name.replace(/[\u0000-\u001f\u007f-\u009f]/g, "").slice(0, MAX_NAME);
+}
+
+// -- the history ------------------------------------------------------------------------------------
+
+/** The room's recent chat in arrival order, each line once (by id). */
+export class ChatLog {
+  private lines: ChatEntry[] = [];
+  /** Ids seen, remembered longer than the lines are kept, so a late duplicate is still dropped. */
+  private readonly seen = new Set<string>();
+  private readonly max: number;
+
+  constructor(initial: readonly unknown[] = [], max = MAX_HISTORY) {
+    this.max = max;
+    for (const line of initial) {
+      const entry = asEntry(line);
+      if (entry !== null) this.add(entry);
+    }
+  }
+
+  get entries(): readonly ChatEntry[] {
+    return this.lines;
+  }
+
+  /** Add a line; false (and nothing changes) when its id was seen before. */
+  add(entry: ChatEntry): boolean {
+    if (this.seen.has(entry.id)) return false;
+    this.seen.add(entry.id);
+    if (this.seen.size > this.max * 10) {
+      // Forget the oldest ids (a Set iterates in insertion order).
+      const drop = this.seen.size - this.max * 5;
+      let index = 0;
+      for (const id of this.seen) {
+        if (index++ >= drop) break;
+        this.seen.delete(id);
+      }
+    }
+    this.lines = [...this.lines, entry].slice(-this.max);
+    return true;
+  }
+}
+
+/** A history line restored from the model (it may come from a saved notebook): checked. */
+function asEntry(value: unknown): ChatEntry | null {
+  if (!isRecord(value)) return null;
+  const { id, from, name, text, time, mine } = value;
+  if (typeof id !== "string" || typeof from !== "string" || typeof name !== "string") return null;
+  if (typeof text !== "string" || typeof time !== "number" || typeof mine !== "boolean") return null;
+  return { id, from, name, text, time, mine };
+}
+
+// -- the queue of lines waiting for a channel ---------------------------------------------------------
+
+/**
+ * What one connection still has to send, in order. A chat line sent while the channel is not open
+ * waits here; once the channel opens the whole queue goes first, so each sender's lines arrive in
+ * the order they were written.
+ */
+export class Outbox {
+  private readonly queue: string[] = [];
+  private readonly max: number;
+
+  constructor(max = 500) {
+    this.max = max;
+  }
+
+  get size(): number {
+    return this.queue.length;
+  }
+
+  /** Send `message` now if `send` can and nothing is waiting before it; otherwise queue it. */
+  push(message: string, send: (message: string) => boolean): void {
+    if (this.queue.length === 0 && send(message)) return;
+    if (this.queue.length >= this.max) this.queue.shift();
+    this.queue.push(message);
+  }
+
+  /** Send what waits, in order, until `send` refuses. */
+  flush(send: (message: string) => boolean): void {
+    while (this.queue.length > 0 && send(this.queue[0]!)) this.queue.shift();
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

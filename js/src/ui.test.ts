@@ -1,0 +1,17 @@
+import { describe, expect, it } from "vitest";
+import { columnsFor, initial } from "./ui";
+
+describe("columnsFor", () => {
+  it("lays out everyone (you included) as 2 side by side, 2 over 1, 2×2, then 3×2", () => {
+    expect([1, 2, 3, 4, 5, 6].map(columnsFor)).toEqual([1, 2, 2, 2, 3, 3]);
+  });
+});
+
+describe("initial", () => {
+  it("takes the first letter, upper case, or a question mark", () => {
+    expect(initial("ada")).toBe("A");
+    expect(initial("  émile")).toBe("É");
+    expect(initial("😀 smile")).toBe("😀");
+    expect(initial("")).toBe("?");
+  });
+});
