@@ -116,8 +116,8 @@ def test_two_widgets_call_each_other_through_both_routes(
 
 
 def test_a_busy_kernel_does_not_stall_signalling(lab: Served, new_page: Callable[..., Any]) -> None:
-    """While a cell sleeps for 30 s, a standalone tab joins the notebook's room and the call
-    connects on both sides."""
+    """While a cell sleeps, a standalone tab joins the notebook's room and the call connects on
+    both sides."""
     invite = lab.root / "invite.txt"
     write_notebook(
         lab.root / "busy.ipynb",
@@ -125,7 +125,7 @@ def test_a_busy_kernel_does_not_stall_signalling(lab: Served, new_page: Callable
             "import pathlib, time\nfrom ipymeet import VideoRoom\n"
             "room = VideoRoom('busy-1', name='Notebook')\nroom",
             f"room.join()\npathlib.Path({str(invite)!r}).write_text(room.invite_url)",
-            "time.sleep(30)",
+            "time.sleep(120)",  # the test ends long before; the kernel just stays busy
         ],
     )
     page = new_page()
