@@ -84,6 +84,7 @@ def _peer(peer_id: str, name: str, report: dict[str, Any]) -> dict[str, Any]:
         "connection": str(report.get("connection", "new")),
         "audio": bool(report.get("audio", True)),
         "video": bool(report.get("video", True)),
+        "screen": bool(report.get("screen", False)),
     }
 
 
@@ -120,6 +121,12 @@ class VideoRoom(anywidget.AnyWidget):
     """Whether your microphone is sending (False = muted)."""
     video = traitlets.Bool(True).tag(sync=True)
     """Whether your camera is sending (False = camera off)."""
+    screen = traitlets.Bool(False).tag(sync=True)
+    """Whether you share your screen instead of your camera (the browser asks which screen)."""
+    camera = traitlets.Unicode("").tag(sync=True)
+    """The camera's device id ("" = the default); one of ``cameras``."""
+    microphone = traitlets.Unicode("").tag(sync=True)
+    """The microphone's device id ("" = the default); one of ``microphones``."""
     signaling_url = traitlets.Unicode("").tag(sync=True)
     """An explicit signaller URL; "" uses the kernel's own."""
     route = traitlets.Enum(("auto", "direct", "proxy"), "auto").tag(sync=True)
@@ -135,6 +142,10 @@ class VideoRoom(anywidget.AnyWidget):
     """The last problem as a code: room_full, unreachable, camera_denied, no_camera, ..."""
     connected_via = traitlets.Unicode("").tag(sync=True)
     """The signaller URL the page is connected through ("" when not connected)."""
+    cameras = traitlets.List(traitlets.Dict()).tag(sync=True)
+    """The cameras the browser has: ``[{"id", "label"}]`` (labels once access is granted)."""
+    microphones = traitlets.List(traitlets.Dict()).tag(sync=True)
+    """The microphones the browser has: ``[{"id", "label"}]``."""
     messages = traitlets.List(traitlets.Dict()).tag(sync=True)
     """Recent chat (at most 200): ``[{"id", "from", "name", "text", "time", "mine"}]``."""
     stats = traitlets.Dict().tag(sync=True)
@@ -144,9 +155,9 @@ class VideoRoom(anywidget.AnyWidget):
 
     # -- derived in the kernel -----------------------------------------------------------------
     peers = traitlets.List(traitlets.Dict(), read_only=True).tag(sync=True)
-    """The others in the room: ``[{"id", "name", "connection", "audio", "video"}]``. Membership
-    (id, name) comes from the kernel's signaller; ``connection`` (an RTCPeerConnection state) and
-    the others' ``audio`` / ``video`` flags come from the browser."""
+    """The others in the room: ``[{"id", "name", "connection", "audio", "video", "screen"}]``.
+    Membership (id, name) comes from the kernel's signaller; ``connection`` (an RTCPeerConnection
+    state) and the others' ``audio`` / ``video`` / ``screen`` flags come from the browser."""
 
     # -- private plumbing ----------------------------------------------------------------------
     _port = traitlets.Int(0).tag(sync=True)

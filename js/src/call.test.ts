@@ -33,7 +33,13 @@ class FakeServer implements SocketLike {
   off(event: string, listener: Listener) {
     this.listeners.get(event)?.delete(listener);
   }
+  /** `frame` events (no acknowledgement): [metadata, chunk?]. */
+  frames: [Record<string, unknown>, ArrayBuffer | undefined][] = [];
   emit(event: string, _payload: unknown, ack: Listener) {
+    if (event === "frame") {
+      this.frames.push([_payload as Record<string, unknown>, ack as unknown as ArrayBuffer | undefined]);
+      return;
+    }
     this.requests.push(event);
     queueMicrotask(() => ack(event === "enter" ? this.enterAnswer : { ok: true }));
   }
@@ -47,7 +53,12 @@ class FakeServer implements SocketLike {
 
 class FakePeer {
   connectionState: RTCPeerConnectionState = "new";
-  remoteStream = null;
+  remoteStream: MediaStream | null = null;
+  /** replaceTrack calls: [kind, track]. */
+  replaced: [string, unknown][] = [];
+  async replaceTrack(kind: string, track: unknown) {
+    this.replaced.push([kind, track]);
+  }
   closed = false;
   received: unknown[] = [];
   channelOpen = false;
@@ -112,7 +123,16 @@ function fakeStream() {
   return { stream, tracks };
 }
 
-function setup(options: { media?: () => Promise<LocalMedia>; connect?: CallDeps["connect"]; statsIntervalMs?: number } = {}) {
+function setup(
+  options: {
+    media?: () => Promise<LocalMedia>;
+    connect?: CallDeps["connect"];
+    statsIntervalMs?: number;
+    captureFrame?: CallDeps["captureFrame"];
+    openScreen?: CallDeps["openScreen"];
+    devices?: CallDeps["devices"];
+  } = {},
+) {
   const model = new PageModel({ room: "lab-42", name: "Ada", _client: "k1", signaling_url: "http://127.0.0.1:8765" });
   const states: CallState[] = [model.get("state")];
   model.on("change:state", () => states.push(model.get("state")));
@@ -137,14 +157,19 @@ function setup(options: { media?: () => Promise<LocalMedia>; connect?: CallDeps[
     unreachableHint: "Is the kernel running?",
     statsIntervalMs: options.statsIntervalMs ?? 60_000,
     now: () => 1_700_000_000_000,
+    ...(options.captureFrame ? { captureFrame: options.captureFrame } : {}),
+    ...(options.openScreen ? { openScreen: options.openScreen } : {}),
+    devices: options.devices ?? { enumerate: async () => [], getUserMedia: () => Promise.reject(new Error("no")), watch: () => () => undefined },
   });
   const sent: unknown[] = [];
-  model.send = (content) => {
+  const buffers: unknown[] = [];
+  model.send = (content, _callbacks, sentBuffers) => {
     sent.push(content);
+    buffers.push(sentBuffers);
   };
   call.start();
   const join = () => model.set("_desired", true);
-  return { model, states, server, peers, tracks, call, join, connectedWith, sent };
+  return { model, states, server, peers, tracks, stream, call, join, connectedWith, sent, buffers };
 }
 
 describe("Call", () => {
@@ -162,7 +187,7 @@ describe("Call", () => {
     peers[0]!.become("connecting");
     peers[0]!.become("connected");
     expect(model.get("state")).toBe("in_call");
-    expect(model.get("_browser_peers")).toEqual([{ id: "zed", name: "Grace", connection: "connected", audio: true, video: true }]);
+    expect(model.get("_browser_peers")).toEqual([{ id: "zed", name: "Grace", connection: "connected", audio: true, video: true, screen: false }]);
 
     server.serve("signal", { from: "zed", description: { type: "offer", sdp: "v=0" } });
     expect(peers[0]!.received).toEqual([{ from: "zed", description: { type: "offer", sdp: "v=0" } }]);
@@ -271,7 +296,7 @@ describe("Call", () => {
   });
 
   it("one writer: a stale in-call state from an earlier page becomes left", () => {
-    const model = new PageModel({ state: "in_call", _browser_peers: [{ id: "x", name: "", connection: "connected", audio: true, video: true }] });
+    const model = new PageModel({ state: "in_call", _browser_peers: [{ id: "x", name: "", connection: "connected", audio: true, video: true, screen: false }] });
     new Call(model, { routes: () => [] }).start();
     expect(model.get("state")).toBe("left");
     expect(model.get("_browser_peers")).toEqual([]);
@@ -300,13 +325,13 @@ describe("Call: mute flags, chat and quality", () => {
     const { model, peers } = await inRoom(["a"]);
     const [a] = peers;
     a!.open();
-    expect(a!.sentMessages()).toEqual([{ t: "state", audio: true, video: true }]);
+    expect(a!.sentMessages()).toEqual([{ t: "state", audio: true, video: true, screen: false }]);
     model.set("video", false);
     model.set("video", false);
     model.set("audio", false);
     expect(a!.sentMessages().slice(1)).toEqual([
-      { t: "state", audio: true, video: false },
-      { t: "state", audio: false, video: false },
+      { t: "state", audio: true, video: false, screen: false },
+      { t: "state", audio: false, video: false, screen: false },
     ]);
   });
 
@@ -321,8 +346,8 @@ describe("Call: mute flags, chat and quality", () => {
     peers[1]!.deliver("not json");
     await wait(300);
     expect(model.get("_browser_peers")).toEqual([
-      { id: "a", name: "A", connection: "new", audio: false, video: true },
-      { id: "b", name: "B", connection: "new", audio: true, video: true },
+      { id: "a", name: "A", connection: "new", audio: false, video: true, screen: false },
+      { id: "b", name: "B", connection: "new", audio: true, video: true, screen: false },
     ]);
   });
 
@@ -336,7 +361,7 @@ describe("Call: mute flags, chat and quality", () => {
     expect(texts(a!)).toEqual(["one", "two"]);
     expect(b!.data).toEqual([]);
     b!.open();
-    expect(b!.sentMessages()[0]).toEqual({ t: "state", audio: true, video: true });
+    expect(b!.sentMessages()[0]).toEqual({ t: "state", audio: true, video: true, screen: false });
     expect(texts(b!)).toEqual(["one", "two"]);
     const [first] = b!.sentMessages().filter((m) => m.t === "chat");
     expect(first).toEqual({ t: "chat", id: expect.stringMatching(/^[0-9a-f]{24}$/), name: "Ada", text: "one", time: 1_700_000_000_000 });
@@ -383,7 +408,7 @@ describe("Call: mute flags, chat and quality", () => {
     await settle();
     context.peers[0]!.open();
     expect(context.peers[0]!.sentMessages()).toEqual([
-      { t: "state", audio: false, video: false }, // receive-only: shown as off
+      { t: "state", audio: false, video: false, screen: false }, // receive-only: shown as off
       expect.objectContaining({ t: "chat", text: "early" }),
     ]);
     expect(context.call.messages.map((m) => [m.from, m.text])).toEqual([["me", "early"]]);
@@ -408,8 +433,8 @@ describe("Call: mute flags, chat and quality", () => {
     custom({ type: "chat", text: "from python" });
     expect(peers[0]!.sentMessages().at(-1)).toMatchObject({ t: "chat", text: "from python", name: "Ada" });
     expect(sent.at(-1)).toMatchObject({ type: "chat", text: "from python", from: "me", mine: true });
-    custom({ type: "snapshot" });
-    expect(sent.at(-1)).toEqual({ type: "error", message: 'unknown message type "snapshot"' });
+    custom({ type: "teleport" });
+    expect(sent.at(-1)).toEqual({ type: "error", message: 'unknown message type "teleport"' });
     custom({ type: "chat", text: 42 });
     expect(sent.at(-1)).toEqual({ type: "error", message: "a chat message needs a non-empty text" });
     model.set("_desired", false);
@@ -444,5 +469,254 @@ describe("Call: mute flags, chat and quality", () => {
     const calls = peers[0]!.statsCalls;
     await wait(100);
     expect(peers[0]!.statsCalls).toBe(calls);
+  });
+});
+
+/** Byte equality without vitest's slow deep comparison of megabytes. */
+function same(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((value, i) => value === b[i]);
+}
+
+describe("Call: snapshots", () => {
+  const custom = (model: PageModel, content: unknown) => {
+    (model as unknown as { listeners: Map<string, Set<(c: unknown) => void>> }).listeners
+      .get("msg:custom")!
+      .forEach((listener) => listener(content));
+  };
+
+  it("answers with a binary custom message and uploads the frame in chunks of at most 192 KiB", async () => {
+    const bytes = new Uint8Array(640 * 480 * 4).map((_, i) => i % 251);
+    const captured: [MediaStream, string][] = [];
+    const { model, server, sent, buffers, stream } = await inRoom(["a"], {
+      captureFrame: async (from, format) => {
+        captured.push([from, format]);
+        return { width: 640, height: 480, format, bytes };
+      },
+    });
+    custom(model, { type: "snapshot", id: "req1", peer: null, format: "rgba", upload: true });
+    await settle();
+    expect(captured).toEqual([[stream, "rgba"]]);
+    expect(sent.at(-1)).toEqual({ type: "frame", id: "req1", width: 640, height: 480, format: "rgba" });
+    const [buffer] = buffers.at(-1) as ArrayBuffer[];
+    expect(same(new Uint8Array(buffer!), bytes)).toBe(true);
+    const count = Math.ceil(bytes.length / (192 * 1024));
+    expect(server.frames.map(([meta]) => meta)).toEqual(
+      Array.from({ length: count }, (_, index) => ({ id: "req1", index, count, width: 640, height: 480, format: "rgba" })),
+    );
+    expect(server.frames.every(([, chunk]) => chunk!.byteLength <= 192 * 1024)).toBe(true);
+    const joined = new Uint8Array(bytes.length);
+    let at = 0;
+    for (const [, chunk] of server.frames) {
+      joined.set(new Uint8Array(chunk!), at);
+      at += chunk!.byteLength;
+    }
+    expect(at).toBe(bytes.length);
+    expect(same(joined, bytes)).toBe(true);
+  });
+
+  it("takes a peer's remote video, and does not upload unless asked", async () => {
+    const remote = { getVideoTracks: () => [{}] } as unknown as MediaStream;
+    const captured: MediaStream[] = [];
+    const { model, server, sent, peers } = await inRoom(["a"], {
+      captureFrame: async (from, format) => {
+        captured.push(from);
+        return { width: 2, height: 1, format, bytes: new Uint8Array([137, 80, 78, 71]) };
+      },
+    });
+    peers[0]!.remoteStream = remote;
+    custom(model, { type: "snapshot", id: "req2", peer: "a", format: "png", upload: false });
+    await settle();
+    expect(captured).toEqual([remote]);
+    expect(sent.at(-1)).toEqual({ type: "frame", id: "req2", width: 2, height: 1, format: "png" });
+    expect(server.frames).toEqual([]);
+  });
+
+  it("answers with a plain error, both ways, when there is no such peer or no video yet", async () => {
+    const { model, server, sent } = await inRoom(["a"], {
+      captureFrame: async () => {
+        throw new Error("not reached");
+      },
+    });
+    custom(model, { type: "snapshot", id: "r3", peer: "ghost", format: "rgba", upload: true });
+    await settle();
+    expect(sent.at(-1)).toEqual({ type: "frame", id: "r3", error: 'no peer "ghost" in this call' });
+    expect(server.frames).toEqual([[{ id: "r3", error: 'no peer "ghost" in this call' }, undefined]]);
+    custom(model, { type: "snapshot", id: "r4", peer: "a", format: "rgba", upload: false });
+    await settle();
+    expect(sent.at(-1)).toEqual({ type: "frame", id: "r4", error: "no video from A yet" });
+    expect(server.frames).toHaveLength(1);
+  });
+
+  it("says so when not in a call", async () => {
+    const { model, sent } = setup();
+    custom(model, { type: "snapshot", id: "r5", peer: null, format: "png", upload: true });
+    await settle();
+    expect(sent.at(-1)).toEqual({ type: "frame", id: "r5", error: "not in a call: join a room first" });
+  });
+});
+
+describe("Call: screen sharing", () => {
+  class FakeMediaStream {
+    constructor(readonly tracks: FakeTrack[]) {}
+    getTracks() {
+      return this.tracks;
+    }
+    getAudioTracks() {
+      return this.tracks.filter((t) => t.kind === "audio");
+    }
+    getVideoTracks() {
+      return this.tracks.filter((t) => t.kind === "video");
+    }
+  }
+  class ScreenTrack extends FakeTrack {
+    private readonly ended = new Set<() => void>();
+    constructor() {
+      super("video");
+    }
+    addEventListener(_event: string, listener: () => void) {
+      this.ended.add(listener);
+    }
+    end() {
+      for (const listener of this.ended) listener();
+    }
+  }
+  beforeEach(() => {
+    vi.stubGlobal("MediaStream", FakeMediaStream);
+  });
+  afterEach(() => {
+    vi.unstubAllGlobals();
+  });
+
+  it("sends the screen instead of the camera with replaceTrack, tells the others, and goes back", async () => {
+    const screen = new ScreenTrack();
+    const { model, peers, tracks, call } = await inRoom(["a"], {
+      openScreen: async () => new FakeMediaStream([screen]) as unknown as MediaStream,
+    });
+    peers[0]!.open();
+    model.set("screen", true);
+    await settle();
+    expect(call.sharingScreen).toBe(true);
+    expect(peers[0]!.replaced).toEqual([["video", screen]]);
+    expect(call.localStream!.getVideoTracks()).toEqual([screen]);
+    expect(peers[0]!.sentMessages().at(-1)).toEqual({ t: "state", audio: true, video: true, screen: true });
+    // The user ends the share from the browser's bar: the camera again, and `screen` written back.
+    screen.end();
+    const camera = tracks.find((t) => t.kind === "video");
+    expect(peers[0]!.replaced.at(-1)).toEqual(["video", camera]);
+    expect(model.get("screen")).toBe(false);
+    expect(screen.stopped).toBe(true);
+    expect(camera!.stopped).toBe(false);
+    expect(peers[0]!.sentMessages().at(-1)).toEqual({ t: "state", audio: true, video: true, screen: false });
+  });
+
+  it("reports a refused share as screen_denied and sets `screen` back to false", async () => {
+    const { model, call } = await inRoom(["a"], {
+      openScreen: async () => {
+        throw Object.assign(new Error("denied"), { name: "NotAllowedError" });
+      },
+    });
+    model.set("screen", true);
+    await settle();
+    expect(call.sharingScreen).toBe(false);
+    expect(model.get("screen")).toBe(false);
+    expect(model.get("error_code")).toBe("screen_denied");
+    expect(model.get("error")).toMatch(/not allowed/);
+  });
+
+  it("stops the screen on hang up", async () => {
+    const screen = new ScreenTrack();
+    const { model } = await inRoom(["a"], { openScreen: async () => new FakeMediaStream([screen]) as unknown as MediaStream });
+    model.set("screen", true);
+    await settle();
+    model.set("_desired", false);
+    await settle();
+    expect(screen.stopped).toBe(true);
+    expect(model.get("screen")).toBe(false);
+  });
+});
+
+describe("Call: choosing devices", () => {
+  class FakeMediaStream {
+    constructor(readonly tracks: FakeTrack[]) {}
+    getTracks() {
+      return this.tracks;
+    }
+    getAudioTracks() {
+      return this.tracks.filter((t) => t.kind === "audio");
+    }
+    getVideoTracks() {
+      return this.tracks.filter((t) => t.kind === "video");
+    }
+  }
+  beforeEach(() => {
+    vi.stubGlobal("MediaStream", FakeMediaStream);
+  });
+  afterEach(() => {
+    vi.unstubAllGlobals();
+  });
+
+  const listed = [
+    { deviceId: "default", kind: "audioinput", label: "Default" },
+    { deviceId: "m1", kind: "audioinput", label: "Mic 1" },
+    { deviceId: "c1", kind: "videoinput", label: "Cam 1" },
+    { deviceId: "c2", kind: "videoinput", label: "" },
+    { deviceId: "s1", kind: "audiooutput", label: "Speaker" },
+  ] as MediaDeviceInfo[];
+
+  it("lists cameras and microphones, again on devicechange", async () => {
+    let changed = () => undefined as void;
+    const { model } = setup({
+      devices: { enumerate: async () => listed, getUserMedia: () => Promise.reject(new Error("no")), watch: (l) => ((changed = l), () => undefined) },
+    });
+    await settle();
+    expect(model.get("cameras")).toEqual([{ id: "c1", label: "Cam 1" }, { id: "c2", label: "" }]);
+    expect(model.get("microphones")).toEqual([{ id: "m1", label: "Mic 1" }]);
+    listed.push({ deviceId: "m2", kind: "audioinput", label: "Mic 2" } as MediaDeviceInfo);
+    changed();
+    await settle();
+    expect(model.get("microphones")).toEqual([{ id: "m1", label: "Mic 1" }, { id: "m2", label: "Mic 2" }]);
+    listed.pop();
+  });
+
+  it("switches the camera in a call: exact device, replaceTrack everywhere, old track stopped, mute kept", async () => {
+    const asked: MediaStreamConstraints[] = [];
+    const fresh = new FakeTrack("video");
+    const { model, peers, tracks, call } = await inRoom(["a", "b"], {
+      devices: {
+        enumerate: async () => [],
+        getUserMedia: async (constraints) => {
+          asked.push(constraints);
+          return new FakeMediaStream([fresh]) as unknown as MediaStream;
+        },
+        watch: () => () => undefined,
+      },
+    });
+    model.set("video", false);
+    model.set("camera", "c2");
+    await settle();
+    expect(asked).toEqual([{ video: expect.objectContaining({ deviceId: { exact: "c2" } }) }]);
+    expect(peers.map((p) => p.replaced)).toEqual([[["video", fresh]], [["video", fresh]]]);
+    expect(tracks.find((t) => t.kind === "video")!.stopped).toBe(true);
+    expect(tracks.find((t) => t.kind === "audio")!.stopped).toBe(false);
+    expect(fresh.enabled).toBe(false);
+    expect(call.localStream!.getTracks()).toEqual([tracks.find((t) => t.kind === "audio"), fresh]);
+  });
+
+  it("keeps the old device and says so when the new one fails", async () => {
+    const { model, peers, tracks } = await inRoom(["a"], {
+      devices: {
+        enumerate: async () => [],
+        getUserMedia: async () => {
+          throw Object.assign(new Error("gone"), { name: "OverconstrainedError" });
+        },
+        watch: () => () => undefined,
+      },
+    });
+    model.set("microphone", "m9");
+    await settle();
+    expect(peers[0]!.replaced).toEqual([]);
+    expect(tracks.every((t) => !t.stopped)).toBe(true);
+    expect(model.get("error_code")).toBe("no_camera");
+    expect(model.get("error")).toBe("That microphone was not found. Pick another one.");
   });
 });

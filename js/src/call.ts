@@ -10,11 +10,20 @@
  * (or a new join) in the middle leaves nothing behind: a late camera stream is stopped, a late
  * socket closed.
  */
-import { MediaAborted, openLocalMedia, stopStream, type LocalMedia } from "./media";
+import {
+  MediaAborted,
+  classifyMediaError,
+  constraintsFor,
+  openLocalMedia,
+  stopStream,
+  type DeviceChoice,
+  type LocalMedia,
+} from "./media";
 import { ChatLog, Outbox, chatText, dispatchKernelMessage, newMessageId, parsePeerMessage } from "./messages";
 import { Peer, type PeerOptions } from "./peer";
 import { computeStats, maxBitrateFor, type StatsSnapshot } from "./quality";
 import { candidateUrls, readBaseUrl } from "./route";
+import { NoFrame, captureFrame, exactBuffer, uploadError, uploadFrame, type Frame, type FrameSink } from "./snapshot";
 import {
   SignalingClient,
   SignalingError,
@@ -29,10 +38,13 @@ import { Reporter, isActive, reduce, type CallEvent } from "./state";
 import type {
   BrowserPeer,
   CallState,
+  DeviceInfo,
   ChatEntry,
   ChatPeerMessage,
   ErrorCode,
+  FrameFormat,
   PeerStats,
+  SnapshotRequest,
   StatePeerMessage,
   WidgetModel,
 } from "./types";
@@ -43,7 +55,14 @@ export const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 export interface CallDeps {
   routes(model: WidgetModel): string[];
   connect(urls: readonly string[], options: ConnectOptions): Promise<{ socket: SocketLike; url: string }>;
-  openMedia(signal: AbortSignal): Promise<LocalMedia>;
+  openMedia(signal: AbortSignal, choice: DeviceChoice): Promise<LocalMedia>;
+  /** The browser's cameras and microphones, a fresh stream of one device, and its device changes. */
+  devices: {
+    enumerate(): Promise<Pick<MediaDeviceInfo, "deviceId" | "kind" | "label">[]>;
+    getUserMedia(constraints: MediaStreamConstraints): Promise<MediaStream>;
+    /** Call `listener` on every `devicechange`; returns the unsubscribe. */
+    watch(listener: () => void): () => void;
+  };
   createPeer(options: PeerOptions): Peer;
   /** How often the connections' quality is measured, in milliseconds. */
   statsIntervalMs: number;
@@ -51,6 +70,13 @@ export interface CallDeps {
   now(): number;
   /** Appended to the "can't reach the signaller" message: what the user should do. */
   unreachableHint: string;
+  /**
+   * Ask for the screen (getDisplayMedia). Called synchronously from the change of `screen`, so a
+   * click on the view's button still counts as the user's gesture.
+   */
+  openScreen(): Promise<MediaStream>;
+  /** The current frame of a stream's video (snapshot.ts); rejects with NoFrame. */
+  captureFrame(stream: MediaStream, format: FrameFormat): Promise<Frame>;
 }
 
 export const defaultDeps: CallDeps = {
@@ -64,16 +90,64 @@ export const defaultDeps: CallDeps = {
       baseUrl: readBaseUrl(document),
     }),
   connect: connectFirst,
-  openMedia: (signal) =>
+  openMedia: (signal, choice) =>
     openLocalMedia(
       { mediaDevices: navigator.mediaDevices as MediaDevices | undefined, isSecureContext: window.isSecureContext },
       signal,
+      choice,
     ),
+  devices: {
+    enumerate: async () => {
+      const devices = typeof navigator === "undefined" ? undefined : (navigator.mediaDevices as MediaDevices | undefined);
+      return typeof devices?.enumerateDevices === "function" ? devices.enumerateDevices() : [];
+    },
+    getUserMedia: (constraints) => navigator.mediaDevices.getUserMedia(constraints),
+    watch: (listener) => {
+      const devices = typeof navigator === "undefined" ? undefined : (navigator.mediaDevices as MediaDevices | undefined);
+      if (typeof devices?.addEventListener !== "function") return () => undefined;
+      devices.addEventListener("devicechange", listener);
+      return () => devices.removeEventListener("devicechange", listener);
+    },
+  },
   createPeer: (options) => new Peer(options),
   statsIntervalMs: 1000,
   now: () => Date.now(),
   unreachableHint: "Is the kernel running? Re-run the cell that shows the room.",
+  captureFrame,
+  openScreen: () => {
+    const devices = navigator.mediaDevices as MediaDevices | undefined;
+    if (devices === undefined || typeof devices.getDisplayMedia !== "function") {
+      return Promise.reject(new ScreenUnsupported());
+    }
+    return devices.getDisplayMedia({ video: true, audio: false });
+  },
 };
+
+/** The browser (or an insecure page) offers no screen capture. */
+export class ScreenUnsupported extends Error {
+  constructor() {
+    super("getDisplayMedia is not available");
+    this.name = "ScreenUnsupported";
+  }
+}
+
+/** A plain message for a failed getDisplayMedia. */
+export function screenMessage(error: unknown): string {
+  const name = typeof error === "object" && error !== null ? String((error as { name?: unknown }).name ?? "") : "";
+  switch (name) {
+    case "ScreenUnsupported":
+      return "This browser cannot share the screen here (it needs a recent desktop browser and a secure page: https:// or http://localhost).";
+    case "NotAllowedError":
+    case "SecurityError":
+      return "Screen sharing was not allowed. Press Share screen again and pick a screen, window or tab; check the browser's site settings if it is blocked.";
+    case "InvalidStateError":
+      return "The browser shares the screen only in answer to a click: press Share screen in the room.";
+    case "NotFoundError":
+      return "There is no screen to share.";
+    default:
+      return "The screen could not be shared. Press Share screen to try again.";
+  }
+}
 
 /** One other member as the view shows it. */
 export interface RemotePeer {
@@ -84,6 +158,8 @@ export interface RemotePeer {
   /** Their microphone and camera as they last said (true until told). */
   audio: boolean;
   video: boolean;
+  /** Whether their video is their screen. */
+  screen: boolean;
   /** The latest quality figures, null before the first measurement. */
   stats: PeerStats | null;
 }
@@ -94,6 +170,7 @@ interface Member {
   peer: Peer | null;
   audio: boolean;
   video: boolean;
+  screen: boolean;
   /** Chat lines for this member that wait for its data channel to open. */
   outbox: Outbox;
   stats: PeerStats | null;
@@ -104,7 +181,14 @@ interface Member {
 interface Session {
   room: string;
   abort: AbortController;
+  /** The camera and microphone, as opened. */
   stream: MediaStream | null;
+  /** The screen's video track while it is shared (sent instead of the camera's), else null. */
+  screen: MediaStreamTrack | null;
+  /** A screen asked for and not answered yet. */
+  screenPending: boolean;
+  /** The stream sent and previewed while sharing: the microphone plus the screen (made lazily). */
+  shared: MediaStream | null;
   client: SignalingClient | null;
   selfId: string;
   iceServers: RTCIceServer[];
@@ -125,8 +209,13 @@ export class Call {
   private state: CallState = "idle";
   private session: Session | null = null;
   private disposed = false;
+  /** The previous session's `leave`, acknowledged (or failed) when this settles. */
+  private leaving: Promise<void> = Promise.resolve();
   /** The mute flags last sent to the others, so a change is sent once. */
   private sentFlags = "";
+  private unwatchDevices: () => void = () => undefined;
+  /** One number per kind, raised by each device switch: a switch overtaken by a newer one gives up. */
+  private readonly switches = { audio: 0, video: 0 };
 
   constructor(model: WidgetModel, deps: Partial<CallDeps> = {}) {
     this.model = model;
@@ -137,6 +226,9 @@ export class Call {
       ["change:_desired", () => this.reconcile()],
       ["change:audio", () => this.applyMute()],
       ["change:video", () => this.applyMute()],
+      ["change:screen", () => this.applyScreen()],
+      ["change:camera", () => void this.switchDevice("video")],
+      ["change:microphone", () => void this.switchDevice("audio")],
       ["change:room", () => {
         // A new room while in one: leave it and enter the new one.
         if (this.session !== null && this.model.get("room") !== this.session.room && this.model.get("_desired")) {
@@ -150,6 +242,8 @@ export class Call {
   start(): void {
     for (const [event, listener] of this.modelListeners) this.model.on(event as `change:${string}`, listener);
     this.model.on("msg:custom", this.onKernelMessage);
+    this.unwatchDevices = this.deps.devices.watch(() => void this.refreshDevices());
+    void this.refreshDevices();
     const reported = this.model.get("state");
     if (isActive(reported)) {
       this.state = "left";
@@ -168,6 +262,7 @@ export class Call {
     this.disposed = true;
     for (const [event, listener] of this.modelListeners) this.model.off(event, listener);
     this.model.off("msg:custom", this.onKernelMessage);
+    this.unwatchDevices();
     this.endSession({ leave: true });
     this.reporter.dispose();
     this.listeners.clear();
@@ -179,8 +274,14 @@ export class Call {
     return this.state;
   }
 
+  /** What this browser sends and previews: the camera and microphone, or the screen instead. */
   get localStream(): MediaStream | null {
-    return this.session?.stream ?? null;
+    return this.session === null ? null : this.outgoing(this.session);
+  }
+
+  /** Whether the screen is being sent instead of the camera. */
+  get sharingScreen(): boolean {
+    return this.session?.screen != null;
   }
 
   get remotePeers(): RemotePeer[] {
@@ -191,6 +292,7 @@ export class Call {
       stream: member.peer?.remoteStream ?? null,
       audio: member.audio,
       video: member.video,
+      screen: member.screen,
       stats: member.stats,
     }));
   }
@@ -211,6 +313,30 @@ export class Call {
    */
   sendChat(text: string): boolean {
     return this.chatAs(text) === null;
+  }
+
+  /**
+   * The current frame of `peer`'s video (null: the own local video, i.e. what this browser sends).
+   * Rejects with NoFrame (a plain reason) when there is no such peer or no video yet. Also
+   * `window.ipymeet.call.snapshot` in page mode, for tests.
+   */
+  async snapshot(peer: string | null, format: FrameFormat = "rgba"): Promise<Frame> {
+    const session = this.session;
+    if (session === null) throw new NoFrame("not in a call: join a room first");
+    let stream: MediaStream | null;
+    if (peer === null) {
+      stream = session.stream;
+      if (stream === null || stream.getVideoTracks().length === 0) throw new NoFrame("this browser sends no video (no camera)");
+      if (!this.model.get("video")) throw new NoFrame("your camera is off");
+    } else {
+      const member = session.members.get(peer);
+      if (member === undefined) throw new NoFrame(`no peer ${JSON.stringify(peer)} in this call`);
+      stream = member.peer?.remoteStream ?? null;
+      if (stream === null || stream.getVideoTracks().length === 0) {
+        throw new NoFrame(`no video from ${member.name || peer} yet`);
+      }
+    }
+    return this.deps.captureFrame(stream, format);
   }
 
   /** Be told when the local stream, the members or their streams change. Returns an unsubscribe. */
@@ -254,6 +380,9 @@ export class Call {
       room,
       abort: new AbortController(),
       stream: null,
+      screen: null,
+      screenPending: false,
+      shared: null,
       client: null,
       selfId: "",
       iceServers: [],
@@ -266,14 +395,17 @@ export class Call {
     const current = (): boolean => this.session === session && !this.disposed;
 
     // Camera and signaller in parallel; the preview shows as soon as the camera is on.
-    const media = this.deps.openMedia(session.abort.signal).then(
+    const media = this.deps.openMedia(session.abort.signal, this.deviceChoice()).then(
       (local) => {
         if (!current()) {
           stopStream(local.stream);
           return null;
         }
         session.stream = local.stream;
+        session.shared = null;
         this.applyMute();
+        // Permission granted: the devices now have their names.
+        if (local.stream !== null) void this.refreshDevices();
         if (local.warning !== null) {
           this.reporter.now({ error: local.warning.message, error_code: local.warning.code });
         }
@@ -321,6 +453,7 @@ export class Call {
     this.reporter.now({ connected_via: connection.url });
 
     await media;
+    await this.leaving;
     if (!current()) return;
     let accepted;
     try {
@@ -344,7 +477,7 @@ export class Call {
   private hangUp(): void {
     this.endSession({ leave: true });
     this.dispatch({ type: "hangup" });
-    this.reporter.now({ state: this.state, _browser_peers: [], connected_via: "", stats: {} });
+    this.reporter.now({ state: this.state, _browser_peers: [], connected_via: "", stats: {}, screen: false });
     this.notify();
   }
 
@@ -360,6 +493,7 @@ export class Call {
       connected_via: "",
       _browser_peers: [],
       stats: {},
+      screen: false,
       _desired: false,
     });
     this.notify();
@@ -415,10 +549,18 @@ export class Call {
     session.members.clear();
     stopStream(session.stream);
     session.stream = null;
+    session.screen?.stop();
+    session.screen = null;
+    session.shared = null;
     const client = session.client;
     if (client !== null) {
       if (leave && session.selfId !== "") {
-        void client.leave().catch(() => undefined).finally(() => client.close());
+        // A Connect right after Hang up must not enter before this leave is done: on another
+        // connection the server could see the new `enter` first and find the room full of us.
+        this.leaving = client.leave().then(
+          () => client.close(),
+          () => client.close(),
+        );
       } else {
         client.close();
       }
@@ -444,6 +586,7 @@ export class Call {
       peer: null,
       audio: true,
       video: true,
+      screen: false,
       outbox: new Outbox(),
       stats: null,
       snapshot: null,
@@ -454,7 +597,7 @@ export class Call {
       selfId: session.selfId,
       peerId: info.id,
       iceServers: session.iceServers,
-      localStream: session.stream,
+      localStream: this.outgoing(session),
       initiator,
       send: (signal) => {
         if (this.session !== session || client === null) return;
@@ -511,15 +654,16 @@ export class Call {
   }
 
   private browserPeers(): BrowserPeer[] {
-    return this.remotePeers.map(({ id, name, connection, audio, video }) => ({ id, name, connection, audio, video }));
+    return this.remotePeers.map(({ id, name, connection, audio, video, screen }) => ({ id, name, connection, audio, video, screen }));
   }
 
   private applyMute(): void {
     const session = this.session;
-    const stream = session?.stream;
-    if (!session || !stream) return;
-    for (const track of stream.getAudioTracks()) track.enabled = this.model.get("audio");
-    for (const track of stream.getVideoTracks()) track.enabled = this.model.get("video");
+    const stream = session?.stream ?? null;
+    if (!session || (!stream && !session.screen)) return;
+    for (const track of stream?.getAudioTracks() ?? []) track.enabled = this.model.get("audio");
+    for (const track of stream?.getVideoTracks() ?? []) track.enabled = this.model.get("video");
+    if (session.screen !== null) session.screen.enabled = this.model.get("video");
     const flags = JSON.stringify(this.localFlags(session));
     if (flags !== this.sentFlags) {
       this.sentFlags = flags;
@@ -528,15 +672,185 @@ export class Call {
     this.notify();
   }
 
+  // -- the devices ---------------------------------------------------------------------------------
+
+  private deviceChoice(): DeviceChoice {
+    return { camera: this.model.get("camera") ?? "", microphone: this.model.get("microphone") ?? "" };
+  }
+
+  /** Write `cameras` and `microphones` from enumerateDevices (labels once permission is granted). */
+  private async refreshDevices(): Promise<void> {
+    let devices;
+    try {
+      devices = await this.deps.devices.enumerate();
+    } catch (error) {
+      console.debug("ipymeet: could not list the devices", error);
+      return;
+    }
+    if (this.disposed) return;
+    const list = (kind: MediaDeviceKind): DeviceInfo[] => {
+      const seen = new Set<string>();
+      const out: DeviceInfo[] = [];
+      for (const device of devices) {
+        // Before permission the ids are empty; "default" / "communications" are aliases of "".
+        if (device.kind !== kind || device.deviceId === "" || seen.has(device.deviceId)) continue;
+        if (device.deviceId === "default" || device.deviceId === "communications") continue;
+        seen.add(device.deviceId);
+        out.push({ id: device.deviceId, label: device.label });
+      }
+      return out;
+    };
+    this.reporter.now({ cameras: list("videoinput"), microphones: list("audioinput") });
+    this.notify();
+  }
+
+  /**
+   * Switch the camera or microphone during a call: that device only (`exact`), swapped into every
+   * connection with replaceTrack (no renegotiation), the old track stopped, the mute state kept.
+   * Outside a call the choice is used at the next join.
+   */
+  private async switchDevice(kind: "audio" | "video"): Promise<void> {
+    const session = this.session;
+    if (session === null || session.stream === null) return;
+    const ticket = ++this.switches[kind];
+    const choice = this.deviceChoice();
+    const all = constraintsFor(choice, true);
+    const constraints: MediaStreamConstraints = kind === "video" ? { video: all.video ?? true } : { audio: all.audio ?? true };
+    let fresh: MediaStream;
+    try {
+      fresh = await this.deps.devices.getUserMedia(constraints);
+    } catch (error) {
+      if (this.session !== session || ticket !== this.switches[kind]) return;
+      console.warn(`ipymeet: could not switch the ${kind === "video" ? "camera" : "microphone"}`, error);
+      const what = kind === "video" ? "camera" : "microphone";
+      const problem = classifyMediaError(error);
+      this.reporter.now({
+        error:
+          problem === "missing"
+            ? `That ${what} was not found. Pick another one.`
+            : problem === "camera_denied"
+              ? `The ${what} is blocked for this page. Allow it in the browser's site settings.`
+              : `That ${what} could not be started: another program may be using it. The previous one stays on.`,
+        error_code: problem === "missing" ? "no_camera" : problem === "camera_denied" ? "camera_denied" : "camera_busy",
+      });
+      return;
+    }
+    const track = kind === "video" ? fresh.getVideoTracks()[0] : fresh.getAudioTracks()[0];
+    if (this.session !== session || ticket !== this.switches[kind] || session.stream === null || track === undefined) {
+      stopStream(fresh);
+      return;
+    }
+    const old = session.stream.getTracks().filter((t) => t.kind === kind);
+    track.enabled = this.model.get(kind);
+    // A new stream object, so the views take the new track.
+    session.stream = new MediaStream([...session.stream.getTracks().filter((t) => t.kind !== kind), track]);
+    session.shared = null;
+    // While the screen is shared the camera is not sent: it waits for Stop sharing.
+    if (!(kind === "video" && session.screen !== null)) {
+      const outgoing = this.outgoing(session);
+      for (const member of session.members.values()) {
+        member.peer?.replaceTrack(kind, track, outgoing).catch((error: unknown) => {
+          console.warn(`ipymeet: could not switch the ${kind} sent to ${member.id}`, error);
+        });
+      }
+    }
+    for (const t of old) t.stop();
+    this.applyMute();
+    this.notify();
+  }
+
+  // -- the screen ----------------------------------------------------------------------------------
+
+  /** The stream sent and previewed: the camera's, or while sharing the microphone plus the screen. */
+  private outgoing(session: Session): MediaStream | null {
+    if (session.screen === null) return session.stream;
+    session.shared ??= new MediaStream([...(session.stream?.getAudioTracks() ?? []), session.screen]);
+    return session.shared;
+  }
+
+  /** Follow `screen`: share (getDisplayMedia, at once: the click's gesture) or go back to the camera. */
+  private applyScreen(): void {
+    const session = this.session;
+    if (this.model.get("screen") !== true) {
+      if (session !== null && session.screen !== null) this.stopScreen(session);
+      return;
+    }
+    if (session === null) {
+      this.reporter.now({ screen: false, error: "Join a room first, then share your screen.", error_code: "screen_denied" });
+      return;
+    }
+    if (session.screen !== null || session.screenPending) return;
+    session.screenPending = true;
+    let asked: Promise<MediaStream>;
+    try {
+      asked = this.deps.openScreen();
+    } catch (error) {
+      asked = Promise.reject(error);
+    }
+    asked.then(
+      (stream) => {
+        session.screenPending = false;
+        const track = stream.getVideoTracks()[0];
+        if (this.session !== session || this.model.get("screen") !== true || track === undefined) {
+          stopStream(stream);
+          if (this.session === session && track === undefined) this.screenFailed(new Error("no video track"));
+          return;
+        }
+        for (const other of stream.getTracks()) if (other !== track) other.stop();
+        session.screen = track;
+        track.enabled = this.model.get("video");
+        // The user ended the share from the browser's own bar ("Stop sharing").
+        track.addEventListener("ended", () => {
+          if (this.session !== session || session.screen !== track) return;
+          this.stopScreen(session);
+          this.reporter.now({ screen: false });
+        });
+        this.sendVideo(session);
+      },
+      (error: unknown) => {
+        session.screenPending = false;
+        if (this.session === session) this.screenFailed(error);
+      },
+    );
+  }
+
+  private screenFailed(error: unknown): void {
+    console.warn("ipymeet: screen sharing failed", error);
+    this.reporter.now({ screen: false, error: screenMessage(error), error_code: "screen_denied" });
+  }
+
+  private stopScreen(session: Session): void {
+    const track = session.screen;
+    if (track === null) return;
+    session.screen = null;
+    track.stop();
+    this.sendVideo(session);
+  }
+
+  /** Every connection sends the current video (the screen or the camera) instead: replaceTrack. */
+  private sendVideo(session: Session): void {
+    session.shared = null;
+    const stream = this.outgoing(session);
+    const track = session.screen ?? session.stream?.getVideoTracks()[0] ?? null;
+    for (const member of session.members.values()) {
+      member.peer?.replaceTrack("video", track, stream).catch((error: unknown) => {
+        console.warn(`ipymeet: could not switch the video sent to ${member.id}`, error);
+      });
+    }
+    this.applyMute(); // the flags (screen) to everyone, the new track's enabled state, the views
+  }
+
   // -- the data channels ---------------------------------------------------------------------------
 
   /** What the others should show of us: a missing device counts as off. */
   private localFlags(session: Session): StatePeerMessage {
     const stream = session.stream;
+    const sharing = session.screen !== null;
     return {
       t: "state",
       audio: this.model.get("audio") && (stream?.getAudioTracks().length ?? 0) > 0,
-      video: this.model.get("video") && (stream?.getVideoTracks().length ?? 0) > 0,
+      video: this.model.get("video") && (sharing || (stream?.getVideoTracks().length ?? 0) > 0),
+      screen: sharing,
     };
   }
 
@@ -556,9 +870,10 @@ export class Call {
     }
     switch (message.t) {
       case "state":
-        if (member.audio === message.audio && member.video === message.video) return;
+        if (member.audio === message.audio && member.video === message.video && member.screen === message.screen) return;
         member.audio = message.audio;
         member.video = message.video;
+        member.screen = message.screen;
         this.reporter.soon({ _browser_peers: this.browserPeers() });
         this.notify();
         return;
@@ -626,9 +941,33 @@ export class Call {
           this.model.send({ type: "error", message: `chat not sent: ${problem}` });
         }
       },
+      snapshot: (request) => void this.answerSnapshot(request),
     });
     if (reply !== null) this.model.send(reply);
   };
+
+  /** Take the frame asked for; answer by custom message and, if asked, through the signaller. */
+  private async answerSnapshot({ id, peer, format, upload }: SnapshotRequest): Promise<void> {
+    const client = this.session?.client ?? null;
+    let frame: Frame;
+    try {
+      frame = await this.snapshot(peer, format);
+    } catch (error) {
+      const reason = error instanceof NoFrame ? error.message : `the frame could not be taken (${String(error)})`;
+      if (!(error instanceof NoFrame)) console.warn("ipymeet: a snapshot failed", error);
+      if (this.disposed) return;
+      this.model.send({ type: "frame", id, error: reason });
+      if (upload && client !== null) uploadError(frameSink(client), id, reason);
+      return;
+    }
+    if (this.disposed) return;
+    const { width, height } = frame;
+    if (upload && client !== null) {
+      // Through the signaller first: it reaches a kernel whose cell is waiting for it.
+      uploadFrame(frameSink(client), id, frame);
+    }
+    this.model.send({ type: "frame", id, width, height, format }, undefined, [exactBuffer(frame.bytes)]);
+  }
 
   // -- call quality ------------------------------------------------------------------------------------
 
@@ -669,6 +1008,10 @@ export class Call {
       }
     }
   }
+}
+
+function frameSink(client: SignalingClient): FrameSink {
+  return { emit: (_event, meta, chunk) => client.sendFrame(meta, chunk) };
 }
 
 export function unreachableMessage(urls: readonly string[], hint: string): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MESSAGES, MediaAborted, classifyMediaError, openLocalMedia, type MediaEnvironment } from "./media";
+import { CONSTRAINTS, MESSAGES, MediaAborted, classifyMediaError, constraintsFor, openLocalMedia, type MediaEnvironment } from "./media";
 
 const named = (name: string) => new DOMException("nope", name);
 
@@ -110,5 +110,19 @@ describe("openLocalMedia", () => {
     };
     await expect(openLocalMedia({ mediaDevices, isSecureContext: true }, abort.signal)).rejects.toBeInstanceOf(MediaAborted);
     expect(tracks.every((track) => track.stopped)).toBe(true);
+  });
+});
+
+describe("constraintsFor", () => {
+  it("asks for the chosen devices: ideal when joining, exact when switching, the default for \"\"", () => {
+    expect(constraintsFor({ camera: "", microphone: "" })).toEqual({ audio: true, video: CONSTRAINTS.video });
+    expect(constraintsFor({ camera: "c1", microphone: "m1" })).toEqual({
+      audio: { deviceId: { ideal: "m1" } },
+      video: { ...(CONSTRAINTS.video as object), deviceId: { ideal: "c1" } },
+    });
+    expect(constraintsFor({ camera: "c1", microphone: "" }, true)).toEqual({
+      audio: true,
+      video: { ...(CONSTRAINTS.video as object), deviceId: { exact: "c1" } },
+    });
   });
 });

@@ -43,6 +43,26 @@ export const MESSAGES: Record<MediaProblem | "audio_only" | "video_only", string
   video_only: "No microphone was found. You joined with video only.",
 };
 
+/** The devices chosen in `camera` / `microphone` ("" = the browser's default). */
+export interface DeviceChoice {
+  camera: string;
+  microphone: string;
+}
+
+/**
+ * The constraints for the chosen devices. `exact` when switching during a call (that device or an
+ * error); `ideal` when joining, so a device remembered from another machine falls back to the
+ * default instead of leaving the call without a camera.
+ */
+export function constraintsFor(choice: DeviceChoice, strict = false): MediaStreamConstraints {
+  const pick = (id: string): ConstrainDOMString => (strict ? { exact: id } : { ideal: id });
+  const video = CONSTRAINTS.video as MediaTrackConstraints;
+  return {
+    audio: choice.microphone ? { deviceId: pick(choice.microphone) } : true,
+    video: choice.camera ? { ...video, deviceId: pick(choice.camera) } : video,
+  };
+}
+
 /** Raised when the request was cancelled (Hang up) while the browser was still asking. */
 export class MediaAborted extends Error {
   constructor() {
@@ -83,7 +103,11 @@ export function classifyMediaError(error: unknown): MediaProblem | "missing" {
  * Open camera and microphone, falling back to audio only, then video only, then nothing. Never
  * rejects except with MediaAborted (then every track it opened is already stopped).
  */
-export async function openLocalMedia(env: MediaEnvironment, signal?: AbortSignal): Promise<LocalMedia> {
+export async function openLocalMedia(
+  env: MediaEnvironment,
+  signal?: AbortSignal,
+  choice: DeviceChoice = { camera: "", microphone: "" },
+): Promise<LocalMedia> {
   const devices = env.mediaDevices;
   if (!env.isSecureContext || devices === undefined || typeof devices.getUserMedia !== "function") {
     return receiveOnly("insecure_context");
@@ -100,7 +124,8 @@ export async function openLocalMedia(env: MediaEnvironment, signal?: AbortSignal
 
   let problem: MediaProblem | "missing";
   try {
-    return { stream: await attempt(CONSTRAINTS), warning: null };
+    const wanted = constraintsFor(choice);
+    return { stream: await attempt(wanted), warning: null };
   } catch (error) {
     if (error instanceof MediaAborted) throw error;
     problem = classifyMediaError(error);
@@ -110,8 +135,8 @@ export async function openLocalMedia(env: MediaEnvironment, signal?: AbortSignal
 
   // One of the two kinds is missing: take what there is.
   const partial: [MediaStreamConstraints, "audio_only" | "video_only"][] = [
-    [{ audio: true, video: false }, "audio_only"],
-    [{ audio: false, video: CONSTRAINTS.video ?? true }, "video_only"],
+    [{ audio: constraintsFor(choice).audio ?? true, video: false }, "audio_only"],
+    [{ audio: false, video: constraintsFor(choice).video ?? true }, "video_only"],
   ];
   for (const [constraints, which] of partial) {
     try {

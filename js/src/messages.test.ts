@@ -13,7 +13,10 @@ const entry = (id: string, text = id): ChatEntry => ({ id, from: "p", name: "P",
 
 describe("parsePeerMessage", () => {
   it("reads state and chat messages", () => {
-    expect(parsePeerMessage('{"t":"state","audio":false,"video":true}')).toEqual({ t: "state", audio: false, video: true });
+    // Without `screen` (an older peer): not sharing.
+    expect(parsePeerMessage('{"t":"state","audio":false,"video":true}')).toEqual({ t: "state", audio: false, video: true, screen: false });
+    expect(parsePeerMessage('{"t":"state","audio":true,"video":true,"screen":true}')).toEqual({ t: "state", audio: true, video: true, screen: true });
+    expect(parsePeerMessage('{"t":"state","audio":true,"video":true,"screen":"yes"}')).toBeNull();
     expect(parsePeerMessage(JSON.stringify({ t: "chat", id: "a1", name: "Ada", text: "hi", time: 12, extra: 1 }))).toEqual({
       t: "chat",
       id: "a1",
@@ -114,17 +117,37 @@ describe("Outbox", () => {
 describe("dispatchKernelMessage", () => {
   it("hands a chat request to its handler", () => {
     const chat = vi.fn();
-    expect(dispatchKernelMessage({ type: "chat", text: "hi" }, { chat })).toBeNull();
+    expect(dispatchKernelMessage({ type: "chat", text: "hi" }, { chat, snapshot: vi.fn() })).toBeNull();
     expect(chat).toHaveBeenCalledWith({ type: "chat", text: "hi" });
   });
 
   it("answers unknown or malformed messages with an error, and logs them", () => {
     const chat = vi.fn();
-    expect(dispatchKernelMessage({ type: "snapshot" }, { chat })).toEqual({ type: "error", message: 'unknown message type "snapshot"' });
-    expect(dispatchKernelMessage("chat", { chat })).toEqual({ type: "error", message: "unknown message type null" });
-    expect(dispatchKernelMessage({ type: "chat" }, { chat })).toEqual({ type: "error", message: "a chat message needs a non-empty text" });
+    const snapshot = vi.fn();
+    expect(dispatchKernelMessage({ type: "video" }, { chat, snapshot })).toEqual({ type: "error", message: 'unknown message type "video"' });
+    expect(dispatchKernelMessage("chat", { chat, snapshot })).toEqual({ type: "error", message: "unknown message type null" });
+    expect(dispatchKernelMessage({ type: "chat" }, { chat, snapshot })).toEqual({ type: "error", message: "a chat message needs a non-empty text" });
     expect(chat).not.toHaveBeenCalled();
     expect(console.warn).toHaveBeenCalledTimes(3);
+  });
+
+  it("hands a checked snapshot request to its handler", () => {
+    const snapshot = vi.fn();
+    const handlers = { chat: vi.fn(), snapshot };
+    expect(dispatchKernelMessage({ type: "snapshot", id: "r1", peer: null, format: "rgba", upload: true }, handlers)).toBeNull();
+    expect(dispatchKernelMessage({ type: "snapshot", id: "r2", peer: "p9", format: "png" }, handlers)).toBeNull();
+    expect(snapshot.mock.calls).toEqual([
+      [{ type: "snapshot", id: "r1", peer: null, format: "rgba", upload: true }],
+      [{ type: "snapshot", id: "r2", peer: "p9", format: "png", upload: false }],
+    ]);
+    for (const bad of [
+      { type: "snapshot", peer: null, format: "rgba", upload: false },
+      { type: "snapshot", id: "r", peer: 3, format: "rgba", upload: false },
+      { type: "snapshot", id: "r", peer: null, format: "jpeg", upload: false },
+    ]) {
+      expect(dispatchKernelMessage(bad, handlers)).toMatchObject({ type: "error" });
+    }
+    expect(snapshot).toHaveBeenCalledTimes(2);
   });
 });
 

@@ -4,7 +4,7 @@
  * channel, and the chat history. Pure code: whatever arrives is checked here before the Call
  * believes it.
  */
-import type { ChatEntry, ErrorMessage, KernelMessage, PeerMessage } from "./types";
+import type { ChatEntry, ErrorMessage, KernelMessage, PeerMessage, SnapshotRequest } from "./types";
 
 /** Longest chat line either side accepts (the same number in widget/messages.py). */
 export const MAX_CHAT = 2000;
@@ -33,7 +33,11 @@ export function chatText(text: unknown): string | null {
 
 export interface KernelHandlers {
   chat(message: KernelMessage & { type: "chat" }): void;
+  snapshot(message: SnapshotRequest): void;
 }
+
+/** Longest snapshot request id accepted (the kernel's are 22 characters). */
+const MAX_REQUEST_ID = 128;
 
 /**
  * Hand one custom message from the kernel to its handler. Returns the error to answer with when the
@@ -46,6 +50,18 @@ export function dispatchKernelMessage(content: unknown, handlers: KernelHandlers
       const text = chatText((content as Record<string, unknown>).text);
       if (text === null) return refuse("a chat message needs a non-empty text");
       handlers.chat({ type: "chat", text });
+      return null;
+    }
+    case "snapshot": {
+      const { id, peer, format, upload } = content as Record<string, unknown>;
+      if (typeof id !== "string" || id === "" || id.length > MAX_REQUEST_ID) {
+        return refuse("a snapshot request needs an id");
+      }
+      if (peer !== null && (typeof peer !== "string" || peer === "" || peer.length > MAX_ID)) {
+        return refuse("a snapshot's peer must be a peer id or null");
+      }
+      if (format !== "rgba" && format !== "png") return refuse("a snapshot's format must be 'rgba' or 'png'");
+      handlers.snapshot({ type: "snapshot", id, peer, format, upload: upload === true });
       return null;
     }
     default:
@@ -72,7 +88,9 @@ export function parsePeerMessage(raw: unknown): PeerMessage | null {
   if (!isRecord(value)) return null;
   if (value.t === "state") {
     if (typeof value.audio !== "boolean" || typeof value.video !== "boolean") return null;
-    return { t: "state", audio: value.audio, video: value.video };
+    // `screen` is newer: a peer that does not send it is not sharing.
+    if (value.screen !== undefined && typeof value.screen !== "boolean") return null;
+    return { t: "state", audio: value.audio, video: value.video, screen: value.screen === true };
   }
   if (value.t === "chat") {
     const { id, name, time } = value;

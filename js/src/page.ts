@@ -26,6 +26,9 @@ export class PageModel implements WidgetModel {
       name: "",
       audio: true,
       video: true,
+      screen: false,
+      camera: "",
+      microphone: "",
       signaling_url: "",
       route: "auto",
       _port: 0,
@@ -36,6 +39,8 @@ export class PageModel implements WidgetModel {
       error_code: "",
       connected_via: "",
       _browser_peers: [],
+      cameras: [],
+      microphones: [],
       messages: [],
       stats: {},
       peers: [],
@@ -74,7 +79,7 @@ export class PageModel implements WidgetModel {
     // Nothing to sync with: there is no kernel.
   }
 
-  send(_message: BrowserMessage): void {
+  send(_message: BrowserMessage, _callbacks?: unknown, _buffers?: ArrayBuffer[] | ArrayBufferView[]): void {
     // Custom messages go nowhere in page mode: there is no kernel.
   }
 }

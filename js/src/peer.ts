@@ -66,6 +66,8 @@ export class Peer {
   /** The cap for video senders (bits per second), null for none; applied one change at a time. */
   private maxVideoBitrate: number | null = null;
   private bitrateWork: Promise<void> = Promise.resolve();
+  /** The sender of each kind we send, kept so a track can be swapped in (replaceTrack). */
+  private readonly senders = new Map<string, RTCRtpSender>();
 
   constructor(options: PeerOptions) {
     this.options = options;
@@ -123,7 +125,7 @@ export class Peer {
     const stream = options.localStream;
     const kinds = new Set<string>();
     for (const track of stream?.getTracks() ?? []) {
-      pc.addTrack(track, stream as MediaStream);
+      this.senders.set(track.kind, pc.addTrack(track, stream as MediaStream));
       kinds.add(track.kind);
     }
     // The offerer asks for what it does not send, so the others' media still comes. The answerer
@@ -162,6 +164,23 @@ export class Peer {
   setMaxVideoBitrate(bitsPerSecond: number | null): void {
     this.maxVideoBitrate = bitsPerSecond;
     this.applyBitrate();
+  }
+
+  /**
+   * Send `track` (null: nothing) instead of what is sent of its kind. With a sender of that kind
+   * this is `RTCRtpSender.replaceTrack`: no renegotiation. Without one (joined without a camera)
+   * the track is added, which renegotiates (perfect negotiation handles it).
+   */
+  async replaceTrack(kind: "audio" | "video", track: MediaStreamTrack | null, stream: MediaStream | null): Promise<void> {
+    if (this.closed) return;
+    const sender = this.senders.get(kind);
+    if (sender !== undefined) {
+      await sender.replaceTrack(track);
+      if (track !== null) this.applyBitrate();
+      return;
+    }
+    if (track === null) return;
+    this.senders.set(kind, stream === null ? this.pc.addTrack(track) : this.pc.addTrack(track, stream));
   }
 
   /** Handle a relayed `signal` from this peer. */

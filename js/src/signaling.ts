@@ -179,6 +179,17 @@ export class SignalingClient {
     if (answer.ok !== true) throw refusalError(answer);
   }
 
+  /**
+   * Send one `frame` event (a snapshot's chunk, or its error) to the signaller, without an
+   * acknowledgement. False when the connection is closed.
+   */
+  sendFrame(meta: Record<string, unknown>, chunk?: ArrayBuffer): boolean {
+    if (this.closed) return false;
+    if (chunk === undefined) this.socket.emit("frame", meta);
+    else this.socket.emit("frame", meta, chunk);
+    return true;
+  }
+
   /** Stop listening and disconnect. Pending requests are rejected. Idempotent. */
   close(): void {
     if (this.closed && this.listeners.length === 0) return;

@@ -20,6 +20,7 @@ export type ErrorCode =
   | "camera_denied"
   | "no_camera"
   | "camera_busy"
+  | "screen_denied"
   | "insecure_context"
   | "disconnected"
   | "forbidden"
@@ -41,6 +42,15 @@ export interface BrowserPeer {
   audio: boolean;
   /** Whether their camera is on, as they said over the data channel (true until told). */
   video: boolean;
+  /** Whether they send their screen instead of their camera (false until told). */
+  screen: boolean;
+}
+
+/** One camera or microphone, from `enumerateDevices` (`cameras` / `microphones`). */
+export interface DeviceInfo {
+  id: string;
+  /** Empty until the page may use the camera or microphone (the browser hides labels before). */
+  label: string;
 }
 
 /** One line of the room's chat (`messages`). */
@@ -82,6 +92,11 @@ export interface Model {
   name: string;
   audio: boolean;
   video: boolean;
+  /** Send the screen instead of the camera (the view's Share screen button writes it too). */
+  screen: boolean;
+  /** The camera and microphone to use: device ids, "" = the browser's default (the view too). */
+  camera: string;
+  microphone: string;
   signaling_url: string;
   route: Route;
   _port: number;
@@ -93,6 +108,9 @@ export interface Model {
   error_code: ErrorCode;
   connected_via: string;
   _browser_peers: BrowserPeer[];
+  /** The cameras and microphones this browser has (labels once permission is granted). */
+  cameras: DeviceInfo[];
+  microphones: DeviceInfo[];
   /** The most recent chat lines, at most `MAX_HISTORY`. */
   messages: ChatEntry[];
   /** Call quality per peer id, for the current members. */
@@ -109,8 +127,25 @@ export interface ChatRequest {
   text: string;
 }
 
+/** The two encodings of a snapshot: raw RGBA rows (width×height×4 bytes) or a PNG file. */
+export type FrameFormat = "rgba" | "png";
+
+/**
+ * Kernel → browser: take the current frame of `peer`'s video (null: the own local video) and
+ * answer with a `FrameMessage`; when `upload` is set also through the signaller (event `frame`,
+ * in chunks of at most 192 KiB: `{id, index, count, width, height, format}` + one binary chunk, or
+ * `{id, error}`).
+ */
+export interface SnapshotRequest {
+  type: "snapshot";
+  id: string;
+  peer: string | null;
+  format: FrameFormat;
+  upload: boolean;
+}
+
 /** Everything the kernel may send. */
-export type KernelMessage = ChatRequest;
+export type KernelMessage = ChatRequest | SnapshotRequest;
 
 /** Browser → kernel: a chat line that entered the history (anyone's, own included). */
 export interface ChatMessage extends ChatEntry {
@@ -123,8 +158,16 @@ export interface ErrorMessage {
   message: string;
 }
 
+/**
+ * Browser → kernel: the frame asked for, its bytes in the message's one binary buffer; or
+ * `error` (and no buffer) when there is no such peer or no video yet.
+ */
+export type FrameMessage =
+  | { type: "frame"; id: string; width: number; height: number; format: FrameFormat }
+  | { type: "frame"; id: string; error: string };
+
 /** Everything the browser may send. */
-export type BrowserMessage = ChatMessage | ErrorMessage;
+export type BrowserMessage = ChatMessage | FrameMessage | ErrorMessage;
 
 // -- messages between browsers, on each connection's "ipymeet" data channel ---------------------
 
@@ -133,6 +176,8 @@ export interface StatePeerMessage {
   t: "state";
   audio: boolean;
   video: boolean;
+  /** Whether the video is the screen (absent from older peers: false). */
+  screen: boolean;
 }
 
 /** A chat line; the receiver knows the sender (`from`) by the connection it came on. */
@@ -160,5 +205,6 @@ export interface WidgetModel {
   on(eventName: `change:${string}`, callback: () => void): void;
   off(eventName?: string | null, callback?: EventHandler | null): void;
   save_changes(): void;
-  send(content: BrowserMessage): void;
+  /** anywidget's `send(content, callbacks?, buffers?)`: binary buffers go third. */
+  send(content: BrowserMessage, callbacks?: unknown, buffers?: ArrayBuffer[] | ArrayBufferView[]): void;
 }

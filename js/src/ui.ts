@@ -5,7 +5,7 @@
  */
 import { ROOM_RE, type Call, type RemotePeer } from "./call";
 import { describeStats, qualityOf } from "./quality";
-import type { CallState, ChatEntry, WidgetModel } from "./types";
+import type { CallState, ChatEntry, DeviceInfo, WidgetModel } from "./types";
 import { isActive } from "./state";
 
 const ICONS = {
@@ -14,6 +14,7 @@ const ICONS = {
   off: '<path d="M4 4l16 16"/>',
   micOff:
     '<path d="M9 9v2a3 3 0 0 0 5.1 2.1M15 10V6a3 3 0 0 0-5.7-1.3"/><path d="M5.5 11a6.5 6.5 0 0 0 10.9 4.8M18.4 13.3a6.5 6.5 0 0 0 .1-2.3M12 17.5V21M4 4l16 16"/>',
+  screen: '<rect x="3" y="4.5" width="18" height="12" rx="1.5"/><path d="M8.5 20h7M12 16.5V20"/>',
   send: '<path d="M4 12 20 4l-6 16-3-7z"/><path d="m11 13 9-9"/>',
   phone:
     '<path d="M6.6 3.5h2.9l1.6 4.3-2 1.4a11.5 11.5 0 0 0 5.7 5.7l1.4-2 4.3 1.6v2.9a2 2 0 0 1-2.2 2A16.5 16.5 0 0 1 4.6 5.7a2 2 0 0 1 2-2.2z"/>',
@@ -68,6 +69,11 @@ export class RoomView {
   private readonly micLabel: HTMLElement;
   private readonly camButton: HTMLButtonElement;
   private readonly camLabel: HTMLElement;
+  private readonly screenButton: HTMLButtonElement;
+  private readonly devices: HTMLElement;
+  private readonly cameraSelect: HTMLSelectElement;
+  private readonly micSelect: HTMLSelectElement;
+  private readonly screenLabel: HTMLElement;
   private readonly statusText: HTMLElement;
   private readonly statusVia: HTMLElement;
   private readonly errorBanner: HTMLElement;
@@ -124,6 +130,31 @@ export class RoomView {
       "data-testid": "cam",
       "aria-label": "Camera",
     });
+    this.screenLabel = h("span", { class: "ipymeet-btn-label" });
+    this.screenButton = h(
+      "button",
+      { type: "button", class: "ipymeet-btn ipymeet-screen", "data-testid": "screen", "aria-label": "Share screen" },
+      icon(ICONS.screen),
+      this.screenLabel,
+    );
+    this.cameraSelect = h("select", {
+      class: "ipymeet-select",
+      "data-testid": "camera-select",
+      "aria-label": "Camera",
+      title: "Camera",
+    });
+    this.micSelect = h("select", {
+      class: "ipymeet-select",
+      "data-testid": "mic-select",
+      "aria-label": "Microphone",
+      title: "Microphone",
+    });
+    this.devices = h(
+      "div",
+      { class: "ipymeet-devices" },
+      h("span", { class: "ipymeet-device" }, icon(ICONS.cam), this.cameraSelect),
+      h("span", { class: "ipymeet-device" }, icon(ICONS.mic), this.micSelect),
+    );
     this.connectLabel = h("span", { class: "ipymeet-btn-label" });
     this.connectButton = h(
       "button",
@@ -206,9 +237,10 @@ export class RoomView {
           h("label", { class: "ipymeet-field-label", for: `${id}-room` }, "Room"),
           this.roomInput,
         ),
-        h("div", { class: "ipymeet-controls" }, this.micButton, this.camButton, this.connectButton),
+        h("div", { class: "ipymeet-controls" }, this.micButton, this.camButton, this.screenButton, this.connectButton),
       ),
       this.roomHint,
+      this.devices,
       status,
       this.errorBanner,
       (this.main = h(
@@ -231,6 +263,10 @@ export class RoomView {
     });
     this.listen(this.micButton, "click", () => this.toggle("audio"));
     this.listen(this.camButton, "click", () => this.toggle("video"));
+    // Synchronously down to getDisplayMedia: the browser asks for the click's gesture.
+    this.listen(this.screenButton, "click", () => this.toggle("screen"));
+    this.listen(this.cameraSelect, "change", () => this.choose("camera", this.cameraSelect.value));
+    this.listen(this.micSelect, "change", () => this.choose("microphone", this.micSelect.value));
     this.listen(chatForm, "submit", (event) => {
       event.preventDefault();
       this.sendChat();
@@ -247,7 +283,7 @@ export class RoomView {
       this.chatSend.disabled = !this.call.canChat || this.chatInput.value.trim() === "";
     });
 
-    for (const trait of ["state", "error", "error_code", "connected_via", "room", "audio", "video", "_browser_peers", "name"]) {
+    for (const trait of ["state", "error", "error_code", "connected_via", "room", "audio", "video", "screen", "_browser_peers", "name", "cameras", "microphones", "camera", "microphone"]) {
       const listener = (): void => this.update();
       this.model.on(`change:${trait}`, listener);
       this.modelListeners.push([`change:${trait}`, listener]);
@@ -287,8 +323,14 @@ export class RoomView {
     }
   }
 
-  private toggle(trait: "audio" | "video"): void {
-    this.model.set(trait, !this.model.get(trait));
+  private toggle(trait: "audio" | "video" | "screen"): void {
+    this.model.set(trait, !(this.model.get(trait) === true));
+    this.model.save_changes();
+  }
+
+  private choose(trait: "camera" | "microphone", id: string): void {
+    if ((this.model.get(trait) ?? "") === id) return;
+    this.model.set(trait, id);
     this.model.save_changes();
   }
 
@@ -345,6 +387,22 @@ export class RoomView {
     this.camLabel.textContent = noCam ? "No camera" : video ? "Camera on" : "Camera off";
     this.camButton.disabled = noCam;
     this.camButton.title = video ? "Turn your camera off" : "Turn your camera on";
+
+    // Share screen: in a room only; pressed while the screen is asked for or sent.
+    const sharing = this.call.sharingScreen;
+    const wantScreen = model.get("screen") === true;
+    this.screenButton.setAttribute("aria-pressed", String(sharing || wantScreen));
+    this.screenLabel.textContent = sharing ? "Stop sharing" : "Share screen";
+    this.screenButton.setAttribute("aria-label", sharing ? "Stop sharing" : "Share screen");
+    this.screenButton.disabled = !joined && !sharing;
+    this.screenButton.title = !joined ? "Join a room to share your screen" : sharing ? "Send your camera again" : "Show your screen instead of your camera";
+    this.self.classList.toggle("ipymeet-self-screen", sharing);
+
+    const cameras = model.get("cameras") ?? [];
+    const microphones = model.get("microphones") ?? [];
+    fillSelect(this.cameraSelect, cameras, model.get("camera") ?? "", "Default camera", "Camera");
+    fillSelect(this.micSelect, microphones, model.get("microphone") ?? "", "Default microphone", "Microphone");
+    this.devices.hidden = cameras.length === 0 && microphones.length === 0;
 
     const peers = this.call.remotePeers;
     this.statusText.textContent = describe(state, room, peers);
@@ -438,6 +496,7 @@ export class RoomView {
       tile.root.dataset.connection = peer.connection;
       tile.root.classList.toggle("ipymeet-tile-muted", !peer.audio);
       tile.root.classList.toggle("ipymeet-tile-camera-off", !peer.video);
+      tile.root.classList.toggle("ipymeet-tile-screen", peer.screen);
       tile.muted.hidden = peer.audio;
       tile.badge.textContent = badgeText(peer.connection, peer.stream !== null || !peer.video);
       tile.badge.hidden = tile.badge.textContent === "";
@@ -460,6 +519,20 @@ export class RoomView {
     }
     this.grid.dataset.count = String(this.tiles.size);
   }
+}
+
+/** The options of a device list: the default first, then each device; the chosen one selected. */
+function fillSelect(select: HTMLSelectElement, devices: readonly DeviceInfo[], chosen: string, fallback: string, noun: string): void {
+  const wanted: [string, string][] = [["", fallback]];
+  devices.forEach((device, index) => wanted.push([device.id, device.label || `${noun} ${index + 1}`]));
+  // A chosen device that is not (or no longer) listed stays visible, so the choice is not lost.
+  if (chosen !== "" && !devices.some((d) => d.id === chosen)) wanted.push([chosen, `${noun} (not found)`]);
+  const current = [...select.options].map((o) => [o.value, o.text]);
+  if (JSON.stringify(current) !== JSON.stringify(wanted)) {
+    select.replaceChildren(...wanted.map(([value, text]) => h("option", { value }, text)));
+  }
+  if (select.value !== chosen) select.value = chosen;
+  select.disabled = devices.length === 0;
 }
 
 function makeTile(peerId: string): Tile {

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ..support import Served, free_port, open_and_run, write_notebook
+from ..support import KERNEL_IDLE_JS, Served, free_port, open_and_run, write_notebook
 from .conftest import wait_remote_video
 
 pytestmark = [pytest.mark.browser, pytest.mark.jupyter]
@@ -271,3 +271,52 @@ def test_widgets_and_tabs_share_a_room_chat_mute_and_quality(
             break
         assert time.monotonic() < deadline, f"frames per second seen by the kernel: {fps}"
         time.sleep(0.5)
+
+
+def test_snapshots_from_a_running_cell(lab: Served, new_page: Callable[..., Any]) -> None:
+    """`await room.snapshot(peer)` inside a cell returns the remote video's current frame at its
+    size, not blank; `snapshot()` gives the own camera; `snapshot_png()` gives PNG bytes."""
+    out = lab.root / "snapshots.json"
+    write_notebook(
+        lab.root / "snap.ipynb",
+        [
+            "from ipymeet import VideoRoom\n"
+            "a = VideoRoom('snap', name='Ada')\nb = VideoRoom('snap', name='Bob')\n"
+            "a.join()\nb.join()\na",
+            "b",
+        ],
+    )
+    page = new_page()
+    open_and_run(page, lab, "snap.ipynb")
+    wait_remote_video(page, count=2, timeout=60)
+    page.wait_for_function(KERNEL_IDLE_JS)
+    # The received size changes while the bandwidth estimate ramps up: compare the snapshot with
+    # the video element's size read right after it, a few times if it moved in between.
+    for _ in range(5):
+        run_in_kernel(
+            page,
+            "import json, pathlib\n"
+            "peer = a.peers[0]['id']\n"
+            "remote = await a.snapshot(peer)\n"
+            "own = await a.snapshot()\n"
+            "png = a.snapshot_png(peer)\n"
+            f"pathlib.Path({str(out)!r}).write_text(json.dumps({{\n"
+            "    'peer': peer, 'remote': [*remote.shape, str(remote.dtype), float(remote.std())],\n"
+            "    'own': [*own.shape, float(own.std())], 'png': png[:8].hex()}))",
+        )
+        result = json.loads(out.read_text())
+        sizes = page.evaluate(
+            "(id) => [...document.querySelectorAll(`[data-peer-id='${id}'] video`)]"
+            ".map((v) => [v.videoHeight, v.videoWidth])",
+            result["peer"],
+        )
+        if result["remote"][:2] in sizes:
+            break
+    height, width, channels, dtype, spread = result["remote"]
+    assert [height, width] in sizes, (result, sizes)
+    assert (channels, dtype) == (3, "uint8")
+    assert spread > 5, "the remote frame is blank"
+    own_height, own_width, _, own_spread = result["own"]
+    assert (own_height, own_width) == (720, 1280)  # the fake camera's own size
+    assert own_spread > 5
+    assert result["png"] == "89504e470d0a1a0a"

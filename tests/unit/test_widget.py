@@ -115,6 +115,7 @@ async def test_peers_come_from_the_kernel_signaller_live() -> None:
                 "connection": "new",
                 "audio": True,
                 "video": True,
+                "screen": False,
             }
         ]
         room._browser_peers = [{"id": grace.get_sid(), "name": "Grace", "connection": "connected"}]
@@ -200,8 +201,22 @@ def test_peers_carry_the_browsers_mute_flags() -> None:
             {"id": "p2", "name": "Alan", "connection": "new"},
         ]
         assert room.peers == [
-            {"id": "p1", "name": "Grace", "connection": "connected", "audio": False, "video": True},
-            {"id": "p2", "name": "Alan", "connection": "new", "audio": True, "video": True},
+            {
+                "id": "p1",
+                "name": "Grace",
+                "connection": "connected",
+                "audio": False,
+                "video": True,
+                "screen": False,
+            },
+            {
+                "id": "p2",
+                "name": "Alan",
+                "connection": "new",
+                "audio": True,
+                "video": True,
+                "screen": False,
+            },
         ]
     finally:
         room.close()
