@@ -143,3 +143,40 @@ def test_mute_chat_and_quality_reach_everyone(
             timeout=20_000,
         )
         assert page.get_by_test_id("quality").count() == 2
+
+
+def test_screen_share_replaces_the_video_and_stops(
+    server: SignallerThread, new_page: Callable[..., Any]
+) -> None:
+    """Sharing the screen replaces the camera track on the other side (the received picture
+    becomes the screen's), and stopping brings the camera back."""
+    # Headless Chromium shares a "screen" as wide as the window: 1000 px here, a width the
+    # 1280x720 fake camera is never received at.
+    ada = new_page(
+        f"{server.url}/?room=screen&name=Ada&autojoin=1", viewport={"width": 1000, "height": 800}
+    )
+    grace = join(new_page, server, "screen", "Grace")
+    wait_peers(ada, ["Grace"])
+    wait_peers(grace, ["Ada"])
+    wait_remote_video(grace)
+    ada.get_by_test_id("screen").click()
+    assert ada.get_by_test_id("screen").get_attribute("aria-pressed") == "true"
+    grace.wait_for_function(
+        "() => window.ipymeet.model.get('_browser_peers').some((p) => p.screen === true)"
+    )
+    grace.wait_for_function(
+        "() => document.querySelector('[data-testid=remote-video]')?.videoWidth === 1000",
+        timeout=30_000,
+    )
+    wait_remote_video(grace)  # frames keep coming
+    assert model(ada, "screen") is True
+    ada.get_by_test_id("screen").click()
+    grace.wait_for_function(
+        "() => window.ipymeet.model.get('_browser_peers').every((p) => p.screen === false)"
+    )
+    assert model(ada, "screen") is False
+    grace.wait_for_function(
+        "() => document.querySelector('[data-testid=remote-video]')?.videoWidth !== 1000",
+        timeout=30_000,
+    )
+    wait_remote_video(grace)
