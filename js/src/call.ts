@@ -746,17 +746,21 @@ export class Call {
     session.stream = new MediaStream([...session.stream.getTracks().filter((t) => t.kind !== kind), track]);
     session.shared = null;
     // While the screen is shared the camera is not sent: it waits for Stop sharing.
-    if (!(kind === "video" && session.screen !== null)) {
-      const outgoing = this.outgoing(session);
-      for (const member of session.members.values()) {
-        member.peer?.replaceTrack(kind, track, outgoing).catch((error: unknown) => {
-          console.warn(`ipymeet: could not switch the ${kind} sent to ${member.id}`, error);
-        });
-      }
-    }
-    for (const t of old) t.stop();
     this.applyMute();
     this.notify();
+    if (!(kind === "video" && session.screen !== null)) {
+      const outgoing = this.outgoing(session);
+      await Promise.all(
+        [...session.members.values()].map((member) =>
+          member.peer?.replaceTrack(kind, track, outgoing).catch((error: unknown) => {
+            console.warn(`ipymeet: could not switch the ${kind} sent to ${member.id}`, error);
+          }),
+        ),
+      );
+    }
+    // Only once every sender has the new track: stopping a sender's track while replaceTrack is
+    // still under way left Chromium's sender with no frames from the new one.
+    for (const t of old) t.stop();
   }
 
   // -- the screen ----------------------------------------------------------------------------------

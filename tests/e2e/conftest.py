@@ -87,6 +87,25 @@ def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[
         context.close()
 
 
+@pytest.fixture
+def launch(playwright_instance: Any) -> Iterator[Callable[..., Any]]:
+    """Launch a Chromium with some of the usual flags left out or added; returns a page maker."""
+    browsers: list[Any] = []
+
+    def make(*, drop: tuple[str, ...] = (), add: tuple[str, ...] = (), grant: bool = True) -> Any:
+        args = [a for a in CHROMIUM_ARGS if a not in drop] + list(add)
+        browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=args)
+        browsers.append(browser)
+        context = browser.new_context(permissions=["camera", "microphone"] if grant else [])
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        return page
+
+    yield make
+    for browser in browsers:
+        browser.close()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     outcome = yield

@@ -13,7 +13,7 @@ import pytest
 from ipymeet.server import Settings, SignallerThread
 
 from ..support import free_port
-from .conftest import CHROMIUM, CHROMIUM_ARGS, wait_remote_video
+from .conftest import wait_remote_video
 
 pytestmark = pytest.mark.browser
 
@@ -26,25 +26,6 @@ def server() -> Iterator[SignallerThread]:
     signaller = SignallerThread(Settings(ice_servers=())).start()
     yield signaller
     signaller.stop()
-
-
-@pytest.fixture
-def launch(playwright_instance: Any) -> Iterator[Callable[..., Any]]:
-    """Launch a Chromium with some of the usual flags left out or added; returns a page maker."""
-    browsers: list[Any] = []
-
-    def make(*, drop: tuple[str, ...] = (), add: tuple[str, ...] = (), grant: bool = True) -> Any:
-        args = [a for a in CHROMIUM_ARGS if a not in drop] + list(add)
-        browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=args)
-        browsers.append(browser)
-        context = browser.new_context(permissions=["camera", "microphone"] if grant else [])
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        return page
-
-    yield make
-    for browser in browsers:
-        browser.close()
 
 
 def model(page: Any, name: str) -> Any:

@@ -118,14 +118,15 @@ def test_two_widgets_call_each_other_through_both_routes(
 def test_a_busy_kernel_does_not_stall_signalling(lab: Served, new_page: Callable[..., Any]) -> None:
     """While a cell sleeps, a standalone tab joins the notebook's room and the call connects on
     both sides."""
-    invite = lab.root / "invite.txt"
+    invite, started, done = (lab.root / f"busy-{n}" for n in ("invite", "started", "done"))
     write_notebook(
         lab.root / "busy.ipynb",
         [
             "import pathlib, time\nfrom ipymeet import VideoRoom\n"
             "room = VideoRoom('busy-1', name='Notebook')\nroom",
             f"room.join()\npathlib.Path({str(invite)!r}).write_text(room.invite_url)",
-            "time.sleep(120)",  # the test ends long before; the kernel just stays busy
+            f"pathlib.Path({str(started)!r}).touch()\ntime.sleep(120)\n"
+            f"pathlib.Path({str(done)!r}).touch()",
         ],
     )
     page = new_page()
@@ -134,18 +135,15 @@ def test_a_busy_kernel_does_not_stall_signalling(lab: Served, new_page: Callable
     while not invite.exists() or not invite.read_text():
         assert time.monotonic() < deadline, "the notebook never wrote its invite link"
         time.sleep(0.1)
-    page.wait_for_function(
-        "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
-        " === 'busy'"
-    )
+    while not started.exists():
+        assert time.monotonic() < deadline, "the sleeping cell never started"
+        time.sleep(0.1)
     page.wait_for_selector(".ipymeet-root[data-state=waiting]")
     tab = new_page(invite.read_text() + "&autojoin=1&name=Visitor")
     wait_remote_video(tab)
     wait_remote_video(page)
-    still_busy = page.evaluate(
-        "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
-    )
-    assert still_busy == "busy", "the call must connect while the cell is still running"
+    # (Not the kernel's status: widget messages handled on a subshell report "idle" meanwhile.)
+    assert not done.exists(), "the call must connect while the cell is still running"
 
 
 def test_voila_renders_the_demo_and_its_two_widgets_connect(
