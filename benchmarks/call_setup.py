@@ -6,8 +6,9 @@ with ``videoWidth > 0``), in real Chromium with fake camera devices, for
 - ``standalone``: two tabs on the signaller's own page;
 - ``jupyterlab``: two ``VideoRoom`` widgets in one notebook in a real JupyterLab;
 - ``mesh``: rooms of 2, 3, 4 and 6 standalone tabs that all click Connect at once: the time until
-  every member sees every other's video, and the browser's CPU per member during the call (all
-  Chromium processes, over a few seconds, divided by the number of members).
+  every member sees every other's video, the browser's CPU per member during the call (all
+  Chromium processes, over a few seconds, divided by the number of members), and the median frame
+  rate and width each member receives (from its ``stats``).
 
 Prints one JSON line per mode (per room size for ``mesh``). Example::
 
@@ -183,11 +184,19 @@ def mesh(browser: Any, size: int, window: float = 8.0) -> dict[str, Any]:
         before, clock = chromium_cpu_seconds(), time.monotonic()
         pages[0].wait_for_timeout(window * 1000)  # a measuring window, not a wait for a condition
         cpu = (chromium_cpu_seconds() - before) / (time.monotonic() - clock)
+        # What each member receives, from its own `stats` (one figure per remote peer).
+        received = [
+            (peer["fps_in"], peer["width"])
+            for page in pages
+            for peer in page.evaluate("() => Object.values(window.ipymeet.model.get('stats'))")
+        ]
         return {
             "mode": "mesh",
             "members": size,
             "all_see_all_ms": round(all_see_all * 1000),
             "browser_cpu_per_member_pct": round(100 * cpu / size, 1),
+            "fps_in_median": statistics.median(fps for fps, _ in received) if received else None,
+            "width_in_median": statistics.median(w for _, w in received) if received else None,
         }
     finally:
         for context in contexts:
