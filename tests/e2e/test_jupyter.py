@@ -318,3 +318,36 @@ def test_snapshots_from_a_running_cell(lab: Served, new_page: Callable[..., Any]
     assert (own_height, own_width) == (720, 1280)  # the fake camera's own size
     assert own_spread > 5
     assert result["png"] == "89504e470d0a1a0a"
+
+
+def test_screen_share_driven_from_python(lab: Served, new_page: Callable[..., Any]) -> None:
+    """`room.screen = True` from the kernel shares the screen: the other widget's browser sees
+    it, and the kernel's `peers` say so; `False` goes back to the camera."""
+    log = lab.root / "screen.jsonl"
+    write_notebook(
+        lab.root / "screen.ipynb",
+        [
+            LOGGER.format(log=str(log)),
+            "a = VideoRoom('py-screen', name='Ada')\nb = VideoRoom('py-screen', name='Bob')\n"
+            "record('b', b, names=('peers',))\na.join()\nb.join()\na",
+            "b",
+        ],
+    )
+    page = new_page()
+    open_and_run(page, lab, "screen.ipynb")
+    wait_remote_video(page, count=2, timeout=60)
+
+    def ada_sharing(value: bool) -> Callable[[list[list[Any]]], bool]:
+        def check(entries: list[list[Any]]) -> bool:
+            latest = [v for who, name, v in entries if who == "b" and name == "peers"]
+            return bool(latest) and any(
+                p["name"] == "Ada" and p["screen"] is value for p in latest[-1]
+            )
+
+        return check
+
+    run_in_kernel(page, "a.screen = True")
+    wait_kernel(log, ada_sharing(True))
+    run_in_kernel(page, "a.screen = False")
+    wait_kernel(log, ada_sharing(False))
+    wait_remote_video(page, count=2)
