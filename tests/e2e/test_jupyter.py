@@ -271,22 +271,31 @@ def test_widgets_and_tabs_share_a_room_chat_mute_and_quality(
         time.sleep(0.5)
 
 
+def two_widgets_in_a_call(
+    lab: Served, new_page: Callable[..., Any], room: str, *, setup: str = "", after: str = ""
+) -> Any:
+    """Run a notebook in which widgets ``a`` (Ada) and ``b`` (Bob) join ``room``; return its page
+    once both views show the other's moving video. ``setup`` is a first cell, ``after`` runs
+    right after the widgets are made."""
+    cells = [setup] if setup else []
+    cells += [
+        "from ipymeet import VideoRoom\n"
+        f"a = VideoRoom({room!r}, name='Ada')\nb = VideoRoom({room!r}, name='Bob')\n"
+        f"{after}\na.join()\nb.join()\na",
+        "b",
+    ]
+    write_notebook(lab.root / f"{room}.ipynb", cells)
+    page = new_page()
+    open_and_run(page, lab, f"{room}.ipynb")
+    wait_remote_video(page, count=2, timeout=60)
+    return page
+
+
 def test_snapshots_from_a_running_cell(lab: Served, new_page: Callable[..., Any]) -> None:
     """`await room.snapshot(peer)` inside a cell returns the remote video's current frame at its
     size, not blank; `snapshot()` gives the own camera; `snapshot_png()` gives PNG bytes."""
     out = lab.root / "snapshots.json"
-    write_notebook(
-        lab.root / "snap.ipynb",
-        [
-            "from ipymeet import VideoRoom\n"
-            "a = VideoRoom('snap', name='Ada')\nb = VideoRoom('snap', name='Bob')\n"
-            "a.join()\nb.join()\na",
-            "b",
-        ],
-    )
-    page = new_page()
-    open_and_run(page, lab, "snap.ipynb")
-    wait_remote_video(page, count=2, timeout=60)
+    page = two_widgets_in_a_call(lab, new_page, "snap")
     page.wait_for_function(KERNEL_IDLE_JS)
     # The received size changes while the bandwidth estimate ramps up: compare the snapshot with
     # the video element's size read right after it, a few times if it moved in between.
@@ -324,18 +333,13 @@ def test_screen_share_driven_from_python(lab: Served, new_page: Callable[..., An
     """`room.screen = True` from the kernel shares the screen: the other widget's browser sees
     it, and the kernel's `peers` say so; `False` goes back to the camera."""
     log = lab.root / "screen.jsonl"
-    write_notebook(
-        lab.root / "screen.ipynb",
-        [
-            LOGGER.format(log=str(log)),
-            "a = VideoRoom('py-screen', name='Ada')\nb = VideoRoom('py-screen', name='Bob')\n"
-            "record('b', b, names=('peers',))\na.join()\nb.join()\na",
-            "b",
-        ],
+    page = two_widgets_in_a_call(
+        lab,
+        new_page,
+        "py-screen",
+        setup=LOGGER.format(log=str(log)),
+        after="record('b', b, names=('peers',))",
     )
-    page = new_page()
-    open_and_run(page, lab, "screen.ipynb")
-    wait_remote_video(page, count=2, timeout=60)
 
     def ada_sharing(value: bool) -> Callable[[list[list[Any]]], bool]:
         def check(entries: list[list[Any]]) -> bool:
