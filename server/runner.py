@@ -1,7 +1,8 @@
 """Running the signaller on a thread of its own: the way a kernel hosts it.
 
 The signaller must keep answering while a notebook cell is busy, so it owns a named daemon thread
-with its own asyncio loop; other threads reach it only through ``run_coroutine_threadsafe``.
+with its own asyncio loop. Other threads read its room registry (under the registry's lock) and
+stop it through ``run_coroutine_threadsafe``; they never touch its loop's objects directly.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import atexit
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -20,8 +19,6 @@ from .app import SIGNALLER, create_app
 from .registry import Registry
 from .settings import Settings
 from .signaller import Signaller
-
-T = TypeVar("T")
 
 
 class SignallerThread:
@@ -117,14 +114,6 @@ class SignallerThread:
         settings = self.settings.with_(max_peers=max_peers)  # validates
         self.settings = settings
         self.signaller.settings = settings  # one attribute swap: handlers read it per request
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
-        """Run a coroutine on the signaller's loop from another thread and wait for it."""
-        if self._loop is None or not self.running:
-            coro.close()
-            raise RuntimeError("the signaller is not running")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return future.result(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every connection and the listening socket, then end the thread. Idempotent."""

@@ -85,9 +85,6 @@ class Served:
     log: Path
     token: str = ""
 
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
 
 def start_server(
     argv: list[str], probe: str, served: dict[str, Any], timeout: float, *, any_status: bool = False
