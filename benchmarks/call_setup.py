@@ -204,6 +204,25 @@ def mesh(browser: Any, size: int, window: float = 8.0) -> dict[str, Any]:
         server.stop()
 
 
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """The mesh figures as a plain table, after their JSON lines."""
+    header = ("members", "all see all (ms)", "CPU/member (%)", "fps in", "width in")
+    keys = (
+        "members",
+        "all_see_all_ms",
+        "browser_cpu_per_member_pct",
+        "fps_in_median",
+        "width_in_median",
+    )
+    print(" | ".join(header))
+    for row in rows:
+        print(
+            " | ".join(
+                str(row[key]).rjust(len(title)) for key, title in zip(keys, header, strict=True)
+            )
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10)
@@ -219,8 +238,11 @@ def main() -> None:
         modes = ["standalone", "jupyterlab", "mesh"] if args.mode == "all" else [args.mode]
         for mode in modes:
             if mode == "mesh":
+                rows = []
                 for size in (int(n) for n in args.sizes.split(",")):
-                    print(json.dumps(mesh(browser, size)), flush=True)
+                    rows.append(mesh(browser, size))
+                    print(json.dumps(rows[-1]), flush=True)
+                print_table(rows)
                 continue
             started = time.monotonic()
             samples = {"standalone": standalone, "jupyterlab": jupyterlab}[mode](browser, args.runs)
