@@ -195,6 +195,13 @@ def test_choosing_another_camera_and_microphone_during_a_call(
     page.wait_for_function("() => window.ipymeet.model.get('cameras').length === 2")
     page.wait_for_function("() => window.ipymeet.model.get('microphones').length === 2")
     cameras = model(page, "cameras")
+    # The SDP origin line's version changes with every renegotiation; switching must not.
+    origin_js = (
+        "() => [...window.ipymeet.call.session.members.values()]"
+        ".map((m) => m.peer.pc.localDescription.sdp.split('\\r\\n')[1])"
+    )
+    origin_before = page.evaluate(origin_js)
+    assert origin_before[0].startswith("o="), origin_before
     label_before = page.evaluate(
         "() => document.querySelector('[data-testid=local-video]').srcObject"
         ".getVideoTracks()[0].label"
@@ -212,8 +219,17 @@ def test_choosing_another_camera_and_microphone_during_a_call(
     page.wait_for_function(
         "(id) => window.ipymeet.model.get('microphone') === id", arg=microphones[-1]["id"]
     )
-    # The call stays up. (That frames from the second fake camera reach the other side is not
-    # checked: headless Chromium's fake device 1 yields no frames to an RTP sender, even through a
-    # plain replaceTrack outside ipymeet, while it plays locally.)
+    # Back to the first camera: its new track reaches the other side, frames advancing. (Frames
+    # from the second fake camera are not checked: headless Chromium's fake device 1 feeds no RTP
+    # sender, even through a bare replaceTrack outside ipymeet, though it plays locally.)
+    first = next(c for c in cameras if c["label"] == label_before)
+    page.get_by_test_id("camera-select").select_option(first["id"])
+    page.wait_for_function(
+        "(label) => document.querySelector('[data-testid=local-video]').srcObject"
+        ".getVideoTracks()[0].label === label",
+        arg=first["label"],
+    )
+    wait_remote_video(other)
+    assert page.evaluate(origin_js) == origin_before, "switching devices renegotiated"
     assert model(other, "_browser_peers")[0]["connection"] == "connected"
     assert model(page, "_browser_peers")[0]["connection"] == "connected"
