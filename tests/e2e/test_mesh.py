@@ -73,10 +73,12 @@ def test_joining_and_leaving_at_once_ends_with_everyone_seeing_exactly_the_other
     wait_peers(first[0], ["B", "C", "E"])
     fifth = first[3]
     late = [new_page(f"{server.url}/?room=churn&name={n}") for n in ("D", "F")]
+    for page in late:
+        page.get_by_test_id("connect").wait_for()  # loaded, so the two clicks land together
     # Hang up E, and click Connect on D and F in the same instant, then bring E back.
     fifth.get_by_test_id("connect").click()
     for page in late:
-        page.get_by_test_id("connect").dispatch_event("click", timeout=1000)
+        page.get_by_test_id("connect").dispatch_event("click")
     fifth.wait_for_function("() => window.ipymeet.model.get('state') === 'left'")
     fifth.get_by_test_id("connect").click()
     everyone = {"A": first[0], "B": first[1], "C": first[2], "E": fifth, "D": late[0], "F": late[1]}
