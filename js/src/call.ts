@@ -77,6 +77,11 @@ export interface CallDeps {
   openScreen(): Promise<MediaStream>;
   /** The current frame of a stream's video (snapshot.ts); rejects with NoFrame. */
   captureFrame(stream: MediaStream, format: FrameFormat): Promise<Frame>;
+  /**
+   * A join token for `room` (a signaller started with a secret requires one), asked for before
+   * every `enter`, so a re-entry gets a fresh one; undefined when there is none.
+   */
+  token(room: string): Promise<string | undefined>;
 }
 
 export const defaultDeps: CallDeps = {
@@ -114,6 +119,7 @@ export const defaultDeps: CallDeps = {
   now: () => Date.now(),
   unreachableHint: "Is the kernel running? Re-run the cell that shows the room.",
   captureFrame,
+  token: async () => undefined,
   openScreen: () => {
     const devices = navigator.mediaDevices as MediaDevices | undefined;
     if (devices === undefined || typeof devices.getDisplayMedia !== "function") {
@@ -457,7 +463,9 @@ export class Call {
     if (!current()) return;
     let accepted;
     try {
-      accepted = await client.enter({ room, name: this.model.get("name") });
+      const token = await this.deps.token(room);
+      if (!current()) return;
+      accepted = await client.enter({ room, name: this.model.get("name"), ...(token === undefined ? {} : { token }) });
     } catch (error) {
       if (current()) this.failEnter(room, error);
       return;
