@@ -81,7 +81,12 @@ def session_description(value: Any, max_sdp: int, *, expect: str | None = None) 
     """An RTCSessionDescriptionInit ``{type, sdp}``, bounded in size; returns a clean copy."""
     desc = mapping(value, "description")
     kind = desc.get("type")
-    if kind not in DESCRIPTION_TYPES or (expect is not None and kind != expect):
+    # isinstance first: a list or an object is unhashable, and `in` a frozenset would raise.
+    if (
+        not isinstance(kind, str)
+        or kind not in DESCRIPTION_TYPES
+        or (expect is not None and kind != expect)
+    ):
         wanted = f"'{expect}'" if expect else "'offer', 'answer' or 'pranswer'"
         raise bad(f"description type must be {wanted}")
     sdp = desc.get("sdp")

@@ -40,6 +40,8 @@ def test_session_descriptions() -> None:
         ({"type": "offer"}, None),
         ({"type": "offer", "sdp": 5}, None),
         ({"type": "offer", "sdp": "é" * 51}, None),  # 102 bytes > 100
+        ({"type": ["offer"], "sdp": "v=0"}, None),  # unhashable: found by the fuzz test
+        ({"type": {"offer": 1}, "sdp": "v=0"}, "offer"),
         ("v=0", None),
     ):
         with pytest.raises(v.Refused):
