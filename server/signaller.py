@@ -30,8 +30,10 @@ log = logging.getLogger("ipymeet.server")
 #: Whether the event being handled carries a Socket.IO acknowledgement id.
 _ack_requested: contextvars.ContextVar[bool] = contextvars.ContextVar("ack", default=False)
 
-#: Event names python-socketio reserves for the connection's lifecycle.
-RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
+#: Event names python-socketio reserves for the connection's lifecycle, and "*": for an event
+#: named "*" it calls the catch-all handler as that event's own, without the event name, so the
+#: sender's first argument would be taken for the sid (errors sent to another socket).
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error", "*"})
 
 #: A client that keeps sending this many events past its rate limit is disconnected.
 STRIKES_BEFORE_DISCONNECT = 100

@@ -235,6 +235,27 @@ async def test_a_client_sent_connect_event_keeps_the_rate_limit(
     await assert_serves_a_call(signaller.url)
 
 
+async def test_an_event_named_star_is_an_unknown_event_of_its_sender(
+    signaller: SignallerThread,
+) -> None:
+    """Found by fuzzing: for an event named `*` python-socketio called the catch-all handler
+    without the event name, so the first argument was taken for the sender's sid: naming another
+    socket's sid sent *it* an error (and spent its rate limit); no argument made the handler raise.
+    """
+    async with connected(signaller.url, "a", "victim") as (a, victim):
+        for args in ((victim.sid,), (victim.sid, "x"), (), ({"x": 1},)):
+            await a.emit("*", *args)
+            assert await a.error() == {
+                "code": "unknown_event",
+                "message": "unknown event '*'",
+                "event": "*",
+            }, args
+        # Nothing reached the victim: the answer to its own request is the first thing it gets.
+        await victim.emit("marker")
+        assert (await victim.error())["event"] == "marker"
+    await assert_serves_a_call(signaller.url)
+
+
 # -- CORS ---------------------------------------------------------------------------------------
 
 
