@@ -115,7 +115,8 @@ def _chunk_meta(meta: dict[str, Any]) -> tuple[str, int, int, int, int, str]:
         return value
 
     request_id, kind = meta.get("id"), meta.get("format")
-    if not isinstance(request_id, str) or kind not in FORMATS:
+    # isinstance first: an unhashable format (a list, an object) would make `in` raise.
+    if not isinstance(request_id, str) or not isinstance(kind, str) or kind not in FORMATS:
         raise bad("frame id must be a string and format 'rgba' or 'png'")
     count = integer("count", 1, MAX_FRAME_BYTES // 1024)
     return (

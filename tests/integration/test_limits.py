@@ -256,6 +256,17 @@ async def test_an_event_named_star_is_an_unknown_event_of_its_sender(
     await assert_serves_a_call(signaller.url)
 
 
+async def test_a_frame_with_an_unhashable_format_is_a_bad_request(
+    signaller: SignallerThread,
+) -> None:
+    """Found by fuzzing: a list as a frame chunk's format made the handler raise."""
+    async with connected(signaller.url, "a") as (a,):
+        for kind in (["png"], {"png": 1}):
+            meta = {"id": "x", "format": kind, "index": 0, "count": 1, "width": 1, "height": 1}
+            await a.emit("frame", meta, b"\x89PNG")
+            assert (await a.error())["code"] == "bad_request", kind
+
+
 # -- CORS ---------------------------------------------------------------------------------------
 
 
