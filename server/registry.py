@@ -24,26 +24,42 @@ log = logging.getLogger("ipymeet.server")
 
 @dataclass(frozen=True)
 class Member:
-    """One connection in a room. ``client`` is the key a widget sent when connecting, or ""."""
+    """One connection in a room.
+
+    ``sid`` is its Socket.IO connection; ``id`` how the others address it: the sid, or in dialect 2
+    an id derived from the page's session key, which stays the same when the page reconnects.
+    ``client`` is the key a widget sent when connecting, or "".
+    """
 
     sid: str
     name: str = ""
     client: str = ""
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", self.sid)
 
 
 @dataclass(frozen=True)
 class Departure:
-    """A member left ``room`` (of ``dialect``); ``remaining`` are the members still there."""
+    """``member`` left ``room`` (of ``dialect``); ``remaining`` are the members still there."""
 
     room: str
     dialect: int
     remaining: list[Member]
+    member: Member
 
 
 @dataclass
 class _Room:
     dialect: int
-    members: dict[str, Member] = field(default_factory=dict)  # insertion order = arrival order
+    #: By member id; insertion order = arrival order.
+    members: dict[str, Member] = field(default_factory=dict)
+
+    def by_sid(self, sid: str) -> Member | None:
+        # A room holds at most max_peers (≤ 64) members: a scan is cheaper than a second index.
+        return next((m for m in self.members.values() if m.sid == sid), None)
 
 
 class Registry:
@@ -66,7 +82,9 @@ class Registry:
             current = self._rooms.get(room)
             if current is not None and current.dialect != dialect:
                 raise Refused("wrong_dialect", f"room '{room}' is in use by the other protocol")
-            if current is not None and member.sid in current.members:
+            if current is not None and (
+                member.id in current.members or current.by_sid(member.sid) is not None
+            ):
                 raise Refused("already_in_room", f"already in room '{room}'")
             if current is not None and len(current.members) >= capacity:
                 raise Refused(
@@ -75,7 +93,7 @@ class Registry:
             if current is None:
                 current = self._rooms[room] = _Room(dialect)
             before = list(current.members.values())
-            current.members[member.sid] = member
+            current.members[member.id] = member
             self._rooms_of.setdefault(member.sid, set()).add(room)
         self._notify(room)
         return before
@@ -99,8 +117,10 @@ class Registry:
 
     def _remove_locked(self, room: str, sid: str) -> Departure | None:
         current = self._rooms.get(room)
-        if current is None or current.members.pop(sid, None) is None:
+        member = None if current is None else current.by_sid(sid)
+        if current is None or member is None:
             return None
+        del current.members[member.id]
         rooms = self._rooms_of.get(sid)
         if rooms is not None:
             rooms.discard(room)
@@ -108,7 +128,7 @@ class Registry:
                 del self._rooms_of[sid]
         if not current.members:
             del self._rooms[room]
-        return Departure(room, current.dialect, list(current.members.values()))
+        return Departure(room, current.dialect, list(current.members.values()), member)
 
     # -- reads (any thread) ----------------------------------------------------------------
 
@@ -132,9 +152,16 @@ class Registry:
             return [r for r in rooms if self._rooms[r].dialect == dialect]
 
     def is_member(self, room: str, sid: str) -> bool:
+        """Whether the connection ``sid`` is in ``room``."""
         with self._lock:
             current = self._rooms.get(room)
-            return current is not None and sid in current.members
+            return current is not None and current.by_sid(sid) is not None
+
+    def find(self, room: str, member_id: str) -> Member | None:
+        """The member of ``room`` addressed as ``member_id``, or None."""
+        with self._lock:
+            current = self._rooms.get(room)
+            return None if current is None else current.members.get(member_id)
 
     def counts(self) -> dict[str, int]:
         """Room and membership totals, for health checks and benchmarks."""

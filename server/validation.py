@@ -126,6 +126,18 @@ def tutorial_candidate(value: Any) -> dict[str, Any]:
     return event
 
 
+SESSION_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def session_key(value: Any) -> str | None:
+    """A page's session key (its secret for re-entering as the same member), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not SESSION_RE.fullmatch(value):
+        raise bad("session must be 16-128 characters of [A-Za-z0-9_-]")
+    return value
+
+
 def peer_id(value: Any) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= MAX_PEER_ID:
         raise bad("'to' must be a peer id (a string)")

@@ -24,7 +24,18 @@ type Listener = (...args: any[]) => void;
 class FakeServer implements SocketLike {
   listeners = new Map<string, Set<Listener>>();
   requests: string[] = [];
+  /** The payloads of the `enter` requests, in order. */
+  enters: Record<string, unknown>[] = [];
   disconnected = false;
+  connected = true;
+  /** Whether `connect()` (a reconnection) succeeds. */
+  reachable = true;
+  connect() {
+    queueMicrotask(() => {
+      this.connected = this.reachable;
+      this.serve(this.reachable ? "connect" : "connect_error", new Error("refused"));
+    });
+  }
   enterAnswer: unknown = { ok: true, self: "me", peers: [], capacity: 4, ice_servers: [] };
   on(event: string, listener: Listener) {
     if (!this.listeners.has(event)) this.listeners.set(event, new Set());
@@ -41,10 +52,17 @@ class FakeServer implements SocketLike {
       return;
     }
     this.requests.push(event);
+    if (event === "enter") this.enters.push(_payload as Record<string, unknown>);
     queueMicrotask(() => ack(event === "enter" ? this.enterAnswer : { ok: true }));
   }
   disconnect() {
     this.disconnected = true;
+    this.connected = false;
+  }
+  /** The connection drops (the server's end). */
+  drop(reason = "transport close") {
+    this.connected = false;
+    this.serve("disconnect", reason);
   }
   serve(event: string, ...args: unknown[]) {
     for (const listener of [...(this.listeners.get(event) ?? [])]) listener(...args);
@@ -67,7 +85,16 @@ class FakePeer {
   caps: (number | null)[] = [];
   statsCalls = 0;
   report = new Map<string, Record<string, unknown>>();
+  recovered = 0;
+  /** What `isFromAnotherConnection` says. */
+  anotherConnection = false;
   constructor(readonly options: PeerOptions) {}
+  recover() {
+    this.recovered++;
+  }
+  isFromAnotherConnection() {
+    return this.anotherConnection;
+  }
   receive(message: unknown) {
     this.received.push(message);
   }
@@ -131,6 +158,7 @@ function setup(
     captureFrame?: CallDeps["captureFrame"];
     openScreen?: CallDeps["openScreen"];
     devices?: CallDeps["devices"];
+    now?: () => number;
   } = {},
 ) {
   const model = new PageModel({ room: "lab-42", name: "Ada", _client: "k1", signaling_url: "http://127.0.0.1:8765" });
@@ -156,7 +184,7 @@ function setup(
     },
     unreachableHint: "Is the kernel running?",
     statsIntervalMs: options.statsIntervalMs ?? 60_000,
-    now: () => 1_700_000_000_000,
+    now: options.now ?? (() => 1_700_000_000_000),
     ...(options.captureFrame ? { captureFrame: options.captureFrame } : {}),
     ...(options.openScreen ? { openScreen: options.openScreen } : {}),
     devices: options.devices ?? { enumerate: async () => [], getUserMedia: () => Promise.reject(new Error("no")), watch: () => () => undefined },
@@ -260,14 +288,136 @@ describe("Call", () => {
     expect(connectedWith).toEqual([]);
   });
 
-  it("goes to failed when the signaller connection drops", async () => {
-    const { model, server, join, states } = setup();
+  it("keeps the call when the signaller connection drops, reconnects and enters again as itself", async () => {
+    const { model, server, join, states, peers } = setup();
     join();
     await settle();
-    server.serve("disconnect", "transport close");
-    expect(states).toEqual(["idle", "joining", "waiting", "failed"]);
+    server.serve("peer_joined", { id: "zed", name: "Grace" });
+    peers[0]!.become("connected");
+    peers[0]!.open();
+    server.drop();
+    expect(model.get("state")).toBe("reconnecting");
+    expect(peers[0]!.closed).toBe(false); // the media keeps flowing
+    expect(model.get("_browser_peers")).toHaveLength(1);
+    server.enterAnswer = { ok: true, self: "me", peers: [{ id: "zed", name: "Grace" }], capacity: 4, ice_servers: [] };
+    await settle();
+    expect(server.enters).toHaveLength(2);
+    expect(server.enters[1]!.session).toBe(server.enters[0]!.session);
+    expect(String(server.enters[0]!.session)).toMatch(/^[0-9a-f]{48}$/);
+    // Still answering on its channel: the connection is kept, no new one made.
+    const ping = peers[0]!.sentMessages().find((m) => m.t === "ping")!;
+    peers[0]!.deliver({ t: "pong", id: ping.id });
+    await settle();
+    expect(peers).toHaveLength(1);
+    expect(peers[0]!.closed).toBe(false);
+    expect(states).toEqual(["idle", "joining", "waiting", "in_call", "reconnecting", "in_call"]);
+    expect(model.get("error")).toBe("");
+  });
+
+  it("retries with growing pauses while the signaller is out of reach, and says so after a while", async () => {
+    vi.useFakeTimers();
+    try {
+      let now = 1_700_000_000_000;
+      const { model, server, join } = setup({ now: () => now });
+      join();
+      await vi.advanceTimersByTimeAsync(10);
+      server.reachable = false;
+      server.drop();
+      const attempts = (): number => server.listeners.get("connect_error")?.size ?? 0;
+      let tries = 0;
+      const countTries = () => tries++;
+      server.on("connect_error", countTries);
+      for (let second = 0; second < 16; second++) {
+        now += 1000;
+        await vi.advanceTimersByTimeAsync(1000);
+      }
+      // Pauses of 0, 0.25, 0.5, 1, 2, 4 s (±25%), then ~5 s: about 8 attempts in 16 s, not hundreds.
+      expect(tries).toBeGreaterThanOrEqual(5);
+      expect(tries).toBeLessThanOrEqual(9);
+      expect(attempts()).toBeLessThanOrEqual(2); // no listener left behind per attempt
+      expect(model.get("state")).toBe("reconnecting");
+      expect(model.get("error_code")).toBe("disconnected");
+      expect(model.get("error")).toMatch(/trying again/);
+      server.reachable = true;
+      now += 6000;
+      await vi.advanceTimersByTimeAsync(6000);
+      expect(model.get("state")).toBe("waiting");
+      expect(model.get("error")).toBe("");
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("ends the call when entering again is refused for good", async () => {
+    const { model, server, join } = setup();
+    join();
+    await settle();
+    server.drop();
+    server.enterAnswer = { ok: false, code: "room_full", message: "room 'lab-42' is full (it holds 2)" };
+    await settle();
+    expect(model.get("state")).toBe("failed");
+    expect(model.get("error_code")).toBe("room_full");
+  });
+
+  it("fails at once when the connection drops before the room is entered", async () => {
+    const { model, server, join, states } = setup({ media: () => new Promise(() => undefined) });
+    join();
+    await settle();
+    server.drop();
+    expect(states).toEqual(["idle", "joining", "failed"]);
     expect(model.get("error_code")).toBe("disconnected");
     expect(model.get("_desired")).toBe(false);
+  });
+
+  it("drops a member whose page no longer answers after its signalling dropped", async () => {
+    const { server, join, peers, call } = setup();
+    join();
+    await settle();
+    server.serve("peer_joined", { id: "gone", name: "A" });
+    server.serve("peer_joined", { id: "back", name: "B" });
+    server.serve("peer_joined", { id: "quit", name: "C" });
+    for (const peer of peers) {
+      peer.become("connected");
+      peer.open();
+    }
+    peers[0]!.channelOpen = false; // a closed tab: its channel is closed
+    server.serve("peer_left", { id: "gone", reason: "disconnected" });
+    server.serve("peer_left", { id: "back", reason: "disconnected" });
+    server.serve("peer_left", { id: "quit", reason: "left" });
+    expect(peers[2]!.closed).toBe(true); // hung up: gone at once
+    await settle();
+    expect(peers[0]!.closed).toBe(true);
+    expect(call.remotePeers.map((p) => [p.id, p.away])).toEqual([["back", true]]);
+    const ping = peers[1]!.sentMessages().find((m) => m.t === "ping")!;
+    peers[1]!.deliver({ t: "pong", id: ping.id });
+    await settle();
+    server.serve("peer_joined", { id: "back", name: "B" });
+    expect(call.remotePeers.map((p) => [p.id, p.away])).toEqual([["back", false]]);
+    expect(peers).toHaveLength(3); // the same connection
+  });
+
+  it("answers a ping with a pong", async () => {
+    const { server, join, peers } = setup();
+    join();
+    await settle();
+    server.serve("peer_joined", { id: "zed", name: "Grace" });
+    peers[0]!.open();
+    peers[0]!.deliver({ t: "ping", id: "p1" });
+    expect(peers[0]!.sentMessages().at(-1)).toEqual({ t: "pong", id: "p1" });
+  });
+
+  it("replaces a connection when the other page offers from a new one", async () => {
+    const { server, join, peers } = setup();
+    join();
+    await settle();
+    server.serve("peer_joined", { id: "zed", name: "Grace" });
+    peers[0]!.anotherConnection = true;
+    const offer = { from: "zed", description: { type: "offer", sdp: "v=0 new" } };
+    server.serve("signal", offer);
+    expect(peers[0]!.closed).toBe(true);
+    expect(peers).toHaveLength(2);
+    expect(peers[1]!.options.initiator).toBe(false);
+    expect(peers[1]!.received).toEqual([offer]);
   });
 
   it("joins receive-only with the camera warning kept", async () => {

@@ -30,7 +30,10 @@ import {
   UnreachableError,
   connectFirst,
   type ConnectOptions,
+  type EnterAccepted,
+  type EnterRequest,
   type IncomingSignal,
+  type LeftReason,
   type PeerInfo,
   type SocketLike,
 } from "./signaling";
@@ -43,6 +46,7 @@ import type {
   ChatPeerMessage,
   ErrorCode,
   FrameFormat,
+  Model,
   PeerStats,
   SnapshotRequest,
   StatePeerMessage,
@@ -50,6 +54,19 @@ import type {
 } from "./types";
 
 export const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Pauses between attempts to reach the signaller again: doubling from the first to the last. */
+export const RECONNECT_FIRST_MS = 250;
+export const RECONNECT_MAX_MS = 5000;
+/** How long the signaller may be out of reach before the view says so in an error. */
+export const RECONNECT_NOTICE_MS = 10000;
+/**
+ * How long a `ping` waits for its `pong`. After a `peer_left` "disconnected" this decides whether a
+ * closed or crashed tab leaves the view (well within 2 s); after re-entering, whether a connection
+ * is kept (generous: a slow answer would cost a whole new connection).
+ */
+export const PROBE_LEFT_MS = 1000;
+export const PROBE_REENTER_MS = 2500;
 
 /** What the Call needs from the page; tests pass fakes. */
 export interface CallDeps {
@@ -160,6 +177,8 @@ export interface RemotePeer {
   id: string;
   name: string;
   connection: RTCPeerConnectionState;
+  /** Its connection to the signaller dropped; its media may still flow while it comes back. */
+  away: boolean;
   stream: MediaStream | null;
   /** Their microphone and camera as they last said (true until told). */
   audio: boolean;
@@ -174,6 +193,10 @@ interface Member {
   id: string;
   name: string;
   peer: Peer | null;
+  /** In the room as the signaller last said (false after `peer_left` "disconnected"). */
+  present: boolean;
+  /** Answers awaited to our `ping`s on its data channel, by ping id. */
+  probes: Map<string, () => void>;
   audio: boolean;
   video: boolean;
   screen: boolean;
@@ -186,6 +209,11 @@ interface Member {
 /** Everything one join holds; dropped whole on Hang up or failure. */
 interface Session {
   room: string;
+  /** This page's secret for the call: entering again with it keeps its id (docs/protocol.md). */
+  key: string;
+  /** Since when the signaller has been out of reach (ms since the epoch), null while connected. */
+  lostSince: number | null;
+  reconnectTimer: ReturnType<typeof setTimeout> | null;
   abort: AbortController;
   /** The camera and microphone, as opened. */
   stream: MediaStream | null;
@@ -295,6 +323,7 @@ export class Call {
       id: member.id,
       name: member.name,
       connection: member.peer?.connectionState ?? "new",
+      away: !member.present,
       stream: member.peer?.remoteStream ?? null,
       audio: member.audio,
       video: member.video,
@@ -384,6 +413,9 @@ export class Call {
     }
     const session: Session = {
       room,
+      key: newMessageId() + newMessageId(),
+      lostSince: null,
+      reconnectTimer: null,
       abort: new AbortController(),
       stream: null,
       screen: null,
@@ -441,17 +473,21 @@ export class Call {
     }
     const client = new SignalingClient(connection.socket, connection.url, {
       peerJoined: (peer) => current() && this.addMember(session, peer, false),
-      peerLeft: ({ id }) => current() && this.removeMember(session, id),
+      peerLeft: ({ id, reason }) => current() && this.memberLeft(session, id, reason),
       signal: (message) => current() && this.route(session, message),
       error: (error) => {
         if (current()) this.reporter.now({ error: error.message, error_code: knownCode(error.code) });
       },
       disconnected: () => {
-        if (current()) {
+        if (!current()) return;
+        if (session.selfId === "") {
+          // Not in the room yet: nothing to keep, so say so at once.
           this.fail(
             "disconnected",
             `Lost the connection to the ipymeet signaller (${connection.url}). ${this.deps.unreachableHint}`,
           );
+        } else {
+          this.signalerLost(session);
         }
       },
     });
@@ -465,21 +501,169 @@ export class Call {
     try {
       const token = await this.deps.token(room);
       if (!current()) return;
-      accepted = await client.enter({ room, name: this.model.get("name"), ...(token === undefined ? {} : { token }) });
+      accepted = await client.enter(this.enterRequest(session, token));
     } catch (error) {
       if (current()) this.failEnter(room, error);
       return;
     }
     if (!current()) return;
-    session.selfId = accepted.self;
-    session.iceServers = accepted.ice_servers;
-    for (const peer of accepted.peers) this.addMember(session, peer, true);
-    this.dispatch({ type: "entered" });
-    this.reporter.now({ state: this.state, _browser_peers: this.browserPeers() });
-    client.deliver();
+    this.entered(session, accepted);
     // Lines written while joining go to the members present now that the room is entered.
     for (const text of session.pendingChat.splice(0)) this.deliverChat(session, text);
     session.statsTimer = setInterval(() => void this.measure(session), this.deps.statsIntervalMs);
+  }
+
+  private enterRequest(session: Session, token: string | undefined): EnterRequest {
+    const request: EnterRequest = { room: session.room, name: this.model.get("name"), session: session.key };
+    if (token !== undefined) request.token = token;
+    return request;
+  }
+
+  /**
+   * In the room (first or again): take in the members the signaller lists. After re-entering,
+   * a member known already keeps its connection if it still answers on it (media kept flowing
+   * meanwhile), else gets a new one, which this page offers as the newcomer; a member no longer
+   * listed stays while its connection answers (it may be reconnecting too).
+   */
+  private entered(session: Session, accepted: EnterAccepted): void {
+    const again = session.selfId !== "";
+    if (again && accepted.self !== session.selfId) {
+      // The signaller did not keep our id (it knows no session keys): start the connections afresh.
+      for (const member of session.members.values()) member.peer?.close();
+      session.members.clear();
+    }
+    session.selfId = accepted.self;
+    session.iceServers = accepted.ice_servers;
+    const listed = new Set<string>();
+    for (const peer of accepted.peers) {
+      listed.add(peer.id);
+      const known = session.members.get(peer.id);
+      if (known === undefined) {
+        this.addMember(session, peer, true);
+      } else {
+        known.present = true;
+        if (peer.name !== "") known.name = peer.name;
+        void this.checkAlive(session, known, PROBE_REENTER_MS);
+      }
+    }
+    for (const member of [...session.members.values()]) {
+      if (listed.has(member.id)) continue;
+      member.present = false;
+      void this.checkAlive(session, member, PROBE_REENTER_MS);
+    }
+    const wasLost = session.lostSince !== null;
+    session.lostSince = null;
+    this.dispatch({ type: "entered", connected: this.connectedCount(session) });
+    const patch: Partial<Model> = { state: this.state, _browser_peers: this.browserPeers() };
+    if (wasLost && this.model.get("error_code") === "disconnected") Object.assign(patch, { error: "", error_code: "" });
+    this.reporter.now(patch);
+    this.notify();
+    session.client?.deliver();
+  }
+
+  // -- when the signaller is out of reach ------------------------------------------------------------
+
+  /**
+   * The connection to the signaller dropped while in the room. The peer connections stay (their
+   * media does not pass through the signaller); the page reconnects with growing pauses and enters
+   * again with its session key, so the others know it as the same member.
+   */
+  private signalerLost(session: Session): void {
+    if (this.session !== session || session.lostSince !== null) return;
+    session.lostSince = this.deps.now();
+    this.dispatch({ type: "lost" });
+    this.reporter.now({ state: this.state });
+    this.notify();
+    this.scheduleReconnect(session, 0);
+  }
+
+  private scheduleReconnect(session: Session, attempt: number): void {
+    if (session.reconnectTimer !== null) clearTimeout(session.reconnectTimer);
+    // Jitter, so that pages that lost a restarted signaller do not all come back at one instant.
+    const pause = attempt === 0 ? 0 : Math.min(RECONNECT_FIRST_MS * 2 ** (attempt - 1), RECONNECT_MAX_MS) * (0.75 + Math.random() / 2);
+    session.reconnectTimer = setTimeout(() => {
+      session.reconnectTimer = null;
+      void this.reconnect(session, attempt);
+    }, pause);
+  }
+
+  private async reconnect(session: Session, attempt: number): Promise<void> {
+    const client = session.client;
+    const current = (): boolean => this.session === session && !this.disposed && session.lostSince !== null;
+    if (!current() || client === null) return;
+    let accepted: EnterAccepted;
+    try {
+      await client.reconnect();
+      const token = await this.deps.token(session.room);
+      if (!current()) return;
+      accepted = await client.enter(this.enterRequest(session, token));
+    } catch (error) {
+      if (!current()) return;
+      if (error instanceof SignalingError && ENDS_THE_CALL.has(error.code)) {
+        this.failEnter(session.room, error);
+        return;
+      }
+      const lostFor = this.deps.now() - (session.lostSince ?? this.deps.now());
+      if (lostFor >= RECONNECT_NOTICE_MS && this.model.get("error_code") !== "disconnected") {
+        this.reporter.now({
+          error: `Lost the connection to the ipymeet signaller (${client.url}); trying again… ${this.deps.unreachableHint}`,
+          error_code: "disconnected",
+        });
+        this.notify();
+      }
+      this.scheduleReconnect(session, attempt + 1);
+      return;
+    }
+    if (current()) this.entered(session, accepted);
+  }
+
+  /**
+   * Whether `member`'s page still answers on its data channel decides what becomes of it: kept
+   * (and its connection recovered if it is down), removed when it is not in the room, or, when it
+   * is, given a new connection (the newcomer, i.e. this page after re-entering, offers).
+   */
+  private async checkAlive(session: Session, member: Member, waitMs: number): Promise<void> {
+    const reentering = member.present;
+    const alive = await this.probe(member, waitMs);
+    if (this.session !== session || session.members.get(member.id) !== member) return;
+    if (alive) {
+      member.peer?.recover();
+    } else if (!member.present) {
+      this.removeMember(session, member.id);
+    } else {
+      this.replacePeer(session, member, reentering);
+    }
+    this.connectionsChanged(session);
+  }
+
+  /** Ask `member`'s page over the data channel whether it is there; false if no answer in time. */
+  private probe(member: Member, waitMs: number): Promise<boolean> {
+    const peer = member.peer;
+    if (peer === null || !peer.channelOpen) return Promise.resolve(false);
+    const id = newMessageId();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => answer(false), waitMs);
+      const answer = (alive: boolean): void => {
+        clearTimeout(timer);
+        member.probes.delete(id);
+        resolve(alive);
+      };
+      member.probes.set(id, () => answer(true));
+      if (!peer.sendData(JSON.stringify({ t: "ping", id }))) answer(false);
+    });
+  }
+
+  private memberLeft(session: Session, id: string, reason: LeftReason): void {
+    const member = session.members.get(id);
+    if (member === undefined) return;
+    if (reason === "left") {
+      this.removeMember(session, id);
+      return;
+    }
+    // Its signalling dropped: a closed or crashed tab does not answer, a page reconnecting does.
+    member.present = false;
+    this.connectionsChanged(session);
+    void this.checkAlive(session, member, PROBE_LEFT_MS);
   }
 
   private hangUp(): void {
@@ -549,6 +733,9 @@ export class Call {
     if (session === null) return;
     this.session = null;
     session.abort.abort();
+    if (session.reconnectTimer !== null) clearTimeout(session.reconnectTimer);
+    session.reconnectTimer = null;
+    session.lostSince = null;
     if (session.statsTimer !== null) clearInterval(session.statsTimer);
     session.statsTimer = null;
     session.pendingChat.length = 0;
@@ -580,11 +767,13 @@ export class Call {
   private addMember(session: Session, info: PeerInfo, initiator: boolean): void {
     const known = session.members.get(info.id);
     if (known !== undefined) {
-      // Met first through its offer (no name then): take the name when it comes.
-      if (known.name === "" && info.name !== "") {
-        known.name = info.name;
-        this.connectionsChanged(session);
-      }
+      // Back after its signalling dropped (its connection kept), or met first through its offer
+      // (no name then): take the name when it comes.
+      const back = !known.present;
+      known.present = true;
+      if (info.name !== "" && known.name !== info.name) known.name = info.name;
+      if (back) known.peer?.recover();
+      this.connectionsChanged(session);
       return;
     }
     if (info.id === session.selfId) return;
@@ -592,6 +781,8 @@ export class Call {
       id: info.id,
       name: info.name,
       peer: null,
+      present: true,
+      probes: new Map(),
       audio: true,
       video: true,
       screen: false,
@@ -600,27 +791,49 @@ export class Call {
       snapshot: null,
     };
     session.members.set(info.id, member);
+    member.peer = this.createPeer(session, member, initiator);
+    this.capBitrates(session);
+    this.connectionsChanged(session);
+  }
+
+  private createPeer(session: Session, member: Member, initiator: boolean): Peer {
     const client = session.client;
-    member.peer = this.deps.createPeer({
+    const peer = this.deps.createPeer({
       selfId: session.selfId,
-      peerId: info.id,
+      peerId: member.id,
       iceServers: session.iceServers,
       localStream: this.outgoing(session),
       initiator,
       send: (signal) => {
-        if (this.session !== session || client === null) return;
-        client.signal({ to: info.id, ...signal }).catch((error: unknown) => {
-          // A peer that left meanwhile answers not_in_room; nothing to do.
+        if (this.session !== session || client === null || member.peer !== peer) return;
+        client.signal({ to: member.id, ...signal }).catch((error: unknown) => {
+          // A peer that left meanwhile answers not_in_room, and nothing is sent while the
+          // signaller is out of reach: the connection's recovery offers again later.
           if (this.session === session) console.debug("ipymeet: signal not delivered", error);
         });
       },
       onRemoteStream: () => this.notify(),
-      onConnectionState: () => this.connectionsChanged(session),
-      onError: (error) => console.warn(`ipymeet: connection to ${info.id} failed a step`, error),
-      onChannelOpen: () => this.channelOpened(session, member),
-      onChannelMessage: (data) => this.channelMessage(session, member, data),
+      onConnectionState: () => {
+        if (member.peer === peer) this.connectionsChanged(session);
+      },
+      onError: (error) => console.warn(`ipymeet: connection to ${member.id} failed a step`, error),
+      onChannelOpen: () => {
+        if (member.peer === peer) this.channelOpened(session, member);
+      },
+      onChannelMessage: (data) => {
+        if (member.peer === peer) this.channelMessage(session, member, data);
+      },
     });
-    this.capBitrates(session);
+    return peer;
+  }
+
+  /** Give `member` a new connection (its old one is dead, or the other page made a new one). */
+  private replacePeer(session: Session, member: Member, initiator: boolean): void {
+    member.peer?.close();
+    member.stats = null;
+    member.snapshot = null;
+    member.peer = this.createPeer(session, member, initiator);
+    member.peer.setMaxVideoBitrate(maxBitrateFor(session.members.size));
     this.connectionsChanged(session);
   }
 
@@ -646,13 +859,19 @@ export class Call {
       if (message.description?.type !== "offer") return;
       this.addMember(session, { id: message.from, name: "" }, false);
       member = session.members.get(message.from);
+    } else if (message.description !== undefined && member.peer?.isFromAnotherConnection(message.description)) {
+      this.replacePeer(session, member, false);
     }
     member?.peer?.receive(message);
   }
 
+  private connectedCount(session: Session): number {
+    return [...session.members.values()].filter((m) => m.peer?.connectionState === "connected").length;
+  }
+
   private connectionsChanged(session: Session): void {
     if (this.session !== session) return;
-    const connected = [...session.members.values()].filter((m) => m.peer?.connectionState === "connected").length;
+    const connected = this.connectedCount(session);
     if (this.dispatch({ type: "connections", connected })) {
       this.reporter.now({ state: this.state, _browser_peers: this.browserPeers() });
     } else {
@@ -889,6 +1108,12 @@ export class Call {
         this.reporter.soon({ _browser_peers: this.browserPeers() });
         this.notify();
         return;
+      case "ping":
+        member.peer?.sendData(JSON.stringify({ t: "pong", id: message.id }));
+        return;
+      case "pong":
+        member.probes.get(message.id)?.();
+        return;
       case "chat":
         this.record({
           id: message.id,
@@ -1032,6 +1257,9 @@ export function unreachableMessage(urls: readonly string[], hint: string): strin
   }
   return `Can't reach the ipymeet signaller (tried: ${urls.join(", ")}). ${hint}`;
 }
+
+/** Refusals on entering again that no retry will change: the call ends with their message. */
+const ENDS_THE_CALL = new Set(["room_full", "forbidden", "wrong_dialect", "bad_request"]);
 
 const CODES: readonly ErrorCode[] = [
   "room_full", "unreachable", "bad_request", "camera_denied", "no_camera", "camera_busy",

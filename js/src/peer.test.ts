@@ -1,5 +1,5 @@
-import { describe, expect, it } from "vitest";
-import { Peer, isPolite, type PeerOptions, type PeerSignal } from "./peer";
+import { describe, expect, it, vi } from "vitest";
+import { ICE_GRACE_MS, Peer, isPolite, type PeerOptions, type PeerSignal } from "./peer";
 
 const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
@@ -61,7 +61,11 @@ class FakePC {
     if (this.remoteDescription === null) throw new Error("no remote description");
     this.candidates.push(candidate);
   }
-  restartIce() {}
+  restarts = 0;
+  restartIce() {
+    this.restarts++;
+    this.onnegotiationneeded?.();
+  }
   close() {
     this.log.push("close");
   }
@@ -278,5 +282,62 @@ describe("Peer", () => {
     for (let i = 0; i < 6; i++) await tick();
     expect(video.applied).toEqual([1_500_000, 700_000]);
     expect(sent).toEqual([]);
+  });
+});
+
+describe("Peer recovery", () => {
+  it("restarts ICE when disconnected for a while, with growing pauses, until connected", async () => {
+    vi.useFakeTimers();
+    try {
+      const { peer, pc, sent } = makePeer({ selfId: "n", peerId: "m", initiator: true });
+      pc.remoteDescription = { type: "answer", sdp: "a=fingerprint:sha-256 AA" };
+      pc.connectionState = "disconnected";
+      pc.onconnectionstatechange!();
+      await vi.advanceTimersByTimeAsync(ICE_GRACE_MS - 100);
+      expect(pc.restarts).toBe(0); // it may come back by itself
+      await vi.advanceTimersByTimeAsync(200);
+      expect(pc.restarts).toBe(1);
+      expect(sent.at(-1)).toEqual({ description: offer("n") });
+      // The offer went nowhere (signaller down): the next attempt rolls it back and offers again.
+      await vi.advanceTimersByTimeAsync(ICE_GRACE_MS * 2);
+      expect(pc.restarts).toBe(2);
+      expect(pc.log).toContain("rollback");
+      await vi.advanceTimersByTimeAsync(ICE_GRACE_MS * 4);
+      expect(pc.restarts).toBe(3);
+      pc.connectionState = "connected";
+      pc.onconnectionstatechange!();
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(pc.restarts).toBe(3);
+      expect(peer.iceRestarts).toBe(3);
+      peer.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("restarts ICE at once when failed, and not at all once closed", async () => {
+    vi.useFakeTimers();
+    try {
+      const { peer, pc } = makePeer({ selfId: "n", peerId: "m", initiator: true });
+      pc.remoteDescription = { type: "answer", sdp: "x" };
+      pc.connectionState = "failed";
+      pc.onconnectionstatechange!();
+      expect(pc.restarts).toBe(1);
+      peer.close();
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(pc.restarts).toBe(1);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("tells an offer from a new connection of the other page by its DTLS fingerprint", () => {
+    const { peer, pc } = makePeer({ selfId: "n", peerId: "m" });
+    const sdp = (print: string) => `v=0\r\na=fingerprint:sha-256 ${print}\r\n`;
+    expect(peer.isFromAnotherConnection({ type: "offer", sdp: sdp("AA") })).toBe(false); // nothing yet
+    pc.remoteDescription = { type: "offer", sdp: sdp("AA") };
+    expect(peer.isFromAnotherConnection({ type: "offer", sdp: sdp("AA") })).toBe(false); // a renegotiation
+    expect(peer.isFromAnotherConnection({ type: "offer", sdp: sdp("BB") })).toBe(true);
+    expect(peer.isFromAnotherConnection({ type: "answer", sdp: sdp("BB") })).toBe(false);
   });
 });

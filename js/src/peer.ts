@@ -15,7 +15,16 @@
  * - The video senders' bit rate is capped as the room grows (quality.ts), with `setParameters`:
  *   no renegotiation. The cap is applied again once negotiated and once connected, because
  *   before negotiation a sender may have no encodings to set.
+ * - A connection that goes `disconnected` (and stays so for a moment: it often comes back by
+ *   itself) or `failed` restarts ICE, and again with growing pauses until it is connected: the
+ *   network may be back only later, and the offer of an attempt made while the signaller was
+ *   unreachable was lost. An offer still unanswered at the next attempt is rolled back first.
  */
+
+/** After `disconnected`, how long to wait for the connection to come back by itself. */
+export const ICE_GRACE_MS = 2000;
+/** The longest pause between two ICE restarts. */
+export const ICE_BACKOFF_MAX_MS = 16000;
 /** The polite peer is the one whose id sorts first as a string (the same rule in Python). */
 export function isPolite(selfId: string, peerId: string): boolean {
   return selfId < peerId;
@@ -42,6 +51,8 @@ export interface PeerOptions {
   onChannelMessage?(data: string): void;
   /** For tests: how to make the connection. */
   createConnection?: (config: RTCConfiguration) => RTCPeerConnection;
+  /** Whether this connection starts polite; by default from the ids (kept when replaced). */
+  polite?: boolean;
 }
 
 export class Peer {
@@ -62,7 +73,11 @@ export class Peer {
   /** Incoming signals are handled one at a time, in the order the signaller relayed them. */
   private inbox: Promise<void> = Promise.resolve();
   private closed = false;
-  private restartedIce = false;
+  /** ICE restarts made so far (for tests and diagnostics). */
+  iceRestarts = 0;
+  /** The pending recovery step, and how many attempts since the connection was last connected. */
+  private recoveryTimer: ReturnType<typeof setTimeout> | null = null;
+  private recoveryAttempts = 0;
   /** The cap for video senders (bits per second), null for none; applied one change at a time. */
   private maxVideoBitrate: number | null = null;
   private bitrateWork: Promise<void> = Promise.resolve();
@@ -72,7 +87,7 @@ export class Peer {
   constructor(options: PeerOptions) {
     this.options = options;
     this.id = options.peerId;
-    this.polite = isPolite(options.selfId, options.peerId);
+    this.polite = options.polite ?? isPolite(options.selfId, options.peerId);
     this.mayOffer = options.initiator;
     const config: RTCConfiguration = { iceServers: options.iceServers };
     this.pc = options.createConnection ? options.createConnection(config) : new RTCPeerConnection(config);
@@ -111,13 +126,13 @@ export class Peer {
     };
     pc.onconnectionstatechange = () => {
       const state = pc.connectionState;
-      if (state === "failed" && !this.restartedIce) {
-        // One ICE restart (a new offer) before giving up, e.g. after a network change.
-        this.restartedIce = true;
-        pc.restartIce();
-      } else if (state === "connected") {
-        this.restartedIce = false;
+      if (state === "connected") {
+        this.stopRecovering();
         this.applyBitrate();
+      } else if (state === "failed") {
+        this.recover();
+      } else if (state === "disconnected" && this.recoveryTimer === null) {
+        this.scheduleRecovery(ICE_GRACE_MS);
       }
       this.options.onConnectionState(state);
     };
@@ -183,6 +198,43 @@ export class Peer {
     this.senders.set(kind, stream === null ? this.pc.addTrack(track) : this.pc.addTrack(track, stream));
   }
 
+  /** Whether it is (or was) connected once: media has flowed. */
+  get established(): boolean {
+    return this.pc.remoteDescription !== null;
+  }
+
+  /**
+   * Restart ICE now unless connected (e.g. once the signaller is reachable again), then keep
+   * trying with growing pauses until connected. Needs no answer from the caller.
+   */
+  recover(): void {
+    if (this.closed) return;
+    if (this.recoveryTimer !== null) clearTimeout(this.recoveryTimer);
+    this.recoveryTimer = null;
+    if (this.pc.connectionState === "connected") {
+      this.recoveryAttempts = 0;
+      return;
+    }
+    // Only once a first exchange is done: before that, the first offer is still under way.
+    if (this.pc.remoteDescription !== null || this.pc.signalingState === "have-local-offer") {
+      this.iceRestarts += 1;
+      void this.restartIce();
+    }
+    this.recoveryAttempts += 1;
+    this.scheduleRecovery(Math.min(ICE_GRACE_MS * 2 ** this.recoveryAttempts, ICE_BACKOFF_MAX_MS));
+  }
+
+  /**
+   * Whether `description` is an offer from another RTCPeerConnection than the one this connection
+   * talks to: its DTLS fingerprint differs. The other side gave up its connection and made a new
+   * one (it found ours dead while it was away); this one must be replaced to answer it.
+   */
+  isFromAnotherConnection(description: RTCSessionDescriptionInit): boolean {
+    if (description.type !== "offer") return false;
+    const current = fingerprint(this.pc.remoteDescription?.sdp);
+    return current !== null && fingerprint(description.sdp) !== current;
+  }
+
   /** Handle a relayed `signal` from this peer. */
   receive(message: { description?: RTCSessionDescriptionInit; candidate?: RTCIceCandidateInit | null }): void {
     this.inbox = this.inbox
@@ -213,6 +265,7 @@ export class Peer {
     pc.onicecandidate = null;
     pc.ontrack = null;
     pc.onconnectionstatechange = null;
+    this.stopRecovering();
     for (const transceiver of pc.getTransceivers()) {
       try {
         transceiver.stop();
@@ -222,6 +275,36 @@ export class Peer {
     }
     pc.close();
     this.pendingCandidates.length = 0;
+  }
+
+  private scheduleRecovery(ms: number): void {
+    if (this.closed) return;
+    if (this.recoveryTimer !== null) clearTimeout(this.recoveryTimer);
+    this.recoveryTimer = setTimeout(() => {
+      this.recoveryTimer = null;
+      this.recover();
+    }, ms);
+  }
+
+  private stopRecovering(): void {
+    if (this.recoveryTimer !== null) clearTimeout(this.recoveryTimer);
+    this.recoveryTimer = null;
+    this.recoveryAttempts = 0;
+  }
+
+  private async restartIce(): Promise<void> {
+    const pc = this.pc;
+    try {
+      // An offer of ours that was never answered (sent while the signaller was unreachable):
+      // roll it back, or the browser will not start a new negotiation.
+      if (pc.signalingState === "have-local-offer" && !this.makingOffer) {
+        await pc.setLocalDescription({ type: "rollback" });
+      }
+      if (this.closed) return;
+      pc.restartIce(); // fires negotiationneeded: perfect negotiation sends the offer
+    } catch (error) {
+      if (!this.closed) this.options.onError(error);
+    }
   }
 
   private applyBitrate(): void {
@@ -324,6 +407,12 @@ export class Peer {
       if (!this.ignoreOffer) throw error;
     }
   }
+}
+
+/** The first DTLS fingerprint of an SDP, or null. */
+function fingerprint(sdp: string | undefined): string | null {
+  const match = /^a=fingerprint:(.+)$/m.exec(sdp ?? "");
+  return match === null ? null : match[1]!.trim();
 }
 
 /** Whether some transceiver has a track or direction the current descriptions do not carry yet. */

@@ -15,6 +15,11 @@ class FakeSocket implements SocketLike {
   listeners = new Map<string, Set<Listener>>();
   emitted: { event: string; payload: unknown; ack?: Listener }[] = [];
   disconnected = false;
+  connected = true;
+  connects = 0;
+  connect() {
+    this.connects++;
+  }
   on(event: string, listener: Listener) {
     if (!this.listeners.has(event)) this.listeners.set(event, new Set());
     this.listeners.get(event)!.add(listener);
@@ -27,6 +32,7 @@ class FakeSocket implements SocketLike {
   }
   disconnect() {
     this.disconnected = true;
+    this.connected = false;
   }
   /** The server sends an event. */
   serve(event: string, ...args: unknown[]) {
@@ -185,5 +191,64 @@ describe("connectFirst", () => {
     expect(error.code).toBe("unreachable");
     expect(error.tried).toEqual(["http://127.0.0.1:1", "http://127.0.0.1:2"]);
     expect(error.message).toContain("no answer within 4 s");
+  });
+});
+
+describe("SignalingClient after a dropped connection", () => {
+  it("refuses requests while down, reconnects on request, and enters again", async () => {
+    const socket = new FakeSocket();
+    const { log, handlers } = recorder();
+    const client = new SignalingClient(socket, "http://x", handlers);
+    const entering = client.enter({ room: "lab", session: "k".repeat(24) });
+    socket.answer("enter", accepted);
+    await entering;
+    client.deliver();
+
+    const pending = client.signal({ to: "a", candidate: { candidate: "candidate:1" } }).catch((e: unknown) => e);
+    socket.connected = false;
+    socket.serve("disconnect", "transport close");
+    expect(log).toEqual(["disconnected transport close"]);
+    expect(((await pending) as SignalingError).code).toBe("disconnected");
+    expect(client.connected).toBe(false);
+    // Nothing is queued for later while down (socket.io-client would send it on reconnecting).
+    const sentBefore = socket.emitted.length;
+    await expect(client.leave()).rejects.toMatchObject({ code: "disconnected" });
+    expect(socket.emitted).toHaveLength(sentBefore);
+
+    const back = client.reconnect();
+    expect(socket.connects).toBe(1);
+    socket.connected = true;
+    socket.serve("connect");
+    await back;
+    const again = client.enter({ room: "lab", session: "k".repeat(24) });
+    socket.serve("peer_left", { id: "a", reason: "disconnected" }); // held until delivered
+    socket.answer("enter", accepted);
+    await again;
+    client.deliver();
+    expect(log.at(-1)).toBe("left a");
+  });
+
+  it("rejects a reconnection that fails, so the caller can pause and try again", async () => {
+    const socket = new FakeSocket();
+    const client = new SignalingClient(socket, "http://x", recorder().handlers);
+    socket.connected = false;
+    socket.serve("disconnect", "transport close");
+    const back = client.reconnect().catch((e: unknown) => e);
+    socket.serve("connect_error", new Error("xhr poll error"));
+    const error = (await back) as SignalingError;
+    expect(error.code).toBe("unreachable");
+    expect(socket.disconnected).toBe(true); // it stops trying on its own
+    expect(socket.listeners.get("connect")?.size ?? 0).toBe(0);
+  });
+
+  it("reads the reason a member left, and takes a missing one as hung up", () => {
+    const socket = new FakeSocket();
+    const left: string[] = [];
+    const client = new SignalingClient(socket, "http://x", { ...recorder().handlers, peerLeft: (p) => left.push(`${p.id} ${p.reason}`) });
+    client.deliver();
+    socket.serve("peer_left", { id: "a", reason: "disconnected" });
+    socket.serve("peer_left", { id: "b" });
+    socket.serve("peer_left", { id: "c", reason: "whatever" });
+    expect(left).toEqual(["a disconnected", "b left", "c left"]);
   });
 });

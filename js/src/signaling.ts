@@ -5,6 +5,9 @@
  * times out here with a clear error. Events that arrive before the `enter` acknowledgement
  * (`peer_joined`, `peer_left`, `signal`) are held back and delivered once the caller has taken in
  * the acknowledgement (`deliver()`), so it knows its own id and the members before any of them.
+ *
+ * A connection that drops is not the end of the client: `reconnect()` opens it again (the caller
+ * decides when, with its backoff) and the caller enters its room again.
  */
 import { io } from "socket.io-client";
 import { socketTarget } from "./route";
@@ -20,6 +23,11 @@ export interface EnterRequest {
   room: string;
   name?: string;
   token?: string;
+  /**
+   * This page's secret for the call: entering again with it (after a dropped connection, or a
+   * restarted signaller) makes it the same member, under the same id (docs/protocol.md).
+   */
+  session?: string;
 }
 
 export interface EnterAccepted {
@@ -55,13 +63,16 @@ export interface ServerError {
   message: string;
 }
 
+/** Why a member is gone: it hung up, or its connection to the signaller dropped (it may be back). */
+export type LeftReason = "left" | "disconnected";
+
 export interface SignalingHandlers {
   peerJoined(peer: PeerInfo): void;
-  peerLeft(peer: { id: string }): void;
+  peerLeft(peer: { id: string; reason: LeftReason }): void;
   signal(message: IncomingSignal): void;
   /** An `error` event: a refused request that had no acknowledgement. */
   error(error: ServerError): void;
-  /** The connection dropped without `close()` being called. */
+  /** The connection dropped without `close()` being called; `reconnect()` may open it again. */
   disconnected(reason: string): void;
 }
 
@@ -80,9 +91,11 @@ export class SignalingError extends Error {
 
 /** The part of a socket.io-client `Socket` used here (tests pass a fake). */
 export interface SocketLike {
+  readonly connected: boolean;
   on(event: string, listener: (...args: any[]) => void): unknown;
   off(event: string, listener: (...args: any[]) => void): unknown;
   emit(event: string, ...args: any[]): unknown;
+  connect(): unknown;
   disconnect(): unknown;
 }
 
@@ -117,7 +130,10 @@ export class SignalingClient {
         }
       }],
       ["peer_left", (data: unknown) => {
-        if (isRecord(data) && typeof data.id === "string") this.dispatch(["peerLeft", { id: data.id }]);
+        if (isRecord(data) && typeof data.id === "string") {
+          // Without a reason (an older signaller) the member is taken as gone for good.
+          this.dispatch(["peerLeft", { id: data.id, reason: data.reason === "disconnected" ? "disconnected" : "left" }]);
+        }
       }],
       ["signal", (data: unknown) => {
         if (isRecord(data) && typeof data.from === "string") this.dispatch(["signal", data as unknown as IncomingSignal]);
@@ -131,12 +147,28 @@ export class SignalingClient {
       }],
       ["disconnect", (reason: unknown) => {
         if (this.closed) return;
-        this.closed = true;
+        // Nothing sent before the drop will be answered; what arrives next belongs to a new entry.
+        this.held = [];
         this.failPending(new SignalingError("disconnected", "The connection to the signaller was lost."));
         this.handlers.disconnected(String(reason));
       }],
     ];
     for (const [event, listener] of this.listeners) socket.on(event, listener);
+  }
+
+  /** Whether the connection is open (false while it is down, and after `close()`). */
+  get connected(): boolean {
+    return !this.closed && this.socket.connected;
+  }
+
+  /**
+   * Open the dropped connection again (same URL). Resolves once connected; rejects with a
+   * SignalingError `unreachable` if it fails or `timeoutMs` passes. Then `enter` again.
+   */
+  reconnect(timeoutMs = CONNECT_TIMEOUT_MS): Promise<void> {
+    if (this.closed) return Promise.reject(new SignalingError("disconnected", "The connection was closed."));
+    if (this.socket.connected) return Promise.resolve();
+    return awaitConnect(this.socket, timeoutMs, undefined, false);
   }
 
   /** Enter a room. Resolves with the acknowledgement; rejects with a SignalingError if refused. */
@@ -218,7 +250,9 @@ export class SignalingClient {
   }
 
   private request(event: string, payload: unknown): Promise<Record<string, unknown>> {
-    if (this.closed) {
+    // Not while the connection is down: socket.io-client would buffer the request and send it on
+    // reconnecting, before the page has entered its room again.
+    if (!this.connected) {
       return Promise.reject(new SignalingError("disconnected", "Not connected to the signaller."));
     }
     return new Promise((resolve, reject) => {
@@ -252,8 +286,9 @@ export function socketOptions(url: string, client: string) {
   return {
     path,
     transports: ["websocket"],
-    // Self-healing reconnection (re-entering the room) is a later issue; a lost connection fails
-    // the call with a clear error instead of silently reconnecting into no room.
+    // The Call reconnects itself (SignalingClient.reconnect, with its own backoff), because it must
+    // enter its room again each time, and also after the server closed the connection, where
+    // socket.io-client's own reconnection gives up.
     reconnection: false,
     timeout: CONNECT_TIMEOUT_MS,
     // Each widget is its own member of the room, even when two share a page and a signaller.
@@ -307,31 +342,40 @@ export class UnreachableError extends SignalingError {
   }
 }
 
-function connectOne(url: string, options: ConnectOptions): Promise<SocketLike> {
+async function connectOne(url: string, options: ConnectOptions): Promise<SocketLike> {
   const { origin } = socketTarget(url);
-  const timeoutMs = options.timeoutMs ?? CONNECT_TIMEOUT_MS;
   const socket = (options.factory ?? defaultFactory)(origin, socketOptions(url, options.client));
+  await awaitConnect(socket, options.timeoutMs ?? CONNECT_TIMEOUT_MS, options.signal, true);
+  return socket;
+}
+
+/**
+ * Wait for `socket` to connect (calling `connect()` unless it is connecting already). On failure
+ * the socket is disconnected, so it stops trying; rejects with a plain Error when `fresh` (the
+ * caller words it), else with a SignalingError `unreachable`.
+ */
+function awaitConnect(socket: SocketLike, timeoutMs: number, signal: AbortSignal | undefined, fresh: boolean): Promise<void> {
   return new Promise((resolve, reject) => {
-    const finish = (error: Error | null): void => {
+    const finish = (error: string | null): void => {
       clearTimeout(timer);
       socket.off("connect", onConnect);
       socket.off("connect_error", onError);
-      options.signal?.removeEventListener("abort", onAbort);
+      signal?.removeEventListener("abort", onAbort);
       if (error === null) {
-        resolve(socket);
-      } else {
-        socket.disconnect();
-        reject(error);
+        resolve();
+        return;
       }
+      socket.disconnect();
+      reject(fresh ? new Error(error) : new SignalingError("unreachable", `Can't reach the signaller (${error}).`));
     };
     const onConnect = (): void => finish(null);
-    const onError = (error: unknown): void =>
-      finish(new Error(error instanceof Error ? error.message : "connection refused"));
-    const onAbort = (): void => finish(new Error("cancelled"));
-    const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs / 1000} s`)), timeoutMs);
+    const onError = (error: unknown): void => finish(error instanceof Error ? error.message : "connection refused");
+    const onAbort = (): void => finish("cancelled");
+    const timer = setTimeout(() => finish(`no answer within ${timeoutMs / 1000} s`), timeoutMs);
     socket.on("connect", onConnect);
     socket.on("connect_error", onError);
-    options.signal?.addEventListener("abort", onAbort);
+    signal?.addEventListener("abort", onAbort);
+    if (!fresh) socket.connect();
   });
 }
 

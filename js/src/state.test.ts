@@ -16,7 +16,7 @@ describe("reduce", () => {
     expect(
       run([
         { type: "join" },
-        { type: "entered" },
+        { type: "entered", connected: 0 },
         { type: "connections", connected: 0 },
         { type: "connections", connected: 1 },
         { type: "connections", connected: 2 },
@@ -24,6 +24,21 @@ describe("reduce", () => {
         { type: "hangup" },
       ]),
     ).toEqual(["idle", "joining", "waiting", "in_call", "waiting", "left"]);
+  });
+
+  it("reconnects from a room and comes back to where the connections are", () => {
+    expect(
+      run([
+        { type: "lost" },
+        { type: "connections", connected: 0 },
+        { type: "entered", connected: 1 },
+        { type: "lost" },
+        { type: "entered", connected: 0 },
+      ], "in_call"),
+    ).toEqual(["in_call", "reconnecting", "in_call", "reconnecting", "waiting"]);
+    // Only a call in a room can be lost; joining fails instead.
+    expect(run([{ type: "lost" }], "joining")).toEqual(["joining"]);
+    expect(run([{ type: "hangup" }], "reconnecting")).toEqual(["reconnecting", "left"]);
   });
 
   it("does not reach in_call before entering", () => {
@@ -42,10 +57,11 @@ describe("reduce", () => {
   });
 
   it("knows the active states", () => {
-    expect((["idle", "joining", "waiting", "in_call", "left", "failed"] as const).filter(isActive)).toEqual([
+    expect((["idle", "joining", "waiting", "in_call", "reconnecting", "left", "failed"] as const).filter(isActive)).toEqual([
       "joining",
       "waiting",
       "in_call",
+      "reconnecting",
     ]);
   });
 });

@@ -1,22 +1,24 @@
 /**
  * The call's states as a pure reducer, and a throttled writer of reports into the model.
  *
- * idle → joining → waiting ⇄ in_call → left; any active state → failed when joining cannot
- * succeed or the signaller is lost. `join` restarts from any state but joining (a changed room
- * while in a call re-joins).
+ * idle → joining → waiting ⇄ in_call → left; waiting / in_call → reconnecting when the
+ * signaller is lost, and back once the room is entered again; any active state → failed when
+ * joining cannot succeed. `join` restarts from any state but joining (a changed room while in a
+ * call re-joins).
  */
 import type { CallState, Model, WidgetModel } from "./types";
 
 export type CallEvent =
   | { type: "join" }
-  | { type: "entered" }
+  | { type: "entered"; connected: number }
+  | { type: "lost" }
   | { type: "connections"; connected: number }
   | { type: "fail" }
   | { type: "hangup" };
 
 /** The states in which the call holds resources (camera, socket, connections). */
 export function isActive(state: CallState): boolean {
-  return state === "joining" || state === "waiting" || state === "in_call";
+  return state === "joining" || state === "waiting" || state === "in_call" || state === "reconnecting";
 }
 
 export function reduce(state: CallState, event: CallEvent): CallState {
@@ -24,7 +26,10 @@ export function reduce(state: CallState, event: CallEvent): CallState {
     case "join":
       return "joining";
     case "entered":
-      return state === "joining" ? "waiting" : state;
+      if (state !== "joining" && state !== "reconnecting") return state;
+      return event.connected > 0 ? "in_call" : "waiting";
+    case "lost":
+      return state === "waiting" || state === "in_call" ? "reconnecting" : state;
     case "connections":
       if (state === "waiting" && event.connected > 0) return "in_call";
       if (state === "in_call" && event.connected === 0) return "waiting";

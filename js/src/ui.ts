@@ -498,7 +498,8 @@ export class RoomView {
       tile.root.classList.toggle("ipymeet-tile-camera-off", !peer.video);
       tile.root.classList.toggle("ipymeet-tile-screen", peer.screen);
       tile.muted.hidden = peer.audio;
-      tile.badge.textContent = badgeText(peer.connection, peer.stream !== null || !peer.video);
+      tile.root.classList.toggle("ipymeet-tile-away", peer.away);
+      tile.badge.textContent = peer.away && peer.connection === "connected" ? "Reconnecting…" : badgeText(peer.connection, peer.stream !== null || !peer.video);
       tile.badge.hidden = tile.badge.textContent === "";
       const quality = qualityOf(peer.stats, peer.connection);
       const figures = describeStats(peer.stats, quality);
@@ -648,6 +649,8 @@ export function describe(state: CallState, room: string, peers: RemotePeer[]): s
       const connected = peers.filter((peer) => peer.connection === "connected");
       return `In a call in “${room}” with ${names(connected)}`;
     }
+    case "reconnecting":
+      return `Reconnecting to “${room}”… the call goes on meanwhile`;
     case "left":
       return "You left the room";
     case "failed":
@@ -661,6 +664,7 @@ function emptyText(state: CallState, room: string, members: number): string {
       return `Joining “${room}”…`;
     case "waiting":
     case "in_call":
+    case "reconnecting":
       return members === 0 ? `No one else is here yet. Others join with the room name “${room}”.` : "";
     case "failed":
       return "Could not join. See the message above.";

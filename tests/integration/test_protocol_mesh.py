@@ -376,9 +376,9 @@ async def test_leave_tells_the_others_and_allows_entering_again(
         assert await a.take(3) == [
             ("peer_joined", {"id": b.sid, "name": "b"}),
             ("peer_joined", {"id": c.sid, "name": "c"}),
-            ("peer_left", {"id": b.sid}),
+            ("peer_left", {"id": b.sid, "reason": "left"}),
         ]
-        assert await c.take() == [("peer_left", {"id": b.sid})]
+        assert await c.take() == [("peer_left", {"id": b.sid, "reason": "left"})]
         assert sids(signaller, "room") == [a.sid, c.sid]
         refused(await b.call("leave", {}), "not_in_room")
         refused(await b.call("signal", {"to": a.sid, "description": OFFER_SDP}), "not_in_room")
@@ -406,10 +406,10 @@ async def test_disconnect_tells_the_others_and_empties_the_registry(
         await b.take(1)
         c_sid, b_sid = c.sid, b.sid
         await c.close()
-        assert await a.take() == [("peer_left", {"id": c_sid})]
-        assert await b.take() == [("peer_left", {"id": c_sid})]
+        assert await a.take() == [("peer_left", {"id": c_sid, "reason": "disconnected"})]
+        assert await b.take() == [("peer_left", {"id": c_sid, "reason": "disconnected"})]
         await b.close()
-        assert await a.take() == [("peer_left", {"id": b_sid})]
+        assert await a.take() == [("peer_left", {"id": b_sid, "reason": "disconnected"})]
         assert sids(signaller, "room") == [a.sid]
         await a.close()
         await until_registry(
