@@ -396,6 +396,24 @@ describe("Call", () => {
     expect(peers).toHaveLength(3); // the same connection
   });
 
+  it("keeps a member whose connection is down when its signalling drops, and restarts ICE", async () => {
+    const { server, join, peers, call } = setup();
+    join();
+    await settle();
+    server.serve("peer_joined", { id: "far", name: "F" });
+    peers[0]!.open();
+    peers[0]!.become("disconnected"); // the network between the two is gone
+    server.serve("peer_left", { id: "far", reason: "disconnected" });
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // the ping's time runs out
+    expect(peers[0]!.closed).toBe(false);
+    expect(peers[0]!.recovered).toBe(1);
+    expect(call.remotePeers.map((p) => [p.id, p.away])).toEqual([["far", true]]);
+    // ICE restarts never bring it back: the member goes (it is not in the room).
+    peers[0]!.options.onGiveUp!();
+    expect(peers[0]!.closed).toBe(true);
+    expect(call.remotePeers).toEqual([]);
+  });
+
   it("answers a ping with a pong", async () => {
     const { server, join, peers } = setup();
     join();

@@ -618,22 +618,38 @@ export class Call {
   }
 
   /**
-   * Whether `member`'s page still answers on its data channel decides what becomes of it: kept
-   * (and its connection recovered if it is down), removed when it is not in the room, or, when it
-   * is, given a new connection (the newcomer, i.e. this page after re-entering, offers).
+   * Whether `member`'s page still answers on its data channel decides what becomes of it.
+   *
+   * - It answers: kept (its connection restarts ICE if it is down).
+   * - After `peer_left` "disconnected", no answer while its connection is still up: its page is
+   *   gone (a tab closed or crashed: the signaller saw its socket close at once, while a network
+   *   that goes away is noticed by ICE within seconds and by the signaller only after its ping
+   *   timeout). It leaves the view.
+   * - After this page entered again, no answer and its channel closed: the other page closed its
+   *   connection (it gave us up while we were away). A new one, which we offer as the newcomer.
+   * - Otherwise the network between the two is down, and the page may well be there: kept, and
+   *   ICE restarts until the connection is back; if it never is, `gaveUp` decides.
    */
   private async checkAlive(session: Session, member: Member, waitMs: number): Promise<void> {
-    const reentering = member.present;
     const alive = await this.probe(member, waitMs);
     if (this.session !== session || session.members.get(member.id) !== member) return;
-    if (alive) {
-      member.peer?.recover();
-    } else if (!member.present) {
+    const peer = member.peer;
+    if (peer === null) return;
+    if (!alive && !member.present && peer.connectionState === "connected") {
       this.removeMember(session, member.id);
+    } else if (!alive && member.present && peer.channelClosed) {
+      this.replacePeer(session, member, true);
     } else {
-      this.replacePeer(session, member, reentering);
+      peer.recover();
+      this.connectionsChanged(session);
     }
-    this.connectionsChanged(session);
+  }
+
+  /** ICE restarts did not help: a new connection if the member is in the room, else it goes. */
+  private gaveUp(session: Session, member: Member): void {
+    if (this.session !== session || session.members.get(member.id) !== member) return;
+    if (member.present) this.replacePeer(session, member, true);
+    else this.removeMember(session, member.id);
   }
 
   /** Ask `member`'s page over the data channel whether it is there; false if no answer in time. */
@@ -822,6 +838,9 @@ export class Call {
       },
       onChannelMessage: (data) => {
         if (member.peer === peer) this.channelMessage(session, member, data);
+      },
+      onGiveUp: () => {
+        if (member.peer === peer) this.gaveUp(session, member);
       },
     });
     return peer;

@@ -25,6 +25,8 @@
 export const ICE_GRACE_MS = 2000;
 /** The longest pause between two ICE restarts. */
 export const ICE_BACKOFF_MAX_MS = 16000;
+/** ICE restarts without success (about half a minute) before `onGiveUp`. */
+export const ICE_ATTEMPTS = 5;
 /** The polite peer is the one whose id sorts first as a string (the same rule in Python). */
 export function isPolite(selfId: string, peerId: string): boolean {
   return selfId < peerId;
@@ -49,6 +51,8 @@ export interface PeerOptions {
   onChannelOpen?(): void;
   /** A text message arrived on the data channel (unchecked). */
   onChannelMessage?(data: string): void;
+  /** ICE restarts did not bring the connection back: the Call replaces or drops it. */
+  onGiveUp?(): void;
   /** For tests: how to make the connection. */
   createConnection?: (config: RTCConfiguration) => RTCPeerConnection;
   /** Whether this connection starts polite; by default from the ids (kept when replaced). */
@@ -160,6 +164,11 @@ export class Peer {
     return !this.closed && this.channel.readyState === "open";
   }
 
+  /** Whether the data channel was closed: by the other page (its tab closed), or by us. */
+  get channelClosed(): boolean {
+    return this.closed || this.channel.readyState === "closing" || this.channel.readyState === "closed";
+  }
+
   /** Send a text on the data channel; false when it is not open (the caller queues). */
   sendData(data: string): boolean {
     if (!this.channelOpen) return false;
@@ -198,11 +207,6 @@ export class Peer {
     this.senders.set(kind, stream === null ? this.pc.addTrack(track) : this.pc.addTrack(track, stream));
   }
 
-  /** Whether it is (or was) connected once: media has flowed. */
-  get established(): boolean {
-    return this.pc.remoteDescription !== null;
-  }
-
   /**
    * Restart ICE now unless connected (e.g. once the signaller is reachable again), then keep
    * trying with growing pauses until connected. Needs no answer from the caller.
@@ -213,6 +217,11 @@ export class Peer {
     this.recoveryTimer = null;
     if (this.pc.connectionState === "connected") {
       this.recoveryAttempts = 0;
+      return;
+    }
+    if (this.recoveryAttempts >= ICE_ATTEMPTS) {
+      this.recoveryAttempts = 0;
+      this.options.onGiveUp?.();
       return;
     }
     // Only once a first exchange is done: before that, the first offer is still under way.
