@@ -1,18 +1,71 @@
-"""``ipymeet serve``: the signaller as a process of its own (a shared lab, a JupyterHub service)."""
+"""``ipymeet serve``: the signaller as a process of its own (a shared lab, a JupyterHub service).
+
+``ipymeet token ROOM --secret SOURCE`` prints an invite link for a signaller that requires tokens.
+A secret is never taken from the command line itself (it would show in ``ps`` and the shell's
+history): ``--secret env:NAME`` reads an environment variable, ``--secret file:PATH`` a file
+(created, mode 0600, with a fresh secret if it does not exist), ``--secret generate`` makes one
+that lives only in the server's memory (then ``--invite ROOM`` prints links at start).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from . import tokens
 from .app import create_app
-from .settings import Settings
+from .runner import exposure_warning, public_host
+from .settings import TLS, Settings
+from .tls import serve_tls
+
+SECRET_HELP = (
+    "require join tokens, signed with a secret from SOURCE: env:NAME (an environment variable), "
+    "file:PATH (created with a fresh secret, mode 0600, if missing), or generate (in memory "
+    "only; use --invite to print links). Never the secret itself: it would show in `ps`."
+)
+
+
+def read_secret(source: str) -> bytes:
+    """The secret named by ``--secret SOURCE`` (see :data:`SECRET_HELP`)."""
+    if source == "generate":
+        return tokens.new_secret()
+    kind, _, where = source.partition(":")
+    if kind == "env" and where:
+        value = os.environ.get(where)
+        if value is None:
+            raise ValueError(f"--secret env:{where}: the environment variable {where} is not set")
+        return tokens.check_secret(value.strip().encode())
+    if kind == "file" and where:
+        path = Path(where).expanduser()
+        if not path.exists():
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(tokens.new_secret().hex() + "\n")
+        elif path.stat().st_mode & 0o077:
+            print(
+                f"ipymeet: warning: {path} can be read by other users; chmod 600 it",
+                file=sys.stderr,
+            )
+        return tokens.check_secret(path.read_text().strip().encode())
+    raise ValueError(f"--secret {source!r}: use env:NAME, file:PATH or generate")
+
+
+def invite(base: str, room: str, secret: bytes | None, ttl_hours: float) -> str:
+    """An invite link to ``room`` on the signaller at ``base``."""
+    from urllib.parse import urlencode
+
+    query = {"room": room}
+    if secret is not None:
+        query["token"] = tokens.mint(secret, room, ttl_hours * 3600)
+    return f"{base.rstrip('/')}/?{urlencode(query)}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,12 +91,65 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--public", type=Path, metavar="DIR", help="serve this folder at /public/ (e.g. a page)"
     )
+    serve.add_argument("--secret", metavar="SOURCE", help=SECRET_HELP)
+    serve.add_argument(
+        "--invite",
+        action="append",
+        default=[],
+        metavar="ROOM",
+        help="print an invite link to ROOM at start (with a token when --secret is given)",
+    )
+    _ttl(serve)
+    serve.add_argument(
+        "--tls",
+        choices=["self-signed"],
+        help="HTTPS with a certificate made at start for this machine (fingerprint printed)",
+    )
+    serve.add_argument("--tls-cert", metavar="FILE", help="HTTPS with this PEM certificate")
+    serve.add_argument("--tls-key", metavar="FILE", help="... and this PEM private key")
+    token = commands.add_parser("token", help="print an invite link with a join token")
+    token.add_argument("room", help="the room the link opens")
+    token.add_argument("--secret", metavar="SOURCE", required=True, help=SECRET_HELP)
+    token.add_argument(
+        "--url",
+        default="http://127.0.0.1:8765",
+        help="the signaller's base URL, as others reach it (default http://127.0.0.1:8765)",
+    )
+    _ttl(token)
     return parser
+
+
+def _ttl(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--token-ttl",
+        type=float,
+        default=tokens.DEFAULT_TTL / 3600,
+        metavar="HOURS",
+        help="how long an invite link's token stays valid (default 24)",
+    )
+
+
+def _tls(args: argparse.Namespace) -> TLS:
+    if args.tls is not None:
+        if args.tls_cert or args.tls_key:
+            raise ValueError("give --tls self-signed or --tls-cert/--tls-key, not both")
+        return "self-signed"
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    return (args.tls_cert, args.tls_key) if args.tls_cert else None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ipymeet`` command."""
     args = _parser().parse_args(argv)
+    if args.command == "token":
+        try:
+            secret = read_secret(args.secret)
+            print(invite(args.url, args.room, secret, args.token_ttl))
+        except (ValueError, OSError) as exc:
+            print(f"ipymeet token: {exc}", file=sys.stderr)
+            return 2
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         extra: dict[str, Any] = {}
@@ -62,14 +168,47 @@ def main(argv: list[str] | None = None) -> int:
             max_peers=args.max_peers,
             allowed_origins=tuple(args.allow_origin),
             public_dir=args.public,
+            secret=None if args.secret is None else read_secret(args.secret),
+            tls=_tls(args),
             **extra,
         )
-    except ValueError as exc:
+        if args.token_ttl <= 0:
+            raise ValueError("--token-ttl must be positive")
+        served = serve_tls(settings.tls, settings.host)
+    except (ValueError, OSError) as exc:
         print(f"ipymeet serve: {exc}", file=sys.stderr)
         return 2
-    shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
-    print(f"ipymeet signaller on http://{shown}:{args.port}/  (open /?room=NAME)", flush=True)
-    web.run_app(create_app(settings), host=args.host, port=args.port, print=None, backlog=1024)
+    scheme = "http" if served is None else "https"
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    shown = f"[{shown}]" if ":" in shown else shown
+    print(f"ipymeet signaller on {scheme}://{shown}:{args.port}/  (open /?room=NAME)", flush=True)
+    public = f"{scheme}://{public_host(args.host)}:{args.port}"
+    if served is not None:
+        print(f"TLS certificate SHA-256 fingerprint: {served.fingerprint}", flush=True)
+    if settings.secret is not None:
+        print("Join tokens: required (the secret is not shown)", flush=True)
+    for room in args.invite:
+        until = ""
+        link = invite(public, room, settings.secret, args.token_ttl)
+        if settings.secret is not None:
+            ends = datetime.now().astimezone() + timedelta(hours=args.token_ttl)
+            until = f" (valid until {ends:%Y-%m-%d %H:%M %Z})"
+        print(f"Invite to {room}: {link}{until}", flush=True)
+    warning = exposure_warning(settings, public)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
+    try:
+        web.run_app(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            print=None,
+            backlog=1024,
+            ssl_context=None if served is None else served.context,
+        )
+    finally:
+        if served is not None:
+            served.cleanup()
     return 0
 
 

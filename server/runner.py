@@ -9,16 +9,58 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import hashlib
 import concurrent.futures
 import contextlib
+import logging
 import threading
 
 from aiohttp import web
 
+from . import tokens
 from .app import SIGNALLER, create_app
 from .registry import Registry
 from .settings import Settings
 from .signaller import Signaller
+from .tls import Served, lan_address, serve_tls
+
+log = logging.getLogger("ipymeet.server")
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{port}"
+
+
+def public_host(host: str) -> str:
+    """The address to put in links for others: the LAN address when bound to all interfaces."""
+    if host in ("", "0.0.0.0", "::"):
+        return lan_address() or "127.0.0.1"
+    return host
+
+
+def exposure_warning(settings: Settings, url: str) -> str | None:
+    """What a signaller bound beyond loopback exposes, in plain words; None on loopback."""
+    if not settings.exposed:
+        return None
+    where = f"{settings.host or '0.0.0.0'}:{url.rsplit(':', 1)[-1]}"
+    tokens_line = (
+        "Join tokens: required (only invite links with a valid token enter a room)."
+        if settings.secret is not None
+        else "Join tokens: OFF - anyone who knows or guesses a room name can enter it "
+        "(turn them on with a secret / secure=True)."
+    )
+    tls_line = (
+        "TLS: on (https/wss)."
+        if settings.tls is not None
+        else "TLS: OFF - signalling (names, SDPs, tokens) travels unencrypted, and browsers on "
+        "other machines refuse the camera on plain http."
+    )
+    return (
+        f"ipymeet: the signaller listens on {where}, not only on this machine: anyone who can "
+        f"reach that address can use the signalling server and open the standalone call page "
+        f"at {url}/ . {tokens_line} {tls_line} See docs/security.md."
+    )
 
 
 class SignallerThread:
@@ -35,6 +77,8 @@ class SignallerThread:
         self.settings = settings or Settings()
         self.app = create_app(self.settings)
         self.port = 0
+        #: The TLS being served (certificate file, fingerprint), once started with ``tls``.
+        self.tls: Served | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -51,12 +95,29 @@ class SignallerThread:
         return self.signaller.registry
 
     @property
+    def scheme(self) -> str:
+        return "http" if self.settings.tls is None else "https"
+
+    @property
     def url(self) -> str:
-        """The base URL, e.g. ``http://127.0.0.1:41234``."""
+        """The base URL on this machine, e.g. ``http://127.0.0.1:41234`` (https with TLS)."""
         host = self.settings.host
-        shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        shown = f"[{shown}]" if ":" in shown else shown
-        return f"http://{shown}:{self.port}"
+        shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+        return _url(self.scheme, shown, self.port)
+
+    @property
+    def public_url(self) -> str:
+        """The base URL for others: as :attr:`url`, but the LAN address when bound to all."""
+        return _url(self.scheme, public_host(self.settings.host), self.port)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """SHA-256 fingerprint of the TLS certificate (``AB:CD:...``), or None without TLS."""
+        return None if self.tls is None else self.tls.fingerprint
+
+    @property
+    def requires_tokens(self) -> bool:
+        return self.settings.secret is not None
 
     @property
     def running(self) -> bool:
@@ -78,6 +139,15 @@ class SignallerThread:
                 f"the signaller could not listen on {self.settings.host}:{self.settings.port}: "
                 f"{self._startup_error}"
             ) from self._startup_error
+        warning = exposure_warning(self.settings, self.public_url)
+        if warning is not None:
+            log.warning("%s", warning)
+        if self.tls is not None:
+            log.warning(
+                "ipymeet: serving HTTPS at %s, certificate SHA-256 fingerprint %s",
+                self.public_url,
+                self.tls.fingerprint,
+            )
         return self
 
     def _main(self) -> None:
@@ -103,7 +173,14 @@ class SignallerThread:
             self.app, handle_signals=False, access_log=None, shutdown_timeout=2.0
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.settings.host, self.settings.port, backlog=1024)
+        self.tls = serve_tls(self.settings.tls, self.settings.host)
+        site = web.TCPSite(
+            runner,
+            self.settings.host,
+            self.settings.port,
+            backlog=1024,
+            ssl_context=None if self.tls is None else self.tls.context,
+        )
         await site.start()
         self._runner = runner
         sockets = runner.addresses
@@ -114,6 +191,24 @@ class SignallerThread:
         settings = self.settings.with_(max_peers=max_peers)  # validates
         self.settings = settings
         self.signaller.settings = settings  # one attribute swap: handlers read it per request
+
+    def require_tokens(self, secret: bytes | None = None) -> None:
+        """From now on, ``enter`` needs a join token (members already in rooms stay).
+
+        Keeps the current secret if there is one (tokens already handed out stay valid); otherwise
+        uses ``secret`` or a fresh random one. There is no way back short of a new signaller.
+        """
+        if self.settings.secret is not None:
+            return
+        settings = self.settings.with_(secret=secret or tokens.new_secret())  # validates
+        self.settings = settings
+        self.signaller.settings = settings  # one attribute swap, as in set_max_peers
+
+    def mint(self, room: str, ttl: float = tokens.DEFAULT_TTL) -> str:
+        """A join token for ``room``, valid ``ttl`` seconds; needs a signaller with a secret."""
+        if self.settings.secret is None:
+            raise RuntimeError("this signaller takes no join tokens (it has no secret)")
+        return tokens.mint(self.settings.secret, room, ttl)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every connection and the listening socket, then end the thread. Idempotent."""
@@ -127,6 +222,8 @@ class SignallerThread:
             future.result(timeout)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout)
+        if self.tls is not None:
+            self.tls.cleanup()
 
     @staticmethod
     async def _shutdown(signaller: Signaller, runner: web.AppRunner | None) -> None:
@@ -146,7 +243,8 @@ _kernel_signaller: SignallerThread | None = None
 
 
 def kernel_signaller(settings: Settings | None = None) -> SignallerThread:
-    """This process's signaller, started on first use (127.0.0.1, a free port).
+    """This process's signaller, started on first use (127.0.0.1; in a kernel, on the port
+    :func:`kernel_port` gives unless it is taken, else a free one).
 
     Settings come from ``IPYMEET_*`` environment variables (:meth:`Settings.from_env`) unless given;
     they apply only to the first call, which starts it.
@@ -154,6 +252,35 @@ def kernel_signaller(settings: Settings | None = None) -> SignallerThread:
     global _kernel_signaller
     with _kernel_lock:
         if _kernel_signaller is None or not _kernel_signaller.running:
-            _kernel_signaller = SignallerThread(settings or Settings.from_env()).start()
+            settings = settings or Settings.from_env()
+            _kernel_signaller = _start_on_kernel_port(settings)
             atexit.register(_kernel_signaller.stop)
         return _kernel_signaller
+
+
+def kernel_port() -> int:
+    """The port this kernel's signaller tries first, or 0 outside a kernel.
+
+    Derived from the kernel's connection file, which a kernel keeps when it is restarted: the
+    restarted kernel's signaller is then found where the old one was, and the pages still in its
+    rooms (guests on invite links) reconnect and enter again on their own. Drawn from 20000-31999,
+    below Linux's ephemeral ports.
+    """
+    try:
+        from ipykernel.connect import get_connection_file
+
+        path = get_connection_file()
+    except Exception:  # not in a kernel (or not ipykernel's)
+        return 0
+    digest = hashlib.sha256(path.encode()).digest()
+    return 20000 + int.from_bytes(digest[:4], "big") % 12000
+
+
+def _start_on_kernel_port(settings: Settings) -> SignallerThread:
+    port = kernel_port() if settings.port == 0 else 0
+    if port:
+        try:
+            return SignallerThread(settings.with_(port=port)).start()
+        except RuntimeError:  # taken (by another program, or a kernel whose file hashed alike)
+            pass
+    return SignallerThread(settings).start()

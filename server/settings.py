@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from .tokens import check_secret
+
+#: ``Settings.tls``: a certificate and its key (PEM files), or "self-signed" for one made at start.
+TLS = tuple[str | Path, str | Path] | Literal["self-signed"] | None
 
 #: The tutorial's choice, kept as the default outside tests: Google's public STUN servers.
 DEFAULT_ICE_SERVERS: tuple[dict[str, Any], ...] = ({"urls": "stun:stun.l.google.com:19302"},)
@@ -21,6 +26,8 @@ class Settings:
         Settings(port=8765, max_peers=4, allowed_origins=("https://lab.example.org",))
     """
 
+    #: The address to listen on. Anything but loopback exposes the signalling server and the
+    #: standalone call page to whoever can reach that address (a warning says so at start).
     host: str = "127.0.0.1"
     #: 0 picks a free port.
     port: int = 0
@@ -41,6 +48,19 @@ class Settings:
     burst: int = 200
     #: Dialect-1 rooms one connection may be in at once.
     max_tutorial_rooms: int = 4
+    #: Engine.IO heartbeat, in seconds: a ping every ``ping_interval``, answered within
+    #: ``ping_timeout``. Their sum is how long a silently dropped connection (a network gone, not a
+    #: closed tab) takes to be noticed on either side, and so how soon a page starts reconnecting.
+    #: Socket.IO's defaults are 25 + 20 s; each ping costs the server a little per idle client.
+    ping_interval: float = 10.0
+    ping_timeout: float = 10.0
+    #: The key that signs join tokens (server/tokens.py), at least 16 bytes. When set, ``enter``
+    #: needs a valid token for its room and dialect 1 (which cannot send one) is refused.
+    #: Never shown: it is left out of the repr.
+    secret: bytes | None = field(default=None, repr=False)
+    #: HTTPS and WSS: ``(certfile, keyfile)`` (PEM), or ``"self-signed"`` for a certificate made
+    #: at start for this machine's names and addresses (see server/tls.py); None for plain HTTP.
+    tls: TLS = None
 
     def __post_init__(self) -> None:
         if not 2 <= self.max_peers <= 64:
@@ -51,6 +71,23 @@ class Settings:
             raise ValueError("allowed_origins may not contain '*': name the origins to allow")
         if self.rate <= 0 or self.burst < 1:
             raise ValueError("rate must be positive and burst at least 1")
+        if self.ping_interval <= 0 or self.ping_timeout <= 0:
+            raise ValueError("ping_interval and ping_timeout must be positive")
+        if self.secret is not None:
+            check_secret(self.secret)
+        if self.tls is not None and self.tls != "self-signed":
+            if not (isinstance(self.tls, tuple) and len(self.tls) == 2):
+                raise ValueError("tls must be (certfile, keyfile), 'self-signed' or None")
+            for path in self.tls:
+                if not Path(path).is_file():
+                    raise ValueError(f"tls: no such file {str(path)!r}")
+
+    @property
+    def exposed(self) -> bool:
+        """Whether the listening address is reachable from other machines (not loopback)."""
+        from .signaller import is_loopback_host  # the signaller module imports this one
+
+        return not is_loopback_host(self.host)
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import socketio
 
+from . import tokens
 from . import validation as v
 from .frames import FrameInbox
 from .ratelimit import TokenBucket
@@ -34,6 +35,12 @@ _ack_requested: contextvars.ContextVar[bool] = contextvars.ContextVar("ack", def
 #: named "*" it calls the catch-all handler as that event's own, without the event name, so the
 #: sender's first argument would be taken for the sid (errors sent to another socket).
 RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error", "*"})
+
+#: Why a dialect-1 `join` is refused when the signaller requires join tokens.
+DIALECT1_NEEDS_TOKEN = (
+    "This signaller requires invite links with join tokens, which the two-person tutorial page "
+    "cannot send. Use ipymeet's own page (an invite link) instead."
+)
 
 #: A client that keeps sending this many events past its rate limit is disconnected.
 STRIKES_BEFORE_DISCONNECT = 100
@@ -266,6 +273,11 @@ class Signaller:
 
     async def _join(self, conn: Connection, *args: Any) -> None:
         room = v.room_id(self._one(args, "join"))
+        if self.settings.secret is not None:
+            # The tutorial's page cannot send a token: it hears "room full" (what it can show),
+            # then an `error` that says why.
+            await self.sio.emit("full_room", room, to=conn.sid)
+            raise v.Refused("forbidden", DIALECT1_NEEDS_TOKEN)
         if self.registry.is_member(room, conn.sid):
             raise v.Refused("already_in_room", f"already in room '{room}'")
         if len(self.registry.rooms_of(conn.sid, TUTORIAL)) >= self.settings.max_tutorial_rooms:
@@ -314,6 +326,11 @@ class Signaller:
         token = payload.get("token")
         if token is not None and (not isinstance(token, str) or len(token) > 4096):
             raise v.bad("token must be a string")
+        if self.settings.secret is not None:
+            try:
+                tokens.verify(self.settings.secret, room, token)
+            except tokens.TokenError as refused:
+                raise v.Refused("forbidden", str(refused), reason=refused.reason) from None
         if conn.mesh_room is not None:
             raise v.Refused("already_in_room", f"already in room '{conn.mesh_room}'; leave first")
         capacity = self.settings.max_peers
