@@ -66,8 +66,28 @@ class ErrorMessage(TypedDict):
     message: str
 
 
-KernelMessage = ChatRequest | SnapshotRequest
-BrowserMessage = ChatMessage | FrameMessage | ErrorMessage
+class TokenRequest(TypedDict):
+    """Browser → kernel: a join token for ``room``, please (the kernel's signaller requires one)."""
+
+    type: Literal["token_request"]
+    room: str
+
+
+class TokenMessage(TypedDict):
+    """Kernel → browser: a join token for ``room`` (None: this signaller takes none).
+
+    The answer to a :class:`TokenRequest`, also sent unasked by ``join()``. A token is a secret of
+    sorts (it admits to the room for a while), so it travels only in custom messages, which are
+    never saved in the notebook, and never in a trait.
+    """
+
+    type: Literal["token"]
+    room: str
+    token: str | None
+
+
+KernelMessage = ChatRequest | SnapshotRequest | TokenMessage
+BrowserMessage = ChatMessage | FrameMessage | ErrorMessage | TokenRequest
 
 #: Longest chat line either side accepts.
 MAX_CHAT = 2000

@@ -18,23 +18,31 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 import anywidget
 import numpy as np
 import traitlets
 from numpy.typing import NDArray
 
-from ..server import SignallerThread, kernel_signaller
+from ..server import SignallerThread, kernel_signaller, tokens
 from ..server.frames import Frame
+from ..server.settings import TLS, Settings
 from ..server.validation import ROOM_RE
-from .messages import MAX_CHAT, ChatRequest, KernelMessage, Sender, SnapshotRequest
+from .messages import (
+    MAX_CHAT,
+    ChatRequest,
+    KernelMessage,
+    Sender,
+    SnapshotRequest,
+    TokenMessage,
+)
 
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("ipymeet")
 
 #: The values ``VideoRoom.state`` takes, in the order a call goes through them.
-STATES = ("idle", "joining", "waiting", "in_call", "left", "failed")
+STATES = ("idle", "joining", "waiting", "in_call", "reconnecting", "left", "failed")
 
 
 # Re-running a cell makes new widgets, but the old ones live on in ipywidgets' registry, still in
@@ -88,6 +96,36 @@ def _peer(peer_id: str, name: str, report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Lifetime of the tokens a widget's own browser gets from the kernel: it uses them at once.
+WIDGET_TOKEN_TTL = 600.0
+
+#: The kernel-signaller widgets alive, so that ``secure=True`` on one reaches the others' browsers.
+_kernel_rooms: weakref.WeakSet[VideoRoom] = weakref.WeakSet()
+
+
+def _kernel_signaller_for(host: str | None, tls: TLS) -> SignallerThread:
+    """The kernel's signaller, started with ``host``/``tls`` if it is not running yet."""
+    wanted: dict[str, Any] = {}
+    if host is not None:
+        wanted["host"] = host
+    if tls is not None:
+        wanted["tls"] = _tls_key(tls)
+    server = kernel_signaller(Settings.from_env(**wanted) if wanted else None)
+    have = {"host": server.settings.host, "tls": _tls_key(server.settings.tls)}
+    for key, value in wanted.items():
+        if have[key] != value:
+            raise ValueError(
+                f"the kernel's signaller is already running with {key}={have[key]!r}, so "
+                f"{key}={value!r} cannot apply: {key} takes effect only when it starts. "
+                "Pass it to the first VideoRoom of the kernel (or restart the kernel)."
+            )
+    return server
+
+
+def _tls_key(tls: TLS) -> Any:
+    return tls if tls is None or tls == "self-signed" else tuple(str(path) for path in tls)
+
+
 class VideoRoom(anywidget.AnyWidget):
     """A WebRTC video room in a notebook cell.
 
@@ -107,6 +145,16 @@ class VideoRoom(anywidget.AnyWidget):
     Unless ``signaling_url`` names another signaller, the kernel's own is started on first use
     (127.0.0.1, a free port) and the page reaches it directly or through jupyter-server-proxy.
     Running a cell again closes the rooms its previous run made (they would stay in the call).
+
+    ``secure=True`` makes the kernel's signaller require join tokens from then on, for every room
+    of the kernel (members already in a room stay); :attr:`invite_url` then carries a token valid
+    ``invite_ttl`` seconds, and this widget's browser asks the kernel for its own tokens by custom
+    message: no token or secret is ever in the widget's state. ``host`` and ``tls`` (see
+    ``Settings``) configure the kernel's signaller when it starts, like ``max_peers``; they must
+    match if it is running already. For a phone on the LAN::
+
+        room = VideoRoom("lab-42", secure=True, host="0.0.0.0", tls="self-signed")
+        room.invite_url      # https://192.168.1.20:PORT/?room=lab-42&token=...
     """
 
     _esm = STATIC / "widget.js"
@@ -134,8 +182,9 @@ class VideoRoom(anywidget.AnyWidget):
 
     # -- reported by the browser ---------------------------------------------------------------
     state = traitlets.Unicode("idle").tag(sync=True)
-    """The call's state: one of ``STATES`` ("idle", "joining", "waiting", "in_call", "left",
-    "failed")."""
+    """The call's state: one of ``STATES`` ("idle", "joining", "waiting", "in_call",
+    "reconnecting" (the signaller is out of reach; the media keeps flowing while the page tries
+    again and re-enters its room), "left", "failed")."""
     error = traitlets.Unicode("").tag(sync=True)
     """The last problem in plain words ("" when none), e.g. that the room is full."""
     error_code = traitlets.Unicode("").tag(sync=True)
@@ -164,6 +213,8 @@ class VideoRoom(anywidget.AnyWidget):
     _client = traitlets.Unicode("").tag(sync=True)
     _desired = traitlets.Bool(False).tag(sync=True)
     _browser_peers = traitlets.List(traitlets.Dict()).tag(sync=True)
+    # Whether entering needs a token, which the browser then asks the kernel for (never synced).
+    _secure = traitlets.Bool(False).tag(sync=True)
 
     _signaller: SignallerThread | None = None
     _unsubscribe: Callable[[], None] | None = None
@@ -178,6 +229,10 @@ class VideoRoom(anywidget.AnyWidget):
         signaling_url: str = "",
         route: str = "auto",
         max_peers: int | None = None,
+        secure: bool = False,
+        host: str | None = None,
+        tls: TLS = None,
+        invite_ttl: float = tokens.DEFAULT_TTL,
     ) -> None:
         self._peers_lock = threading.Lock()
         self._chat_callbacks: list[Callable[[Sender, str], Any]] = []
@@ -191,15 +246,27 @@ class VideoRoom(anywidget.AnyWidget):
             route=route,
             _client=secrets.token_hex(8),
         )
-        if max_peers is not None and signaling_url:
+        if signaling_url and (max_peers is not None or secure or host or tls):
             raise ValueError(
-                "max_peers sets the kernel's signaller; with signaling_url, set it there"
+                "max_peers, secure, host and tls set the kernel's signaller; with signaling_url, "
+                "set them on that signaller"
             )
+        if invite_ttl <= 0:
+            raise ValueError("invite_ttl must be a positive number of seconds")
+        self._invite_ttl = float(invite_ttl)
         if not signaling_url:
-            self._signaller = kernel_signaller()
+            self._signaller = server = _kernel_signaller_for(host, tls)
             if max_peers is not None:
-                self._signaller.set_max_peers(max_peers)
-            self._port = self._signaller.port
+                server.set_max_peers(max_peers)
+            if secure:
+                # Tokens are the signaller's, so they now apply to every room of this kernel.
+                server.require_tokens()
+                for other in list(_kernel_rooms):
+                    if other._signaller is server:
+                        other._secure = True
+            self._secure = server.requires_tokens
+            _kernel_rooms.add(self)
+            self._port = server.port
             ref = weakref.ref(self)
 
             def on_room_change(changed: str) -> None:
@@ -231,6 +298,9 @@ class VideoRoom(anywidget.AnyWidget):
         """Enter the room (like clicking Connect); ``state`` follows as the browser gets there."""
         if not self.room:
             raise ValueError("choose a room first: VideoRoom('lab-42') or room.room = 'lab-42'")
+        if self._secure:
+            # Sent ahead, so the browser need not ask a kernel that may stay busy in this cell.
+            self._send_token(self.room)
         self._desired = True
 
     def leave(self) -> None:
@@ -280,6 +350,12 @@ class VideoRoom(anywidget.AnyWidget):
                 callback(sender, text)
         elif kind == "frame":
             self._on_frame(content, buffers)
+        elif kind == "token_request":
+            room = content.get("room")
+            if isinstance(room, str) and ROOM_RE.fullmatch(room):
+                self._send_token(room)
+            else:
+                log.warning("the browser asked for a token for an invalid room: %r", room)
         elif kind == "error":
             log.warning("the browser could not handle a message: %s", content.get("message"))
         else:
@@ -372,20 +448,33 @@ class VideoRoom(anywidget.AnyWidget):
             return
         future.set_result(frame)
 
+    def _send_token(self, room: str) -> None:
+        """Answer the browser's token request (custom message; never a trait)."""
+        token = None
+        if self._signaller is not None and self._signaller.requires_tokens:
+            token = self._signaller.mint(room, WIDGET_TOKEN_TTL)
+        message: TokenMessage = {"type": "token", "room": room, "token": token}
+        self.send_msg(message)
+
     @property
     def invite_url(self) -> str:
         """A link to this room's standalone page, for someone without Jupyter.
 
-        Cameras need a secure context, so from another machine use HTTPS or a tunnel.
+        With ``secure=True`` it carries a join token valid ``invite_ttl`` seconds (a new one
+        each time it is read): anyone holding the link may enter the room until then. Cameras
+        need a secure context, so from another machine use HTTPS (``tls=``) or a tunnel.
         """
         if not self.room:
             raise ValueError("choose a room first")
         base = self.signaling_url.rstrip("/") if self.signaling_url else self._base_url()
-        return f"{base}/?room={quote(self.room)}"
+        query = {"room": self.room}
+        if self._signaller is not None and self._signaller.requires_tokens:
+            query["token"] = self._signaller.mint(self.room, self._invite_ttl)
+        return f"{base}/?{urlencode(query)}"
 
     def _base_url(self) -> str:
         assert self._signaller is not None
-        return str(self._signaller.url)
+        return str(self._signaller.public_url)
 
     @traitlets.observe("_browser_peers", "room")
     def _on_reports(self, _: dict[str, Any]) -> None:

@@ -158,3 +158,17 @@ describe("newMessageId", () => {
     expect([...ids].every((id) => /^[0-9a-f]{24}$/.test(id))).toBe(true);
   });
 });
+
+describe("dispatchKernelMessage: tokens", () => {
+  it("hands a well-formed token message to its handler and refuses malformed ones", () => {
+    const token = vi.fn();
+    const handlers = { chat: vi.fn(), snapshot: vi.fn(), token };
+    expect(dispatchKernelMessage({ type: "token", room: "lab", token: "T" }, handlers)).toBeNull();
+    expect(dispatchKernelMessage({ type: "token", room: "lab", token: null }, handlers)).toBeNull();
+    expect(token.mock.calls).toEqual([[{ type: "token", room: "lab", token: "T" }], [{ type: "token", room: "lab", token: null }]]);
+    expect(dispatchKernelMessage({ type: "token", room: "", token: "T" }, handlers)?.type).toBe("error");
+    expect(dispatchKernelMessage({ type: "token", room: "lab", token: 3 }, handlers)?.type).toBe("error");
+    // The Call's own dispatcher has no token handler: the message is someone else's, not an error.
+    expect(dispatchKernelMessage({ type: "token", room: "lab", token: "T" }, { chat: vi.fn(), snapshot: vi.fn() })).toBeNull();
+  });
+});

@@ -4,7 +4,7 @@
  * channel, and the chat history. Pure code: whatever arrives is checked here before the Call
  * believes it.
  */
-import type { ChatEntry, ErrorMessage, KernelMessage, PeerMessage, SnapshotRequest } from "./types";
+import type { ChatEntry, ErrorMessage, KernelMessage, PeerMessage, SnapshotRequest, TokenMessage } from "./types";
 
 /** Longest chat line either side accepts (the same number in widget/messages.py). */
 export const MAX_CHAT = 2000;
@@ -34,7 +34,12 @@ export function chatText(text: unknown): string | null {
 export interface KernelHandlers {
   chat(message: KernelMessage & { type: "chat" }): void;
   snapshot(message: SnapshotRequest): void;
+  /** Join tokens go to the widget's token source (tokens.ts); a dispatcher without it ignores them. */
+  token?(message: TokenMessage): void;
 }
+
+/** Longest join token accepted from the kernel (ipymeet's are 44 characters). */
+const MAX_TOKEN = 4096;
 
 /** Longest snapshot request id accepted (the kernel's are 22 characters). */
 const MAX_REQUEST_ID = 128;
@@ -62,6 +67,15 @@ export function dispatchKernelMessage(content: unknown, handlers: KernelHandlers
       }
       if (format !== "rgba" && format !== "png") return refuse("a snapshot's format must be 'rgba' or 'png'");
       handlers.snapshot({ type: "snapshot", id, peer, format, upload: upload === true });
+      return null;
+    }
+    case "token": {
+      const { room, token } = content as Record<string, unknown>;
+      if (typeof room !== "string" || room === "" || room.length > MAX_ID) return refuse("a token message needs a room");
+      if (token !== null && (typeof token !== "string" || token.length > MAX_TOKEN)) {
+        return refuse("a token message's token must be a string or null");
+      }
+      handlers.token?.({ type: "token", room, token });
       return null;
     }
     default:

@@ -4,6 +4,7 @@
  */
 import { Call } from "./call";
 import type { BrowserMessage, EventHandler, Model, WidgetModel } from "./types";
+import { takeUrlToken } from "./tokens";
 import { RoomView } from "./ui";
 
 export interface PageOptions {
@@ -34,6 +35,7 @@ export class PageModel implements WidgetModel {
       _port: 0,
       _client: "",
       _desired: false,
+      _secure: false,
       state: "idle",
       error: "",
       error_code: "",
@@ -98,6 +100,7 @@ declare global {
  */
 export function mountPage(el: HTMLElement, options: PageOptions = {}): PageModel {
   const query = new URLSearchParams(location.search);
+  const invite = takeUrlToken();
   const model = new PageModel({
     room: validRoom(options.room ?? "") ? (options.room ?? "") : "",
     name: (options.name ?? "").slice(0, 64),
@@ -106,6 +109,8 @@ export function mountPage(el: HTMLElement, options: PageOptions = {}): PageModel
   });
   const call = new Call(model, {
     unreachableHint: "Is the ipymeet server still running? Reload the page to try again.",
+    // The invite link's token opens the link's room only; any other room is entered without one.
+    token: async (room) => (invite.token !== null && room === invite.room ? invite.token : undefined),
   });
   call.start();
   const view = new RoomView(el, model, call);

@@ -102,6 +102,8 @@ export interface Model {
   _port: number;
   _client: string;
   _desired: boolean;
+  /** Whether entering needs a join token, which the browser asks the kernel for (`token_request`). */
+  _secure: boolean;
   // reported by the browser
   state: CallState;
   error: string;
@@ -144,8 +146,25 @@ export interface SnapshotRequest {
   upload: boolean;
 }
 
+/**
+ * Kernel → browser: a join token for `room` (null: the signaller takes none); the answer to a
+ * `TokenRequest`, also sent unasked by `join()`. Tokens travel only in custom messages, never in
+ * traits: widget state may be saved in the notebook.
+ */
+export interface TokenMessage {
+  type: "token";
+  room: string;
+  token: string | null;
+}
+
 /** Everything the kernel may send. */
-export type KernelMessage = ChatRequest | SnapshotRequest;
+export type KernelMessage = ChatRequest | SnapshotRequest | TokenMessage;
+
+/** Browser → kernel: a join token for `room`, please (answered by a `TokenMessage`). */
+export interface TokenRequest {
+  type: "token_request";
+  room: string;
+}
 
 /** Browser → kernel: a chat line that entered the history (anyone's, own included). */
 export interface ChatMessage extends ChatEntry {
@@ -167,7 +186,7 @@ export type FrameMessage =
   | { type: "frame"; id: string; error: string };
 
 /** Everything the browser may send. */
-export type BrowserMessage = ChatMessage | FrameMessage | ErrorMessage;
+export type BrowserMessage = ChatMessage | FrameMessage | ErrorMessage | TokenRequest;
 
 // -- messages between browsers, on each connection's "ipymeet" data channel ---------------------
 

@@ -5,6 +5,7 @@
 import type { Initialize, Render } from "@anywidget/types";
 import { Call } from "./call";
 import { mountPage } from "./page";
+import { KernelTokens } from "./tokens";
 import type { Model } from "./types";
 import { RoomView } from "./ui";
 
@@ -21,11 +22,14 @@ const initialize: Initialize<Model> = ({ model }) => {
   const key = model.get("_client");
   if (key === "") return; // no key to find it by: each view then runs its own call (render)
   calls.get(key)?.dispose(); // a re-initialize (hot reload) replaces the old call
-  const call = new Call(model);
+  // Join tokens come from the kernel by custom message, never through a trait.
+  const tokens = new KernelTokens(model);
+  const call = new Call(model, { token: tokens.get });
   calls.set(key, call);
   call.start();
   return () => {
     call.dispose();
+    tokens.dispose();
     if (calls.get(key) === call) calls.delete(key);
   };
 };
@@ -37,12 +41,14 @@ const render: Render<Model> = ({ model, el }) => {
     return () => view.destroy();
   }
   // A host that never called initialize, or a widget without a key: the view owns its call.
-  const own = new Call(model);
+  const tokens = new KernelTokens(model);
+  const own = new Call(model, { token: tokens.get });
   own.start();
   const view = new RoomView(el, model, own);
   return () => {
     view.destroy();
     own.dispose();
+    tokens.dispose();
   };
 };
 
