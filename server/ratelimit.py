@@ -8,8 +8,10 @@ import time
 class TokenBucket:
     """Counts a connection's events. ``take()`` is False when over the limit.
 
-    ``strikes`` counts refused events since the bucket last had room; the signaller disconnects a
-    client that keeps sending past the limit.
+    ``strikes`` counts refused events, less one for each accepted one; the signaller disconnects a
+    client that keeps sending past the limit. (It does not drop to 0 when the bucket has room
+    again: a flooder whose events the server reads slowly gets a token now and then, and would
+    never be cut off.)
     """
 
     __slots__ = ("_stamp", "_tokens", "burst", "rate", "strikes")
@@ -27,7 +29,7 @@ class TokenBucket:
         self._stamp = now
         if self._tokens >= 1.0:
             self._tokens -= 1.0
-            self.strikes = 0
+            self.strikes = max(0, self.strikes - 1)
             return True
         self.strikes += 1
         return False

@@ -58,6 +58,14 @@ class _Server(socketio.AsyncServer):  # type: ignore[misc]
     #: Called instead of the handler when a client sends an event named like a lifecycle event.
     reserved_handler: Callable[[str, str], Awaitable[None]] | None = None
 
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        # Engine.IO reads a WebSocket's buffered messages one after another without returning
+        # to the event loop, so a flooding client (even once cut off) would hold the loop for
+        # as long as its backlog lasts. One yield per message keeps the other connections
+        # moving; each connection's own messages are still handled in order.
+        await asyncio.sleep(0)
+        await super()._handle_eio_message(eio_sid, data)
+
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
     ) -> None:
@@ -184,8 +192,23 @@ class Signaller:
             return
         if conn.bucket.strikes >= STRIKES_BEFORE_DISCONNECT:
             conn.closing = True
-            self._spawn(self.sio.disconnect(conn.sid))
+            self._spawn(self._cut_off(conn.sid))
         raise v.Refused("rate_limited", "too many messages; slow down")
+
+    async def _cut_off(self, sid: str) -> None:
+        """Disconnect a flooding client and close its WebSocket too.
+
+        ``sio.disconnect`` only sends Socket.IO's disconnect packet, and engine.io's close only
+        its close packet: a client that ignores both keeps its WebSocket (until 20 s of ping
+        timeout) and goes on sending. A None in the engine.io socket's queue (internal) ends
+        its writer, which closes the WebSocket. tests/integration/test_flood.py covers it.
+        """
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        socket = self.sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
+        await self.sio.disconnect(sid)
+        if socket is not None:
+            await socket.close(wait=False)
+            await socket.queue.put(None)
 
     async def _refuse(
         self, conn: Connection, event: str, refusal: v.Refused, *, acked: bool
