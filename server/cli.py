@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     warning = exposure_warning(settings, public)
     if warning is not None:
         print(warning, file=sys.stderr, flush=True)
+    from .tuning import new_event_loop, tune_process  # this process is the signaller's own
+
+    tune_process()
     try:
         web.run_app(
             create_app(settings),
@@ -205,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             print=None,
             backlog=1024,
             ssl_context=None if served is None else served.context,
+            loop=new_event_loop(),
         )
     finally:
         if served is not None:
