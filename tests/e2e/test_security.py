@@ -1,0 +1,110 @@
+"""Secure rooms in real Chromium: invite links with join tokens, refusals a person can act on,
+and a call over HTTPS with a self-signed certificate."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ipymeet import VideoRoom
+from ipymeet.server import Settings, SignallerThread, runner
+
+from .conftest import ARTIFACTS, wait_remote_video
+
+pytestmark = pytest.mark.browser
+
+
+def model(page: Any, name: str) -> Any:
+    return page.evaluate("(n) => window.ipymeet.model.get(n)", name)
+
+
+def wait_model(page: Any, name: str, value: Any, timeout: float = 30) -> None:
+    page.wait_for_function(
+        "([n, v]) => window.ipymeet && window.ipymeet.model.get(n) === v",
+        arg=[name, value],
+        timeout=timeout * 1000,
+    )
+
+
+def tampered(token: str) -> str:
+    raw = bytearray(base64.urlsafe_b64decode(token + "="))
+    raw[-1] ^= 1
+    return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def secure_room(monkeypatch: pytest.MonkeyPatch) -> Iterator[VideoRoom]:
+    """A VideoRoom(secure=True) on a kernel signaller of this test's own."""
+    monkeypatch.setattr(runner, "_kernel_signaller", None)
+    room = VideoRoom("vault-e2e", secure=True)
+    try:
+        yield room
+    finally:
+        if runner._kernel_signaller is not None:
+            runner._kernel_signaller.stop()
+        # Outside a kernel, comm's dummy manager never registered the widget's comm.
+        with contextlib.suppress(KeyError):
+            room.close()
+
+
+def test_an_invite_link_enters_and_a_page_without_a_valid_token_is_told_why(
+    secure_room: VideoRoom, new_page: Callable[..., Any]
+) -> None:
+    """The invite link's page joins (and hides the token from its address bar); a page without a
+    token, and one with a forged token, each show a plain 'forbidden' message in the view and in
+    the model's `error`; a second invited page then calls the first."""
+    invite = secure_room.invite_url
+    assert "&token=" in invite
+    host = new_page(f"{invite}&autojoin=1")
+    wait_model(host, "state", "waiting")
+    assert "token=" not in host.url, host.url
+    assert "room=vault-e2e" in host.url
+
+    base, token = invite.split("&token=")
+    for link, says in (
+        (f"{base}&autojoin=1", "none was given"),
+        (f"{base}&token={tampered(token)}&autojoin=1", "not made by this server"),
+    ):
+        page = new_page(link)
+        wait_model(page, "error_code", "forbidden")
+        assert model(page, "state") == "failed"
+        shown = page.get_by_test_id("error").inner_text()
+        assert "needs an invite link with a valid token" in shown, shown
+        assert says in shown, shown
+        assert model(page, "error") == shown
+        if says == "none was given":
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "security-forbidden.png"))
+    # Nobody was let in: the host is still alone, and then an invited guest gets through.
+    assert model(host, "state") == "waiting"
+    guest = new_page(f"{secure_room.invite_url}&autojoin=1")
+    wait_model(guest, "state", "in_call")
+    wait_model(host, "state", "in_call")
+    wait_remote_video(host)
+    wait_remote_video(guest)
+
+
+def test_a_call_over_https_with_a_self_signed_certificate(launch: Callable[..., Any]) -> None:
+    """`tls="self-signed"`: two Chromiums (told to accept the certificate, as a person would after
+    checking its fingerprint) open https invite links and see each other."""
+    server = SignallerThread(
+        Settings(ice_servers=(), tls="self-signed", secret=b"e2e-tls-secret-0123456789")
+    ).start()
+    try:
+        assert server.url.startswith("https://")
+        pages = []
+        for _ in range(2):
+            page = launch(add=("--ignore-certificate-errors",))
+            page.goto(f"{server.url}/?room=tls-room&token={server.mint('tls-room')}&autojoin=1")
+            assert page.evaluate("() => window.isSecureContext") is True
+            pages.append(page)
+        for page in pages:
+            wait_model(page, "state", "in_call")
+            wait_remote_video(page)
+        assert model(pages[0], "connected_via").startswith("https://")
+    finally:
+        server.stop()
