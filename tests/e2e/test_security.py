@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from ipymeet import VideoRoom
 from ipymeet.server import Settings, SignallerThread, runner
 
+from ..support import Served, open_and_run, write_notebook
 from .conftest import ARTIFACTS, wait_remote_video
 
 pytestmark = pytest.mark.browser
@@ -108,3 +110,32 @@ def test_a_call_over_https_with_a_self_signed_certificate(launch: Callable[..., 
         assert model(pages[0], "connected_via").startswith("https://")
     finally:
         server.stop()
+
+
+@pytest.mark.jupyter
+def test_a_secure_room_in_jupyterlab_gets_its_token_from_the_kernel(
+    lab: Served, new_page: Callable[..., Any]
+) -> None:
+    """In real JupyterLab, `VideoRoom(secure=True)`: a click on Connect makes the browser ask the
+    kernel for a token (custom message) and enter; a tab opened from `invite_url` joins the call."""
+    invite = lab.root / "secure-invite.txt"
+    write_notebook(
+        lab.root / "secure.ipynb",
+        [
+            "import pathlib\nfrom ipymeet import VideoRoom\n"
+            "room = VideoRoom('lab-secure', name='Notebook', secure=True)\nroom",
+            f"pathlib.Path({str(invite)!r}).write_text(room.invite_url)",
+        ],
+    )
+    page = new_page()
+    open_and_run(page, lab, "secure.ipynb")
+    deadline = time.monotonic() + 60
+    while not invite.exists() or not invite.read_text():
+        assert time.monotonic() < deadline, "the notebook never wrote its invite link"
+        time.sleep(0.1)
+    assert "&token=" in invite.read_text()
+    page.get_by_test_id("connect").click()
+    page.wait_for_selector(".ipymeet-root[data-state=waiting]", timeout=60_000)
+    tab = new_page(invite.read_text() + "&autojoin=1&name=Visitor")
+    wait_remote_video(tab)
+    wait_remote_video(page)
