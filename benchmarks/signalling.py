@@ -832,7 +832,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--pid", type=int, help="its process id (for RSS and CPU)")
     for sub in (run, cap):
         sub.add_argument(
-            "--server", choices=("ipymeet", "node"), help="start this server instead of --url"
+            "--server",
+            choices=("ipymeet", "node"),
+            help="start this server instead of --url (capacity: ipymeet unless --url)",
         )
     cap.add_argument("--url", help="a running server instead of starting one")
     cap.add_argument("--pid", type=int, help="its process id (for RSS)")
@@ -885,6 +887,8 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         return 0
+    if args.mode == "capacity" and not (args.server or args.url):
+        args.server = "ipymeet"
     if args.server:
         server = start_server(args.server, args)
     elif args.url:
