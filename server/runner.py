@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import hashlib
 import concurrent.futures
 import contextlib
+import hashlib
 import logging
+import sys
 import threading
 
 from aiohttp import web
@@ -266,11 +267,13 @@ def kernel_port() -> int:
     rooms (guests on invite links) reconnect and enter again on their own. Drawn from 20000-31999,
     below Linux's ephemeral ports.
     """
+    # Only when running in ipykernel: importing it elsewhere would install its comm manager.
+    connect = sys.modules.get("ipykernel.connect")
     try:
-        from ipykernel.connect import get_connection_file
-
-        path = get_connection_file()
-    except Exception:  # not in a kernel (or not ipykernel's)
+        path = connect.get_connection_file() if connect is not None else ""
+    except Exception:  # not in a kernel app
+        return 0
+    if not path:
         return 0
     digest = hashlib.sha256(path.encode()).digest()
     return 20000 + int.from_bytes(digest[:4], "big") % 12000

@@ -9,7 +9,9 @@ event, or an ``{ok: false}`` acknowledgement when the client asked for one.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextvars
+import hashlib
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
@@ -23,7 +25,7 @@ from . import tokens
 from . import validation as v
 from .frames import FrameInbox
 from .ratelimit import TokenBucket
-from .registry import MESH, TUTORIAL, Member, Registry
+from .registry import MESH, TUTORIAL, Departure, Member, Registry
 from .settings import Settings
 from .tuning import json_module
 
@@ -90,7 +92,23 @@ class Connection:
     client: str
     bucket: TokenBucket
     mesh_room: str | None = None
+    #: How the others address it in ``mesh_room`` (see :func:`member_id`).
+    peer_id: str = ""
     closing: bool = False
+
+
+def member_id(sid: str, session: str | None) -> str:
+    """The id a dialect-2 member is addressed by.
+
+    Without a session key, its Socket.IO sid. With one, a digest of the key: the same whenever
+    the page enters again (after a dropped connection, or a restarted signaller), so the others
+    keep their connections to it. Only the digest is ever sent; holding the key itself is what
+    lets a page take its place again.
+    """
+    if session is None:
+        return sid
+    digest = hashlib.sha256(session.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:22]
 
 
 Handler = Callable[..., Awaitable[Any]]
@@ -125,12 +143,17 @@ class Signaller:
         self.connections: dict[str, Connection] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        #: Which widget keys (``auth.client``) may enter a room; None: any. A kernel's widgets set
+        #: it to their own keys (see widget/room.py); pages without a key are not asked.
+        self.known_client: Callable[[str], bool] | None = None
         self.sio = _Server(
             json=json_module(),
             async_mode="aiohttp",
             async_handlers=False,
             cors_allowed_origins=self.origin_allowed,
             max_http_buffer_size=settings.max_message_bytes,
+            ping_interval=settings.ping_interval,
+            ping_timeout=settings.ping_timeout,
             logger=False,
             engineio_logger=False,
         )
@@ -271,15 +294,17 @@ class Signaller:
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.connections.pop(sid, None)
         for departure in self.registry.remove_everywhere(sid):
-            await self._announce_departure(
-                sid, departure.room, departure.dialect, departure.remaining
-            )
+            await self._announce_departure(departure, "disconnected")
 
-    async def _announce_departure(
-        self, sid: str, room: str, dialect: int, remaining: list[Member]
-    ) -> None:
-        payload = {"id": sid} if dialect == MESH else {"id": sid, "room": room}
-        await self._send_all("peer_left", payload, remaining)
+    async def _announce_departure(self, departure: Departure, reason: str) -> None:
+        """``peer_left`` to the rest: ``reason`` "left" (hung up) or "disconnected" (its connection
+        dropped: it may be back, and its media may still be flowing meanwhile)."""
+        member = departure.member
+        if departure.dialect == MESH:
+            payload = {"id": member.id, "reason": reason}
+        else:
+            payload = {"id": member.id, "room": departure.room}
+        await self._send_all("peer_left", payload, departure.remaining)
 
     async def _on_unknown(self, event: str, sid: str, *args: Any) -> None:
         conn = self.connections.get(sid)
@@ -366,22 +391,44 @@ class Signaller:
                 tokens.verify(self.settings.secret, room, token)
             except tokens.TokenError as refused:
                 raise v.Refused("forbidden", str(refused), reason=refused.reason) from None
+        session = v.session_key(payload.get("session"))
+        if conn.client and self.known_client is not None and not self.known_client(conn.client):
+            raise v.Refused(
+                "unknown_widget",
+                "this widget is not one of this kernel's (the kernel restarted, or the widget was "
+                "closed): re-run the cell that shows the room",
+            )
         if conn.mesh_room is not None:
             raise v.Refused("already_in_room", f"already in room '{conn.mesh_room}'; leave first")
         capacity = self.settings.max_peers
+        peer = member_id(conn.sid, session)
+        self._take_over(room, peer)
         before = self.registry.add(
-            room, Member(conn.sid, name, conn.client), dialect=MESH, capacity=capacity
+            room, Member(conn.sid, name, conn.client, peer), dialect=MESH, capacity=capacity
         )
-        conn.mesh_room = room
-        await self._send_all("peer_joined", {"id": conn.sid, "name": name}, before)
+        conn.mesh_room, conn.peer_id = room, peer
+        await self._send_all("peer_joined", {"id": peer, "name": name}, before)
         return {
             "ok": True,
-            "self": conn.sid,
+            "self": peer,
             "room": room,
-            "peers": [{"id": m.sid, "name": m.name} for m in before],
+            "peers": [{"id": m.id, "name": m.name} for m in before],
             "capacity": capacity,
             "ice_servers": [dict(server) for server in self.settings.ice_servers],
         }
+
+    def _take_over(self, room: str, peer: str) -> None:
+        """A page entering again with its session key while its old connection is still in the
+        room (the signaller has not noticed yet that it dropped): the new connection takes its
+        place. The others hear nothing: the member they know stays, under the same id."""
+        old = self.registry.find(room, peer)
+        if old is None:
+            return
+        self.registry.remove(room, old.sid)
+        stale = self.connections.get(old.sid)
+        if stale is not None:
+            stale.mesh_room, stale.peer_id, stale.closing = None, "", True
+            self._spawn(self.sio.disconnect(old.sid))
 
     async def _signal(self, conn: Connection, *args: Any) -> dict[str, Any]:
         payload = v.mapping(self._one(args, "signal"), "signal payload")
@@ -389,15 +436,16 @@ class Signaller:
         description, candidate = payload.get("description"), payload.get("candidate")
         if (description is None) == (candidate is None):
             raise v.bad("a signal carries exactly one of 'description' or 'candidate'")
-        message: dict[str, Any] = {"from": conn.sid}
+        message: dict[str, Any] = {"from": conn.peer_id}
         if description is not None:
             message["description"] = v.session_description(description, self.settings.max_sdp_bytes)
         else:
             message["candidate"] = v.ice_candidate(candidate)
         room = conn.mesh_room
-        if room is None or to == conn.sid or not self.registry.is_member(room, to):
+        target = None if room is None or to == conn.peer_id else self.registry.find(room, to)
+        if target is None:
             raise v.Refused("not_in_room", "you and that peer are not in the same room")
-        await self.sio.emit("signal", message, to=to)
+        await self.sio.emit("signal", message, to=target.sid)
         return {"ok": True}
 
     async def _leave(self, conn: Connection, *args: Any) -> dict[str, Any]:
@@ -407,8 +455,8 @@ class Signaller:
         departure = None if room is None else self.registry.remove(room, conn.sid)
         if departure is None:
             raise v.Refused("not_in_room", "you are not in a room")
-        conn.mesh_room = None
-        await self._announce_departure(conn.sid, departure.room, MESH, departure.remaining)
+        conn.mesh_room, conn.peer_id = None, ""
+        await self._announce_departure(departure, "left")
         return {"ok": True}
 
     # -- frames for snapshots ---------------------------------------------------------------------

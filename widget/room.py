@@ -103,6 +103,14 @@ WIDGET_TOKEN_TTL = 600.0
 _kernel_rooms: weakref.WeakSet[VideoRoom] = weakref.WeakSet()
 
 
+def _is_kernel_widget(client: str) -> bool:
+    """Whether ``client`` is the key of an open widget of this kernel. The kernel's signaller lets
+    only those enter (besides pages without a key): a view left over from before a kernel restart
+    reconnects to the new kernel's signaller, on the same port, and must not come back as a member
+    that no code of this kernel can see or end."""
+    return any(room._client == client and room.comm is not None for room in list(_kernel_rooms))
+
+
 def _kernel_signaller_for(host: str | None, tls: TLS) -> SignallerThread:
     """The kernel's signaller, started with ``host``/``tls`` if it is not running yet."""
     wanted: dict[str, Any] = {}
@@ -266,6 +274,7 @@ class VideoRoom(anywidget.AnyWidget):
                         other._secure = True
             self._secure = server.requires_tokens
             _kernel_rooms.add(self)
+            server.signaller.known_client = _is_kernel_widget
             self._port = server.port
             ref = weakref.ref(self)
 
@@ -494,7 +503,7 @@ class VideoRoom(anywidget.AnyWidget):
                 if not any(m.client == self._client for m in members):
                     members = []
                 peers = [
-                    _peer(m.sid, m.name, reported.get(m.sid, {}))
+                    _peer(m.id, m.name, reported.get(m.id, {}))
                     for m in members
                     if m.client != self._client
                 ]

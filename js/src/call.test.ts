@@ -414,6 +414,20 @@ describe("Call", () => {
     expect(call.remotePeers).toEqual([]);
   });
 
+  it("drops an away member at once when its page closes the connection", async () => {
+    const { server, join, peers, call } = setup();
+    join();
+    await settle();
+    server.serve("peer_joined", { id: "zed", name: "Grace" });
+    peers[0]!.open();
+    peers[0]!.options.onChannelClose!(); // while present: its new connection's offer will follow
+    expect(call.remotePeers).toHaveLength(1);
+    server.serve("peer_left", { id: "zed", reason: "disconnected" });
+    peers[0]!.options.onChannelClose!();
+    expect(peers[0]!.closed).toBe(true);
+    expect(call.remotePeers).toEqual([]);
+  });
+
   it("answers a ping with a pong", async () => {
     const { server, join, peers } = setup();
     join();

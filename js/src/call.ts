@@ -726,6 +726,12 @@ export class Call {
       case "forbidden":
         this.fail("forbidden", `You may not enter room “${room}”: ${detail}`);
         return;
+      case "unknown_widget":
+        this.fail(
+          "unknown_widget",
+          "This room's kernel has restarted (or the widget was closed), so this view can no longer take part. Re-run the cell that shows the room.",
+        );
+        return;
       case "already_in_room":
         this.fail("already_in_room", "This page is already in a room. Hang up, then Connect again.");
         return;
@@ -841,6 +847,10 @@ export class Call {
       },
       onGiveUp: () => {
         if (member.peer === peer) this.gaveUp(session, member);
+      },
+      onChannelClose: () => {
+        // The other page closed this connection while it was away: it is not coming back on it.
+        if (member.peer === peer && !member.present) this.removeMember(session, member.id);
       },
     });
     return peer;
@@ -1278,12 +1288,12 @@ export function unreachableMessage(urls: readonly string[], hint: string): strin
 }
 
 /** Refusals on entering again that no retry will change: the call ends with their message. */
-const ENDS_THE_CALL = new Set(["room_full", "forbidden", "wrong_dialect", "bad_request"]);
+const ENDS_THE_CALL = new Set(["room_full", "forbidden", "wrong_dialect", "bad_request", "unknown_widget"]);
 
 const CODES: readonly ErrorCode[] = [
   "room_full", "unreachable", "bad_request", "camera_denied", "no_camera", "camera_busy",
   "insecure_context", "disconnected", "forbidden", "wrong_dialect", "already_in_room",
-  "rate_limited", "timeout", "internal_error",
+  "rate_limited", "timeout", "unknown_widget", "internal_error",
 ];
 
 function knownCode(code: string): ErrorCode {

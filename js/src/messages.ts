@@ -113,6 +113,10 @@ export function parsePeerMessage(raw: unknown): PeerMessage | null {
     if (typeof name !== "string" || typeof time !== "number" || !Number.isFinite(time) || text === null) return null;
     return { t: "chat", id, name: cleanName(name), text, time };
   }
+  if (value.t === "ping" || value.t === "pong") {
+    if (typeof value.id !== "string" || value.id === "" || value.id.length > MAX_ID) return null;
+    return { t: value.t, id: value.id };
+  }
   return null;
 }
 

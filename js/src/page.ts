@@ -105,7 +105,8 @@ export function mountPage(el: HTMLElement, options: PageOptions = {}): PageModel
     room: validRoom(options.room ?? "") ? (options.room ?? "") : "",
     name: (options.name ?? "").slice(0, 64),
     signaling_url: options.signalingUrl ?? location.origin,
-    _client: `page-${Math.random().toString(16).slice(2, 10)}`,
+    // No widget key: a page is nobody's widget (a kernel's signaller admits keys it issued only).
+    _client: "",
   });
   const call = new Call(model, {
     unreachableHint: "Is the ipymeet server still running? Reload the page to try again.",

@@ -53,6 +53,8 @@ export interface PeerOptions {
   onChannelMessage?(data: string): void;
   /** ICE restarts did not bring the connection back: the Call replaces or drops it. */
   onGiveUp?(): void;
+  /** The data channel closed, not by us: the other page closed its connection. */
+  onChannelClose?(): void;
   /** For tests: how to make the connection. */
   createConnection?: (config: RTCConfiguration) => RTCPeerConnection;
   /** Whether this connection starts polite; by default from the ids (kept when replaced). */
@@ -104,6 +106,9 @@ export class Peer {
     };
     this.channel.onmessage = (event: MessageEvent) => {
       if (!this.closed && typeof event.data === "string") this.options.onChannelMessage?.(event.data);
+    };
+    this.channel.onclose = () => {
+      if (!this.closed) this.options.onChannelClose?.();
     };
     pc.onsignalingstatechange = () => {
       if (pc.signalingState === "stable") this.applyBitrate();
@@ -264,6 +269,7 @@ export class Peer {
     const pc = this.pc;
     this.channel.onopen = null;
     this.channel.onmessage = null;
+    this.channel.onclose = null;
     try {
       this.channel.close();
     } catch {

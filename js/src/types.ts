@@ -6,7 +6,7 @@
  */
 
 /** The call's state, written by the browser. Mirrors `STATES` in `widget/room.py`. */
-export type CallState = "idle" | "joining" | "waiting" | "in_call" | "left" | "failed";
+export type CallState = "idle" | "joining" | "waiting" | "in_call" | "reconnecting" | "left" | "failed";
 
 /** How the page reaches the kernel's signaller. */
 export type Route = "auto" | "direct" | "proxy";
@@ -28,6 +28,7 @@ export type ErrorCode =
   | "already_in_room"
   | "rate_limited"
   | "timeout"
+  | "unknown_widget"
   | "internal_error";
 
 /** The state of one RTCPeerConnection, or "new" before it exists. */
@@ -208,7 +209,17 @@ export interface ChatPeerMessage {
   time: number;
 }
 
-export type PeerMessage = StatePeerMessage | ChatPeerMessage;
+/**
+ * Is this connection still alive at the other end? Sent when the signaller says the other's
+ * connection to it dropped, or after this page entered its room again: a `pong` with the same
+ * id says the other page is still there, whatever happened to its signalling.
+ */
+export interface ProbePeerMessage {
+  t: "ping" | "pong";
+  id: string;
+}
+
+export type PeerMessage = StatePeerMessage | ChatPeerMessage | ProbePeerMessage;
 
 /** Any listener, as anywidget types them. */
 export type EventHandler = (...args: any[]) => void;

@@ -40,8 +40,9 @@ SAME_CONNECTIONS_JS = """
 """
 RECORD_STATES_JS = """
 () => {
-  window.__states = [window.ipymeet.model.get('state')];
-  window.ipymeet.model.on('change:state', () => window.__states.push(window.ipymeet.model.get('state')));
+  const model = window.ipymeet.model;
+  window.__states = [model.get('state')];
+  model.on('change:state', () => window.__states.push(model.get('state')));
 }
 """
 
@@ -111,7 +112,8 @@ def frames_keep_advancing(pages: list[Any], seconds: float, step: float = 0.5) -
         pages[0].wait_for_timeout(step * 1000)  # a sampling interval, not a wait for a condition
         now = [frames(page) for page in pages]
         for index, (before, after) in enumerate(zip(last, now, strict=True)):
-            assert after and all(b > a for a, b in zip(before, after, strict=True)), (
+            assert after, f"page {index}: no remote video"
+            assert all(b > a for a, b in zip(before, after, strict=True)), (
                 f"page {index}: the remote video stood still ({before} -> {after})"
             )
         last = now

@@ -125,3 +125,26 @@ async def test_a_bad_session_key_is_refused_and_changes_nothing(
             answer = await a.call("enter", {"room": "r", "session": bad})
             assert (answer["ok"], answer["code"]) == (False, "bad_request"), bad
         assert signaller.registry.members("r") == []
+
+
+async def test_a_widget_key_the_kernel_does_not_know_is_refused(
+    make_signaller: MakeSignaller,
+) -> None:
+    """A kernel's signaller lets in only its own widgets' views (and pages without a key): a view
+    left from before a kernel restart must not come back as a member no code can see."""
+    signaller = make_signaller(max_peers=3)
+    signaller.signaller.known_client = lambda client: client == "live"
+    stale, live, page = Peer("stale"), Peer("live"), Peer("page")
+    try:
+        await stale.connect(signaller.url, auth={"client": "gone"})
+        await live.connect(signaller.url, auth={"client": "live"})
+        await page.connect(signaller.url)
+        refused = await stale.call("enter", {"room": "r", "session": KEY_A})
+        assert (refused["ok"], refused["code"]) == (False, "unknown_widget")
+        assert "re-run the cell" in refused["message"]
+        await enter(live, "r", KEY_B)
+        await enter(page, "r", None)
+        assert [m.client for m in signaller.registry.members("r")] == ["live", ""]
+    finally:
+        for peer in (stale, live, page):
+            await peer.close()

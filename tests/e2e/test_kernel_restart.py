@@ -1,0 +1,62 @@
+"""Restarting the kernel that hosts the signaller, in a real JupyterLab: the widget says the
+signaller is gone, a guest on an invite link waits reconnecting, and re-running the cell brings
+the room back, with the guest in it, on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ..support import KERNEL_IDLE_JS, Served, open_and_run, write_notebook
+from .conftest import wait_remote_video
+from .test_faults import wait_state
+
+pytestmark = [pytest.mark.browser, pytest.mark.jupyter]
+
+RESTART_JS = """() => {
+  window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart();
+}"""
+
+
+def test_the_room_comes_back_after_a_kernel_restart_and_a_rerun(
+    lab: Served, new_page: Callable[..., Any]
+) -> None:
+    invite = lab.root / "restart-invite.txt"
+    write_notebook(
+        lab.root / "restart.ipynb",
+        [
+            "from ipymeet import VideoRoom\n"
+            "room = VideoRoom('restart-1', name='Host', route='direct')\n"
+            "room",
+            f"room.join()\nopen({str(invite)!r}, 'w').write(room.invite_url)",
+        ],
+    )
+    page = new_page()
+    open_and_run(page, lab, "restart.ipynb")
+    page.wait_for_selector(".ipymeet-root[data-state=waiting]", timeout=90_000)
+    guest = new_page(invite.read_text() + "&name=Guest&autojoin=1")
+    wait_state(guest, "in_call")
+    page.wait_for_selector(".ipymeet-root[data-state=in_call]")
+    wait_remote_video(guest)
+    old_port = guest.evaluate("() => location.port")
+
+    page.evaluate(RESTART_JS)
+    wait_state(guest, "reconnecting")
+    # The widget says so: the signaller it used is gone with the kernel.
+    page.wait_for_selector(".ipymeet-root[data-state=reconnecting]", timeout=20_000)
+    page.wait_for_function(
+        "() => /re-run the cell/i.test(document.querySelector('[data-testid=error]').textContent)",
+        timeout=30_000,
+    )
+    page.wait_for_function(KERNEL_IDLE_JS, timeout=60_000)
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    # The new kernel's signaller is where the old one was: the guest enters again by itself.
+    wait_state(guest, "in_call", timeout=60)
+    page.wait_for_selector(".ipymeet-root[data-state=in_call]", timeout=60_000)
+    assert page.locator(".ipymeet-root").count() == 1
+    assert guest.evaluate("() => location.port") == old_port
+    names = guest.evaluate("() => window.ipymeet.call.remotePeers.map((p) => p.name)")
+    assert names == ["Host"]
+    wait_remote_video(guest)
