@@ -422,7 +422,9 @@ class Signaller:
         room (the signaller has not noticed yet that it dropped): the new connection takes its
         place. The others hear nothing: the member they know stays, under the same id."""
         old = self.registry.find(room, peer)
-        if old is None:
+        # Only a dialect-2 member is taken over: without a session key the id is the sid, so a
+        # connection entering a tutorial room it is in would otherwise take over (and drop) itself.
+        if old is None or self.registry.dialect(room) != MESH:
             return
         self.registry.remove(room, old.sid)
         stale = self.connections.get(old.sid)

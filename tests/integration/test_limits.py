@@ -267,6 +267,26 @@ async def test_a_frame_with_an_unhashable_format_is_a_bad_request(
             assert (await a.error())["code"] == "bad_request", kind
 
 
+async def test_entering_a_tutorial_room_of_ones_own_is_wrong_dialect(
+    signaller: SignallerThread,
+) -> None:
+    """Found by fuzzing: a connection in a tutorial room that entered it through dialect 2 (no
+    session key, so its id is its sid) was taken for its own stale self: taken out of the room,
+    disconnected, and answered `ok: true`."""
+    async with connected(signaller.url, "a") as (a,):
+        await a.emit("join", "mine")
+        assert await a.take() == [("room_created", "mine")]
+        answer = await a.call("enter", {"room": "mine"})
+        assert (answer["ok"], answer["code"]) == (False, "wrong_dialect")
+        assert sids(signaller, "mine") == [a.sid]
+        assert signaller.registry.dialect("mine") == 1
+        await a.emit("start_call", "mine")  # still a member, still connected: relayed to nobody
+        await a.emit("marker")
+        assert (await a.error())["event"] == "marker"
+        assert a.sio.connected
+    await assert_serves_a_call(signaller.url)
+
+
 # -- CORS ---------------------------------------------------------------------------------------
 
 
