@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import socketio
 
-from . import tokens
+from . import fastio, tokens
 from . import validation as v
 from .frames import FrameInbox
 from .ratelimit import TokenBucket
@@ -60,6 +60,9 @@ class _Server(socketio.AsyncServer):  # type: ignore[misc]
 
     #: Called instead of the handler when a client sends an event named like a lifecycle event.
     reserved_handler: Callable[[str, str], Awaitable[None]] | None = None
+
+    def _engineio_server_class(self) -> type:
+        return fastio.FastEngineServer  # a leaner WebSocket transport; see fastio.py
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         # Engine.IO reads a WebSocket's buffered messages one after another without returning
@@ -225,8 +228,9 @@ class Signaller:
 
         ``sio.disconnect`` only sends Socket.IO's disconnect packet, and engine.io's close only
         its close packet: a client that ignores both keeps its WebSocket (until 20 s of ping
-        timeout) and goes on sending. A None in the engine.io socket's queue (internal) ends
-        its writer, which closes the WebSocket. tests/integration/test_flood.py covers it.
+        timeout) and goes on sending. On WebSocket (fastio.py) the closed socket's reader stops
+        at its next message and closes the WebSocket; on polling, a None in the engine.io
+        socket's queue (internal) ends its writer. tests/integration/test_flood.py covers it.
         """
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         socket = self.sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
@@ -254,12 +258,18 @@ class Signaller:
         # and creates and waits on a task per recipient; encoding once and queueing it on each
         # member's Engine.IO socket, in order, as emit does underneath, saved about 10% of the
         # server's CPU per relayed message (benchmarks/signalling.py, 600 clients).
+        # On WebSocket (fastio.py) the frame itself is built once, and written to each transport.
         encoded = self.sio.packet_class(socketio.packet.EVENT, data=[event, data]).encode()
         pieces = encoded if isinstance(encoded, list) else [encoded]  # binary: text + attachments
+        frame = fastio.ws_frame("4" + encoded) if isinstance(encoded, str) else None
+        sockets = self.sio.eio.sockets
         for member in members:
             eio_sid = self.sio.manager.eio_sid_from_sid(member.sid, "/")
             if eio_sid is None:
                 continue  # disconnected meanwhile; as emit, skip it
+            socket = sockets.get(eio_sid)
+            if isinstance(socket, fastio.FastSocket) and frame and socket.write_frame(frame):
+                continue
             for piece in pieces:
                 await self.sio.eio.send(eio_sid, piece)
 

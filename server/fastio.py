@@ -1,0 +1,222 @@
+"""A leaner Engine.IO WebSocket transport for the signaller (aiohttp only).
+
+Written against python-engineio 4.15.1 and python-socketio 5.18.1 (aiohttp 3.14); the overridden
+internals are pinned by ``tests/unit/test_fastio.py``, which fails if their shape changes.
+
+python-engineio's WebSocket transport costs, per message, more than the signaller's own work:
+
+- its reader wraps every ``receive`` in a new task and an ``asyncio.wait_for`` (a read timeout of
+  ping interval + ping timeout);
+- every packet sent goes through an ``asyncio.Queue`` to a writer task, which waits on it with
+  another ``wait_for``, and is woken once per packet.
+
+At 1,000 clients that machinery was most of the server's CPU per relayed message
+(``benchmarks/signalling.py``). Here, once a socket is on WebSocket:
+
+- **Reading** (:meth:`FastSocket._upgrade_websocket`): one loop awaits aiohttp's ``receive()`` and
+  hands each Socket.IO message straight to the server's ``message`` handler, in order, in the
+  connection's own task (what ``async_handlers=False`` asks of engineio anyway). There is no read
+  timeout: a client that stops answering pings is closed by engineio's own service task
+  (``check_ping_timeout``), and closing the socket closes its WebSocket (below), which ends the
+  loop. The upgrade handshake from polling (probe ping, upgrade packet) is engineio's, unchanged;
+  messages over ``max_http_buffer_size`` end the connection, as in engineio.
+- **Writing** (:meth:`FastSocket.send`): a packet is framed and written to the connection's
+  transport at once, without a queue or a task. Whatever was queued before the WebSocket took
+  over (the open packet, packets sent during an upgrade) is written first, so the order is the
+  order of ``send`` calls. Writes never wait: a slow reader's frames wait in the transport's
+  buffer, as they waited in engineio's unbounded queue before. Frames are never compressed
+  (``compress=False``, as Node's engine.io does by default), so they can be framed here.
+- **Closing** (:meth:`FastSocket.close`): engineio's close; the reader then stops at the
+  client's next message and closes the WebSocket (engineio's writer closed it when told to by a
+  None in the queue, which the signaller's flood cut-off relies on). A client that sends nothing
+  more and ignores the close packet has its WebSocket closed after ``ping_timeout`` (engineio's
+  reader timed out after ``ping_interval + ping_timeout``).
+
+Polling, and the polling half of an upgrade, stay engineio's. Sockets become :class:`FastSocket`
+when they connect (:meth:`FastEngineServer._trigger_event`, the ``connect`` event: engineio
+creates ``AsyncSocket`` objects itself, in ``_handle_connect``, with no hook to choose the class).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from typing import Any
+
+import engineio
+from aiohttp import WSMsgType, web
+from engineio import async_socket, exceptions
+from engineio import packet as eio_packet
+
+#: Versions this module was written against (checked by tests/unit/test_fastio.py).
+WRITTEN_FOR = {"python-engineio": "4.15.1", "python-socketio": "5.18.1"}
+
+_TEXT, _BINARY = WSMsgType.TEXT, WSMsgType.BINARY
+_MESSAGE = eio_packet.MESSAGE
+_short = struct.Struct("!BB").pack
+_medium = struct.Struct("!BBH").pack
+_long = struct.Struct("!BBQ").pack
+
+
+def ws_frame(data: str | bytes) -> bytes:
+    """One unmasked, uncompressed, final WebSocket frame (RFC 6455 5.2) carrying ``data``."""
+    if isinstance(data, str):
+        payload, opcode = data.encode(), 0x81  # FIN | text
+    else:
+        payload, opcode = bytes(data), 0x82  # FIN | binary
+    size = len(payload)
+    if size < 126:
+        return _short(opcode, size) + payload
+    if size < 65536:
+        return _medium(opcode, 126, size) + payload
+    return _long(opcode, 127, size) + payload
+
+
+class FastSocket(async_socket.AsyncSocket):  # type: ignore[misc]
+    """engineio's ``AsyncSocket`` with the WebSocket transport described in the module docstring."""
+
+    #: The connection's transport once the WebSocket carries the session; None before (polling).
+    _transport: asyncio.Transport | None = None
+    _ws: web.WebSocketResponse | None = None
+    _ws_closer: asyncio.Task[Any] | None = None
+    _ws_timer: asyncio.TimerHandle | None = None
+
+    async def send(self, pkt: Any) -> None:
+        transport = self._transport
+        if transport is None or self.closed:
+            await super().send(pkt)  # polling; or closed: engineio raises SocketIsClosedError
+            return
+        last_ping = self.last_ping
+        if last_ping and time.time() - last_ping > self.server.ping_timeout:
+            await self.check_ping_timeout()  # engineio closes it
+            return
+        if not transport.is_closing():
+            transport.write(ws_frame(pkt.encode()))
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Write an already framed message (see :func:`ws_frame`) if this socket is on WebSocket,
+        open and not timed out; False if it must go through :meth:`send` instead."""
+        transport = self._transport
+        if transport is None or self.closed:
+            return False
+        last_ping = self.last_ping
+        if last_ping and time.time() - last_ping > self.server.ping_timeout:
+            return False
+        if not transport.is_closing():
+            transport.write(frame)
+        return True
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        await super().close(wait=wait, abort=abort, reason=reason)
+        if self._ws is not None and self._ws_timer is None:
+            # The reader stops at its next message (see _serve_websocket) and closes the
+            # WebSocket; a client that sends nothing more, and ignores the close packet, has it
+            # closed after ping_timeout (engineio's reader waited ping_interval + ping_timeout).
+            loop = asyncio.get_running_loop()
+            self._ws_timer = loop.call_later(self.server.ping_timeout, self._close_ws)
+
+    def _close_ws(self) -> None:
+        ws = self._ws
+        if ws is not None and not ws.closed and self._ws_closer is None:
+            self._ws_closer = asyncio.ensure_future(ws.close())
+
+    async def _upgrade_websocket(self, environ: dict[str, Any]) -> Any:
+        if self.server.async_mode != "aiohttp":
+            return await super()._upgrade_websocket(environ)
+        if self.upgraded:
+            raise OSError("Socket has been upgraded already")
+        request = environ["aiohttp.request"]
+        ws = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        await ws.prepare(request)
+        try:
+            await self._serve_websocket(ws, request.transport)
+        finally:
+            if self._ws_timer is not None:
+                self._ws_timer.cancel()
+            if not ws.closed:
+                await ws.close()
+            if self.upgraded:  # else a failed upgrade: the session goes on polling
+                await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        return ws
+
+    async def _serve_websocket(self, ws: web.WebSocketResponse, transport: Any) -> None:
+        limit = self.server.max_http_buffer_size
+
+        async def next_message() -> str | bytes | None:
+            msg = await ws.receive()
+            if msg.type is not _TEXT and msg.type is not _BINARY:
+                return None
+            data: str | bytes = msg.data
+            return None if len(data) > limit else data
+
+        if self.connected:  # type: ignore[has-type]
+            # An upgrade from polling: engineio's handshake (probe ping, then upgrade packet).
+            self.upgrading = True  # engineio holds sends in the queue meanwhile
+            probe = await next_message()
+            decoded = None if probe is None else eio_packet.Packet(encoded_packet=probe)
+            if decoded is None or decoded.packet_type != eio_packet.PING or decoded.data != "probe":
+                self.server.logger.info("%s: Failed websocket upgrade, no PING packet", self.sid)
+                self.upgrading = False
+                return
+            await ws.send_str(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+            await self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
+            upgrade = await next_message()
+            decoded = None if upgrade is None else eio_packet.Packet(encoded_packet=upgrade)
+            if decoded is None or decoded.packet_type != eio_packet.UPGRADE:
+                self.server.logger.info("%s: Failed websocket upgrade", self.sid)
+                self.upgraded = self.upgrading = False
+                return
+            self.upgraded, self.upgrading = True, False
+        else:
+            self.connected = self.upgraded = True
+
+        # What was queued before is written first; from here on send() writes directly.
+        while not self.queue.empty():
+            queued = self.queue.get_nowait()
+            self.queue.task_done()
+            if queued is None:  # engineio's "end the writer": close the WebSocket
+                return
+            transport.write(ws_frame(queued.encode()))
+        self._ws, self._transport = ws, transport
+        if self.closed:
+            return
+
+        handler = self.server.handlers.get("message")
+        sid, logger = self.sid, self.server.logger
+        while True:
+            data = await next_message()
+            if data is None:
+                break  # closed by the client, an error, or too large
+            try:
+                pkt = eio_packet.Packet(encoded_packet=data)
+            except (ValueError, IndexError):
+                break  # not an Engine.IO packet
+            try:
+                if pkt.packet_type == _MESSAGE and handler is not None:
+                    # engineio's _trigger_event("message", run_async=False), minus its wrappers
+                    try:
+                        await handler(sid, pkt.data)
+                    except Exception:
+                        logger.exception("message async handler error")
+                else:
+                    await self.receive(pkt)  # ping/pong, close, noop: engineio's handling
+            except exceptions.UnknownPacketError:
+                pass
+            except exceptions.SocketIsClosedError:
+                break
+            if self.closed:  # closed by the server (or the client's close packet): done reading
+                break
+
+
+class FastEngineServer(engineio.AsyncServer):  # type: ignore[misc]
+    """engineio's ``AsyncServer`` whose sockets are :class:`FastSocket`."""
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "connect":
+            # engineio has just created the socket (``_handle_connect``) and nothing has used its
+            # transport yet; FastSocket adds no state of its own beyond class attributes.
+            socket = self.sockets.get(args[0])
+            if type(socket) is async_socket.AsyncSocket:
+                socket.__class__ = FastSocket
+        return await super()._trigger_event(event, *args, **kwargs)
