@@ -69,7 +69,9 @@ class _Server(socketio.AsyncServer):  # type: ignore[misc]
         # to the event loop, so a flooding client (even once cut off) would hold the loop for
         # as long as its backlog lasts. One yield per message keeps the other connections
         # moving; each connection's own messages are still handled in order.
-        await asyncio.sleep(0)
+        socket = self.eio.sockets.get(eio_sid)
+        if not (isinstance(socket, fastio.FastSocket) and socket.paced):
+            await asyncio.sleep(0)  # fastio's reader yields by itself, every few messages
         await super()._handle_eio_message(eio_sid, data)
 
     async def _handle_event_internal(
