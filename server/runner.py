@@ -166,6 +166,13 @@ class SignallerThread:
         try:
             loop.run_forever()
         finally:
+            # What stop()'s timeout cut short (e.g. a WebSocket to a peer that vanished, whose
+            # close handshake waits): cancel it, as asyncio.run does, rather than drop it pending.
+            leftover = asyncio.all_tasks(loop)
+            for task in leftover:
+                task.cancel()
+            if leftover:
+                loop.run_until_complete(asyncio.wait(leftover, timeout=1.0))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 

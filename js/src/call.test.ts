@@ -381,6 +381,7 @@ describe("Call", () => {
       peer.open();
     }
     peers[0]!.channelOpen = false; // a closed tab: its channel is closed
+    (peers[0] as unknown as { channelClosed: boolean }).channelClosed = true;
     server.serve("peer_left", { id: "gone", reason: "disconnected" });
     server.serve("peer_left", { id: "back", reason: "disconnected" });
     server.serve("peer_left", { id: "quit", reason: "left" });
@@ -426,6 +427,33 @@ describe("Call", () => {
     peers[0]!.options.onChannelClose!();
     expect(peers[0]!.closed).toBe(true);
     expect(call.remotePeers).toEqual([]);
+  });
+
+  it("hides a member that vanished without a word, and takes it back on the same connection", async () => {
+    vi.useFakeTimers();
+    try {
+      const { server, join, peers, call } = setup();
+      join();
+      await vi.advanceTimersByTimeAsync(10);
+      server.serve("peer_joined", { id: "crash", name: "C" });
+      server.serve("peer_joined", { id: "moved", name: "M" });
+      for (const peer of peers) {
+        peer.become("connected");
+        peer.open();
+      }
+      server.serve("peer_left", { id: "crash", reason: "disconnected" });
+      server.serve("peer_left", { id: "moved", reason: "disconnected" });
+      await vi.advanceTimersByTimeAsync(1100); // no pong from either
+      expect(call.remotePeers).toEqual([]); // out of view within the ping's second
+      expect(peers.map((p) => p.closed)).toEqual([false, false]); // the connections linger
+      server.serve("peer_joined", { id: "moved", name: "M" }); // its network came back
+      expect(call.remotePeers.map((p) => p.id)).toEqual(["moved"]);
+      expect(peers[1]!.recovered).toBeGreaterThan(0);
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(peers.map((p) => p.closed)).toEqual([true, false]); // the crashed one never came back
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("answers a ping with a pong", async () => {

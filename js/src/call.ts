@@ -67,6 +67,13 @@ export const RECONNECT_NOTICE_MS = 10000;
  */
 export const PROBE_LEFT_MS = 1000;
 export const PROBE_REENTER_MS = 2500;
+/**
+ * How long a member that vanished without a word (no answer, its connection still up) is kept out
+ * of view before its connection is closed: a crashed tab never comes back, but a page whose
+ * network changed closes its sockets just as abruptly, and enters again within seconds; its
+ * connection then recovers by an ICE restart instead of starting over.
+ */
+export const LINGER_MS = 30000;
 
 /** What the Call needs from the page; tests pass fakes. */
 export interface CallDeps {
@@ -195,6 +202,9 @@ interface Member {
   peer: Peer | null;
   /** In the room as the signaller last said (false after `peer_left` "disconnected"). */
   present: boolean;
+  /** Out of view: it vanished without a word; its connection lingers until `lingerTimer`. */
+  hidden: boolean;
+  lingerTimer: ReturnType<typeof setTimeout> | null;
   /** Answers awaited to our `ping`s on its data channel, by ping id. */
   probes: Map<string, () => void>;
   audio: boolean;
@@ -319,7 +329,7 @@ export class Call {
   }
 
   get remotePeers(): RemotePeer[] {
-    return [...(this.session?.members.values() ?? [])].map((member) => ({
+    return this.visibleMembers(this.session).map((member) => ({
       id: member.id,
       name: member.name,
       connection: member.peer?.connectionState ?? "new",
@@ -330,6 +340,10 @@ export class Call {
       screen: member.screen,
       stats: member.stats,
     }));
+  }
+
+  private visibleMembers(session: Session | null): Member[] {
+    return [...(session?.members.values() ?? [])].filter((member) => !member.hidden);
   }
 
   /** The room's recent chat, oldest first. */
@@ -541,7 +555,7 @@ export class Call {
       if (known === undefined) {
         this.addMember(session, peer, true);
       } else {
-        known.present = true;
+        markPresent(known);
         if (peer.name !== "") known.name = peer.name;
         void this.checkAlive(session, known, PROBE_REENTER_MS);
       }
@@ -621,10 +635,12 @@ export class Call {
    * Whether `member`'s page still answers on its data channel decides what becomes of it.
    *
    * - It answers: kept (its connection restarts ICE if it is down).
-   * - After `peer_left` "disconnected", no answer while its connection is still up: its page is
-   *   gone (a tab closed or crashed: the signaller saw its socket close at once, while a network
-   *   that goes away is noticed by ICE within seconds and by the signaller only after its ping
-   *   timeout). It leaves the view.
+   * - After `peer_left` "disconnected", its channel closed: its page closed the connection (the
+   *   tab closed). It goes.
+   * - After `peer_left` "disconnected", no answer while its connection is still up: a tab that
+   *   crashed, or a page whose network just changed (browsers close their sockets at once on
+   *   that too). It leaves the view, and its connection lingers for `LINGER_MS` in case it comes
+   *   back.
    * - After this page entered again, no answer and its channel closed: the other page closed its
    *   connection (it gave us up while we were away). A new one, which we offer as the newcomer.
    * - Otherwise the network between the two is down, and the page may well be there: kept, and
@@ -635,9 +651,14 @@ export class Call {
     if (this.session !== session || session.members.get(member.id) !== member) return;
     const peer = member.peer;
     if (peer === null) return;
-    if (!alive && !member.present && peer.connectionState === "connected") {
+    if (!alive && !member.present && peer.channelClosed) {
+      console.info(`ipymeet: ${member.id}: gone: its channel closed`);
       this.removeMember(session, member.id);
+    } else if (!alive && !member.present && peer.connectionState === "connected") {
+      console.info(`ipymeet: ${member.id}: out of view: no answer, connection up`);
+      this.hide(session, member);
     } else if (!alive && member.present && peer.channelClosed) {
+      console.info(`ipymeet: ${member.id}: new connection: its channel closed`);
       this.replacePeer(session, member, true);
     } else {
       peer.recover();
@@ -645,11 +666,29 @@ export class Call {
     }
   }
 
+  private hide(session: Session, member: Member): void {
+    member.hidden = true;
+    if (member.lingerTimer !== null) clearTimeout(member.lingerTimer);
+    member.lingerTimer = setTimeout(() => {
+      member.lingerTimer = null;
+      if (this.session === session && session.members.get(member.id) === member && !member.present) {
+        console.info(`ipymeet: ${member.id}: gone: did not come back`);
+        this.removeMember(session, member.id);
+      }
+    }, LINGER_MS);
+    this.connectionsChanged(session);
+  }
+
   /** ICE restarts did not help: a new connection if the member is in the room, else it goes. */
   private gaveUp(session: Session, member: Member): void {
     if (this.session !== session || session.members.get(member.id) !== member) return;
-    if (member.present) this.replacePeer(session, member, true);
-    else this.removeMember(session, member.id);
+    if (member.present) {
+      console.info(`ipymeet: ${member.id}: new connection: ICE restarts gave up`);
+      this.replacePeer(session, member, true);
+    } else {
+      console.info(`ipymeet: ${member.id}: gone: ICE restarts gave up`);
+      this.removeMember(session, member.id);
+    }
   }
 
   /** Ask `member`'s page over the data channel whether it is there; false if no answer in time. */
@@ -673,6 +712,7 @@ export class Call {
     const member = session.members.get(id);
     if (member === undefined) return;
     if (reason === "left") {
+      console.info(`ipymeet: ${id}: gone: hung up`);
       this.removeMember(session, id);
       return;
     }
@@ -792,7 +832,7 @@ export class Call {
       // Back after its signalling dropped (its connection kept), or met first through its offer
       // (no name then): take the name when it comes.
       const back = !known.present;
-      known.present = true;
+      markPresent(known);
       if (info.name !== "" && known.name !== info.name) known.name = info.name;
       if (back) known.peer?.recover();
       this.connectionsChanged(session);
@@ -804,6 +844,8 @@ export class Call {
       name: info.name,
       peer: null,
       present: true,
+      hidden: false,
+      lingerTimer: null,
       probes: new Map(),
       audio: true,
       video: true,
@@ -850,7 +892,10 @@ export class Call {
       },
       onChannelClose: () => {
         // The other page closed this connection while it was away: it is not coming back on it.
-        if (member.peer === peer && !member.present) this.removeMember(session, member.id);
+        if (member.peer === peer && !member.present) {
+          console.info(`ipymeet: ${member.id}: gone: closed its connection while away`);
+          this.removeMember(session, member.id);
+        }
       },
     });
     return peer;
@@ -870,6 +915,7 @@ export class Call {
     const member = session.members.get(id);
     if (member === undefined) return;
     session.members.delete(id);
+    if (member.lingerTimer !== null) clearTimeout(member.lingerTimer);
     member.peer?.close();
     this.capBitrates(session);
     this.connectionsChanged(session);
@@ -889,13 +935,14 @@ export class Call {
       this.addMember(session, { id: message.from, name: "" }, false);
       member = session.members.get(message.from);
     } else if (message.description !== undefined && member.peer?.isFromAnotherConnection(message.description)) {
+      console.info(`ipymeet: ${member.id}: new connection: offered from one`);
       this.replacePeer(session, member, false);
     }
     member?.peer?.receive(message);
   }
 
   private connectedCount(session: Session): number {
-    return [...session.members.values()].filter((m) => m.peer?.connectionState === "connected").length;
+    return this.visibleMembers(session).filter((m) => m.peer?.connectionState === "connected").length;
   }
 
   private connectionsChanged(session: Session): void {
@@ -1285,6 +1332,14 @@ export function unreachableMessage(urls: readonly string[], hint: string): strin
     return `Can't reach the ipymeet signaller: its address is unknown (no signaling_url and no kernel port). ${hint}`;
   }
   return `Can't reach the ipymeet signaller (tried: ${urls.join(", ")}). ${hint}`;
+}
+
+/** The signaller lists `member` (again): in view, no longer lingering. */
+function markPresent(member: Member): void {
+  member.present = true;
+  member.hidden = false;
+  if (member.lingerTimer !== null) clearTimeout(member.lingerTimer);
+  member.lingerTimer = null;
 }
 
 /** Refusals on entering again that no retry will change: the call ends with their message. */

@@ -331,6 +331,28 @@ describe("Peer recovery", () => {
     }
   });
 
+  it("spaces restarts asked for, and gives up on the schedule however often it is asked", async () => {
+    vi.useFakeTimers();
+    try {
+      let gaveUp = 0;
+      const { peer, pc } = makePeer({ selfId: "n", peerId: "m", initiator: true, onGiveUp: () => gaveUp++ });
+      pc.remoteDescription = { type: "answer", sdp: "x" };
+      pc.connectionState = "disconnected";
+      for (let i = 0; i < 10; i++) peer.recover();
+      expect(pc.restarts).toBe(1);
+      for (let second = 0; second < 20; second++) {
+        peer.recover();
+        await vi.advanceTimersByTimeAsync(1000);
+      }
+      expect(gaveUp).toBe(0); // 2 + 4 + 8 s of scheduled attempts so far, not five asks
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(gaveUp).toBe(1);
+      peer.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("tells an offer from a new connection of the other page by its DTLS fingerprint", () => {
     const { peer, pc } = makePeer({ selfId: "n", peerId: "m" });
     const sdp = (print: string) => `v=0\r\na=fingerprint:sha-256 ${print}\r\n`;

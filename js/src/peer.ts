@@ -27,6 +27,8 @@ export const ICE_GRACE_MS = 2000;
 export const ICE_BACKOFF_MAX_MS = 16000;
 /** ICE restarts without success (about half a minute) before `onGiveUp`. */
 export const ICE_ATTEMPTS = 5;
+/** Restarts asked for by the Call come at most this often. */
+const RESTART_SPACING_MS = 1000;
 /** The polite peer is the one whose id sorts first as a string (the same rule in Python). */
 export function isPolite(selfId: string, peerId: string): boolean {
   return selfId < peerId;
@@ -84,6 +86,8 @@ export class Peer {
   /** The pending recovery step, and how many attempts since the connection was last connected. */
   private recoveryTimer: ReturnType<typeof setTimeout> | null = null;
   private recoveryAttempts = 0;
+  /** When ICE was last restarted (ms since the epoch): restarts on request are spaced. */
+  private lastRestart = -Infinity;
   /** The cap for video senders (bits per second), null for none; applied one change at a time. */
   private maxVideoBitrate: number | null = null;
   private bitrateWork: Promise<void> = Promise.resolve();
@@ -139,7 +143,9 @@ export class Peer {
         this.stopRecovering();
         this.applyBitrate();
       } else if (state === "failed") {
-        this.recover();
+        if (this.recoveryTimer !== null) clearTimeout(this.recoveryTimer);
+        this.recoveryTimer = null;
+        this.attempt();
       } else if (state === "disconnected" && this.recoveryTimer === null) {
         this.scheduleRecovery(ICE_GRACE_MS);
       }
@@ -213,13 +219,20 @@ export class Peer {
   }
 
   /**
-   * Restart ICE now unless connected (e.g. once the signaller is reachable again), then keep
-   * trying with growing pauses until connected. Needs no answer from the caller.
+   * Restart ICE now unless connected (the other page is reachable again: it just entered the
+   * room, or this one did), and keep trying on the usual schedule. A call does not count as one
+   * of the scheduled attempts, so however often the Call asks, `onGiveUp` comes after the same
+   * half minute.
    */
   recover(): void {
+    if (this.closed || this.pc.connectionState === "connected") return;
+    if (Date.now() - this.lastRestart >= RESTART_SPACING_MS) this.restartNow();
+    if (this.recoveryTimer === null) this.scheduleRecovery(this.nextPause());
+  }
+
+  /** One scheduled attempt: give up after ICE_ATTEMPTS, else restart and wait longer. */
+  private attempt(): void {
     if (this.closed) return;
-    if (this.recoveryTimer !== null) clearTimeout(this.recoveryTimer);
-    this.recoveryTimer = null;
     if (this.pc.connectionState === "connected") {
       this.recoveryAttempts = 0;
       return;
@@ -229,13 +242,21 @@ export class Peer {
       this.options.onGiveUp?.();
       return;
     }
-    // Only once a first exchange is done: before that, the first offer is still under way.
-    if (this.pc.remoteDescription !== null || this.pc.signalingState === "have-local-offer") {
-      this.iceRestarts += 1;
-      void this.restartIce();
-    }
     this.recoveryAttempts += 1;
-    this.scheduleRecovery(Math.min(ICE_GRACE_MS * 2 ** this.recoveryAttempts, ICE_BACKOFF_MAX_MS));
+    this.restartNow();
+    this.scheduleRecovery(this.nextPause());
+  }
+
+  private nextPause(): number {
+    return Math.min(ICE_GRACE_MS * 2 ** this.recoveryAttempts, ICE_BACKOFF_MAX_MS);
+  }
+
+  private restartNow(): void {
+    // Only once a first exchange is done: before that, the first offer is still under way.
+    if (this.pc.remoteDescription === null && this.pc.signalingState !== "have-local-offer") return;
+    this.lastRestart = Date.now();
+    this.iceRestarts += 1;
+    void this.restartIce();
   }
 
   /**
@@ -297,7 +318,7 @@ export class Peer {
     if (this.recoveryTimer !== null) clearTimeout(this.recoveryTimer);
     this.recoveryTimer = setTimeout(() => {
       this.recoveryTimer = null;
-      this.recover();
+      this.attempt();
     }, ms);
   }
 

@@ -127,8 +127,11 @@ def test_ice_restart_brings_the_video_back_after_the_network_changes(
     try:
         context = browser.new_context(permissions=["camera", "microphone"])
         far = context.new_page()
+        logs: list[str] = []
+        far.on("console", lambda m: logs.append(f"far: {m.text}") if "ipymeet" in m.text else None)
         far.goto(f"{origin}/?room=network&autojoin=1")
         near = new_page(f"http://127.0.0.1:{server.port}/?room=network&autojoin=1")
+        near.on("console", lambda m: logs.append(f"near: {m.text}") if "ipymeet" in m.text else None)
         for page in (far, near):
             wait_state(page, "in_call")
             wait_remote_video(page)
@@ -148,7 +151,7 @@ def test_ice_restart_brings_the_video_back_after_the_network_changes(
                 " window.ipymeet.call.remotePeers[0]?.connection === 'connected'",
                 timeout=90_000,
             )
-            assert page.evaluate(SAME_CONNECTIONS_JS), "a new peer connection was made"
+            assert page.evaluate(SAME_CONNECTIONS_JS), f"a new peer connection was made: {logs}"
         restarts = sum(
             page.evaluate(
                 "() => [...window.ipymeet.call.session.members.values()][0].peer.iceRestarts"
