@@ -92,6 +92,10 @@ class FakePeer {
   recover() {
     this.recovered++;
   }
+  resynced = 0;
+  resync() {
+    this.resynced++;
+  }
   isFromAnotherConnection() {
     return this.anotherConnection;
   }
@@ -310,6 +314,7 @@ describe("Call", () => {
     await settle();
     expect(peers).toHaveLength(1);
     expect(peers[0]!.closed).toBe(false);
+    expect(peers[0]!.resynced).toBe(1); // an offer lost meanwhile goes out again
     expect(states).toEqual(["idle", "joining", "waiting", "in_call", "reconnecting", "in_call"]);
     expect(model.get("error")).toBe("");
   });

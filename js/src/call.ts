@@ -541,6 +541,7 @@ export class Call {
    */
   private entered(session: Session, accepted: EnterAccepted): void {
     const again = session.selfId !== "";
+    if (again) console.debug(`ipymeet: entered again, with ${accepted.peers.map((p) => p.id).join(", ") || "no one"}`);
     if (again && accepted.self !== session.selfId) {
       // The signaller did not keep our id (it knows no session keys): start the connections afresh.
       for (const member of session.members.values()) member.peer?.close();
@@ -557,6 +558,7 @@ export class Call {
       } else {
         markPresent(known);
         if (peer.name !== "") known.name = peer.name;
+        known.peer?.resync();
         void this.checkAlive(session, known, PROBE_REENTER_MS);
       }
     }
@@ -648,6 +650,7 @@ export class Call {
    */
   private async checkAlive(session: Session, member: Member, waitMs: number): Promise<void> {
     const alive = await this.probe(member, waitMs);
+    console.debug(`ipymeet: ${member.id}: ${alive ? "answers" : "does not answer"} (${member.peer?.connectionState})`);
     if (this.session !== session || session.members.get(member.id) !== member) return;
     const peer = member.peer;
     if (peer === null) return;
@@ -709,6 +712,7 @@ export class Call {
   }
 
   private memberLeft(session: Session, id: string, reason: LeftReason): void {
+    console.debug(`ipymeet: ${id}: peer_left (${reason})`);
     const member = session.members.get(id);
     if (member === undefined) return;
     if (reason === "left") {
@@ -834,7 +838,10 @@ export class Call {
       const back = !known.present;
       markPresent(known);
       if (info.name !== "" && known.name !== info.name) known.name = info.name;
-      if (back) known.peer?.recover();
+      if (back) {
+        known.peer?.resync();
+        known.peer?.recover();
+      }
       this.connectionsChanged(session);
       return;
     }

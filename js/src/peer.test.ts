@@ -353,6 +353,18 @@ describe("Peer recovery", () => {
     }
   });
 
+  it("sends an unanswered offer again, and nothing otherwise", async () => {
+    const { peer, pc, sent } = makePeer({ selfId: "n", peerId: "m", initiator: true });
+    peer.resync();
+    expect(sent).toEqual([]); // stable: nothing pending
+    pc.onnegotiationneeded!();
+    await tick();
+    await tick();
+    expect(sent).toEqual([{ description: offer("n") }]);
+    peer.resync();
+    expect(sent).toEqual([{ description: offer("n") }, { description: offer("n") }]);
+  });
+
   it("tells an offer from a new connection of the other page by its DTLS fingerprint", () => {
     const { peer, pc } = makePeer({ selfId: "n", peerId: "m" });
     const sdp = (print: string) => `v=0\r\na=fingerprint:sha-256 ${print}\r\n`;

@@ -139,6 +139,7 @@ export class Peer {
     };
     pc.onconnectionstatechange = () => {
       const state = pc.connectionState;
+      console.debug(`ipymeet: ${this.id}: connection ${state}`);
       if (state === "connected") {
         this.stopRecovering();
         this.applyBitrate();
@@ -230,6 +231,18 @@ export class Peer {
     if (this.recoveryTimer === null) this.scheduleRecovery(this.nextPause());
   }
 
+  /**
+   * Send again an offer of ours that is still unanswered: made while the signaller was out of
+   * reach, it never arrived, and the other side, not knowing of it, would wait forever (and an
+   * impolite peer ignores the other's offers meanwhile). The description carries the candidates
+   * gathered so far, which went missing with it.
+   */
+  resync(): void {
+    const description = this.pc.localDescription;
+    if (this.closed || this.makingOffer || this.pc.signalingState !== "have-local-offer" || description === null) return;
+    this.options.send({ description: { type: description.type, sdp: description.sdp } });
+  }
+
   /** One scheduled attempt: give up after ICE_ATTEMPTS, else restart and wait longer. */
   private attempt(): void {
     if (this.closed) return;
@@ -256,6 +269,7 @@ export class Peer {
     if (this.pc.remoteDescription === null && this.pc.signalingState !== "have-local-offer") return;
     this.lastRestart = Date.now();
     this.iceRestarts += 1;
+    console.debug(`ipymeet: ${this.id}: ICE restart ${this.iceRestarts} (${this.pc.signalingState})`);
     void this.restartIce();
   }
 

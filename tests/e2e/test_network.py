@@ -170,15 +170,17 @@ def test_ice_restart_brings_the_video_back_after_the_network_changes(
                 timeout=30_000,
             )
         # The far page's new address is what the near page now talks to.
-        remote = near.evaluate(
-            """async () => {
+        near.wait_for_function(
+            """async (address) => {
               const pc = [...window.ipymeet.call.session.members.values()][0].peer.pc;
               const stats = [...(await pc.getStats()).values()];
-              const pair = stats.find((s) => s.type === 'candidate-pair' && s.nominated
-                && s.state === 'succeeded' && stats.find((t) => t.id === s.remoteCandidateId));
-              return stats.find((s) => s.id === pair?.remoteCandidateId)?.address ?? null;
-            }"""
+              const transport = stats.find((s) => s.type === 'transport');
+              const pair = stats.find((s) => s.id === transport?.selectedCandidatePairId);
+              return stats.find((s) => s.id === pair?.remoteCandidateId)?.address === address;
+            }""",
+            arg=f"{namespace.subnet}.3",
+            polling=250,
+            timeout=10_000,
         )
-        assert remote == f"{namespace.subnet}.3"
     finally:
         browser.close()
