@@ -43,6 +43,7 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from ipymeet.server import SignallerThread
+from ipymeet.server.signaller import member_id
 
 from .helpers import (
     CANDIDATE,
@@ -272,6 +273,11 @@ class Model:
             return refused(request, "bad_request")
         if token is not None and not _text(token, MAX_TOKEN):
             return refused(request, "bad_request")
+        session = payload.get("session")
+        if session is not None and not (
+            isinstance(session, str) and re.fullmatch(r"[A-Za-z0-9_-]{16,128}", session)
+        ):
+            return refused(request, "bad_request")
         if self.mesh is not None:
             return refused(request, "already_in_room")
         if room in self.tutorial or room == TUTORIAL_ROOM:
@@ -279,7 +285,12 @@ class Model:
         if room == MESH_ROOM:
             return refused(request, "room_full", capacity=2)
         self.mesh = room
-        ack: dict[str, Any] = {"ok": True, "self": self.sid, "room": room, "peers": []}
+        ack: dict[str, Any] = {
+            "ok": True,
+            "self": member_id(self.sid, session),
+            "room": room,
+            "peers": [],
+        }
         return succeeded(request, {**ack, "capacity": 2, "ice_servers": []})
 
     def _signal(self, request: Request) -> Expect:
@@ -462,6 +473,13 @@ ARGUMENT: dict[str, st.SearchStrategy[Any]] = {
         optional={
             "name": st.one_of(st.none(), texts, huge_texts),
             "token": st.one_of(st.none(), texts, huge_texts),
+            "session": st.one_of(
+                st.none(),
+                texts,
+                huge_texts,
+                st.from_regex(r"[A-Za-z0-9_-]{16,128}", fullmatch=True),
+                st.from_regex(r"[A-Za-z0-9_-]{15}|[A-Za-z0-9_-]{129}", fullmatch=True),
+            ),
         },
     ),
     "signal": st.one_of(
