@@ -154,9 +154,7 @@ def test_the_call_outlives_a_killed_signaller_and_the_room_forms_again(
     frames_keep_advancing([a, b], seconds=1)
 
 
-def test_a_page_whose_socket_drops_enters_again(
-    serve: Serve, new_page: Callable[..., Any]
-) -> None:
+def test_a_page_whose_socket_drops_enters_again(serve: Serve, new_page: Callable[..., Any]) -> None:
     """The transport under one page's Socket.IO connection closes: it reconnects and re-enters
     under the same id; the other page keeps its connection to it."""
     a, b = in_call(new_page, f"{serve.url}/?room=fault-drop&autojoin=1")
@@ -175,9 +173,7 @@ def test_a_page_whose_socket_drops_enters_again(
 def kill_browser_with(marker: str) -> None:
     """SIGKILL the Chromium whose command line carries ``marker``, and all its processes."""
     victims = [
-        proc
-        for proc in psutil.process_iter(["cmdline"])
-        if marker in (proc.info["cmdline"] or [])
+        proc for proc in psutil.process_iter(["cmdline"]) if marker in (proc.info["cmdline"] or [])
     ]
     assert victims, "no browser process found"
     for proc in victims:

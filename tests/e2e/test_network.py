@@ -128,10 +128,14 @@ def test_ice_restart_brings_the_video_back_after_the_network_changes(
         context = browser.new_context(permissions=["camera", "microphone"])
         far = context.new_page()
         logs: list[str] = []
-        far.on("console", lambda m: logs.append(f"far: {m.text}") if "ipymeet" in m.text else None)
+
+        def keep_log(who: str) -> Callable[[Any], None]:
+            return lambda m: logs.append(f"{who}: {m.text}") if "ipymeet" in m.text else None
+
+        far.on("console", keep_log("far"))
         far.goto(f"{origin}/?room=network&autojoin=1")
         near = new_page(f"http://127.0.0.1:{server.port}/?room=network&autojoin=1")
-        near.on("console", lambda m: logs.append(f"near: {m.text}") if "ipymeet" in m.text else None)
+        near.on("console", keep_log("near"))
         for page in (far, near):
             wait_state(page, "in_call")
             wait_remote_video(page)

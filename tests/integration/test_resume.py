@@ -43,9 +43,7 @@ async def test_a_session_key_gives_a_stable_id_that_signals_reach(
         assert await b.call("signal", {"to": answer_a["self"], "description": OFFER_SDP}) == {
             "ok": True
         }
-        assert await a.take() == [
-            ("signal", {"from": answer_b["self"], "description": OFFER_SDP})
-        ]
+        assert await a.take() == [("signal", {"from": answer_b["self"], "description": OFFER_SDP})]
         # The sid is no address for a member with a session key.
         refused = await b.call("signal", {"to": a.sid, "description": OFFER_SDP})
         assert refused["code"] == "not_in_room"
