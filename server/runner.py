@@ -274,12 +274,13 @@ def kernel_port() -> int:
     rooms (guests on invite links) reconnect and enter again on their own. Drawn from 20000-31999,
     below Linux's ephemeral ports.
     """
-    # Only when running in ipykernel: importing it elsewhere would install its comm manager.
-    connect = sys.modules.get("ipykernel.connect")
-    try:
-        path = connect.get_connection_file() if connect is not None else ""
-    except Exception:  # not in a kernel app
+    # Only inside a running ipykernel: importing its kernel app elsewhere would install its comm
+    # machinery in this process (other widgets' comms would then need a kernel).
+    kernelapp = sys.modules.get("ipykernel.kernelapp")
+    app = getattr(kernelapp, "IPKernelApp", None)
+    if app is None or not app.initialized():
         return 0
+    path = str(getattr(app.instance(), "connection_file", "") or "")
     if not path:
         return 0
     digest = hashlib.sha256(path.encode()).digest()
