@@ -485,7 +485,7 @@ class VideoRoom(anywidget.AnyWidget):
         assert self._signaller is not None
         return str(self._signaller.public_url)
 
-    @traitlets.observe("_browser_peers", "room")
+    @traitlets.observe("_browser_peers", "room", "state")
     def _on_reports(self, _: dict[str, Any]) -> None:
         self._update_peers()
 
@@ -493,7 +493,9 @@ class VideoRoom(anywidget.AnyWidget):
         # Called from the kernel's threads and the signaller's; the lock keeps updates whole.
         with self._peers_lock:
             reported = {p.get("id"): p for p in self._browser_peers if isinstance(p, dict)}
-            if self._signaller is None:
+            # While its page reconnects, the signaller does not list it: the connections its
+            # browser still holds are the truth then (their media keeps flowing).
+            if self._signaller is None or self.state == "reconnecting":
                 peers = [
                     _peer(str(p.get("id", "")), str(p.get("name", "")), p)
                     for p in reported.values()

@@ -139,6 +139,24 @@ async def test_peers_are_empty_when_the_widget_is_not_in_the_room() -> None:
         room.close()
 
 
+async def test_while_reconnecting_peers_are_the_browsers_connections() -> None:
+    """Its page out of the signaller's room for a moment, the widget still lists the others its
+    browser is connected to; once the page is back, membership comes from the signaller again."""
+    room = VideoRoom("members-3")
+    stranger = await _enter(kernel_signaller().url, "members-3", "Stranger")
+    try:
+        report = [{"id": "far", "name": "Grace", "connection": "connected"}]
+        room._browser_peers = report
+        assert room.peers == []  # not in the signaller's room
+        room.state = "reconnecting"
+        assert [(p["id"], p["connection"]) for p in room.peers] == [("far", "connected")]
+        room.state = "in_call"
+        assert room.peers == []
+    finally:
+        await stranger.disconnect()
+        room.close()
+
+
 def test_max_peers_sets_the_kernel_signallers_capacity() -> None:
     """VideoRoom(max_peers=N) sets how many the kernel's rooms hold; bad values are refused."""
     server = kernel_signaller()
