@@ -47,8 +47,11 @@ creates ``AsyncSocket`` objects itself, in ``_handle_connect``, with no hook to 
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import time
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import engineio
@@ -58,6 +61,30 @@ from engineio import packet as eio_packet
 
 #: Versions this module was written against (checked by tests/unit/test_fastio.py).
 WRITTEN_FOR = {"python-engineio": "4.15.1", "python-socketio": "5.18.1"}
+
+log = logging.getLogger("ipymeet.server")
+
+
+@cache
+def supported() -> bool:
+    """Whether the installed python-engineio / python-socketio are the releases (major.minor)
+    this module was written against. Otherwise the signaller keeps engineio's own transport,
+    slower but sure: these overrides reach into internals that may change in any release."""
+    for name, written in WRITTEN_FOR.items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            return False
+        if installed.split(".")[:2] != written.split(".")[:2]:
+            log.info(
+                "%s %s is not %s: using engineio's own WebSocket transport",
+                name,
+                installed,
+                written,
+            )
+            return False
+    return True
+
 
 #: Messages one connection's reader handles before it yields to the event loop (see below).
 TURN = 16

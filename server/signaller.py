@@ -62,7 +62,8 @@ class _Server(socketio.AsyncServer):  # type: ignore[misc]
     reserved_handler: Callable[[str, str], Awaitable[None]] | None = None
 
     def _engineio_server_class(self) -> type:
-        return fastio.FastEngineServer  # a leaner WebSocket transport; see fastio.py
+        # A leaner WebSocket transport (fastio.py), on the engineio releases it was written for.
+        return fastio.FastEngineServer if fastio.supported() else super()._engineio_server_class()
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         # Engine.IO reads a WebSocket's buffered messages one after another without returning

@@ -34,6 +34,20 @@ def test_written_for_the_installed_versions() -> None:
     assert installed == fastio.WRITTEN_FOR
 
 
+def test_the_signaller_uses_it_only_on_those_releases(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(_Server(async_mode="aiohttp").eio, fastio.FastEngineServer)
+    written = {**fastio.WRITTEN_FOR, "python-engineio": "9.0.0"}
+    monkeypatch.setattr(fastio, "WRITTEN_FOR", written)
+    fastio.supported.cache_clear()
+    try:
+        assert not fastio.supported()
+        eio = _Server(async_mode="aiohttp").eio
+        assert type(eio) is engineio.AsyncServer
+    finally:
+        monkeypatch.undo()
+        fastio.supported.cache_clear()
+
+
 def test_overridden_internals_keep_their_shape() -> None:
     sock = async_socket.AsyncSocket
     assert _params(sock.send) == ["self", "pkt"]
