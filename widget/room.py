@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import anywidget
 import numpy as np
@@ -103,6 +103,18 @@ WIDGET_TOKEN_TTL = 600.0
 _kernel_rooms: weakref.WeakSet[VideoRoom] = weakref.WeakSet()
 
 
+def _token_of(token: str) -> str:
+    """A join token, given as itself or inside an invite link (``...?room=r&token=T``)."""
+    if "://" in token or "?" in token:
+        found = parse_qs(urlsplit(token).query).get("token")
+        if not found:
+            raise ValueError("that invite link carries no token")
+        token = found[0]
+    if not token or len(token) > 4096 or not token.isprintable():
+        raise ValueError("token must be a join token or an invite link that carries one")
+    return token
+
+
 def _is_kernel_widget(client: str) -> bool:
     """Whether ``client`` is the key of an open widget of this kernel. The kernel's signaller lets
     only those enter (besides pages without a key): a view left over from before a kernel restart
@@ -163,6 +175,12 @@ class VideoRoom(anywidget.AnyWidget):
 
         room = VideoRoom("lab-42", secure=True, host="0.0.0.0", tls="self-signed")
         room.invite_url      # https://192.168.1.20:PORT/?room=lab-42&token=...
+
+    A signaller of its own that requires tokens (``ipymeet serve --secret``) takes ``token``: the
+    token, or the whole invite link, of ``ipymeet token ROOM`` or ``--invite ROOM``. It stays in
+    the kernel, which hands it to the browser by custom message, as above::
+
+        room = VideoRoom("lab-42", signaling_url="https://host:8765", token=link)
     """
 
     _esm = STATIC / "widget.js"
@@ -241,6 +259,7 @@ class VideoRoom(anywidget.AnyWidget):
         host: str | None = None,
         tls: TLS = None,
         invite_ttl: float = tokens.DEFAULT_TTL,
+        token: str | None = None,
     ) -> None:
         self._peers_lock = threading.Lock()
         self._chat_callbacks: list[Callable[[Sender, str], Any]] = []
@@ -259,6 +278,11 @@ class VideoRoom(anywidget.AnyWidget):
                 "max_peers, secure, host and tls set the kernel's signaller; with signaling_url, "
                 "set them on that signaller"
             )
+        if token is not None and not signaling_url:
+            raise ValueError("token is for a signaller given by signaling_url; here, secure=True")
+        # Kept in the kernel only (never a trait): handed to the browser by custom message.
+        self._join_token = _token_of(token) if token is not None else None
+        self._secure = self._join_token is not None
         if invite_ttl <= 0:
             raise ValueError("invite_ttl must be a positive number of seconds")
         self._invite_ttl = float(invite_ttl)
@@ -459,7 +483,7 @@ class VideoRoom(anywidget.AnyWidget):
 
     def _send_token(self, room: str) -> None:
         """Answer the browser's token request (custom message; never a trait)."""
-        token = None
+        token = self._join_token
         if self._signaller is not None and self._signaller.requires_tokens:
             token = self._signaller.mint(room, WIDGET_TOKEN_TTL)
         message: TokenMessage = {"type": "token", "room": room, "token": token}

@@ -14,7 +14,7 @@ import socketio
 from ipywidgets.embed import embed_data
 
 from ipymeet import VideoRoom
-from ipymeet.server import runner, tokens
+from ipymeet.server import Settings, SignallerThread, runner, tokens
 
 
 @pytest.fixture
@@ -127,3 +127,28 @@ def test_host_and_tls_apply_when_the_kernel_signaller_starts_and_must_match_afte
             VideoRoom("x", signaling_url="https://elsewhere.example.org", secure=True)
     finally:
         room.close()
+
+
+async def test_a_token_for_a_signaller_of_its_own_goes_to_the_browser_by_message() -> None:
+    """`ipymeet serve --secret` elsewhere: VideoRoom(signaling_url=..., token=link) keeps the token
+    in the kernel, hands it to its browser by custom message, and the signaller accepts it."""
+    server = SignallerThread(Settings(ice_servers=(), secret=tokens.new_secret())).start()
+    try:
+        token = server.mint("far-1", 600)
+        link = f"{server.url}/?room=far-1&token={token}"
+        room = VideoRoom("far-1", signaling_url=server.url, token=link)
+        try:
+            assert room._secure is True
+            assert token not in json.dumps(room.get_state())
+            sent, _ = _record(room)
+            room._handle_custom_msg({"type": "token_request", "room": "far-1"}, [])
+            assert sent == [{"type": "token", "room": "far-1", "token": token}]
+            assert (await _enter(server.url, {"room": "far-1", "token": token}))["ok"] is True
+        finally:
+            room.close()
+        with pytest.raises(ValueError, match="signaling_url"):
+            VideoRoom("far-1", token=token)
+        with pytest.raises(ValueError, match="no token"):
+            VideoRoom("far-1", signaling_url=server.url, token=f"{server.url}/?room=far-1")
+    finally:
+        server.stop()
