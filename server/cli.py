@@ -91,6 +91,22 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--public", type=Path, metavar="DIR", help="serve this folder at /public/ (e.g. a page)"
     )
+    defaults = Settings()
+    serve.add_argument(
+        "--ping-interval",
+        type=float,
+        default=defaults.ping_interval,
+        metavar="S",
+        help=f"seconds between heartbeats (default {defaults.ping_interval:g}); with "
+        "--ping-timeout, how soon a silently dropped connection is noticed",
+    )
+    serve.add_argument(
+        "--ping-timeout",
+        type=float,
+        default=defaults.ping_timeout,
+        metavar="S",
+        help=f"seconds a heartbeat may take (default {defaults.ping_timeout:g})",
+    )
     serve.add_argument("--secret", metavar="SOURCE", help=SECRET_HELP)
     serve.add_argument(
         "--invite",
@@ -168,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             max_peers=args.max_peers,
             allowed_origins=tuple(args.allow_origin),
             public_dir=args.public,
+            ping_interval=args.ping_interval,
+            ping_timeout=args.ping_timeout,
             secret=None if args.secret is None else read_secret(args.secret),
             tls=_tls(args),
             **extra,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import socketio
 
 from ..support import free_port, wait_http
@@ -65,3 +67,29 @@ def test_serve_refuses_a_wildcard_origin_and_bad_settings() -> None:
         )
         assert result.returncode == 2, (args, result.stderr)
         assert expected in result.stderr, (args, result.stderr)
+
+
+async def test_serve_takes_its_heartbeat_from_the_command_line() -> None:
+    """`--ping-interval 3 --ping-timeout 2` reach the Engine.IO handshake; a bad one is refused."""
+    port = free_port()
+    server = _serve("--port", str(port), "--ice-servers", "[]", "--ping-interval", "3",
+                    "--ping-timeout", "2")  # fmt: skip
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", 30, server)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(
+                f"http://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+            ) as ws,
+        ):
+            opening = await ws.receive_str()
+        assert opening.startswith("0")
+        handshake = json.loads(opening[1:])
+        assert (handshake["pingInterval"], handshake["pingTimeout"]) == (3000, 2000)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+    refused = _serve("--ping-interval", "0")
+    output, _ = refused.communicate(timeout=30)
+    assert refused.returncode == 2
+    assert "ping_interval" in output
