@@ -59,8 +59,6 @@ export interface PeerOptions {
   onChannelClose?(): void;
   /** For tests: how to make the connection. */
   createConnection?: (config: RTCConfiguration) => RTCPeerConnection;
-  /** Whether this connection starts polite; by default from the ids (kept when replaced). */
-  polite?: boolean;
 }
 
 export class Peer {
@@ -97,7 +95,7 @@ export class Peer {
   constructor(options: PeerOptions) {
     this.options = options;
     this.id = options.peerId;
-    this.polite = options.polite ?? isPolite(options.selfId, options.peerId);
+    this.polite = isPolite(options.selfId, options.peerId);
     this.mayOffer = options.initiator;
     const config: RTCConfiguration = { iceServers: options.iceServers };
     this.pc = options.createConnection ? options.createConnection(config) : new RTCPeerConnection(config);
