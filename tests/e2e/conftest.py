@@ -144,6 +144,25 @@ def wait_remote_video(page: Any, count: int = 1, *, scope: str = "", timeout: fl
     )
 
 
+def model(page: Any, name: str) -> Any:
+    """A trait of the page's model (standalone pages: ``window.ipymeet.model``)."""
+    return page.evaluate("(n) => window.ipymeet.model.get(n)", name)
+
+
+def wait_model(page: Any, name: str, value: Any, timeout: float = 30) -> None:
+    """Wait until the page's model has ``name == value``."""
+    page.wait_for_function(
+        "([n, v]) => window.ipymeet && window.ipymeet.model.get(n) === v",
+        arg=[name, value],
+        timeout=timeout * 1000,
+    )
+
+
+def wait_state(page: Any, state: str, timeout: float = 30) -> None:
+    """Wait until the page's call is in ``state``."""
+    wait_model(page, "state", state, timeout)
+
+
 def pump_until(page: Any, predicate: Callable[[], bool], timeout: float = 20) -> None:
     """Let Playwright deliver events (dialogs, console) until ``predicate()`` holds."""
     deadline = time.monotonic() + timeout

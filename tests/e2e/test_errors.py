@@ -13,7 +13,7 @@ import pytest
 from ipymeet.server import Settings, SignallerThread
 
 from ..support import free_port
-from .conftest import wait_remote_video
+from .conftest import model, wait_model, wait_remote_video
 
 pytestmark = pytest.mark.browser
 
@@ -26,18 +26,6 @@ def server() -> Iterator[SignallerThread]:
     signaller = SignallerThread(Settings(ice_servers=())).start()
     yield signaller
     signaller.stop()
-
-
-def model(page: Any, name: str) -> Any:
-    return page.evaluate("(n) => window.ipymeet.model.get(n)", name)
-
-
-def wait_model(page: Any, name: str, value: Any, timeout: float = 20) -> None:
-    page.wait_for_function(
-        "([n, v]) => window.ipymeet && window.ipymeet.model.get(n) === v",
-        arg=[name, value],
-        timeout=timeout * 1000,
-    )
 
 
 def joins_receive_only(

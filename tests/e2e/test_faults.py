@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from ..support import free_port, wait_http
-from .conftest import FRAMES_JS, wait_remote_video
+from .conftest import FRAMES_JS, wait_remote_video, wait_state
 
 pytestmark = pytest.mark.browser
 
@@ -89,14 +89,6 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
     server.start()
     yield server
     server.stop()
-
-
-def wait_state(page: Any, state: str, timeout: float = 30) -> None:
-    page.wait_for_function(
-        "(s) => window.ipymeet && window.ipymeet.model.get('state') === s",
-        arg=state,
-        timeout=timeout * 1000,
-    )
 
 
 def frames(page: Any) -> list[int]:

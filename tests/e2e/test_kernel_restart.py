@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from ..support import KERNEL_IDLE_JS, Served, open_and_run, write_notebook
-from .conftest import wait_remote_video
-from .test_faults import wait_state
+from .conftest import wait_remote_video, wait_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.jupyter]
 

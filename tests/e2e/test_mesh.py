@@ -9,7 +9,7 @@ import pytest
 
 from ipymeet.server import Settings, SignallerThread
 
-from .conftest import wait_remote_video
+from .conftest import model, wait_remote_video
 
 pytestmark = pytest.mark.browser
 
@@ -19,10 +19,6 @@ def server() -> Iterator[SignallerThread]:
     signaller = SignallerThread(Settings(ice_servers=())).start()  # rooms of six by default
     yield signaller
     signaller.stop()
-
-
-def model(page: Any, name: str) -> Any:
-    return page.evaluate("(n) => window.ipymeet.model.get(n)", name)
 
 
 def wait_peers(page: Any, names: list[str], timeout: float = 45) -> None:

@@ -20,13 +20,8 @@ import pytest
 
 from ipymeet.server import Settings, SignallerThread
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, wait_remote_video
-from .test_faults import (
-    RECORD_STATES_JS,
-    REMEMBER_CONNECTIONS_JS,
-    SAME_CONNECTIONS_JS,
-    wait_state,
-)
+from .conftest import CHROMIUM, CHROMIUM_ARGS, wait_remote_video, wait_state
+from .test_faults import RECORD_STATES_JS, REMEMBER_CONNECTIONS_JS, SAME_CONNECTIONS_JS
 
 pytestmark = pytest.mark.browser
 

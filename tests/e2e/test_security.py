@@ -15,21 +15,9 @@ from ipymeet import VideoRoom
 from ipymeet.server import Settings, SignallerThread, runner
 
 from ..support import Served, open_and_run, write_notebook
-from .conftest import ARTIFACTS, wait_remote_video
+from .conftest import ARTIFACTS, model, wait_model, wait_remote_video
 
 pytestmark = pytest.mark.browser
-
-
-def model(page: Any, name: str) -> Any:
-    return page.evaluate("(n) => window.ipymeet.model.get(n)", name)
-
-
-def wait_model(page: Any, name: str, value: Any, timeout: float = 30) -> None:
-    page.wait_for_function(
-        "([n, v]) => window.ipymeet && window.ipymeet.model.get(n) === v",
-        arg=[name, value],
-        timeout=timeout * 1000,
-    )
 
 
 def tampered(token: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from ipymeet.server import Settings, SignallerThread
 
-from .conftest import pump_until, wait_remote_video
+from .conftest import pump_until, wait_remote_video, wait_state
 from .tutorial import write_tutorial_page
 
 pytestmark = pytest.mark.browser
@@ -27,14 +27,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignallerThread
 
 def state_of(page: Any) -> Any:
     return page.evaluate("() => window.ipymeet.model.get('state')")
-
-
-def wait_state(page: Any, state: str, timeout: float = 20) -> None:
-    page.wait_for_function(
-        "(s) => window.ipymeet && window.ipymeet.model.get('state') === s",
-        arg=state,
-        timeout=timeout * 1000,
-    )
 
 
 def test_two_tabs_see_each_other_and_a_third_is_told_the_room_is_full(
