@@ -1284,7 +1284,7 @@ export class Call {
     const { width, height } = frame;
     if (upload && client !== null) {
       // Through the signaller first: it reaches a kernel whose cell is waiting for it.
-      uploadFrame(frameSink(client), id, frame);
+      void uploadFrame(frameSink(client), id, frame);
     }
     this.model.send({ type: "frame", id, width, height, format }, undefined, [exactBuffer(frame.bytes)]);
   }

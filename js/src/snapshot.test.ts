@@ -1,5 +1,5 @@
-import { describe, expect, it } from "vitest";
-import { MAX_CHUNK_BYTES, chunkBytes, exactBuffer, uploadError, uploadFrame } from "./snapshot";
+import { describe, expect, it, vi } from "vitest";
+import { MAX_CHUNK_BYTES, UPLOAD_PACE, chunkBytes, exactBuffer, uploadError, uploadFrame } from "./snapshot";
 
 describe("chunkBytes", () => {
   it("splits into chunks of at most 192 KiB that join back to the bytes", () => {
@@ -33,10 +33,10 @@ describe("chunkBytes", () => {
 });
 
 describe("uploadFrame", () => {
-  it("emits each chunk as a frame event with its index and the count", () => {
+  it("emits each chunk as a frame event with its index and the count", async () => {
     const events: unknown[][] = [];
     const sink = { emit: (...args: unknown[]) => events.push(args) };
-    const count = uploadFrame(sink, "id1", { width: 3, height: 2, format: "rgba", bytes: new Uint8Array(24) }, 10);
+    const count = await uploadFrame(sink, "id1", { width: 3, height: 2, format: "rgba", bytes: new Uint8Array(24) }, 10);
     expect(count).toBe(3);
     expect(events.map(([event, meta, chunk]) => [event, meta, (chunk as ArrayBuffer).byteLength])).toEqual([
       ["frame", { id: "id1", index: 0, count: 3, width: 3, height: 2, format: "rgba" }, 10],
@@ -45,5 +45,36 @@ describe("uploadFrame", () => {
     ]);
     uploadError(sink, "id2", "no video");
     expect(events.at(-1)).toEqual(["frame", { id: "id2", error: "no video" }]);
+  });
+});
+
+describe("uploadFrame's pace", () => {
+  it("sends a 4K frame's first chunks at once, then below the signaller's refill rate", async () => {
+    vi.useFakeTimers();
+    try {
+      const sent: number[] = [];
+      const sink = { emit: () => sent.push(Date.now()) };
+      const bytes = new Uint8Array(3840 * 2160 * 4);
+      const done = uploadFrame(sink, "big", { width: 3840, height: 2160, format: "rgba", bytes });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(sent).toHaveLength(UPLOAD_PACE.burst);
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(sent).toHaveLength(UPLOAD_PACE.burst + UPLOAD_PACE.perSecond);
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(await done).toBe(169);
+      expect(sent).toHaveLength(169);
+      // Never more than the burst plus 50 a second (the server's bucket) in any stretch from the start.
+      const start = sent[0]!;
+      sent.forEach((time, index) => expect(index + 1).toBeLessThanOrEqual(200 + ((time - start) / 1000) * 50));
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("stops when the connection is closed", async () => {
+    let calls = 0;
+    const sink = { emit: () => (++calls < 3 ? true : false) };
+    await uploadFrame(sink, "x", { width: 1, height: 10, format: "rgba", bytes: new Uint8Array(40) }, 4);
+    expect(calls).toBe(3);
   });
 });

@@ -55,12 +55,31 @@ export interface FrameSink {
 }
 
 /** Send a frame to the signaller: `frame` events `{id, index, count, width, height, format}` + chunk. */
-export function uploadFrame(sink: FrameSink, id: string, frame: Frame, max = MAX_CHUNK_BYTES): number {
+/**
+ * How fast chunks go out: the signaller allows a connection 50 events a second and bursts of 200
+ * (PROTOCOL.md), and the call's own signals share them. A 1280×720 frame (19 chunks) goes at once;
+ * a 4K one (169) sends its first `burst` at once, then `perSecond`, below the refill.
+ */
+export const UPLOAD_PACE = { burst: 100, perSecond: 40 };
+
+/**
+ * Send `frame` as `frame` events of at most `max` bytes each, paced (`UPLOAD_PACE`); resolves
+ * with the number of chunks once all are sent. Stops early if the sink says it is closed.
+ */
+export async function uploadFrame(
+  sink: FrameSink,
+  id: string,
+  frame: Frame,
+  max = MAX_CHUNK_BYTES,
+  pace = UPLOAD_PACE,
+): Promise<number> {
   const chunks = chunkBytes(frame.bytes, max);
   const count = chunks.length;
-  chunks.forEach((chunk, index) => {
-    sink.emit("frame", { id, index, count, width: frame.width, height: frame.height, format: frame.format }, chunk);
-  });
+  for (const [index, chunk] of chunks.entries()) {
+    if (index >= pace.burst) await new Promise((resolve) => setTimeout(resolve, 1000 / pace.perSecond));
+    const meta = { id, index, count, width: frame.width, height: frame.height, format: frame.format };
+    if (sink.emit("frame", meta, chunk) === false) break;
+  }
   return count;
 }
 
