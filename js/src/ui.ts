@@ -63,6 +63,7 @@ export class RoomView {
   private readonly root: HTMLElement;
   private readonly roomInput: HTMLInputElement;
   private readonly roomHint: HTMLElement;
+  private readonly nameInput: HTMLInputElement;
   private readonly connectButton: HTMLButtonElement;
   private readonly connectLabel: HTMLElement;
   private readonly micButton: HTMLButtonElement;
@@ -114,6 +115,15 @@ export class RoomView {
       "aria-describedby": `${id}-hint`,
     });
     this.roomHint = h("span", { id: `${id}-hint`, class: "ipymeet-hint" }, "Use 1–64 letters, digits, “_”, “.” or “-”.");
+    this.nameInput = h("input", {
+      id: `${id}-name`,
+      class: "ipymeet-room-input ipymeet-name-input",
+      "data-testid": "name-input",
+      type: "text",
+      autocomplete: "nickname",
+      maxlength: "64",
+      placeholder: "Your name",
+    });
     this.roomHint.hidden = true;
 
     this.micLabel = h("span", { class: "ipymeet-btn-label" });
@@ -236,6 +246,8 @@ export class RoomView {
           { class: "ipymeet-field" },
           h("label", { class: "ipymeet-field-label", for: `${id}-room` }, "Room"),
           this.roomInput,
+          h("label", { class: "ipymeet-field-label", for: `${id}-name` }, "Name"),
+          this.nameInput,
         ),
         h("div", { class: "ipymeet-controls" }, this.micButton, this.camButton, this.screenButton, this.connectButton),
       ),
@@ -253,6 +265,16 @@ export class RoomView {
     this.el.replaceChildren(this.root);
 
     this.listen(this.roomInput, "input", () => this.onRoomInput());
+    // The name goes with the next Connect (the others learn it on entering); not editable in a call.
+    this.listen(this.nameInput, "input", () => {
+      this.model.set("name", this.nameInput.value.slice(0, 64));
+      this.model.save_changes();
+    });
+    this.listen(this.nameInput, "keydown", (event) => {
+      if ((event as KeyboardEvent).key === "Enter" && !isActive(this.model.get("state")) && !this.connectButton.disabled) {
+        this.connectButton.click();
+      }
+    });
     this.listen(this.roomInput, "keydown", (event) => {
       if ((event as KeyboardEvent).key === "Enter" && !isActive(this.model.get("state"))) this.connectButton.click();
     });
@@ -362,6 +384,9 @@ export class RoomView {
       this.roomHint.hidden = true;
     }
     this.roomInput.disabled = active;
+    const name = model.get("name");
+    if (document.activeElement !== this.nameInput && this.nameInput.value !== name) this.nameInput.value = name;
+    this.nameInput.disabled = active;
     const typed = this.roomInput.value.trim();
     const roomOk = typed !== "" && ROOM_RE.test(typed);
 

@@ -113,3 +113,23 @@ def test_the_tutorials_own_page_works_unchanged(
     pump_until(third, lambda: bool(alerts))
     assert alerts == ["The room is full, please try another one"]
     assert len(server.registry.members("tutorial-1")) == 2
+
+
+def test_a_name_typed_in_the_page_is_what_the_others_see(
+    server: SignallerThread, new_page: Callable[..., Any]
+) -> None:
+    """The name field goes with Connect; it is locked during the call."""
+    url = f"{server.url}/?room=standalone-names"
+    first, second = new_page(url), new_page(url + "&name=Grace")
+    assert second.get_by_test_id("name-input").input_value() == "Grace"
+    first.get_by_test_id("name-input").fill("Ada Lovelace")
+    first.get_by_test_id("name-input").press("Enter")  # Enter connects, as in the room field
+    wait_state(first, "waiting")
+    assert first.get_by_test_id("name-input").is_disabled()
+    second.get_by_test_id("connect").click()
+    wait_state(second, "in_call")
+    tile_shows = (
+        "(n) => document.querySelector('.ipymeet-tile[data-peer-id]')?.textContent.includes(n)"
+    )
+    second.wait_for_function(tile_shows, arg="Ada Lovelace")
+    first.wait_for_function(tile_shows, arg="Grace")
