@@ -144,13 +144,23 @@ class FakeTrack {
   }
 }
 
+/** A MediaStream of fake tracks (for streams made during a call: the screen, a new camera). */
+class FakeMediaStream {
+  constructor(readonly tracks: FakeTrack[]) {}
+  getTracks() {
+    return this.tracks;
+  }
+  getAudioTracks() {
+    return this.tracks.filter((t) => t.kind === "audio");
+  }
+  getVideoTracks() {
+    return this.tracks.filter((t) => t.kind === "video");
+  }
+}
+
 function fakeStream() {
   const tracks = [new FakeTrack("audio"), new FakeTrack("video")];
-  const stream = {
-    getTracks: () => tracks,
-    getAudioTracks: () => tracks.filter((t) => t.kind === "audio"),
-    getVideoTracks: () => tracks.filter((t) => t.kind === "video"),
-  } as unknown as MediaStream;
+  const stream = new FakeMediaStream(tracks) as unknown as MediaStream;
   return { stream, tracks };
 }
 
@@ -771,18 +781,6 @@ describe("Call: snapshots", () => {
 });
 
 describe("Call: screen sharing", () => {
-  class FakeMediaStream {
-    constructor(readonly tracks: FakeTrack[]) {}
-    getTracks() {
-      return this.tracks;
-    }
-    getAudioTracks() {
-      return this.tracks.filter((t) => t.kind === "audio");
-    }
-    getVideoTracks() {
-      return this.tracks.filter((t) => t.kind === "video");
-    }
-  }
   class ScreenTrack extends FakeTrack {
     private readonly ended = new Set<() => void>();
     constructor() {
@@ -851,18 +849,6 @@ describe("Call: screen sharing", () => {
 });
 
 describe("Call: choosing devices", () => {
-  class FakeMediaStream {
-    constructor(readonly tracks: FakeTrack[]) {}
-    getTracks() {
-      return this.tracks;
-    }
-    getAudioTracks() {
-      return this.tracks.filter((t) => t.kind === "audio");
-    }
-    getVideoTracks() {
-      return this.tracks.filter((t) => t.kind === "video");
-    }
-  }
   beforeEach(() => {
     vi.stubGlobal("MediaStream", FakeMediaStream);
   });
