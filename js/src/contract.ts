@@ -1,0 +1,32 @@
+/**
+ * The names and limits the kernel and the browser share. Generated from widget/contract.py by
+ * `python -m ipymeet.widget.contract > js/src/contract.ts`; do not edit (tests/unit/test_contract.py
+ * fails when the two differ).
+ */
+
+/** A room id, in full. */
+export const ROOM_PATTERN = "[A-Za-z0-9_.-]{1,64}";
+export const ROOM_RE = new RegExp(`^(?:${ROOM_PATTERN})$`);
+
+/** Longest display name, in code points. */
+export const MAX_NAME = 64;
+/** Longest chat line either side accepts, in code points. */
+export const MAX_CHAT = 2000;
+/** Chat lines kept in `messages`: the most recent ones. */
+export const MAX_HISTORY = 200;
+
+/** The call's states (`state`), in the order a call goes through them. */
+export const CALL_STATES = ["idle", "joining", "waiting", "in_call", "reconnecting", "left", "failed"] as const;
+export type CallState = (typeof CALL_STATES)[number];
+
+/** What went wrong (`error_code`); "" when nothing did. */
+export const ERROR_CODES = ["room_full", "unreachable", "bad_request", "camera_denied", "no_camera", "camera_busy", "screen_denied", "insecure_context", "disconnected", "forbidden", "wrong_dialect", "already_in_room", "rate_limited", "timeout", "unknown_widget", "internal_error"] as const;
+export type ErrorCode = "" | (typeof ERROR_CODES)[number];
+
+/** The `type` of every custom message the kernel sends the browser. */
+export const KERNEL_MESSAGE_TYPES = ["chat", "snapshot", "token", "error"] as const;
+export type KernelMessageType = (typeof KERNEL_MESSAGE_TYPES)[number];
+
+/** The `type` of every custom message the browser sends the kernel. */
+export const BROWSER_MESSAGE_TYPES = ["chat", "frame", "error", "token_request"] as const;
+export type BrowserMessageType = (typeof BROWSER_MESSAGE_TYPES)[number];

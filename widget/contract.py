@@ -1,0 +1,135 @@
+"""The names and limits the kernel and the browser share, defined once.
+
+The front end does not read Python, so ``js/src/contract.ts`` is rendered from this module
+(:func:`typescript`) and committed; ``tests/unit/test_contract.py`` fails when the two differ. After a
+change here run::
+
+    python -m ipymeet.widget.contract > js/src/contract.ts
+
+The room id pattern and the name length are the signaller's own (``server/validation.py``): the widget
+and the page check them before asking, the signaller checks them again.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+
+from ..server.validation import MAX_NAME, ROOM_RE
+
+__all__ = [
+    "BROWSER_MESSAGE_TYPES",
+    "KERNEL_MESSAGE_TYPES",
+    "MAX_CHAT",
+    "MAX_HISTORY",
+    "MAX_NAME",
+    "ROOM_PATTERN",
+    "CallState",
+    "ErrorCode",
+    "typescript",
+]
+
+#: A room id, in full (the pattern is unanchored, for ``re.fullmatch``).
+ROOM_PATTERN = ROOM_RE.pattern
+
+#: Longest chat line either side accepts, in code points.
+MAX_CHAT = 2000
+
+#: Chat lines kept in ``VideoRoom.messages``: the most recent ones.
+MAX_HISTORY = 200
+
+
+class CallState(str, enum.Enum):
+    """``VideoRoom.state``, in the order a call goes through it."""
+
+    IDLE = "idle"
+    JOINING = "joining"
+    WAITING = "waiting"
+    IN_CALL = "in_call"
+    #: The signaller is out of reach; the media keeps flowing while the page tries again.
+    RECONNECTING = "reconnecting"
+    LEFT = "left"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ErrorCode(str, enum.Enum):
+    """``VideoRoom.error_code``: what went wrong, for code (``error`` says it in words)."""
+
+    NONE = ""
+    ROOM_FULL = "room_full"
+    UNREACHABLE = "unreachable"
+    BAD_REQUEST = "bad_request"
+    CAMERA_DENIED = "camera_denied"
+    NO_CAMERA = "no_camera"
+    CAMERA_BUSY = "camera_busy"
+    SCREEN_DENIED = "screen_denied"
+    INSECURE_CONTEXT = "insecure_context"
+    DISCONNECTED = "disconnected"
+    FORBIDDEN = "forbidden"
+    WRONG_DIALECT = "wrong_dialect"
+    ALREADY_IN_ROOM = "already_in_room"
+    RATE_LIMITED = "rate_limited"
+    TIMEOUT = "timeout"
+    UNKNOWN_WIDGET = "unknown_widget"
+    INTERNAL_ERROR = "internal_error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: The ``type`` of every custom message the kernel sends the browser (``widget/messages.py``).
+KERNEL_MESSAGE_TYPES = ("chat", "snapshot", "token", "error")
+
+#: The ``type`` of every custom message the browser sends the kernel.
+BROWSER_MESSAGE_TYPES = ("chat", "frame", "error", "token_request")
+
+
+def _tuple(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(json.dumps(value) for value in values) + "] as const"
+
+
+def typescript() -> str:
+    """The text of ``js/src/contract.ts``."""
+    codes = tuple(code.value for code in ErrorCode if code is not ErrorCode.NONE)
+    states = tuple(state.value for state in CallState)
+    return f"""\
+/**
+ * The names and limits the kernel and the browser share. Generated from widget/contract.py by
+ * `python -m ipymeet.widget.contract > js/src/contract.ts`; do not edit (tests/unit/test_contract.py
+ * fails when the two differ).
+ */
+
+/** A room id, in full. */
+export const ROOM_PATTERN = {json.dumps(ROOM_PATTERN)};
+export const ROOM_RE = new RegExp(`^(?:${{ROOM_PATTERN}})$`);
+
+/** Longest display name, in code points. */
+export const MAX_NAME = {MAX_NAME};
+/** Longest chat line either side accepts, in code points. */
+export const MAX_CHAT = {MAX_CHAT};
+/** Chat lines kept in `messages`: the most recent ones. */
+export const MAX_HISTORY = {MAX_HISTORY};
+
+/** The call's states (`state`), in the order a call goes through them. */
+export const CALL_STATES = {_tuple(states)};
+export type CallState = (typeof CALL_STATES)[number];
+
+/** What went wrong (`error_code`); "" when nothing did. */
+export const ERROR_CODES = {_tuple(codes)};
+export type ErrorCode = "" | (typeof ERROR_CODES)[number];
+
+/** The `type` of every custom message the kernel sends the browser. */
+export const KERNEL_MESSAGE_TYPES = {_tuple(KERNEL_MESSAGE_TYPES)};
+export type KernelMessageType = (typeof KERNEL_MESSAGE_TYPES)[number];
+
+/** The `type` of every custom message the browser sends the kernel. */
+export const BROWSER_MESSAGE_TYPES = {_tuple(BROWSER_MESSAGE_TYPES)};
+export type BrowserMessageType = (typeof BROWSER_MESSAGE_TYPES)[number];
+"""
+
+
+if __name__ == "__main__":
+    print(typescript(), end="")
