@@ -1,13 +1,13 @@
 """The names and limits the kernel and the browser share, defined once.
 
 The front end does not read Python, so ``js/src/contract.ts`` is rendered from this module
-(:func:`typescript`) and committed; ``tests/unit/test_contract.py`` fails when the two differ. After a
-change here run::
+(:func:`typescript`) and committed; ``tests/unit/test_contract.py`` fails when the two differ.
+After a change here run::
 
     python -m ipymeet.widget.contract > js/src/contract.ts
 
-The room id pattern and the name length are the signaller's own (``server/validation.py``): the widget
-and the page check them before asking, the signaller checks them again.
+The room id pattern and the name length are the signaller's own (``server/validation.py``): the
+widget and the page check them before asking, the signaller checks them again.
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ def typescript() -> str:
     return f"""\
 /**
  * The names and limits the kernel and the browser share. Generated from widget/contract.py by
- * `python -m ipymeet.widget.contract > js/src/contract.ts`; do not edit (tests/unit/test_contract.py
- * fails when the two differ).
+ * `python -m ipymeet.widget.contract > js/src/contract.ts`; do not edit
+ * (tests/unit/test_contract.py fails when the two differ).
  */
 
 /** A room id, in full. */

@@ -1,7 +1,7 @@
 /**
  * The names and limits the kernel and the browser share. Generated from widget/contract.py by
- * `python -m ipymeet.widget.contract > js/src/contract.ts`; do not edit (tests/unit/test_contract.py
- * fails when the two differ).
+ * `python -m ipymeet.widget.contract > js/src/contract.ts`; do not edit
+ * (tests/unit/test_contract.py fails when the two differ).
  */
 
 /** A room id, in full. */

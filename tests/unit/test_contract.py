@@ -21,7 +21,7 @@ def test_the_front_end_contract_is_rendered_from_the_python_one() -> None:
 
 
 def test_the_limits_are_the_signallers_own() -> None:
-    assert contract.ROOM_PATTERN == validation.ROOM_RE.pattern
+    assert validation.ROOM_RE.pattern == contract.ROOM_PATTERN
     assert contract.MAX_NAME == validation.MAX_NAME
 
 
