@@ -520,6 +520,33 @@ describe("Call", () => {
     expect(states).toEqual(["idle", "joining", "left"]);
   });
 
+  it("tells each subscriber only of its topics; the topic-less form hears all", async () => {
+    const { server, join, peers, call, model } = setup({ statsIntervalMs: 20 });
+    const heard: Record<string, number> = { local: 0, members: 0, stats: 0, chat: 0, all: 0 };
+    for (const topic of ["local", "members", "stats", "chat"] as const) call.subscribe(topic, () => heard[topic]!++);
+    const stop = call.subscribe(() => heard.all!++);
+    join();
+    await settle();
+    const reset = () => Object.keys(heard).forEach((key) => (heard[key] = 0));
+    reset();
+    server.serve("peer_joined", { id: "zed", name: "Grace" });
+    expect(heard).toMatchObject({ members: 1, local: 0, stats: 0, chat: 0, all: 1 });
+    reset();
+    peers[0]!.open();
+    call.sendChat("hi");
+    expect(heard).toMatchObject({ chat: 1, members: 0, stats: 0, all: 1 });
+    reset();
+    model.set("audio", false);
+    expect(heard).toMatchObject({ local: 1, members: 0, stats: 0, chat: 0 });
+    reset();
+    await vi.waitFor(() => expect(heard.stats).toBeGreaterThan(0));
+    expect(heard).toMatchObject({ local: 0, members: 0, chat: 0 });
+    stop();
+    reset();
+    server.serve("peer_left", { id: "zed" });
+    expect(heard).toMatchObject({ members: 1, all: 0 });
+  });
+
   it("one writer: a stale in-call state from an earlier page becomes left", () => {
     const model = new PageModel({ state: "in_call", _browser_peers: [{ id: "x", name: "", connection: "connected", audio: true, video: true, screen: false }] });
     new Call(model, { routes: () => [] }).start();

@@ -179,6 +179,14 @@ export function screenMessage(error: unknown): string {
   }
 }
 
+/**
+ * What changed, for `Call.subscribe`: "local" the local stream or `sharingScreen` (and the
+ * devices); "members" `remotePeers` (the list, a stream, a flag, a connection state); "stats" new
+ * per-member stats (the once-a-second measurement, nothing else); "chat" `messages` / `canChat`.
+ */
+export type CallTopic = "local" | "members" | "stats" | "chat";
+const ALL_TOPICS: readonly CallTopic[] = ["local", "members", "stats", "chat"];
+
 /** One other member as the view shows it. */
 export interface RemotePeer {
   id: string;
@@ -247,7 +255,7 @@ export class Call {
   private readonly model: WidgetModel;
   private readonly deps: CallDeps;
   private readonly reporter: Reporter;
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<{ listener: () => void; topics: ReadonlySet<CallTopic> }>();
   private readonly modelListeners: [string, () => void][];
   private readonly chat: ChatLog;
   private state: CallState = "idle";
@@ -388,10 +396,20 @@ export class Call {
     return this.deps.captureFrame(stream, format);
   }
 
-  /** Be told when the local stream, the members or their streams change. Returns an unsubscribe. */
-  subscribe(listener: () => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+  /**
+   * Be told when `topic` changes (see CallTopic); without a topic, when any does. Returns an
+   * unsubscribe. A listener is called at most once per change, however many topics it covers.
+   */
+  subscribe(topic: CallTopic, listener: () => void): () => void;
+  /** @deprecated Subscribe by topic; this form (every topic) stays until the views have moved. */
+  subscribe(listener: () => void): () => void;
+  subscribe(topicOrListener: CallTopic | (() => void), maybeListener?: () => void): () => void {
+    const topics = typeof topicOrListener === "function" ? ALL_TOPICS : [topicOrListener];
+    const listener = typeof topicOrListener === "function" ? topicOrListener : maybeListener;
+    if (listener === undefined) throw new TypeError("subscribe needs a listener");
+    const entry = { listener, topics: new Set<CallTopic>(topics) };
+    this.listeners.add(entry);
+    return () => this.listeners.delete(entry);
   }
 
   // -- reconciling --------------------------------------------------------------------------------
@@ -414,7 +432,7 @@ export class Call {
     this.endSession({ leave: true });
     this.dispatch({ type: "join" });
     this.reporter.now({ state: this.state, error: "", error_code: "", connected_via: "", _browser_peers: [] });
-    this.notify();
+    this.notify(...ALL_TOPICS);
 
     const room = this.model.get("room");
     if (room === "") {
@@ -461,7 +479,7 @@ export class Call {
         if (local.warning !== null) {
           this.reporter.now({ error: local.warning.message, error_code: local.warning.code });
         }
-        this.notify();
+        this.notify("local");
         return local;
       },
       (error: unknown) => {
@@ -573,7 +591,7 @@ export class Call {
     const patch: Partial<Model> = { state: this.state, _browser_peers: this.browserPeers() };
     if (wasLost && this.model.get("error_code") === "disconnected") Object.assign(patch, { error: "", error_code: "" });
     this.reporter.now(patch);
-    this.notify();
+    this.notify("members");
     session.client?.deliver();
   }
 
@@ -589,7 +607,7 @@ export class Call {
     session.lostSince = this.deps.now();
     this.dispatch({ type: "lost" });
     this.reporter.now({ state: this.state });
-    this.notify();
+    this.notify("members");
     this.scheduleReconnect(session, 0);
   }
 
@@ -625,7 +643,7 @@ export class Call {
           error: `Lost the connection to the ipymeet signaller (${client.url}); trying again… ${this.deps.unreachableHint}`,
           error_code: "disconnected",
         });
-        this.notify();
+        this.notify("members");
       }
       this.scheduleReconnect(session, attempt + 1);
       return;
@@ -730,7 +748,7 @@ export class Call {
     this.endSession({ leave: true });
     this.dispatch({ type: "hangup" });
     this.reporter.now({ state: this.state, _browser_peers: [], connected_via: "", stats: {}, screen: false });
-    this.notify();
+    this.notify(...ALL_TOPICS);
   }
 
   private fail(code: ErrorCode, message: string, cause?: unknown): void {
@@ -748,7 +766,7 @@ export class Call {
       screen: false,
       _desired: false,
     });
-    this.notify();
+    this.notify(...ALL_TOPICS);
   }
 
   private failEnter(room: string, error: unknown): void {
@@ -883,7 +901,7 @@ export class Call {
           if (this.session === session) console.debug("ipymeet: signal not delivered", error);
         });
       },
-      onRemoteStream: () => this.notify(),
+      onRemoteStream: () => this.notify("members"),
       onConnectionState: () => {
         if (member.peer === peer) this.connectionsChanged(session);
       },
@@ -960,7 +978,7 @@ export class Call {
     } else {
       this.reporter.soon({ _browser_peers: this.browserPeers() });
     }
-    this.notify();
+    this.notify("members");
   }
 
   private browserPeers(): BrowserPeer[] {
@@ -979,7 +997,7 @@ export class Call {
       this.sentFlags = flags;
       for (const member of session.members.values()) member.peer?.sendData(flags);
     }
-    this.notify();
+    this.notify("local");
   }
 
   // -- the devices ---------------------------------------------------------------------------------
@@ -1011,7 +1029,7 @@ export class Call {
       return out;
     };
     this.reporter.now({ cameras: list("videoinput"), microphones: list("audioinput") });
-    this.notify();
+    this.notify("local");
   }
 
   /**
@@ -1057,7 +1075,7 @@ export class Call {
     session.shared = null;
     // While the screen is shared the camera is not sent: it waits for Stop sharing.
     this.applyMute();
-    this.notify();
+    this.notify("local");
     if (!(kind === "video" && session.screen !== null)) {
       const outgoing = this.outgoing(session);
       await Promise.all(
@@ -1189,7 +1207,7 @@ export class Call {
         member.video = message.video;
         member.screen = message.screen;
         this.reporter.soon({ _browser_peers: this.browserPeers() });
-        this.notify();
+        this.notify("members");
         return;
       case "ping":
         member.peer?.sendData(JSON.stringify({ t: "pong", id: message.id }));
@@ -1248,7 +1266,7 @@ export class Call {
     if (!this.chat.add(entry)) return;
     this.reporter.soon({ messages: [...this.chat.entries] });
     this.model.send({ type: "chat", ...entry });
-    this.notify();
+    this.notify("chat");
   }
 
   private readonly onKernelMessage = (content: unknown): void => {
@@ -1316,11 +1334,12 @@ export class Call {
     const stats: Record<string, PeerStats> = {};
     for (const member of session.members.values()) if (member.stats !== null) stats[member.id] = member.stats;
     this.reporter.soon({ stats });
-    this.notify();
+    this.notify("stats");
   }
 
-  private notify(): void {
-    for (const listener of [...this.listeners]) {
+  private notify(...topics: CallTopic[]): void {
+    for (const { listener, topics: wanted } of [...this.listeners]) {
+      if (!topics.some((topic) => wanted.has(topic))) continue;
       try {
         listener();
       } catch (error) {
