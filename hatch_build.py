@@ -18,10 +18,18 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 INIT = '''"""ipymeet: video calls inside Jupyter. See https://pypi.org/project/ipymeet/."""
 {path_line}
 from ipymeet.server import Settings, SignallerThread, create_app, kernel_signaller
-from ipymeet.widget import VideoRoom
+from ipymeet.widget import CallState, ErrorCode, VideoRoom
 
 __version__ = "{version}"
-__all__ = ["Settings", "SignallerThread", "VideoRoom", "create_app", "kernel_signaller"]
+__all__ = [
+    "CallState",
+    "ErrorCode",
+    "Settings",
+    "SignallerThread",
+    "VideoRoom",
+    "create_app",
+    "kernel_signaller",
+]
 '''
 
 

@@ -15,12 +15,14 @@ import hashlib
 import logging
 import sys
 import threading
+from collections.abc import Callable
 
 from aiohttp import web
 
 from . import tokens
 from .app import SIGNALLER, create_app
-from .registry import Registry
+from .frames import Frame
+from .registry import Member, Registry
 from .settings import Settings
 from .signaller import Signaller
 from .tls import Served, lan_address, serve_tls
@@ -217,6 +219,33 @@ class SignallerThread:
         if self.settings.secret is None:
             raise RuntimeError("this signaller takes no join tokens (it has no secret)")
         return tokens.mint(self.settings.secret, room, ttl)
+
+    # -- what a kernel's widgets use (widget/binding.py, widget/snapshots.py) -----------------
+    # The widgets go through these few methods, never into the signaller's own objects.
+
+    def members(self, room: str) -> list[Member]:
+        """The members of ``room`` in arrival order (a copy; any thread)."""
+        return self.registry.members(room)
+
+    def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(room)`` on the signaller's thread after each change of a room's
+        members (it must be quick and thread-safe); returns the unsubscribe."""
+        return self.registry.subscribe(listener)
+
+    def admit(self, known_client: Callable[[str], bool] | None) -> None:
+        """Let only the widget keys ``known_client`` accepts enter a room (None: any key);
+        pages that connect without a key are not asked."""
+        self.signaller.known_client = known_client
+
+    def expect_frame(self, request_id: str, client: str) -> concurrent.futures.Future[Frame]:
+        """A frame for snapshot ``request_id``, to come in chunks from a connection of
+        ``client`` (event ``frame``, see frames.py); the future completes on the signaller's
+        thread, so a running cell can wait for it."""
+        return self.signaller.frames.expect(request_id, client)
+
+    def cancel_frame(self, request_id: str) -> None:
+        """Stop waiting for ``request_id``'s frame (chunks that still come are refused)."""
+        self.signaller.frames.cancel(request_id)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every connection and the listening socket, then end the thread. Idempotent."""

@@ -1,12 +1,27 @@
-"""The custom messages between the kernel and the browser: one typed contract.
+"""The custom messages between the kernel and the browser: one typed contract, and its reader.
 
-Mirrored in ``js/src/types.ts`` (``KernelMessage`` / ``BrowserMessage``), keyed on ``type``. Custom
-messages carry events (a chat line); state that a freshly displayed view needs lives in traits.
+Mirrored in ``js/src/types.ts`` (``KernelMessage`` / ``BrowserMessage``), keyed on ``type``; the
+types of each side are listed once in ``widget/contract.py`` (``tests/unit/test_messages.py`` fails
+when these unions and those lists differ). Custom messages carry events (a chat line); state that a
+freshly displayed view needs lives in traits.
+
+Whatever the browser sends is read by :func:`parse_browser_message`, which gives a clean, typed copy
+or raises :class:`MalformedMessage`; the widget answers that with an :class:`ErrorMessage`.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, TypedDict
+import math
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple, TypedDict, final
+
+from ..server.frames import FORMATS
+from ..server.validation import ROOM_RE
+from .contract import BROWSER_MESSAGE_TYPES, MAX_CHAT, MAX_NAME
+
+FrameFormat = Literal["rgba", "png"]
+#: How a snapshot's frame comes back: through the kernel's signaller, or as a widget message.
+FrameRoute = Literal["signaller", "comm"]
 
 
 class ChatRequest(TypedDict):
@@ -14,6 +29,45 @@ class ChatRequest(TypedDict):
 
     type: Literal["chat"]
     text: str
+
+
+class SnapshotRequest(TypedDict):
+    """Kernel → browser: take the current frame of ``peer``'s video (None: own camera).
+
+    The browser answers by the one path asked, ``via``: ``"signaller"`` in chunks through its
+    connection to the kernel's own signaller (event ``frame``, read on the signaller's thread even
+    while a cell runs: see server/frames.py), ``"comm"`` as one :class:`FrameMessage` (read by the
+    kernel between cells).
+    """
+
+    type: Literal["snapshot"]
+    id: str
+    peer: str | None
+    format: FrameFormat
+    via: FrameRoute
+
+
+class TokenMessage(TypedDict):
+    """Kernel → browser: a join token for ``room`` (None: this signaller takes none).
+
+    The answer to a :class:`TokenRequest`, also sent unasked by ``join()``. A token is a secret of
+    sorts (it admits to the room for a while), so it travels only in custom messages, which are
+    never saved in the notebook, and never in a trait.
+    """
+
+    type: Literal["token"]
+    room: str
+    token: str | None
+
+
+class ErrorMessage(TypedDict):
+    """Either way: a message the other side could not read (unknown type, or malformed).
+
+    Logged by its receiver and never answered, so two sides cannot argue forever.
+    """
+
+    type: Literal["error"]
+    message: str
 
 
 # Browser → kernel: a chat line that entered the room's history (anyone's, own included).
@@ -33,37 +87,24 @@ ChatMessage = TypedDict(
 )
 
 
-class SnapshotRequest(TypedDict):
-    """Kernel → browser: take the current frame of ``peer``'s video (None: own camera).
-
-    The browser answers with a :data:`FrameMessage` (binary custom message, read by the kernel
-    between cells) and, when ``upload`` is set, also through the kernel's own signaller (event
-    ``frame``, read on the signaller's thread even while a cell runs: see server/frames.py).
-    """
-
-    type: Literal["snapshot"]
-    id: str
-    peer: str | None
-    format: Literal["rgba", "png"]
-    upload: bool
-
-
-class FrameMessage(TypedDict, total=False):
-    """Browser → kernel: the frame asked for (pixels in the message's one buffer), or ``error``."""
+@final  # final, so that `"error" in message` tells the two kinds of frame apart
+class FrameMessage(TypedDict):
+    """Browser → kernel: the frame asked for ``via="comm"``; the pixels are the one buffer."""
 
     type: Literal["frame"]
     id: str
     width: int
     height: int
-    format: Literal["rgba", "png"]
+    format: FrameFormat
+
+
+@final
+class FrameError(TypedDict):
+    """Browser → kernel: why there is no frame for request ``id``."""
+
+    type: Literal["frame"]
+    id: str
     error: str
-
-
-class ErrorMessage(TypedDict):
-    """Browser → kernel: a message the browser could not handle."""
-
-    type: Literal["error"]
-    message: str
 
 
 class TokenRequest(TypedDict):
@@ -73,24 +114,8 @@ class TokenRequest(TypedDict):
     room: str
 
 
-class TokenMessage(TypedDict):
-    """Kernel → browser: a join token for ``room`` (None: this signaller takes none).
-
-    The answer to a :class:`TokenRequest`, also sent unasked by ``join()``. A token is a secret of
-    sorts (it admits to the room for a while), so it travels only in custom messages, which are
-    never saved in the notebook, and never in a trait.
-    """
-
-    type: Literal["token"]
-    room: str
-    token: str | None
-
-
-KernelMessage = ChatRequest | SnapshotRequest | TokenMessage
-BrowserMessage = ChatMessage | FrameMessage | ErrorMessage | TokenRequest
-
-#: Longest chat line either side accepts.
-MAX_CHAT = 2000
+KernelMessage = ChatRequest | SnapshotRequest | TokenMessage | ErrorMessage
+BrowserMessage = ChatMessage | FrameMessage | FrameError | ErrorMessage | TokenRequest
 
 
 class Sender(NamedTuple):
@@ -101,3 +126,118 @@ class Sender(NamedTuple):
 
     def __str__(self) -> str:
         return self.name or self.id
+
+
+# -- reading what the browser sends ----------------------------------------------------------------
+
+#: Longest id accepted: the kernel's request ids are 22 characters, chat line ids 24.
+MAX_ID = 128
+#: Longest error text kept from the browser.
+MAX_ERROR = 500
+#: Largest frame side, as the signaller's own limit (server/frames.py).
+MAX_SIDE = 8192
+
+
+class MalformedMessage(ValueError):
+    """A message from the browser that is not one of the contract's, or not well formed.
+
+    ``kind`` is its ``type`` when that is one of the contract's, else ``"unknown"``: what the
+    widget logs once per kind.
+    """
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+def parse_browser_message(content: Any, buffers: Sequence[bytes]) -> BrowserMessage:
+    """A checked copy of one custom message from the browser; raises :class:`MalformedMessage`.
+
+    A :class:`FrameMessage` comes with exactly one buffer, of its frame's size for ``"rgba"``.
+    """
+    kind = content.get("type") if isinstance(content, dict) else None
+    if not isinstance(kind, str) or kind not in BROWSER_MESSAGE_TYPES:
+        shown = repr(kind)[:60] if isinstance(content, dict) else type(content).__name__
+        raise MalformedMessage("unknown", f"unknown message type {shown}")
+    fields = _Fields(kind, content)
+    if kind == "chat":
+        return {
+            "type": "chat",
+            "id": fields.text("id", MAX_ID, empty=False),
+            "from": fields.text("from", MAX_ID),
+            "name": fields.text("name", MAX_NAME),
+            "text": fields.text("text", MAX_CHAT),
+            "time": fields.number("time"),
+            "mine": fields.flag("mine"),
+        }
+    if kind == "frame":
+        return _frame(fields, buffers)
+    if kind == "token_request":
+        room = fields.text("room", 64, empty=False)
+        if not ROOM_RE.fullmatch(room):
+            raise MalformedMessage(kind, f"a token request for an invalid room: {room!r}")
+        return {"type": "token_request", "room": room}
+    # "error": whatever it says is only logged, so any text goes (shortened).
+    message = content.get("message")
+    return {"type": "error", "message": str(message)[:MAX_ERROR]}
+
+
+def _frame(fields: _Fields, buffers: Sequence[bytes]) -> FrameMessage | FrameError:
+    request_id = fields.text("id", MAX_ID, empty=False)
+    if "error" in fields.content:
+        error = fields.content["error"]
+        return {"type": "frame", "id": request_id, "error": str(error)[:MAX_ERROR]}
+    width, height = fields.integer("width", 1, MAX_SIDE), fields.integer("height", 1, MAX_SIDE)
+    kind = fields.content.get("format")
+    if not isinstance(kind, str) or kind not in FORMATS:
+        raise MalformedMessage("frame", "a frame's format must be 'rgba' or 'png'")
+    if len(buffers) != 1:
+        raise MalformedMessage("frame", f"a frame comes with one buffer, not {len(buffers)}")
+    if kind == "rgba" and len(buffers[0]) != width * height * 4:
+        raise MalformedMessage("frame", "the frame's size does not match its data")
+    return {
+        "type": "frame",
+        "id": request_id,
+        "width": width,
+        "height": height,
+        "format": "rgba" if kind == "rgba" else "png",
+    }
+
+
+class _Fields:
+    """The checked fields of one message, each raising :class:`MalformedMessage` when wrong."""
+
+    def __init__(self, kind: str, content: dict[str, Any]) -> None:
+        self.kind = kind
+        self.content = content
+
+    def _wrong(self, key: str, what: str) -> MalformedMessage:
+        return MalformedMessage(self.kind, f"a {self.kind} message's {key} must be {what}")
+
+    def text(self, key: str, longest: int, *, empty: bool = True) -> str:
+        value = self.content.get(key)
+        if not isinstance(value, str) or len(value) > longest or (not empty and not value):
+            raise self._wrong(key, f"a {'' if empty else 'non-empty '}string of at most {longest}")
+        return value
+
+    def number(self, key: str) -> float:
+        value = self.content.get(key)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise self._wrong(key, "a finite number")
+        return float(value)
+
+    def integer(self, key: str, low: int, high: int) -> int:
+        value = self.content.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self._wrong(key, f"an integer from {low} to {high}")
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self.content.get(key)
+        if not isinstance(value, bool):
+            raise self._wrong(key, "true or false")
+        return value

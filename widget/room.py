@@ -1,10 +1,16 @@
 """The ``VideoRoom`` widget: a video call in a notebook cell.
 
-State lives in traits, each with one writer (the table in ``js/src/types.ts`` mirrors this class).
-Python sets intent (``room``, ``name``, ``audio``, ``video``, join/leave); the browser acts and
-reports what happened (``state``, ``error``, the connections). Who is in the room comes from the
-kernel's own signaller, first-hand and live even while a cell is busy; how each connection is doing
-comes from the browser, whose reports reach the kernel when it is idle.
+Its traits and public methods; the rest has modules of its own: the tie to the kernel's signaller
+(``binding.py``), snapshots (``snapshots.py``), re-run cells (``cells.py``), the custom messages
+(``messages.py``) and what both sides share (``contract.py``).
+
+State lives in traits, each with one writer (the README's table "Where each trait comes from").
+Python and the view's own controls set intent (``room``, ``name``, ``audio``, ``video``,
+``screen``, join/leave); the browser acts and reports what happened (``state``, ``error``, the
+connections), and where it ends a call or a screen share on its own it says so in a trait of its
+own (``_call_ended``, ``_screen_ended``), which the intent here then follows. Who is in the room
+comes from the kernel's own signaller, first-hand and live even while a cell is busy; how each
+connection is doing comes from the browser, whose reports reach the kernel when it is idle.
 """
 
 from __future__ import annotations
@@ -14,136 +20,36 @@ import concurrent.futures
 import logging
 import secrets
 import threading
-import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import parse_qs, urlencode, urlsplit
+from typing import Any
+from urllib.parse import urlencode
 
 import anywidget
-import numpy as np
 import traitlets
 from numpy.typing import NDArray
 
-from ..server import SignallerThread, kernel_signaller, tokens
-from ..server.frames import Frame
-from ..server.settings import TLS, Settings
+from ..server import tokens
+from ..server.settings import TLS
 from ..server.validation import ROOM_RE
+from . import binding, cells, snapshots
+from .contract import MAX_CHAT, MAX_NAME, CallState, ErrorCode
 from .messages import (
-    MAX_CHAT,
     ChatRequest,
+    ErrorMessage,
     KernelMessage,
+    MalformedMessage,
     Sender,
-    SnapshotRequest,
     TokenMessage,
+    parse_browser_message,
 )
+from .traits import ContractEnum
 
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("ipymeet")
 
 #: The values ``VideoRoom.state`` takes, in the order a call goes through them.
-STATES = ("idle", "joining", "waiting", "in_call", "reconnecting", "left", "failed")
-
-
-# Re-running a cell makes new widgets, but the old ones live on in ipywidgets' registry, still in
-# their rooms with the camera on (and, in a room of two, taking the new widget's place). So the
-# widgets a cell made are closed when that cell runs again. JupyterLab and Notebook 7 name the cell
-# in each execute request's metadata; elsewhere nothing is replaced.
-_cell_runs: dict[str, tuple[str, list[weakref.ref[VideoRoom]]]] = {}
-_cell_runs_lock = threading.Lock()
-
-
-def _current_cell_run() -> tuple[str, str] | None:
-    """(cell id, execute request id) of the cell being run, when the frontend says."""
-    try:
-        from IPython.core.getipython import get_ipython
-
-        shell: Any = get_ipython()
-        parent = shell.kernel.get_parent()
-    except Exception:  # not in a kernel, or an ipykernel without get_parent
-        return None
-    cell = (parent.get("metadata") or {}).get("cellId")
-    request = (parent.get("header") or {}).get("msg_id")
-    return (str(cell), str(request)) if cell and request else None
-
-
-def _replace_previous_run(widget: VideoRoom) -> None:
-    run = _current_cell_run()
-    if run is None:
-        return
-    cell, request = run
-    with _cell_runs_lock:
-        previous_request, widgets = _cell_runs.get(cell, (request, []))
-        stale: list[weakref.ref[VideoRoom]] = []
-        if previous_request != request:
-            stale, widgets = widgets, []
-        _cell_runs[cell] = (request, [*widgets, weakref.ref(widget)])
-    for ref in stale:
-        old = ref()
-        if old is not None:
-            old.close()
-
-
-def _peer(peer_id: str, name: str, report: dict[str, Any]) -> dict[str, Any]:
-    """One entry of ``peers``: membership plus what the browser reported of that connection."""
-    return {
-        "id": peer_id,
-        "name": name,
-        "connection": str(report.get("connection", "new")),
-        "audio": bool(report.get("audio", True)),
-        "video": bool(report.get("video", True)),
-        "screen": bool(report.get("screen", False)),
-    }
-
-
-#: Lifetime of the tokens a widget's own browser gets from the kernel: it uses them at once.
-WIDGET_TOKEN_TTL = 600.0
-
-#: The kernel-signaller widgets alive, so that ``secure=True`` on one reaches the others' browsers.
-_kernel_rooms: weakref.WeakSet[VideoRoom] = weakref.WeakSet()
-
-
-def _token_of(token: str) -> str:
-    """A join token, given as itself or inside an invite link (``...?room=r&token=T``)."""
-    if "://" in token or "?" in token:
-        found = parse_qs(urlsplit(token).query).get("token")
-        if not found:
-            raise ValueError("that invite link carries no token")
-        token = found[0]
-    if not token or len(token) > 4096 or not token.isprintable():
-        raise ValueError("token must be a join token or an invite link that carries one")
-    return token
-
-
-def _is_kernel_widget(client: str) -> bool:
-    """Whether ``client`` is the key of an open widget of this kernel. The kernel's signaller lets
-    only those enter (besides pages without a key): a view left over from before a kernel restart
-    reconnects to the new kernel's signaller, on the same port, and must not come back as a member
-    that no code of this kernel can see or end."""
-    return any(room._client == client and room.comm is not None for room in list(_kernel_rooms))
-
-
-def _kernel_signaller_for(host: str | None, tls: TLS) -> SignallerThread:
-    """The kernel's signaller, started with ``host``/``tls`` if it is not running yet."""
-    wanted: dict[str, Any] = {}
-    if host is not None:
-        wanted["host"] = host
-    if tls is not None:
-        wanted["tls"] = _tls_key(tls)
-    server = kernel_signaller(Settings.from_env(**wanted) if wanted else None)
-    have = {"host": server.settings.host, "tls": _tls_key(server.settings.tls)}
-    for key, value in wanted.items():
-        if have[key] != value:
-            raise ValueError(
-                f"the kernel's signaller is already running with {key}={have[key]!r}, so "
-                f"{key}={value!r} cannot apply: {key} takes effect only when it starts. "
-                "Pass it to the first VideoRoom of the kernel (or restart the kernel)."
-            )
-    return server
-
-
-def _tls_key(tls: TLS) -> Any:
-    return tls if tls is None or tls == "self-signed" else tuple(str(path) for path in tls)
+STATES = tuple(state.value for state in CallState)
 
 
 class VideoRoom(anywidget.AnyWidget):
@@ -151,11 +57,12 @@ class VideoRoom(anywidget.AnyWidget):
 
     Example::
 
-        from ipymeet import VideoRoom
+        from ipymeet import CallState, VideoRoom
         room = VideoRoom("lab-42", name="Ada")
         room                      # shows the room field, Connect / Hang up, the cameras
         room.join()               # same as clicking Connect
         room.observe(lambda change: print(change.new), names="state")
+        room.state == "in_call"   # or: room.state is CallState.IN_CALL
         room.peers                # [{"id": "...", "name": "Grace", "connection": "connected",
                                   #   "audio": True, "video": True}]
         room.send("hello")        # chat, peer to peer over data channels
@@ -165,6 +72,11 @@ class VideoRoom(anywidget.AnyWidget):
     Unless ``signaling_url`` names another signaller, the kernel's own is started on first use
     (127.0.0.1, a free port) and the page reaches it directly or through jupyter-server-proxy.
     Running a cell again closes the rooms its previous run made (they would stay in the call).
+
+    ``join()`` and ``leave()`` (like the view's Connect and Hang up) say what you want; the browser
+    carries it out. When the browser ends the call on its own (the room is full, the signaller
+    refuses it) or the screen share stops on its own (the browser's "Stop sharing"), it reports
+    that, and ``_desired`` / ``screen`` here follow: a later ``join()`` is a new attempt.
 
     ``secure=True`` makes the kernel's signaller require join tokens from then on, for every room
     of the kernel (members already in a room stay); :attr:`invite_url` then carries a token valid
@@ -196,7 +108,8 @@ class VideoRoom(anywidget.AnyWidget):
     video = traitlets.Bool(True).tag(sync=True)
     """Whether your camera is sending (False = camera off)."""
     screen = traitlets.Bool(False).tag(sync=True)
-    """Whether you share your screen instead of your camera (the browser asks which screen)."""
+    """Whether you share your screen instead of your camera (the browser asks which screen).
+    Back to False when the share stops on the browser's own, and when the call ends."""
     camera = traitlets.Unicode("").tag(sync=True)
     """The camera's device id ("" = the default); one of ``cameras``."""
     microphone = traitlets.Unicode("").tag(sync=True)
@@ -207,14 +120,15 @@ class VideoRoom(anywidget.AnyWidget):
     """How the page reaches the kernel's signaller: try both ("auto"), or force one."""
 
     # -- reported by the browser ---------------------------------------------------------------
-    state = traitlets.Unicode("idle").tag(sync=True)
-    """The call's state: one of ``STATES`` ("idle", "joining", "waiting", "in_call",
-    "reconnecting" (the signaller is out of reach; the media keeps flowing while the page tries
-    again and re-enters its room), "left", "failed")."""
+    state = ContractEnum(CallState, CallState.IDLE).tag(sync=True)
+    """The call's state, a :class:`CallState` (equal to its string): "idle", "joining",
+    "waiting", "in_call", "reconnecting" (the signaller is out of reach; the media keeps flowing
+    while the page tries again and re-enters its room), "left", "failed"."""
     error = traitlets.Unicode("").tag(sync=True)
     """The last problem in plain words ("" when none), e.g. that the room is full."""
-    error_code = traitlets.Unicode("").tag(sync=True)
-    """The last problem as a code: room_full, unreachable, camera_denied, no_camera, ..."""
+    error_code = ContractEnum(ErrorCode, ErrorCode.NONE).tag(sync=True)
+    """The last problem as an :class:`ErrorCode` (equal to its string): "room_full",
+    "unreachable", "camera_denied", "no_camera", ...; "" (``ErrorCode.NONE``) when none."""
     connected_via = traitlets.Unicode("").tag(sync=True)
     """The signaller URL the page is connected through ("" when not connected)."""
     cameras = traitlets.List(traitlets.Dict()).tag(sync=True)
@@ -238,12 +152,19 @@ class VideoRoom(anywidget.AnyWidget):
     _port = traitlets.Int(0).tag(sync=True)
     _client = traitlets.Unicode("").tag(sync=True)
     _desired = traitlets.Bool(False).tag(sync=True)
+    """Intent: be in the call (``join()`` / ``leave()``, the view's Connect / Hang up)."""
+    _joins = traitlets.Int(0).tag(sync=True)
+    """Intent: the calls asked for so far; ``join()`` and the view's Connect each add 1, so the
+    browser sees a new attempt even when ``_desired`` was True already."""
+    _call_ended = traitlets.Int(0).tag(sync=True)
+    """Browser: the ``_joins`` whose call it ended on its own; ``_desired`` follows."""
+    _screen_ended = traitlets.Int(0).tag(sync=True)
+    """Browser: how many times the share stopped on its own; ``screen`` follows."""
     _browser_peers = traitlets.List(traitlets.Dict()).tag(sync=True)
     # Whether entering needs a token, which the browser then asks the kernel for (never synced).
     _secure = traitlets.Bool(False).tag(sync=True)
 
-    _signaller: SignallerThread | None = None
-    _unsubscribe: Callable[[], None] | None = None
+    _binding: binding.KernelBinding | None = None
 
     def __init__(
         self,
@@ -261,18 +182,6 @@ class VideoRoom(anywidget.AnyWidget):
         invite_ttl: float = tokens.DEFAULT_TTL,
         token: str | None = None,
     ) -> None:
-        self._peers_lock = threading.Lock()
-        self._chat_callbacks: list[Callable[[Sender, str], Any]] = []
-        self._frame_requests: dict[str, concurrent.futures.Future[Frame]] = {}
-        super().__init__(
-            room=room,
-            name=name,
-            audio=audio,
-            video=video,
-            signaling_url=signaling_url,
-            route=route,
-            _client=secrets.token_hex(8),
-        )
         if signaling_url and (max_peers is not None or secure or host or tls):
             raise ValueError(
                 "max_peers, secure, host and tls set the kernel's signaller; with signaling_url, "
@@ -280,36 +189,43 @@ class VideoRoom(anywidget.AnyWidget):
             )
         if token is not None and not signaling_url:
             raise ValueError("token is for a signaller given by signaling_url; here, secure=True")
-        # Kept in the kernel only (never a trait): handed to the browser by custom message.
-        self._join_token = _token_of(token) if token is not None else None
-        self._secure = self._join_token is not None
         if invite_ttl <= 0:
             raise ValueError("invite_ttl must be a positive number of seconds")
+        # Kept in the kernel only (never a trait): handed to the browser by custom message.
+        self._join_token = binding.token_of(token) if token is not None else None
         self._invite_ttl = float(invite_ttl)
-        if not signaling_url:
-            self._signaller = server = _kernel_signaller_for(host, tls)
+        server = None if signaling_url else binding.kernel_signaller_for(host, tls)
+        if server is not None:
             if max_peers is not None:
                 server.set_max_peers(max_peers)
             if secure:
-                # Tokens are the signaller's, so they now apply to every room of this kernel.
-                server.require_tokens()
-                for other in list(_kernel_rooms):
-                    if other._signaller is server:
-                        other._secure = True
-            self._secure = server.requires_tokens
-            _kernel_rooms.add(self)
-            server.signaller.known_client = _is_kernel_widget
-            self._port = server.port
-            ref = weakref.ref(self)
-
-            def on_room_change(changed: str) -> None:
-                widget = ref()
-                if widget is not None and changed == widget.room:
-                    widget._update_peers()
-
-            self._unsubscribe = self._signaller.registry.subscribe(on_room_change)
+                binding.require_tokens(server)
+        secure_now = self._join_token is not None if server is None else server.requires_tokens
+        client = secrets.token_hex(8)
+        self._peers_lock = threading.Lock()
+        self._chat_callbacks: list[Callable[[Sender, str], Any]] = []
+        self._refused: set[str] = set()
+        self._snapshots = snapshots.Snapshots(self.send_msg, server, client, lambda: self.state)
+        super().__init__(
+            room=room,
+            name=name,
+            audio=audio,
+            video=video,
+            signaling_url=signaling_url,
+            route=route,
+            _client=client,
+            _port=0 if server is None else server.port,
+            _secure=secure_now,
+        )
+        if server is not None:
+            self._binding = binding.KernelBinding(
+                server,
+                client,
+                on_members=self._members_changed,
+                on_tokens_required=self._tokens_required,
+            )
         self.on_msg(self._on_browser_message)
-        _replace_previous_run(self)
+        cells.made_by_this_run(self)
 
     @traitlets.validate("room")
     def _check_room(self, proposal: dict[str, Any]) -> str:
@@ -323,22 +239,46 @@ class VideoRoom(anywidget.AnyWidget):
     @traitlets.validate("name")
     def _check_name(self, proposal: dict[str, Any]) -> str:
         value = str(proposal["value"])
-        if len(value) > 64:
-            raise traitlets.TraitError("name must be at most 64 characters")
+        if len(value) > MAX_NAME:
+            raise traitlets.TraitError(f"name must be at most {MAX_NAME} characters")
         return value
 
+    # -- joining and leaving -------------------------------------------------------------------
+
     def join(self) -> None:
-        """Enter the room (like clicking Connect); ``state`` follows as the browser gets there."""
+        """Enter the room (like clicking Connect); ``state`` follows as the browser gets there.
+
+        Each call is a new attempt, also after the browser gave up on one (``room_full``)."""
         if not self.room:
             raise ValueError("choose a room first: VideoRoom('lab-42') or room.room = 'lab-42'")
         if self._secure:
             # Sent ahead, so the browser need not ask a kernel that may stay busy in this cell.
             self._send_token(self.room)
-        self._desired = True
+        with self.hold_sync():
+            self._joins += 1
+            self._desired = True
 
     def leave(self) -> None:
         """Hang up: close the connections, turn the camera off and leave the room."""
-        self._desired = False
+        with self.hold_sync():
+            self._desired = False
+
+    @traitlets.observe("_desired")
+    def _follow_desired(self, change: dict[str, Any]) -> None:
+        if not change["new"]:
+            self.screen = False  # a share is part of its call
+
+    @traitlets.observe("_call_ended")
+    def _follow_call_ended(self, _: dict[str, Any]) -> None:
+        # An older attempt's end (the kernel lagged behind a newer join()) changes nothing.
+        if self._call_ended == self._joins and self._desired:
+            self.leave()
+
+    @traitlets.observe("_screen_ended")
+    def _follow_screen_ended(self, _: dict[str, Any]) -> None:
+        self.screen = False
+
+    # -- chat ----------------------------------------------------------------------------------
 
     def send(self, text: str, buffers: list[bytes] | None = None) -> None:
         """Say ``text`` in the room's chat, as this widget's person (peer to peer, in order).
@@ -373,26 +313,29 @@ class VideoRoom(anywidget.AnyWidget):
             self._chat_callbacks.append(callback)
 
     def _on_browser_message(self, _: Any, content: Any, buffers: list[bytes]) -> None:
-        if not isinstance(content, dict):
+        try:
+            message = parse_browser_message(content, buffers)
+        except MalformedMessage as problem:
+            if problem.kind not in self._refused:
+                self._refused.add(problem.kind)
+                log.warning(
+                    "ipymeet: refused a message from the browser (once per kind): %s", problem
+                )
+            answer: ErrorMessage = {"type": "error", "message": str(problem)}
+            self.send_msg(answer)
             return
-        kind = content.get("type")
-        if kind == "chat":
-            sender = Sender(str(content.get("from", "")), str(content.get("name", "")))
-            text = str(content.get("text", ""))[:MAX_CHAT]
+        if message["type"] == "chat":
+            sender = Sender(message["from"], message["name"])
             for callback in list(self._chat_callbacks):
-                callback(sender, text)
-        elif kind == "frame":
-            self._on_frame(content, buffers)
-        elif kind == "token_request":
-            room = content.get("room")
-            if isinstance(room, str) and ROOM_RE.fullmatch(room):
-                self._send_token(room)
-            else:
-                log.warning("the browser asked for a token for an invalid room: %r", room)
-        elif kind == "error":
-            log.warning("the browser could not handle a message: %s", content.get("message"))
-        else:
-            log.warning("unknown message from the browser: %r", kind)
+                callback(sender, message["text"])
+        elif message["type"] == "frame":
+            self._snapshots.on_frame(message, buffers)
+        elif message["type"] == "token_request":
+            self._send_token(message["room"])
+        else:  # never answered: the two sides must not argue forever
+            log.warning("ipymeet: the browser could not handle a message: %s", message["message"])
+
+    # -- snapshots -----------------------------------------------------------------------------
 
     async def snapshot(self, peer: str | None = None, *, timeout: float = 10.0) -> NDArray[Any]:
         """The current frame of ``peer``'s video (your own camera when None), as an
@@ -403,9 +346,8 @@ class VideoRoom(anywidget.AnyWidget):
             frame = await room.snapshot()                       # own camera
             frame = await room.snapshot(room.peers[0]["id"])    # the first other person
         """
-        frame = await asyncio.wrap_future(self._request_frame(peer, "rgba", timeout))
-        pixels = np.frombuffer(frame.data, dtype=np.uint8)
-        return pixels.reshape(frame.height, frame.width, 4)[:, :, :3].copy()
+        future = self._snapshots.request(self._known_peer(peer), "rgba", timeout)
+        return snapshots.rgb(await asyncio.wrap_future(future))
 
     def snapshot_png(self, peer: str | None = None, *, timeout: float = 10.0) -> bytes:
         """The current frame of ``peer``'s video (own camera when None) as PNG bytes; blocks.
@@ -413,81 +355,28 @@ class VideoRoom(anywidget.AnyWidget):
         from IPython.display import Image
         Image(room.snapshot_png())
         """
+        future = self._snapshots.request(self._known_peer(peer), "png", timeout)
         try:
-            return bytes(self._request_frame(peer, "png", timeout).result(timeout + 1).data)
+            return bytes(future.result(timeout + 1).data)
         except concurrent.futures.TimeoutError:
-            raise TimeoutError(self._no_frame(timeout)) from None
+            raise TimeoutError(self._snapshots.no_frame(timeout)) from None
 
-    def _request_frame(
-        self, peer: str | None, kind: Literal["rgba", "png"], timeout: float
-    ) -> concurrent.futures.Future[Frame]:
+    def _known_peer(self, peer: str | None) -> str | None:
         if peer is not None and peer not in {p["id"] for p in self.peers}:
             names = ", ".join(f"{p['id']} ({p['name']})" for p in self.peers) or "nobody"
             raise ValueError(f"no peer {peer!r} in room {self.room!r}; in it: {names}")
-        request_id = secrets.token_urlsafe(16)
-        upload = self._signaller is not None
-        future: concurrent.futures.Future[Frame]
-        if self._signaller is not None:
-            future = self._signaller.signaller.frames.expect(request_id, self._client)
-        else:
-            future = concurrent.futures.Future()
-        self._frame_requests[request_id] = future
-        request: SnapshotRequest = {
-            "type": "snapshot", "id": request_id, "peer": peer, "format": kind, "upload": upload,
-        }  # fmt: skip
-        self.send_msg(request)
+        return peer
 
-        def expire() -> None:
-            if not future.done():
-                future.set_exception(TimeoutError(self._no_frame(timeout)))
-
-        timer = threading.Timer(timeout, expire)
-        timer.daemon = True
-        timer.start()
-
-        def forget(_: concurrent.futures.Future[Frame]) -> None:
-            timer.cancel()
-            self._frame_requests.pop(request_id, None)
-            if self._signaller is not None:
-                self._signaller.signaller.frames.cancel(request_id)
-
-        future.add_done_callback(forget)
-        return future
-
-    def _no_frame(self, timeout: float) -> str:
-        return (
-            f"no frame within {timeout:g} s: is the room displayed in a browser that is in the "
-            f"call (state {self.state!r})?"
-        )
-
-    def _on_frame(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        future = self._frame_requests.get(str(content.get("id")))
-        if future is None or future.done():
-            return  # answered already (through the signaller) or expired
-        if "error" in content:
-            future.set_exception(
-                RuntimeError(f"the browser could not take a frame: {content['error']}")
-            )
-            return
-        try:
-            frame = Frame(
-                int(content["width"]),
-                int(content["height"]),
-                str(content["format"]),
-                bytes(buffers[0]),
-            )
-        except (KeyError, IndexError, ValueError, TypeError) as exc:
-            future.set_exception(RuntimeError(f"malformed frame from the browser: {exc}"))
-            return
-        future.set_result(frame)
+    # -- tokens and links ----------------------------------------------------------------------
 
     def _send_token(self, room: str) -> None:
         """Answer the browser's token request (custom message; never a trait)."""
-        token = self._join_token
-        if self._signaller is not None and self._signaller.requires_tokens:
-            token = self._signaller.mint(room, WIDGET_TOKEN_TTL)
+        token = self._join_token if self._binding is None else self._binding.browser_token(room)
         message: TokenMessage = {"type": "token", "room": room, "token": token}
         self.send_msg(message)
+
+    def _tokens_required(self) -> None:
+        self._secure = True
 
     @property
     def invite_url(self) -> str:
@@ -499,46 +388,42 @@ class VideoRoom(anywidget.AnyWidget):
         """
         if not self.room:
             raise ValueError("choose a room first")
-        base = self.signaling_url.rstrip("/") if self.signaling_url else self._base_url()
+        if self._binding is None:
+            return f"{self.signaling_url.rstrip('/')}/?{urlencode({'room': self.room})}"
+        server = self._binding.server
         query = {"room": self.room}
-        if self._signaller is not None and self._signaller.requires_tokens:
-            query["token"] = self._signaller.mint(self.room, self._invite_ttl)
-        return f"{base}/?{urlencode(query)}"
+        if server.requires_tokens:
+            query["token"] = server.mint(self.room, self._invite_ttl)
+        return f"{server.public_url}/?{urlencode(query)}"
 
-    def _base_url(self) -> str:
-        assert self._signaller is not None
-        return str(self._signaller.public_url)
+    # -- who is there --------------------------------------------------------------------------
 
     @traitlets.observe("_browser_peers", "room", "state")
     def _on_reports(self, _: dict[str, Any]) -> None:
         self._update_peers()
 
+    def _members_changed(self, room: str) -> None:
+        if room == self.room:
+            self._update_peers()
+
     def _update_peers(self) -> None:
         # Called from the kernel's threads and the signaller's; the lock keeps updates whole.
         with self._peers_lock:
-            reported = {p.get("id"): p for p in self._browser_peers if isinstance(p, dict)}
+            reported = {str(p.get("id", "")): p for p in self._browser_peers if isinstance(p, dict)}
             # While its page reconnects, the signaller does not list it: the connections its
             # browser still holds are the truth then (their media keeps flowing).
-            if self._signaller is None or self.state == "reconnecting":
-                peers = [
-                    _peer(str(p.get("id", "")), str(p.get("name", "")), p)
-                    for p in reported.values()
-                ]
+            if self._binding is None or self.state is CallState.RECONNECTING:
+                peers = [binding.peer(i, str(p.get("name", "")), p) for i, p in reported.items()]
             else:
-                members = self._signaller.registry.members(self.room) if self.room else []
-                if not any(m.client == self._client for m in members):
-                    members = []
-                peers = [
-                    _peer(m.id, m.name, reported.get(m.id, {}))
-                    for m in members
-                    if m.client != self._client
-                ]
+                peers = self._binding.peers(self.room, reported)
             if peers != self.peers:
                 self.set_trait("peers", peers)
 
     def close(self) -> None:
         """Close the widget; its views end the call and release the camera."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        if self._binding is not None:
+            self._binding.close()
+        snapshots_ = getattr(self, "_snapshots", None)  # None if __init__ failed before it
+        if snapshots_ is not None:
+            snapshots_.close()
         super().close()

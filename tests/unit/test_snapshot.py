@@ -1,5 +1,6 @@
-"""Snapshots in the kernel: the request goes to the browser, the frame comes back through the
-kernel's signaller (real Socket.IO client playing the browser) or a binary custom message."""
+"""Snapshots in the kernel: the request goes to the browser, the frame comes back by the one path
+the request names: through the kernel's signaller (a real Socket.IO client playing the browser) or,
+for a widget on another signaller, as a binary custom message."""
 
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ async def test_snapshot_arrives_through_the_signaller_as_an_rgb_array() -> None:
         assert request["type"] == "snapshot"
         assert request["peer"] is None
         assert request["format"] == "rgba"
-        assert request["upload"] is True
+        assert request["via"] == "signaller"
+        assert set(request) == {"type", "id", "peer", "format", "via"}
         await _upload(browser, request["id"], pixels)
         frame = await pending
         assert frame.shape == (360, 640, 3)
@@ -100,8 +102,7 @@ async def test_only_the_widgets_own_browser_may_answer() -> None:
         room.close()
 
 
-async def test_a_browser_error_and_a_binary_custom_message() -> None:
-    """The browser may say why it has no frame; a frame may also come as a custom message."""
+async def test_the_browser_may_say_why_it_has_no_frame() -> None:
     room = VideoRoom("snap-3")
     sent = _capture(room)
     browser = await _browser(room)
@@ -111,17 +112,86 @@ async def test_a_browser_error_and_a_binary_custom_message() -> None:
         await browser.emit("frame", {"id": request["id"], "error": "no video yet"})
         with pytest.raises(RuntimeError, match="no video yet"):
             await pending
+    finally:
+        await browser.disconnect()
+        room.close()
+
+
+def _frame_message(request_id: str, pixels: np.ndarray) -> dict[str, Any]:
+    height, width = pixels.shape[:2]
+    return {"type": "frame", "id": request_id, "width": width, "height": height, "format": "rgba"}
+
+
+async def test_a_frame_asked_through_the_signaller_is_not_taken_from_a_widget_message() -> None:
+    """The kernel asked for the signaller path: the same frame as a widget message (the 33 MB a
+    4K frame would cross twice) is ignored, and the request still waits for the signaller."""
+    room = VideoRoom("snap-5")
+    sent = _capture(room)
+    browser = await _browser(room)
+    try:
+        pending = asyncio.ensure_future(room.snapshot(timeout=5))
+        request = await _wait_request(sent)
+        wrong = np.full((4, 6, 4), 9, np.uint8)
+        room._handle_custom_msg(_frame_message(request["id"], wrong), [wrong.tobytes()])
+        assert not pending.done()
+        assert len(sent) == 1  # ignored, not refused: it is a well-formed message
+        pixels = np.full((4, 6, 4), 200, np.uint8)
+        await _upload(browser, request["id"], pixels)
+        assert np.array_equal(await pending, pixels[:, :, :3])
+    finally:
+        await browser.disconnect()
+        room.close()
+
+
+async def test_a_widget_on_another_signaller_asks_for_a_widget_message_only() -> None:
+    """With ``signaling_url`` the kernel cannot hear the signaller, so it asks ``via="comm"``: an
+    upload through a signaller is refused there (nobody expects it), the widget message is taken."""
+    room = VideoRoom("snap-6", signaling_url=kernel_signaller().url)
+    sent = _capture(room)
+    browser = await _browser(room)
+    try:
+        pending = asyncio.ensure_future(room.snapshot(timeout=5))
+        request = await _wait_request(sent)
+        assert request["via"] == "comm"
+        pixels = np.full((4, 6, 4), 200, np.uint8)
+        await _upload(browser, request["id"], pixels)
+        for _ in range(500):
+            if browser.errors:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.01)
+        assert browser.errors[0]["code"] == "not_expected"  # type: ignore[attr-defined]
+        assert not pending.done()
+        room._handle_custom_msg(_frame_message(request["id"], pixels), [pixels.tobytes()])
+        assert np.array_equal(await pending, pixels[:, :, :3])
 
         pending = asyncio.ensure_future(room.snapshot(timeout=5))
         request = await _wait_request(sent, 2)
-        pixels = np.full((4, 6, 4), 200, np.uint8)
-        room._handle_custom_msg(
-            {"type": "frame", "id": request["id"], "width": 6, "height": 4, "format": "rgba"},
-            [pixels.tobytes()],
-        )
-        assert (await pending).shape == (4, 6, 3)
+        room._handle_custom_msg({"type": "frame", "id": request["id"], "error": "no video"}, [])
+        with pytest.raises(RuntimeError, match="could not take a frame: no video"):
+            await pending
     finally:
         await browser.disconnect()
+        room.close()
+
+
+async def test_a_png_request_is_not_answered_by_rgba_and_closing_ends_the_wait() -> None:
+    room = VideoRoom("snap-7", signaling_url="http://127.0.0.1:9")
+    sent = _capture(room)
+    try:
+        pending = asyncio.ensure_future(asyncio.to_thread(room.snapshot_png, timeout=5))
+        request = await _wait_request(sent)
+        assert request["format"] == "png"
+        pixels = np.zeros((2, 2, 4), np.uint8)
+        room._handle_custom_msg(_frame_message(request["id"], pixels), [pixels.tobytes()])
+        with pytest.raises(RuntimeError, match="rgba frame, not png"):
+            await pending
+
+        waiting = asyncio.ensure_future(room.snapshot(timeout=30))
+        await _wait_request(sent, 2)
+        room.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await waiting
+    finally:
         room.close()
 
 

@@ -7,6 +7,8 @@ clients (for membership) and by setting the traits the browser would write (for 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from typing import Any
 
@@ -14,8 +16,9 @@ import pytest
 import socketio
 import traitlets
 
+import ipymeet
 from ipymeet import VideoRoom, kernel_signaller
-from ipymeet.widget import STATES
+from ipymeet.widget import STATES, CallState, ErrorCode
 
 
 def test_traits_and_defaults() -> None:
@@ -25,6 +28,7 @@ def test_traits_and_defaults() -> None:
         assert (room.room, room.name, room.audio, room.video) == ("lab-1", "Ada", True, True)
         assert (room.state, room.error, room.peers, room.signaling_url) == ("idle", "", [], "")
         assert room.state in STATES
+        assert (ipymeet.CallState, ipymeet.ErrorCode) == (CallState, ErrorCode)
         synced = set(room.keys)
         public = {"room", "name", "audio", "video", "state", "peers", "error", "signaling_url"}
         assert public <= synced
@@ -236,5 +240,173 @@ def test_peers_carry_the_browsers_mute_flags() -> None:
                 "screen": False,
             },
         ]
+    finally:
+        room.close()
+
+
+# -- one writer per trait: the browser reports, Python's intent follows -------------------------
+
+
+def _frontend(room: VideoRoom) -> list[dict[str, Any]]:
+    """Play the browser's end of the comm: record the state updates the kernel sends."""
+    updates: list[dict[str, Any]] = []
+
+    def send(data: Any = None, buffers: Any = None, **_: Any) -> None:
+        if data.get("method") == "update":
+            updates.append(data["state"])
+
+    room.comm.send = send
+    return updates
+
+
+def _report(room: VideoRoom, **state: Any) -> None:
+    """An update message from the front end, as the comm delivers it."""
+    data = {"method": "update", "state": state, "buffer_paths": []}
+    room._handle_msg({"content": {"data": data}, "buffers": []})
+
+
+def test_each_join_is_a_new_attempt() -> None:
+    """join() adds 1 to _joins and sets _desired, in one update; a second join() while _desired
+    is still True is still news to the browser."""
+    room = VideoRoom("attempts")
+    updates = _frontend(room)
+    try:
+        room.join()
+        room.join()
+        assert updates == [{"_joins": 1, "_desired": True}, {"_joins": 2}]
+        room.leave()
+        assert (room._desired, room._joins) == (False, 2)
+    finally:
+        room.close()
+
+
+def test_a_call_the_browser_ended_ends_the_kernels_intent() -> None:
+    """The browser ended attempt N on its own (room full): _desired follows, and the share with
+    it; the kernel tells the browser. An end of an older attempt changes nothing."""
+    room = VideoRoom("ended")
+    updates = _frontend(room)
+    try:
+        room.join()
+        room.screen = True
+        room.join()  # a newer attempt, asked before the browser's report of the first came in
+        updates.clear()
+        _report(room, _call_ended=1, state="failed", error_code="room_full")
+        assert (room._desired, room.screen, updates) == (True, True, [])
+        _report(room, _call_ended=2)
+        assert (room._desired, room.screen) == (False, False)
+        assert updates == [{"_desired": False, "screen": False}]
+        room.join()  # and a new attempt after it
+        assert (room._desired, room._joins, room._call_ended) == (True, 3, 2)
+    finally:
+        room.close()
+
+
+def test_a_share_the_browser_stopped_turns_screen_off() -> None:
+    """The person pressed the browser's own "Stop sharing": screen follows the report."""
+    room = VideoRoom("share")
+    updates = _frontend(room)
+    try:
+        room.join()
+        room.screen = True
+        updates.clear()
+        _report(room, _screen_ended=1)
+        assert room.screen is False
+        assert updates == [{"screen": False}]
+        _report(room, screen=True)  # the view's Share button: the person's intent again
+        assert room.screen is True
+        _report(room, _screen_ended=2)
+        assert room.screen is False
+    finally:
+        room.close()
+
+
+def test_the_view_hanging_up_ends_the_share() -> None:
+    room = VideoRoom("hang-up")
+    updates = _frontend(room)
+    try:
+        _report(room, _joins=1, _desired=True, screen=True)
+        assert (room._joins, room._desired, room.screen) == (1, True, True)
+        updates.clear()
+        _report(room, _desired=False)
+        assert room.screen is False
+        assert {"screen": False} in updates
+    finally:
+        room.close()
+
+
+def test_state_and_error_code_are_enumerations_that_read_as_strings() -> None:
+    room = VideoRoom("enums")
+    _frontend(room)
+    try:
+        assert room.state is CallState.IDLE
+        assert room.error_code is ErrorCode.NONE
+        _report(room, state="in_call", error_code="camera_denied")
+        assert room.state is CallState.IN_CALL
+        assert room.state == "in_call"
+        assert room.error_code == "camera_denied"
+        assert room.error_code is ErrorCode.CAMERA_DENIED
+        assert f"{room.state}" == "in_call"
+        state = room.get_state()
+        assert (state["state"], state["error_code"]) == ("in_call", "camera_denied")
+        assert json.dumps(state["state"]) == '"in_call"'
+        assert type(state["state"]) is str
+        room.state = "left"  # type: ignore[assignment]
+        assert room.state is CallState.LEFT
+        with pytest.raises(traitlets.TraitError, match="in_call"):
+            room.state = "in-call"  # type: ignore[assignment]
+        with pytest.raises(traitlets.TraitError):
+            room.error_code = "oops"  # type: ignore[assignment]
+        assert tuple(s.value for s in CallState) == STATES
+    finally:
+        room.close()
+
+
+def test_an_unknown_value_from_the_browser_is_logged_once_and_the_rest_applies(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A newer front end's state must not break the kernel, nor lose the update it came in."""
+    room = VideoRoom("newer")
+    _frontend(room)
+    try:
+        _report(room, state="in_call")
+        with caplog.at_level(logging.WARNING, logger="ipymeet"):
+            _report(room, state="teleporting", error="far away")
+            _report(room, state="teleporting", error_code=42)
+        assert room.state is CallState.IN_CALL
+        assert (room.error, room.error_code) == ("far away", ErrorCode.NONE)
+        warned = [r.getMessage() for r in caplog.records if "teleporting" in r.getMessage()]
+        assert len(warned) == 1
+        assert "kept 'in_call'" in warned[0]
+    finally:
+        room.close()
+
+
+def test_unreadable_messages_are_logged_once_per_kind_and_answered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Unknown and malformed messages from the browser: each gets an error back, the log gets one
+    line per kind. An error the browser reports is logged and never answered."""
+    room = VideoRoom("garbled")
+    sent: list[Any] = []
+    room.comm.send = lambda data=None, buffers=None, **kw: sent.append(data["content"])
+    try:
+        with caplog.at_level(logging.WARNING, logger="ipymeet"):
+            for content in (
+                {"type": "teleport"},
+                {"type": "teleport"},
+                ["not", "an", "object"],
+                {"type": "chat", "id": "m1", "from": "p", "name": "n", "text": 5, "time": 0,
+                 "mine": False},
+                {"type": "chat", "id": "m1"},
+                {"type": "token_request", "room": "../etc"},
+            ):  # fmt: skip
+                room._handle_custom_msg(content, [])
+            room._handle_custom_msg({"type": "error", "message": "what is 'snapshot'?"}, [])
+        assert [m["type"] for m in sent] == ["error"] * 6
+        assert "unknown message type 'teleport'" in sent[0]["message"]
+        assert "text must be" in sent[3]["message"]
+        refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(refused) == 3  # unknown, chat, token_request
+        assert any("what is 'snapshot'?" in r.getMessage() for r in caplog.records)
     finally:
         room.close()

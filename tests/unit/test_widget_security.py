@@ -53,8 +53,9 @@ async def test_a_secure_rooms_invite_link_enters_and_nothing_secret_is_in_its_st
     room = VideoRoom("vault-1", secure=True, invite_ttl=600)
     plain = VideoRoom("open-1")  # same kernel signaller: tokens are now on for it too
     try:
-        assert room._signaller is not None
-        assert room._signaller.requires_tokens
+        assert room._binding is not None
+        server = room._binding.server
+        assert server.requires_tokens
         assert (room._secure, plain._secure) == (True, True)
         link = urlsplit(room.invite_url)
         query = parse_qs(link.query)
@@ -72,15 +73,19 @@ async def test_a_secure_rooms_invite_link_enters_and_nothing_secret_is_in_its_st
         assert [m["type"] for m in sent] == ["token"]
         assert sent[0]["room"] == "vault-1"
         assert (await _enter(base, {"room": "vault-1", "token": sent[0]["token"]}))["ok"] is True
+        # A request for an invalid room gets no token: the kernel answers that it refused it.
         room._handle_custom_msg({"type": "token_request", "room": "not a room"}, [])
-        assert len(sent) == 1
+        assert [m["type"] for m in sent] == ["token", "error"]
+        assert "invalid room" in sent[-1]["message"]
         # join() sends one ahead, so a cell that stays busy after join() does not block entering.
         room.join()
-        assert [m["type"] for m in sent] == ["token", "token"]
-        assert updates == [{"method": "update", "state": {"_desired": True}, "buffer_paths": []}]
+        assert [m["type"] for m in sent] == ["token", "error", "token"]
+        assert updates == [
+            {"method": "update", "state": {"_joins": 1, "_desired": True}, "buffer_paths": []}
+        ]
 
         # No token, no secret in the synced state, nor in what a saved notebook would keep.
-        secret = room._signaller.settings.secret
+        secret = server.settings.secret
         assert secret is not None
         minted = {token, sent[0]["token"], sent[-1]["token"]}
         for shown in (
@@ -90,7 +95,7 @@ async def test_a_secure_rooms_invite_link_enters_and_nothing_secret_is_in_its_st
         ):
             assert not any(t in shown for t in minted)
             assert secret.hex() not in shown
-        assert "secret" not in repr(room._signaller.settings)
+        assert "secret" not in repr(server.settings)
     finally:
         room.close()
         plain.close()
@@ -115,10 +120,10 @@ def test_an_open_rooms_browser_gets_no_token_and_its_link_has_none() -> None:
 def test_host_and_tls_apply_when_the_kernel_signaller_starts_and_must_match_after() -> None:
     room = VideoRoom("tls-1", tls="self-signed", secure=True)
     try:
-        assert room._signaller is not None
-        assert room._signaller.url.startswith("https://")
+        assert room._binding is not None
+        assert room._binding.server.url.startswith("https://")
         assert room.invite_url.startswith("https://")
-        assert room._signaller.fingerprint
+        assert room._binding.server.fingerprint
         with pytest.raises(ValueError, match=r"already running with host=.*restart the kernel"):
             VideoRoom("tls-2", host="0.0.0.0")
         same = VideoRoom("tls-3", tls="self-signed")

@@ -1,0 +1,93 @@
+"""The custom messages: the typed unions name exactly the contract's message types, and whatever the
+browser sends is read into a clean typed copy or refused with a reason."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import pytest
+
+from ipymeet.widget import contract, messages
+from ipymeet.widget.messages import MalformedMessage, parse_browser_message
+
+
+def _types(union: Any) -> set[str]:
+    found: set[str] = set()
+    for member in typing.get_args(union):
+        hints = typing.get_type_hints(member)
+        found.update(typing.get_args(hints["type"]))
+    return found
+
+
+def test_the_unions_carry_exactly_the_contracts_types() -> None:
+    """A message type added on one side only fails here (and, in the front end, its `tsc`)."""
+    assert _types(messages.KernelMessage) == set(contract.KERNEL_MESSAGE_TYPES)
+    assert _types(messages.BrowserMessage) == set(contract.BROWSER_MESSAGE_TYPES)
+
+
+def test_a_snapshot_request_names_one_path_back() -> None:
+    hints = typing.get_type_hints(messages.SnapshotRequest)
+    assert typing.get_args(hints["via"]) == ("signaller", "comm")
+    assert "upload" not in hints
+
+
+CHAT = {"type": "chat", "id": "m1", "from": "p1", "name": "Grace", "text": "hi", "time": 1.5,
+        "mine": False}  # fmt: skip
+RGBA = {"type": "frame", "id": "r1", "width": 2, "height": 1, "format": "rgba"}
+
+
+def test_well_formed_messages_are_read_into_clean_copies() -> None:
+    extra = {**CHAT, "colour": "red"}
+    assert parse_browser_message(extra, []) == CHAT
+    assert parse_browser_message({**CHAT, "time": 7}, [])["time"] == 7.0  # type: ignore[typeddict-item]
+    assert parse_browser_message(RGBA, [b"\0" * 8]) == RGBA
+    png = {**RGBA, "format": "png"}
+    assert parse_browser_message(png, [b"\x89PNG"]) == png
+    assert parse_browser_message({"type": "frame", "id": "r1", "error": "no video"}, []) == {
+        "type": "frame",
+        "id": "r1",
+        "error": "no video",
+    }
+    assert parse_browser_message({"type": "token_request", "room": "lab-1"}, []) == {
+        "type": "token_request",
+        "room": "lab-1",
+    }
+    error = parse_browser_message({"type": "error", "message": "x" * 9000}, [])
+    assert error["type"] == "error"
+    assert len(error["message"]) == messages.MAX_ERROR  # type: ignore[typeddict-item]
+
+
+@pytest.mark.parametrize(
+    ("content", "buffers", "kind", "reason"),
+    [
+        (None, [], "unknown", "unknown message type"),
+        ([], [], "unknown", "unknown message type"),
+        ({}, [], "unknown", "unknown message type None"),
+        ({"type": "teleport"}, [], "unknown", "'teleport'"),
+        ({"type": ["chat"]}, [], "unknown", "unknown message type"),
+        ({**CHAT, "text": None}, [], "chat", "text must be"),
+        ({**CHAT, "text": "x" * (contract.MAX_CHAT + 1)}, [], "chat", "text must be"),
+        ({**CHAT, "name": "n" * (contract.MAX_NAME + 1)}, [], "chat", "name must be"),
+        ({**CHAT, "id": ""}, [], "chat", "id must be"),
+        ({**CHAT, "time": float("nan")}, [], "chat", "time must be"),
+        ({**CHAT, "time": True}, [], "chat", "time must be"),
+        ({**CHAT, "mine": 1}, [], "chat", "mine must be"),
+        ({**RGBA, "width": 0}, [b""], "frame", "width must be"),
+        ({**RGBA, "height": 2.5}, [b"\0" * 20], "frame", "height must be"),
+        ({**RGBA, "format": "jpeg"}, [b"\0" * 8], "frame", "format"),
+        ({**RGBA, "format": ["rgba"]}, [b"\0" * 8], "frame", "format"),
+        (RGBA, [], "frame", "one buffer"),
+        (RGBA, [b"\0" * 8, b""], "frame", "one buffer"),
+        (RGBA, [b"\0" * 7], "frame", "does not match"),
+        ({"type": "frame", "error": "no video"}, [], "frame", "id must be"),
+        ({"type": "token_request"}, [], "token_request", "room must be"),
+        ({"type": "token_request", "room": "a b"}, [], "token_request", "invalid room"),
+    ],
+)
+def test_malformed_messages_are_refused_with_their_kind_and_a_reason(
+    content: Any, buffers: list[bytes], kind: str, reason: str
+) -> None:
+    with pytest.raises(MalformedMessage, match=reason) as refused:
+        parse_browser_message(content, buffers)
+    assert refused.value.kind == kind
