@@ -2,6 +2,8 @@
  * The local camera and microphone. Whatever goes wrong here, the call goes on receive-only: the
  * user still sees and hears the others, and gets a plain message saying what to do.
  */
+import { MEDIA_MESSAGES } from "./errors";
+import type { DeviceInfo } from "./types";
 
 export type MediaProblem = "insecure_context" | "camera_denied" | "no_camera" | "camera_busy";
 
@@ -28,20 +30,8 @@ export const CONSTRAINTS: MediaStreamConstraints = {
   video: { width: 1280, height: 720 },
 };
 
-export const MESSAGES: Record<MediaProblem | "audio_only" | "video_only", string> = {
-  insecure_context:
-    "Camera access needs a secure page: open it through https:// or http://localhost. " +
-    "You joined receive-only.",
-  camera_denied:
-    "Camera and microphone are blocked for this page. Allow them in the browser's site settings, " +
-    "then Hang up and Connect again. You joined without sending video or sound.",
-  no_camera: "No camera or microphone was found. You joined receive-only.",
-  camera_busy:
-    "The camera or microphone could not be started: another program may be using it. Close it, " +
-    "then Hang up and Connect again. You joined receive-only.",
-  audio_only: "No camera was found. You joined with sound only.",
-  video_only: "No microphone was found. You joined with video only.",
-};
+/** The messages of the problems above (errors.ts holds every error message). */
+export const MESSAGES = MEDIA_MESSAGES;
 
 /** The devices chosen in `camera` / `microphone` ("" = the browser's default). */
 export interface DeviceChoice {
@@ -162,4 +152,26 @@ function receiveOnly(code: MediaProblem): LocalMedia {
 
 function isNamed(value: unknown): value is { name: string } {
   return typeof value === "object" && value !== null && typeof (value as { name?: unknown }).name === "string";
+}
+
+/**
+ * The cameras and microphones in `devices` (enumerateDevices), each once. Before permission the
+ * ids are empty, and "default" / "communications" are aliases of the real devices: left out.
+ */
+export function listDevices(devices: readonly Pick<MediaDeviceInfo, "deviceId" | "kind" | "label">[]): {
+  cameras: DeviceInfo[];
+  microphones: DeviceInfo[];
+} {
+  const list = (kind: MediaDeviceKind): DeviceInfo[] => {
+    const seen = new Set<string>();
+    const out: DeviceInfo[] = [];
+    for (const device of devices) {
+      if (device.kind !== kind || device.deviceId === "" || seen.has(device.deviceId)) continue;
+      if (device.deviceId === "default" || device.deviceId === "communications") continue;
+      seen.add(device.deviceId);
+      out.push({ id: device.deviceId, label: device.label });
+    }
+    return out;
+  };
+  return { cameras: list("videoinput"), microphones: list("audioinput") };
 }

@@ -1,5 +1,14 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { ChatLog, MAX_CHAT, Outbox, chatText, dispatchKernelMessage, newMessageId, parsePeerMessage } from "./messages";
+import {
+  ChatLog,
+  MAX_CHAT,
+  Outbox,
+  chatText,
+  dispatchKernelMessage,
+  newMessageId,
+  parsePeerMessage,
+  type KernelHandlers,
+} from "./messages";
 import type { ChatEntry } from "./types";
 
 beforeEach(() => {
@@ -114,40 +123,58 @@ describe("Outbox", () => {
   });
 });
 
+/** A handler for every kernel message type, each a spy unless given. */
+function handlersWith(given: Partial<KernelHandlers> = {}): KernelHandlers {
+  return { chat: vi.fn(), snapshot: vi.fn(), token: vi.fn(), error: vi.fn(), ...given };
+}
+
 describe("dispatchKernelMessage", () => {
   it("hands a chat request to its handler", () => {
     const chat = vi.fn();
-    expect(dispatchKernelMessage({ type: "chat", text: "hi" }, { chat, snapshot: vi.fn() })).toBeNull();
+    expect(dispatchKernelMessage({ type: "chat", text: "hi" }, handlersWith({ chat }))).toBeNull();
     expect(chat).toHaveBeenCalledWith({ type: "chat", text: "hi" });
   });
 
   it("answers unknown or malformed messages with an error, and logs them", () => {
-    const chat = vi.fn();
-    const snapshot = vi.fn();
-    expect(dispatchKernelMessage({ type: "video" }, { chat, snapshot })).toEqual({ type: "error", message: 'unknown message type "video"' });
-    expect(dispatchKernelMessage("chat", { chat, snapshot })).toEqual({ type: "error", message: "unknown message type null" });
-    expect(dispatchKernelMessage({ type: "chat" }, { chat, snapshot })).toEqual({ type: "error", message: "a chat message needs a non-empty text" });
-    expect(chat).not.toHaveBeenCalled();
+    const handlers = handlersWith();
+    expect(dispatchKernelMessage({ type: "video" }, handlers)).toEqual({ type: "error", message: 'unknown message type "video"' });
+    expect(dispatchKernelMessage("chat", handlers)).toEqual({ type: "error", message: "unknown message type null" });
+    expect(dispatchKernelMessage({ type: "chat" }, handlers)).toEqual({ type: "error", message: "a chat message needs a non-empty text" });
+    expect(handlers.chat).not.toHaveBeenCalled();
     expect(console.warn).toHaveBeenCalledTimes(3);
   });
 
-  it("hands a checked snapshot request to its handler", () => {
+  it("hands a checked snapshot request to its handler, with the path to answer by", () => {
     const snapshot = vi.fn();
-    const handlers = { chat: vi.fn(), snapshot };
-    expect(dispatchKernelMessage({ type: "snapshot", id: "r1", peer: null, format: "rgba", upload: true }, handlers)).toBeNull();
-    expect(dispatchKernelMessage({ type: "snapshot", id: "r2", peer: "p9", format: "png" }, handlers)).toBeNull();
+    const handlers = handlersWith({ snapshot });
+    expect(dispatchKernelMessage({ type: "snapshot", id: "r1", peer: null, format: "rgba", via: "signaller" }, handlers)).toBeNull();
+    expect(dispatchKernelMessage({ type: "snapshot", id: "r2", peer: "p9", format: "png", via: "comm" }, handlers)).toBeNull();
     expect(snapshot.mock.calls).toEqual([
-      [{ type: "snapshot", id: "r1", peer: null, format: "rgba", upload: true }],
-      [{ type: "snapshot", id: "r2", peer: "p9", format: "png", upload: false }],
+      [{ type: "snapshot", id: "r1", peer: null, format: "rgba", via: "signaller" }],
+      [{ type: "snapshot", id: "r2", peer: "p9", format: "png", via: "comm" }],
     ]);
     for (const bad of [
-      { type: "snapshot", peer: null, format: "rgba", upload: false },
-      { type: "snapshot", id: "r", peer: 3, format: "rgba", upload: false },
-      { type: "snapshot", id: "r", peer: null, format: "jpeg", upload: false },
+      { type: "snapshot", peer: null, format: "rgba", via: "comm" },
+      { type: "snapshot", id: "r", peer: 3, format: "rgba", via: "comm" },
+      { type: "snapshot", id: "r", peer: null, format: "jpeg", via: "comm" },
+      { type: "snapshot", id: "r", peer: null, format: "rgba" },
+      { type: "snapshot", id: "r", peer: null, format: "rgba", upload: true },
+      { type: "snapshot", id: "r", peer: null, format: "rgba", via: "both" },
     ]) {
       expect(dispatchKernelMessage(bad, handlers)).toMatchObject({ type: "error" });
     }
     expect(snapshot).toHaveBeenCalledTimes(2);
+  });
+
+  it("hands the kernel's own error to its handler and never answers it", () => {
+    const error = vi.fn();
+    const handlers = handlersWith({ error });
+    expect(dispatchKernelMessage({ type: "error", message: "unknown message type 'x'" }, handlers)).toBeNull();
+    expect(dispatchKernelMessage({ type: "error" }, handlers)).toBeNull();
+    expect(error.mock.calls).toEqual([
+      [{ type: "error", message: "unknown message type 'x'" }],
+      [{ type: "error", message: "(no reason given)" }],
+    ]);
   });
 });
 
@@ -162,13 +189,11 @@ describe("newMessageId", () => {
 describe("dispatchKernelMessage: tokens", () => {
   it("hands a well-formed token message to its handler and refuses malformed ones", () => {
     const token = vi.fn();
-    const handlers = { chat: vi.fn(), snapshot: vi.fn(), token };
+    const handlers = handlersWith({ token });
     expect(dispatchKernelMessage({ type: "token", room: "lab", token: "T" }, handlers)).toBeNull();
     expect(dispatchKernelMessage({ type: "token", room: "lab", token: null }, handlers)).toBeNull();
     expect(token.mock.calls).toEqual([[{ type: "token", room: "lab", token: "T" }], [{ type: "token", room: "lab", token: null }]]);
     expect(dispatchKernelMessage({ type: "token", room: "", token: "T" }, handlers)?.type).toBe("error");
     expect(dispatchKernelMessage({ type: "token", room: "lab", token: 3 }, handlers)?.type).toBe("error");
-    // The Call's own dispatcher has no token handler: the message is someone else's, not an error.
-    expect(dispatchKernelMessage({ type: "token", room: "lab", token: "T" }, { chat: vi.fn(), snapshot: vi.fn() })).toBeNull();
   });
 });

@@ -1,19 +1,16 @@
 /**
  * The messages of the call that are not signalling: the kernel's custom messages (one typed
- * contract, `types.ts` ⇄ `widget/messages.py`, one dispatcher), the JSON on each connection's data
- * channel, and the chat history. Pure code: whatever arrives is checked here before the Call
- * believes it.
+ * contract, `types.ts` ⇄ `widget/messages.py`, read here; kernel.ts routes them), the JSON on each
+ * connection's data channel, and the chat history. Pure code: whatever arrives is checked here
+ * before the Call believes it.
  */
-import type { ChatEntry, ErrorMessage, KernelMessage, PeerMessage, SnapshotRequest, TokenMessage } from "./types";
+import { MAX_CHAT, MAX_HISTORY, MAX_NAME, type KernelMessageType } from "./contract";
+import type { ChatEntry, ErrorMessage, KernelMessage, PeerMessage } from "./types";
 
-/** Longest chat line either side accepts (the same number in widget/messages.py). */
-export const MAX_CHAT = 2000;
-/** How many chat lines the history (and the `messages` trait) keeps. */
-export const MAX_HISTORY = 200;
+export { MAX_CHAT, MAX_HISTORY };
 /** Longest data channel message read at all: a chat line with its envelope fits well inside. */
 export const MAX_PEER_MESSAGE = 16 * 1024;
 const MAX_ID = 64;
-const MAX_NAME = 64;
 
 /** A random id for a chat line (works on insecure pages too, unlike `crypto.randomUUID`). */
 export function newMessageId(): string {
@@ -31,12 +28,10 @@ export function chatText(text: unknown): string | null {
 
 // -- the kernel's custom messages -----------------------------------------------------------------
 
-export interface KernelHandlers {
-  chat(message: KernelMessage & { type: "chat" }): void;
-  snapshot(message: SnapshotRequest): void;
-  /** Join tokens go to the widget's token source (tokens.ts); a dispatcher without it ignores them. */
-  token?(message: TokenMessage): void;
-}
+/** One handler per type of kernel message (KERNEL_MESSAGE_TYPES). */
+export type KernelHandlers = {
+  [T in KernelMessageType]: (message: Extract<KernelMessage, { type: T }>) => void;
+};
 
 /** Longest join token accepted from the kernel (ipymeet's are 44 characters). */
 const MAX_TOKEN = 4096;
@@ -44,21 +39,26 @@ const MAX_TOKEN = 4096;
 /** Longest snapshot request id accepted (the kernel's are 22 characters). */
 const MAX_REQUEST_ID = 128;
 
+/** Longest error text from the kernel that is logged whole. */
+const MAX_ERROR = 2000;
+
 /**
- * Hand one custom message from the kernel to its handler. Returns the error to answer with when the
- * message is unknown or malformed (after logging it), null when it was handled.
+ * Check one custom message from the kernel and hand it to its type's handler. Returns the error
+ * to answer with when the message is unknown or malformed (after logging it), null when it was
+ * handled.
  */
 export function dispatchKernelMessage(content: unknown, handlers: KernelHandlers): ErrorMessage | null {
   const type = isRecord(content) ? content.type : undefined;
-  switch (type) {
+  const fields = isRecord(content) ? content : {};
+  switch (type as KernelMessageType | undefined) {
     case "chat": {
-      const text = chatText((content as Record<string, unknown>).text);
+      const text = chatText(fields.text);
       if (text === null) return refuse("a chat message needs a non-empty text");
       handlers.chat({ type: "chat", text });
       return null;
     }
     case "snapshot": {
-      const { id, peer, format, upload } = content as Record<string, unknown>;
+      const { id, peer, format, via } = fields;
       if (typeof id !== "string" || id === "" || id.length > MAX_REQUEST_ID) {
         return refuse("a snapshot request needs an id");
       }
@@ -66,16 +66,23 @@ export function dispatchKernelMessage(content: unknown, handlers: KernelHandlers
         return refuse("a snapshot's peer must be a peer id or null");
       }
       if (format !== "rgba" && format !== "png") return refuse("a snapshot's format must be 'rgba' or 'png'");
-      handlers.snapshot({ type: "snapshot", id, peer, format, upload: upload === true });
+      if (via !== "signaller" && via !== "comm") return refuse("a snapshot's via must be 'signaller' or 'comm'");
+      handlers.snapshot({ type: "snapshot", id, peer, format, via });
       return null;
     }
     case "token": {
-      const { room, token } = content as Record<string, unknown>;
+      const { room, token } = fields;
       if (typeof room !== "string" || room === "" || room.length > MAX_ID) return refuse("a token message needs a room");
       if (token !== null && (typeof token !== "string" || token.length > MAX_TOKEN)) {
         return refuse("a token message's token must be a string or null");
       }
-      handlers.token?.({ type: "token", room, token });
+      handlers.token({ type: "token", room, token });
+      return null;
+    }
+    case "error": {
+      // Never answered with an error of our own: two sides that disagree must not loop.
+      const message = typeof fields.message === "string" ? fields.message.slice(0, MAX_ERROR) : "";
+      handlers.error({ type: "error", message: message || "(no reason given)" });
       return null;
     }
     default:
@@ -120,7 +127,7 @@ export function parsePeerMessage(raw: unknown): PeerMessage | null {
   return null;
 }
 
-/** A display name from another browser: no control characters, at most 64 characters. */
+/** A display name from another browser: no control characters, at most `MAX_NAME` characters. */
 function cleanName(name: string): string {
   return name.replace(/[\u0000-\u001f\u007f-\u009f]/g, "").slice(0, MAX_NAME);
 }

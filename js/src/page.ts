@@ -1,8 +1,10 @@
 /**
  * Page mode: the standalone page the signaller serves at `/` (server/page.html) runs the same
- * Call and view on a small in-memory model instead of a kernel's.
+ * Call and view on a small in-memory model instead of a kernel's. With no Python there, the page
+ * itself plays Python's part in following what the Call reports (`followTheCall`).
  */
 import { Call } from "./call";
+import { MAX_NAME, ROOM_RE } from "./contract";
 import type { BrowserMessage, EventHandler, Model, WidgetModel } from "./types";
 import { takeUrlToken } from "./tokens";
 import { RoomView } from "./ui";
@@ -35,7 +37,10 @@ export class PageModel implements WidgetModel {
       _port: 0,
       _client: "",
       _desired: false,
+      _joins: 0,
       _secure: false,
+      _call_ended: 0,
+      _screen_ended: 0,
       state: "idle",
       error: "",
       error_code: "",
@@ -102,8 +107,8 @@ export function mountPage(el: HTMLElement, options: PageOptions = {}): PageModel
   const query = new URLSearchParams(location.search);
   const invite = takeUrlToken();
   const model = new PageModel({
-    room: validRoom(options.room ?? "") ? (options.room ?? "") : "",
-    name: (options.name ?? "").slice(0, 64),
+    room: ROOM_RE.test(options.room ?? "") ? (options.room ?? "") : "",
+    name: [...(options.name ?? "")].slice(0, MAX_NAME).join(""),
     signaling_url: options.signalingUrl ?? location.origin,
     // No widget key: a page is nobody's widget (a kernel's signaller admits keys it issued only).
     _client: "",
@@ -113,19 +118,37 @@ export function mountPage(el: HTMLElement, options: PageOptions = {}): PageModel
     // The invite link's token opens the link's room only; any other room is entered without one.
     token: async (room) => (invite.token !== null && room === invite.room ? invite.token : undefined),
   });
+  const unfollow = followTheCall(model);
   call.start();
   const view = new RoomView(el, model, call);
   window.ipymeet = { model, call };
   addEventListener("pagehide", () => {
     view.destroy();
     call.dispose();
+    unfollow();
   }, { once: true });
   if (query.get("autojoin") === "1" && model.get("room") !== "") {
+    // As the view's Connect does: a new attempt, and the wish to be in the call.
+    model.set("_joins", model.get("_joins") + 1);
     model.set("_desired", true);
   }
   return model;
 }
 
-function validRoom(room: string): boolean {
-  return /^[A-Za-z0-9_.-]{1,64}$/.test(room);
+/**
+ * What Python does for a widget, for the page: the person's intent follows what the Call ended
+ * on its own. `_call_ended` reaching `_joins` sets `_desired` back to false; a change of
+ * `_screen_ended` sets `screen` back to false. Returns the undo.
+ */
+export function followTheCall(model: WidgetModel): () => void {
+  const callEnded = (): void => {
+    if (model.get("_call_ended") === model.get("_joins")) model.set("_desired", false);
+  };
+  const screenEnded = (): void => model.set("screen", false);
+  model.on("change:_call_ended", callEnded);
+  model.on("change:_screen_ended", screenEnded);
+  return () => {
+    model.off("change:_call_ended", callEnded);
+    model.off("change:_screen_ended", screenEnded);
+  };
 }

@@ -1,12 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import {
-  SignalingClient,
-  SignalingError,
-  UnreachableError,
-  connectFirst,
-  type SignalingHandlers,
-  type SocketLike,
-} from "./signaling";
+import { SignalingClient, SignalingError, UnreachableError, connectFirst, type SignalingHandlers } from "./signaling";
+import { SocketIoTransport, type SocketLike } from "./socketio";
 
 type Listener = (...args: any[]) => void;
 
@@ -70,7 +64,7 @@ describe("SignalingClient", () => {
   it("holds events that arrive before the enter ack, and delivers them in order after", async () => {
     const socket = new FakeSocket();
     const { log, handlers } = recorder();
-    const client = new SignalingClient(socket, "http://x", handlers);
+    const client = new SignalingClient(new SocketIoTransport(socket, "http://x"), handlers);
     const entering = client.enter({ room: "lab", name: "Me" });
     expect(socket.emitted[0]).toMatchObject({ event: "enter", payload: { room: "lab", name: "Me" } });
 
@@ -92,7 +86,7 @@ describe("SignalingClient", () => {
 
   it("rejects a refused enter with the protocol's code", async () => {
     const socket = new FakeSocket();
-    const client = new SignalingClient(socket, "http://x", recorder().handlers);
+    const client = new SignalingClient(new SocketIoTransport(socket, "http://x"), recorder().handlers);
     const entering = client.enter({ room: "lab" });
     socket.answer("enter", { ok: false, code: "room_full", message: "room 'lab' is full (it holds 2)" });
     await expect(entering).rejects.toMatchObject({ code: "room_full", message: "room 'lab' is full (it holds 2)" });
@@ -100,7 +94,7 @@ describe("SignalingClient", () => {
 
   it("times out a request the server never answers", async () => {
     const socket = new FakeSocket();
-    const client = new SignalingClient(socket, "http://x", recorder().handlers);
+    const client = new SignalingClient(new SocketIoTransport(socket, "http://x"), recorder().handlers);
     const leaving = client.leave();
     const caught = leaving.catch((error: unknown) => error);
     await vi.advanceTimersByTimeAsync(5000);
@@ -112,7 +106,7 @@ describe("SignalingClient", () => {
 
   it("sends signals with acks and reports not_in_room", async () => {
     const socket = new FakeSocket();
-    const client = new SignalingClient(socket, "http://x", recorder().handlers);
+    const client = new SignalingClient(new SocketIoTransport(socket, "http://x"), recorder().handlers);
     const sending = client.signal({ to: "a", candidate: { candidate: "candidate:1", sdpMid: "0", sdpMLineIndex: 0 } });
     expect(socket.emitted[0]!.payload).toEqual({ to: "a", candidate: { candidate: "candidate:1", sdpMid: "0", sdpMLineIndex: 0 } });
     socket.answer("signal", { ok: false, code: "not_in_room", message: "gone" });
@@ -122,7 +116,7 @@ describe("SignalingClient", () => {
   it("reports an unexpected disconnect once and fails pending requests", async () => {
     const socket = new FakeSocket();
     const { log, handlers } = recorder();
-    const client = new SignalingClient(socket, "http://x", handlers);
+    const client = new SignalingClient(new SocketIoTransport(socket, "http://x"), handlers);
     const leaving = client.leave();
     socket.serve("disconnect", "transport close");
     await expect(leaving).rejects.toMatchObject({ code: "disconnected" });
@@ -132,7 +126,7 @@ describe("SignalingClient", () => {
   it("close() removes its listeners, disconnects and reports nothing", () => {
     const socket = new FakeSocket();
     const { log, handlers } = recorder();
-    const client = new SignalingClient(socket, "http://x", handlers);
+    const client = new SignalingClient(new SocketIoTransport(socket, "http://x"), handlers);
     client.close();
     expect(socket.disconnected).toBe(true);
     expect([...socket.listeners.values()].every((set) => set.size === 0)).toBe(true);
@@ -143,7 +137,7 @@ describe("SignalingClient", () => {
   it("passes error events through", () => {
     const socket = new FakeSocket();
     const { log, handlers } = recorder();
-    new SignalingClient(socket, "http://x", handlers);
+    new SignalingClient(new SocketIoTransport(socket, "http://x"), handlers);
     socket.serve("error", { code: "rate_limited", message: "slow down" });
     expect(log).toEqual(["error rate_limited"]);
   });
@@ -198,7 +192,7 @@ describe("SignalingClient after a dropped connection", () => {
   it("refuses requests while down, reconnects on request, and enters again", async () => {
     const socket = new FakeSocket();
     const { log, handlers } = recorder();
-    const client = new SignalingClient(socket, "http://x", handlers);
+    const client = new SignalingClient(new SocketIoTransport(socket, "http://x"), handlers);
     const entering = client.enter({ room: "lab", session: "k".repeat(24) });
     socket.answer("enter", accepted);
     await entering;
@@ -230,7 +224,7 @@ describe("SignalingClient after a dropped connection", () => {
 
   it("rejects a reconnection that fails, so the caller can pause and try again", async () => {
     const socket = new FakeSocket();
-    const client = new SignalingClient(socket, "http://x", recorder().handlers);
+    const client = new SignalingClient(new SocketIoTransport(socket, "http://x"), recorder().handlers);
     socket.connected = false;
     socket.serve("disconnect", "transport close");
     const back = client.reconnect().catch((e: unknown) => e);
@@ -244,7 +238,7 @@ describe("SignalingClient after a dropped connection", () => {
   it("reads the reason a member left, and takes a missing one as hung up", () => {
     const socket = new FakeSocket();
     const left: string[] = [];
-    const client = new SignalingClient(socket, "http://x", { ...recorder().handlers, peerLeft: (p) => left.push(`${p.id} ${p.reason}`) });
+    const client = new SignalingClient(new SocketIoTransport(socket, "http://x"), { ...recorder().handlers, peerLeft: (p) => left.push(`${p.id} ${p.reason}`) });
     client.deliver();
     socket.serve("peer_left", { id: "a", reason: "disconnected" });
     socket.serve("peer_left", { id: "b" });

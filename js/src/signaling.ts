@@ -1,5 +1,6 @@
 /**
- * The client side of the signalling protocol, dialect 2 (PROTOCOL.md), over socket.io-client.
+ * The client side of the signalling protocol, dialect 2 (docs/protocol.md), over any
+ * SignalingTransport (transport.ts; Socket.IO in socketio.ts).
  *
  * Every request carries an acknowledgement, answered exactly once by the server; a missing answer
  * times out here with a clear error. Events that arrive before the `enter` acknowledgement
@@ -9,10 +10,10 @@
  * A connection that drops is not the end of the client: `reconnect()` opens it again (the caller
  * decides when, with its backoff) and the caller enters its room again.
  */
-import { io } from "socket.io-client";
-import { socketTarget } from "./route";
+import { CONNECT_TIMEOUT_MS, openSocketIo, type SocketFactory } from "./socketio";
+import type { ServerEvent, SignalingTransport } from "./transport";
 
-// -- the protocol's messages (PROTOCOL.md, dialect 2) ------------------------------------------
+// -- the protocol's messages (docs/protocol.md, dialect 2) -------------------------------------
 
 export interface PeerInfo {
   id: string;
@@ -42,7 +43,7 @@ export interface Refusal {
   ok: false;
   code: string;
   message: string;
-  /** Not in PROTOCOL.md (yet): a `room_full` refusal may say how many the room holds. */
+  /** A `room_full` refusal may say how many the room holds. */
   capacity?: number;
 }
 
@@ -89,86 +90,60 @@ export class SignalingError extends Error {
   }
 }
 
-/** The part of a socket.io-client `Socket` used here (tests pass a fake). */
-export interface SocketLike {
-  readonly connected: boolean;
-  on(event: string, listener: (...args: any[]) => void): unknown;
-  off(event: string, listener: (...args: any[]) => void): unknown;
-  emit(event: string, ...args: any[]): unknown;
-  connect(): unknown;
-  disconnect(): unknown;
-}
-
 export const ACK_TIMEOUT_MS = 5000;
-export const CONNECT_TIMEOUT_MS = 4000;
 
 type Held = { [K in "peerJoined" | "peerLeft" | "signal"]: [K, Parameters<SignalingHandlers[K]>[0]] }[
   "peerJoined" | "peerLeft" | "signal"
 ];
 
-/** One Socket.IO connection speaking dialect 2. */
+/** One connection to the signaller speaking dialect 2, over `transport`. */
 export class SignalingClient {
-  readonly url: string;
-  private readonly socket: SocketLike;
+  private readonly transport: SignalingTransport;
   private readonly handlers: SignalingHandlers;
   private readonly ackTimeoutMs: number;
   /** Events held back until `deliver()`; null while delivering directly. */
   private held: Held[] | null = [];
   private readonly pending = new Set<(error: SignalingError) => void>();
-  private readonly listeners: [string, (...args: any[]) => void][];
+  private unlisten: (() => void) | null;
   private closed = false;
 
-  constructor(socket: SocketLike, url: string, handlers: SignalingHandlers, ackTimeoutMs = ACK_TIMEOUT_MS) {
-    this.socket = socket;
-    this.url = url;
+  constructor(transport: SignalingTransport, handlers: SignalingHandlers, ackTimeoutMs = ACK_TIMEOUT_MS) {
+    this.transport = transport;
     this.handlers = handlers;
     this.ackTimeoutMs = ackTimeoutMs;
-    this.listeners = [
-      ["peer_joined", (data: unknown) => {
-        if (isRecord(data) && typeof data.id === "string") {
-          this.dispatch(["peerJoined", { id: data.id, name: typeof data.name === "string" ? data.name : "" }]);
-        }
-      }],
-      ["peer_left", (data: unknown) => {
-        if (isRecord(data) && typeof data.id === "string") {
-          // Without a reason (an older signaller) the member is taken as gone for good.
-          this.dispatch(["peerLeft", { id: data.id, reason: data.reason === "disconnected" ? "disconnected" : "left" }]);
-        }
-      }],
-      ["signal", (data: unknown) => {
-        if (isRecord(data) && typeof data.from === "string") this.dispatch(["signal", data as unknown as IncomingSignal]);
-      }],
-      ["error", (data: unknown) => {
-        const error = isRecord(data) ? data : {};
-        this.handlers.error({
-          code: typeof error.code === "string" ? error.code : "error",
-          message: typeof error.message === "string" ? error.message : "The signaller refused a request.",
-        });
-      }],
-      ["disconnect", (reason: unknown) => {
+    this.unlisten = transport.listen({
+      event: (name, data) => this.onEvent(name, data),
+      dropped: (reason) => {
         if (this.closed) return;
         // Nothing sent before the drop will be answered; what arrives next belongs to a new entry.
         this.held = [];
         this.failPending(new SignalingError("disconnected", "The connection to the signaller was lost."));
-        this.handlers.disconnected(String(reason));
-      }],
-    ];
-    for (const [event, listener] of this.listeners) socket.on(event, listener);
+        this.handlers.disconnected(reason);
+      },
+    });
+  }
+
+  /** Where the connection leads. */
+  get url(): string {
+    return this.transport.url;
   }
 
   /** Whether the connection is open (false while it is down, and after `close()`). */
   get connected(): boolean {
-    return !this.closed && this.socket.connected;
+    return !this.closed && this.transport.connected;
   }
 
   /**
    * Open the dropped connection again (same URL). Resolves once connected; rejects with a
    * SignalingError `unreachable` if it fails or `timeoutMs` passes. Then `enter` again.
    */
-  reconnect(timeoutMs = CONNECT_TIMEOUT_MS): Promise<void> {
-    if (this.closed) return Promise.reject(new SignalingError("disconnected", "The connection was closed."));
-    if (this.socket.connected) return Promise.resolve();
-    return awaitConnect(this.socket, timeoutMs, undefined, false);
+  async reconnect(timeoutMs = CONNECT_TIMEOUT_MS): Promise<void> {
+    if (this.closed) throw new SignalingError("disconnected", "The connection was closed.");
+    try {
+      await this.transport.connect(timeoutMs);
+    } catch (error) {
+      throw new SignalingError("unreachable", `Can't reach the signaller (${errorText(error)}).`);
+    }
   }
 
   /** Enter a room. Resolves with the acknowledgement; rejects with a SignalingError if refused. */
@@ -217,20 +192,46 @@ export class SignalingClient {
    */
   sendFrame(meta: Record<string, unknown>, chunk?: ArrayBuffer): boolean {
     if (this.closed) return false;
-    if (chunk === undefined) this.socket.emit("frame", meta);
-    else this.socket.emit("frame", meta, chunk);
+    this.transport.send("frame", meta, chunk);
     return true;
   }
 
   /** Stop listening and disconnect. Pending requests are rejected. Idempotent. */
   close(): void {
-    if (this.closed && this.listeners.length === 0) return;
+    if (this.closed && this.unlisten === null) return;
     this.closed = true;
-    for (const [event, listener] of this.listeners) this.socket.off(event, listener);
-    this.listeners.length = 0;
+    this.unlisten?.();
+    this.unlisten = null;
     this.held = null;
     this.failPending(new SignalingError("disconnected", "The connection to the signaller was closed."));
-    this.socket.disconnect();
+    this.transport.disconnect();
+  }
+
+  private onEvent(name: ServerEvent, data: unknown): void {
+    switch (name) {
+      case "peer_joined":
+        if (isRecord(data) && typeof data.id === "string") {
+          this.dispatch(["peerJoined", { id: data.id, name: typeof data.name === "string" ? data.name : "" }]);
+        }
+        return;
+      case "peer_left":
+        if (isRecord(data) && typeof data.id === "string") {
+          // Without a reason (an older signaller) the member is taken as gone for good.
+          this.dispatch(["peerLeft", { id: data.id, reason: data.reason === "disconnected" ? "disconnected" : "left" }]);
+        }
+        return;
+      case "signal":
+        if (isRecord(data) && typeof data.from === "string") this.dispatch(["signal", data as unknown as IncomingSignal]);
+        return;
+      case "error": {
+        const error = isRecord(data) ? data : {};
+        this.handlers.error({
+          code: typeof error.code === "string" ? error.code : "error",
+          message: typeof error.message === "string" ? error.message : "The signaller refused a request.",
+        });
+        return;
+      }
+    }
   }
 
   private dispatch(event: Held): void {
@@ -250,8 +251,8 @@ export class SignalingClient {
   }
 
   private request(event: string, payload: unknown): Promise<Record<string, unknown>> {
-    // Not while the connection is down: socket.io-client would buffer the request and send it on
-    // reconnecting, before the page has entered its room again.
+    // Not while the connection is down: a transport may buffer the request and send it on
+    // reconnecting (socket.io-client does), before the page has entered its room again.
     if (!this.connected) {
       return Promise.reject(new SignalingError("disconnected", "Not connected to the signaller."));
     }
@@ -266,7 +267,7 @@ export class SignalingClient {
         fail(new SignalingError("timeout", `The signaller did not answer “${event}” within ${seconds} s.`));
       }, this.ackTimeoutMs);
       this.pending.add(fail);
-      this.socket.emit(event, payload, (answer: unknown) => {
+      this.transport.request(event, payload, (answer: unknown) => {
         if (!this.pending.has(fail)) return; // timed out or closed meanwhile
         clearTimeout(timer);
         this.pending.delete(fail);
@@ -280,51 +281,33 @@ export class SignalingClient {
   }
 }
 
-/** The socket.io-client options ipymeet connects with. */
-export function socketOptions(url: string, client: string) {
-  const { path } = socketTarget(url);
-  return {
-    path,
-    transports: ["websocket"],
-    // The Call reconnects itself (SignalingClient.reconnect, with its own backoff), because it must
-    // enter its room again each time, and also after the server closed the connection, where
-    // socket.io-client's own reconnection gives up.
-    reconnection: false,
-    timeout: CONNECT_TIMEOUT_MS,
-    // Each widget is its own member of the room, even when two share a page and a signaller.
-    forceNew: true,
-    // The kernel tells its own widgets' Socket.IO sessions apart by this key.
-    auth: { client },
-  };
-}
-
-export type SocketFactory = (origin: string, options: ReturnType<typeof socketOptions>) => SocketLike;
-
-const defaultFactory: SocketFactory = (origin, options) => io(origin, options);
-
 export interface ConnectOptions {
+  /** The widget's key (`_client`), for the Socket.IO transport's `auth`. */
   client: string;
   timeoutMs?: number;
+  /** How to open a transport to one URL; Socket.IO (with `client` and `factory`) by default. */
+  open?: (url: string) => SignalingTransport;
+  /** For tests: how the default Socket.IO transport makes its socket. */
   factory?: SocketFactory;
   signal?: AbortSignal;
 }
 
 /**
- * Try the URLs in order and return the first socket that connects. Rejects with a
- * SignalingError `unreachable` whose `tried` lists what failed, or `aborted` if `signal` fired.
+ * The route trial: open a transport to each URL in order and return the first that connects.
+ * Rejects with an UnreachableError listing what failed, or a SignalingError `aborted` if
+ * `signal` fired.
  */
-export async function connectFirst(
-  urls: readonly string[],
-  options: ConnectOptions,
-): Promise<{ socket: SocketLike; url: string }> {
+export async function connectFirst(urls: readonly string[], options: ConnectOptions): Promise<SignalingTransport> {
+  const open = options.open ?? ((url: string) => openSocketIo(url, options.client, options.factory));
   const failures: string[] = [];
   for (const url of urls) {
     if (options.signal?.aborted) break;
     try {
-      const socket = await connectOne(url, options);
-      return { socket, url };
+      const transport = open(url);
+      await transport.connect(options.timeoutMs ?? CONNECT_TIMEOUT_MS, options.signal);
+      return transport;
     } catch (error) {
-      failures.push(`${url} (${error instanceof Error ? error.message : String(error)})`);
+      failures.push(`${url} (${errorText(error)})`);
     }
   }
   if (options.signal?.aborted) throw new SignalingError("aborted", "Connecting was cancelled.");
@@ -342,43 +325,6 @@ export class UnreachableError extends SignalingError {
   }
 }
 
-async function connectOne(url: string, options: ConnectOptions): Promise<SocketLike> {
-  const { origin } = socketTarget(url);
-  const socket = (options.factory ?? defaultFactory)(origin, socketOptions(url, options.client));
-  await awaitConnect(socket, options.timeoutMs ?? CONNECT_TIMEOUT_MS, options.signal, true);
-  return socket;
-}
-
-/**
- * Wait for `socket` to connect (calling `connect()` unless it is connecting already). On failure
- * the socket is disconnected, so it stops trying; rejects with a plain Error when `fresh` (the
- * caller words it), else with a SignalingError `unreachable`.
- */
-function awaitConnect(socket: SocketLike, timeoutMs: number, signal: AbortSignal | undefined, fresh: boolean): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const finish = (error: string | null): void => {
-      clearTimeout(timer);
-      socket.off("connect", onConnect);
-      socket.off("connect_error", onError);
-      signal?.removeEventListener("abort", onAbort);
-      if (error === null) {
-        resolve();
-        return;
-      }
-      socket.disconnect();
-      reject(fresh ? new Error(error) : new SignalingError("unreachable", `Can't reach the signaller (${error}).`));
-    };
-    const onConnect = (): void => finish(null);
-    const onError = (error: unknown): void => finish(error instanceof Error ? error.message : "connection refused");
-    const onAbort = (): void => finish("cancelled");
-    const timer = setTimeout(() => finish(`no answer within ${timeoutMs / 1000} s`), timeoutMs);
-    socket.on("connect", onConnect);
-    socket.on("connect_error", onError);
-    signal?.addEventListener("abort", onAbort);
-    if (!fresh) socket.connect();
-  });
-}
-
 function refusalError(answer: Record<string, unknown>): SignalingError {
   const refusal: Refusal = {
     ok: false,
@@ -387,6 +333,10 @@ function refusalError(answer: Record<string, unknown>): SignalingError {
   };
   if (typeof answer.capacity === "number") refusal.capacity = answer.capacity;
   return new SignalingError(refusal.code, refusal.message, refusal);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

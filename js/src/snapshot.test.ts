@@ -1,4 +1,5 @@
-import { describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { fromKernel, inRoom, same, settle, setup } from "./harness";
 import { MAX_CHUNK_BYTES, UPLOAD_PACE, chunkBytes, exactBuffer, uploadError, uploadFrame } from "./snapshot";
 
 describe("chunkBytes", () => {
@@ -76,5 +77,97 @@ describe("uploadFrame's pace", () => {
     const sink = { emit: () => (++calls < 3 ? true : false) };
     await uploadFrame(sink, "x", { width: 1, height: 10, format: "rgba", bytes: new Uint8Array(40) }, 4);
     expect(calls).toBe(3);
+  });
+});
+
+describe("answerSnapshot, through a Call", () => {
+  beforeEach(() => {
+    vi.spyOn(console, "warn").mockImplementation(() => undefined);
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('via "signaller": the frame in chunks of at most 192 KiB through the signaller, no custom message', async () => {
+    const bytes = new Uint8Array(640 * 480 * 4).map((_, i) => i % 251);
+    const captured: [MediaStream, string][] = [];
+    const { model, server, sent, stream } = await inRoom(["a"], {
+      captureFrame: async (from, format) => {
+        captured.push([from, format]);
+        return { width: 640, height: 480, format, bytes };
+      },
+    });
+    const before = sent.length;
+    fromKernel(model, { type: "snapshot", id: "req1", peer: null, format: "rgba", via: "signaller" });
+    await settle();
+    expect(captured).toEqual([[stream, "rgba"]]);
+    expect(sent.slice(before)).toEqual([]); // once, by the path asked
+    const count = Math.ceil(bytes.length / (192 * 1024));
+    expect(server.frames.map(([meta]) => meta)).toEqual(
+      Array.from({ length: count }, (_, index) => ({ id: "req1", index, count, width: 640, height: 480, format: "rgba" })),
+    );
+    expect(server.frames.every(([, chunk]) => chunk!.byteLength <= 192 * 1024)).toBe(true);
+    const joined = new Uint8Array(bytes.length);
+    let at = 0;
+    for (const [, chunk] of server.frames) {
+      joined.set(new Uint8Array(chunk!), at);
+      at += chunk!.byteLength;
+    }
+    expect(at).toBe(bytes.length);
+    expect(same(joined, bytes)).toBe(true);
+  });
+
+  it('via "comm": one binary custom message, nothing through the signaller', async () => {
+    const bytes = new Uint8Array(64 * 48 * 4).map((_, i) => i % 251);
+    const { model, server, sent, buffers } = await inRoom(["a"], {
+      captureFrame: async (_from, format) => ({ width: 64, height: 48, format, bytes }),
+    });
+    fromKernel(model, { type: "snapshot", id: "req0", peer: null, format: "rgba", via: "comm" });
+    await settle();
+    expect(sent.at(-1)).toEqual({ type: "frame", id: "req0", width: 64, height: 48, format: "rgba" });
+    const [buffer] = buffers.at(-1) as ArrayBuffer[];
+    expect(same(new Uint8Array(buffer!), bytes)).toBe(true);
+    expect(server.frames).toEqual([]);
+  });
+
+  it("takes a peer's remote video", async () => {
+    const remote = { getVideoTracks: () => [{}] } as unknown as MediaStream;
+    const captured: MediaStream[] = [];
+    const { model, server, sent, peers } = await inRoom(["a"], {
+      captureFrame: async (from, format) => {
+        captured.push(from);
+        return { width: 2, height: 1, format, bytes: new Uint8Array([137, 80, 78, 71]) };
+      },
+    });
+    peers[0]!.remoteStream = remote;
+    fromKernel(model, { type: "snapshot", id: "req2", peer: "a", format: "png", via: "comm" });
+    await settle();
+    expect(captured).toEqual([remote]);
+    expect(sent.at(-1)).toEqual({ type: "frame", id: "req2", width: 2, height: 1, format: "png" });
+    expect(server.frames).toEqual([]);
+  });
+
+  it("answers with a plain error, by the path asked, when there is no such peer or no video yet", async () => {
+    const { model, server, sent } = await inRoom(["a"], {
+      captureFrame: async () => {
+        throw new Error("not reached");
+      },
+    });
+    const before = sent.length;
+    fromKernel(model, { type: "snapshot", id: "r3", peer: "ghost", format: "rgba", via: "signaller" });
+    await settle();
+    expect(server.frames).toEqual([[{ id: "r3", error: 'no peer "ghost" in this call' }, undefined]]);
+    expect(sent.slice(before)).toEqual([]);
+    fromKernel(model, { type: "snapshot", id: "r4", peer: "a", format: "rgba", via: "comm" });
+    await settle();
+    expect(sent.at(-1)).toEqual({ type: "frame", id: "r4", error: "no video from A yet" });
+    expect(server.frames).toHaveLength(1);
+  });
+
+  it("says so when not in a call: by comm, the only path there is then", async () => {
+    const { model, sent } = setup();
+    fromKernel(model, { type: "snapshot", id: "r5", peer: null, format: "png", via: "signaller" });
+    await settle();
+    expect(sent.at(-1)).toEqual({ type: "frame", id: "r5", error: "not in a call: join a room first" });
   });
 });

@@ -3,11 +3,11 @@
  *
  * The frame is taken from the stream itself, not from a view's <video>: an offscreen video
  * element plays the stream's video track and is drawn onto a canvas at the video's native size.
- * It goes back to the kernel twice when asked to upload: as a binary custom message (read by the
- * kernel between cells) and through the kernel's signaller in chunks (read even while a cell runs:
- * server/frames.py).
+ * It goes back to the kernel once, by the path the request names (`via`): as a binary custom
+ * message (read by the kernel between cells), or through the signaller in chunks (read even while
+ * a cell runs: server/frames.py).
  */
-import type { FrameFormat } from "./types";
+import type { FrameFormat, FrameMessage, SnapshotRequest } from "./types";
 
 /** Largest chunk the signaller accepts (MAX_CHUNK_BYTES in server/frames.py). */
 export const MAX_CHUNK_BYTES = 192 * 1024;
@@ -49,15 +49,14 @@ export function chunkBytes(bytes: Uint8Array, max = MAX_CHUNK_BYTES): ArrayBuffe
   return chunks;
 }
 
-/** Where an upload goes: the Call's Socket.IO connection (no acknowledgements). */
+/** Where an upload goes: the call's signalling connection (no acknowledgements). */
 export interface FrameSink {
   emit(event: "frame", meta: Record<string, unknown>, chunk?: ArrayBuffer): unknown;
 }
 
-/** Send a frame to the signaller: `frame` events `{id, index, count, width, height, format}` + chunk. */
 /**
  * How fast chunks go out: the signaller allows a connection 50 events a second and bursts of 200
- * (PROTOCOL.md), and the call's own signals share them. A 1280×720 frame (19 chunks) goes at once;
+ * (docs/protocol.md), and the call's own signals share them. A 1280×720 frame (19 chunks) goes at once;
  * a 4K one (169) sends its first `burst` at once, then `perSecond`, below the refill.
  */
 export const UPLOAD_PACE = { burst: 100, perSecond: 40 };
@@ -86,6 +85,46 @@ export async function uploadFrame(
 /** Tell the signaller that no frame comes: `frame` event `{id, error}`. */
 export function uploadError(sink: FrameSink, id: string, error: string): void {
   sink.emit("frame", { id, error });
+}
+
+/** The two ways back to the kernel. */
+export interface SnapshotPaths {
+  /** One custom message through the widget's comm, its bytes in one buffer. */
+  comm(message: FrameMessage, buffers?: ArrayBuffer[]): void;
+  /** The call's signalling connection, null when there is none (not in a call). */
+  signaller: FrameSink | null;
+  /** True once the answer should no longer be sent (the widget is gone). */
+  closed(): boolean;
+}
+
+/**
+ * Take the frame `request` asks for with `take` and answer it by the path it names, only by it:
+ * "signaller", `frame` events in chunks (or `{id, error}`); "comm", one `FrameMessage`. Without
+ * a signalling connection (not in a call) the answer, an error then, can only go by comm.
+ */
+export async function answerSnapshot(
+  { id, peer, format, via }: SnapshotRequest,
+  take: (peer: string | null, format: FrameFormat) => Promise<Frame>,
+  paths: SnapshotPaths,
+): Promise<void> {
+  const sink = via === "signaller" ? paths.signaller : null;
+  let frame: Frame;
+  try {
+    frame = await take(peer, format);
+  } catch (error) {
+    const reason = error instanceof NoFrame ? error.message : `the frame could not be taken (${String(error)})`;
+    if (!(error instanceof NoFrame)) console.warn("ipymeet: a snapshot failed", error);
+    if (paths.closed()) return;
+    if (sink !== null) uploadError(sink, id, reason);
+    else paths.comm({ type: "frame", id, error: reason });
+    return;
+  }
+  if (paths.closed()) return;
+  if (sink !== null) {
+    await uploadFrame(sink, id, frame);
+    return;
+  }
+  paths.comm({ type: "frame", id, width: frame.width, height: frame.height, format }, [exactBuffer(frame.bytes)]);
 }
 
 /**

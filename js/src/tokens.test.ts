@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { KernelLink } from "./kernel";
 import { PageModel } from "./page";
 import { SignalingError } from "./signaling";
 import { KernelTokens, takeUrlToken } from "./tokens";
@@ -36,14 +37,14 @@ afterEach(() => {
 describe("KernelTokens", () => {
   it("asks nothing when the room needs no token", async () => {
     const model = new KernelModel({ _secure: false });
-    const tokens = new KernelTokens(model);
+    const tokens = new KernelTokens(model, new KernelLink(model));
     await expect(tokens.get("lab")).resolves.toBeUndefined();
     expect(model.sent).toEqual([]);
   });
 
   it("asks the kernel by custom message and resolves with its answer", async () => {
     const model = new KernelModel({ _secure: true });
-    const tokens = new KernelTokens(model);
+    const tokens = new KernelTokens(model, new KernelLink(model));
     const pending = tokens.get("lab");
     expect(model.sent).toEqual([{ type: "token_request", room: "lab" }]);
     model.fromKernel({ type: "token", room: "other", token: "not-this" });
@@ -60,7 +61,7 @@ describe("KernelTokens", () => {
   it("uses a token the kernel sent ahead (join()) while it is fresh", async () => {
     let now = 0;
     const model = new KernelModel({ _secure: true });
-    const tokens = new KernelTokens(model, { maxAgeMs: 1000, now: () => now });
+    const tokens = new KernelTokens(model, new KernelLink(model), { maxAgeMs: 1000, now: () => now });
     model.fromKernel({ type: "token", room: "lab", token: "early" });
     await expect(tokens.get("lab")).resolves.toBe("early");
     model.fromKernel({ type: "token", room: "lab", token: "stale" });
@@ -73,7 +74,7 @@ describe("KernelTokens", () => {
 
   it("fails with a clear timeout when the kernel does not answer", async () => {
     const model = new KernelModel({ _secure: true });
-    const tokens = new KernelTokens(model, { timeoutMs: 2000 });
+    const tokens = new KernelTokens(model, new KernelLink(model), { timeoutMs: 2000 });
     const pending = tokens.get("lab");
     const outcome = expect(pending).rejects.toThrow(/needs a join token.*within 2 s.*Connect again/);
     vi.advanceTimersByTime(2001);
@@ -87,9 +88,10 @@ describe("KernelTokens", () => {
 
   it("ignores malformed token messages and stops listening once disposed", async () => {
     const model = new KernelModel({ _secure: true });
-    const tokens = new KernelTokens(model, { timeoutMs: 100 });
+    const tokens = new KernelTokens(model, new KernelLink(model), { timeoutMs: 100 });
     const pending = tokens.get("lab");
     model.fromKernel({ type: "token", room: "lab", token: 42 });
+    expect(model.sent.at(-1)).toEqual({ type: "error", message: "a token message's token must be a string or null" });
     tokens.dispose();
     await expect(pending).rejects.toThrow(/closed/);
     await expect(tokens.get("lab")).resolves.toBeUndefined();

@@ -1,9 +1,10 @@
 /**
  * Join tokens for the Call's `enter` (`CallDeps.token`). A widget asks its kernel by custom message
- * (`token_request` → `token`), because a token must never sit in a trait (widget state may be saved
- * in the notebook). The standalone page takes its token from the invite link's `?token=`.
+ * (`token_request` → `token`, through the widget's KernelLink), because a token must never sit in
+ * a trait (widget state may be saved in the notebook). The standalone page takes its token from
+ * the invite link's `?token=`.
  */
-import { dispatchKernelMessage } from "./messages";
+import type { KernelLink } from "./kernel";
 import { SignalingError } from "./signaling";
 import type { TokenMessage, WidgetModel } from "./types";
 
@@ -18,11 +19,13 @@ export interface KernelTokenOptions {
 type Waiter = { resolve: (token: string | undefined) => void; reject: (error: Error) => void };
 
 /**
- * The tokens of one widget, asked of its kernel. Listens at model level (create it in
- * `initialize`), so a token the kernel sends before a view exists is kept.
+ * The tokens of one widget, asked of its kernel. Takes the `token` messages of the widget's
+ * KernelLink (made in `initialize`), so a token the kernel sends before a view exists is kept.
  */
 export class KernelTokens {
   private readonly model: WidgetModel;
+  private readonly kernel: KernelLink;
+  private readonly release: () => void;
   private readonly timeoutMs: number;
   private readonly maxAgeMs: number;
   private readonly now: () => number;
@@ -31,12 +34,14 @@ export class KernelTokens {
   private readonly waiting = new Map<string, Waiter[]>();
   private disposed = false;
 
-  constructor(model: WidgetModel, options: KernelTokenOptions = {}) {
+  /** `model` is read for `_secure`; requests go out, and answers come in, through `kernel`. */
+  constructor(model: WidgetModel, kernel: KernelLink, options: KernelTokenOptions = {}) {
     this.model = model;
+    this.kernel = kernel;
     this.timeoutMs = options.timeoutMs ?? 15_000;
     this.maxAgeMs = options.maxAgeMs ?? 5 * 60_000;
     this.now = options.now ?? (() => Date.now());
-    model.on("msg:custom", this.onMessage);
+    this.release = kernel.handle({ token: this.receive });
   }
 
   /** A token for `room`, or undefined when the kernel's signaller takes none. */
@@ -70,13 +75,13 @@ export class KernelTokens {
       const list = this.waiting.get(room) ?? [];
       list.push(waiter);
       this.waiting.set(room, list);
-      this.model.send({ type: "token_request", room });
+      this.kernel.send({ type: "token_request", room });
     });
   };
 
   dispose(): void {
     this.disposed = true;
-    this.model.off("msg:custom", this.onMessage);
+    this.release();
     for (const list of this.waiting.values()) {
       for (const waiter of list) waiter.reject(new SignalingError("disconnected", "The widget was closed."));
     }
@@ -88,12 +93,6 @@ export class KernelTokens {
     if (list.length > 0) this.waiting.set(room, list);
     else this.waiting.delete(room);
   }
-
-  private readonly onMessage = (content: unknown): void => {
-    if (typeof content !== "object" || content === null || (content as { type?: unknown }).type !== "token") return;
-    // Other types are the Call's (its own dispatcher answers unknown ones); this checks the shape.
-    dispatchKernelMessage(content, { chat: () => undefined, snapshot: () => undefined, token: this.receive });
-  };
 
   private readonly receive = ({ room, token }: TokenMessage): void => {
     const list = this.waiting.get(room);

@@ -1,35 +1,17 @@
 /**
  * The widget's synced state and the messages around it. The `Model` interface mirrors the traits of
  * `VideoRoom` in `widget/room.py`, and `KernelMessage` / `BrowserMessage` mirror
- * `widget/messages.py`; change both sides together. Each trait has one writer (see the table there
- * and in the design notes): Python sets intent, the browser reports what happened.
+ * `widget/messages.py`; change both sides together. The names and limits both sides share (call
+ * states, error codes, message types) come from contract.ts, generated from widget/contract.py.
+ * Each trait has one writer (the README's table): Python and the view's controls set intent, the
+ * browser's Call reports what happened.
  */
+import type { BrowserMessageType, CallState, ErrorCode, KernelMessageType } from "./contract";
 
-/** The call's state, written by the browser. Mirrors `STATES` in `widget/room.py`. */
-export type CallState = "idle" | "joining" | "waiting" | "in_call" | "reconnecting" | "left" | "failed";
+export type { CallState, ErrorCode } from "./contract";
 
 /** How the page reaches the kernel's signaller. */
 export type Route = "auto" | "direct" | "proxy";
-
-/** The codes the browser writes into `error_code` ("" when there is no problem). */
-export type ErrorCode =
-  | ""
-  | "room_full"
-  | "unreachable"
-  | "bad_request"
-  | "camera_denied"
-  | "no_camera"
-  | "camera_busy"
-  | "screen_denied"
-  | "insecure_context"
-  | "disconnected"
-  | "forbidden"
-  | "wrong_dialect"
-  | "already_in_room"
-  | "rate_limited"
-  | "timeout"
-  | "unknown_widget"
-  | "internal_error";
 
 /** The state of one RTCPeerConnection, or "new" before it exists. */
 export type ConnectionState = RTCPeerConnectionState;
@@ -88,7 +70,7 @@ export interface PeerStats {
 
 /** Mirrors `VideoRoom` in `widget/room.py`. */
 export interface Model {
-  // intent, written by Python (room / audio / video / _desired also by the view's controls)
+  // intent, written by Python and by the view's controls (the person's), never by the Call
   room: string;
   name: string;
   audio: boolean;
@@ -103,9 +85,24 @@ export interface Model {
   _port: number;
   _client: string;
   _desired: boolean;
+  /**
+   * Join attempts asked for: Python's `join()` and the view's Connect each add 1 (and set
+   * `_desired`). A change asks for a new attempt even when `_desired` was true already.
+   */
+  _joins: number;
   /** Whether entering needs a join token, which the browser asks the kernel for (`token_request`). */
   _secure: boolean;
-  // reported by the browser
+  // reported by the browser's Call
+  /**
+   * The `_joins` the Call ended on its own (a refusal, a failure): while it equals `_joins` the
+   * Call stays out, and Python sets `_desired` back to false.
+   */
+  _call_ended: number;
+  /**
+   * Counts the screen shares that stopped without the person asking (the browser's "Stop sharing"
+   * bar, a refusal, the call's end): Python then sets `screen` back to false.
+   */
+  _screen_ended: number;
   state: CallState;
   error: string;
   error_code: ErrorCode;
@@ -133,18 +130,22 @@ export interface ChatRequest {
 /** The two encodings of a snapshot: raw RGBA rows (width×height×4 bytes) or a PNG file. */
 export type FrameFormat = "rgba" | "png";
 
+/** The path a snapshot's answer takes back to the kernel. */
+export type FrameVia = "signaller" | "comm";
+
 /**
  * Kernel → browser: take the current frame of `peer`'s video (null: the own local video) and
- * answer with a `FrameMessage`; when `upload` is set also through the signaller (event `frame`,
- * in chunks of at most 192 KiB: `{id, index, count, width, height, format}` + one binary chunk, or
- * `{id, error}`).
+ * answer by the path `via` names, and only by it: "comm", one `FrameMessage`; "signaller", the
+ * event `frame` through the call's signalling connection, in chunks of at most 192 KiB
+ * (`{id, index, count, width, height, format}` + one binary chunk, or `{id, error}`), which
+ * reaches a kernel whose cell is running.
  */
 export interface SnapshotRequest {
   type: "snapshot";
   id: string;
   peer: string | null;
   format: FrameFormat;
-  upload: boolean;
+  via: FrameVia;
 }
 
 /**
@@ -158,8 +159,17 @@ export interface TokenMessage {
   token: string | null;
 }
 
+/**
+ * Kernel → browser: the kernel could not read a message the browser sent (unknown type or
+ * malformed). Logged once per distinct message; nothing else.
+ */
+export interface KernelErrorMessage {
+  type: "error";
+  message: string;
+}
+
 /** Everything the kernel may send. */
-export type KernelMessage = ChatRequest | SnapshotRequest | TokenMessage;
+export type KernelMessage = ChatRequest | SnapshotRequest | TokenMessage | KernelErrorMessage;
 
 /** Browser → kernel: a join token for `room`, please (answered by a `TokenMessage`). */
 export interface TokenRequest {
@@ -188,6 +198,16 @@ export type FrameMessage =
 
 /** Everything the browser may send. */
 export type BrowserMessage = ChatMessage | FrameMessage | ErrorMessage | TokenRequest;
+
+/** True when the two unions of names are the same set. */
+type SameNames<A extends string, B extends string> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Holds<T extends true> = T;
+/**
+ * Compile-time checks: the message unions name exactly the contract's types, so a type added on
+ * one side only fails `tsc` (and widget/contract.py's test fails on the Python side).
+ */
+export type KernelTypesMatchContract = Holds<SameNames<KernelMessage["type"], KernelMessageType>>;
+export type BrowserTypesMatchContract = Holds<SameNames<BrowserMessage["type"], BrowserMessageType>>;
 
 // -- messages between browsers, on each connection's "ipymeet" data channel ---------------------
 

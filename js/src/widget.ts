@@ -4,6 +4,7 @@
  */
 import type { Initialize, Render } from "@anywidget/types";
 import { Call } from "./call";
+import { KernelLink } from "./kernel";
 import { mountPage } from "./page";
 import { KernelTokens } from "./tokens";
 import type { Model } from "./types";
@@ -22,14 +23,16 @@ const initialize: Initialize<Model> = ({ model }) => {
   const key = model.get("_client");
   if (key === "") return; // no key to find it by: each view then runs its own call (render)
   calls.get(key)?.dispose(); // a re-initialize (hot reload) replaces the old call
-  // Join tokens come from the kernel by custom message, never through a trait.
-  const tokens = new KernelTokens(model);
-  const call = new Call(model, { token: tokens.get });
+  // One listener for all the kernel's custom messages; join tokens come that way, never in a trait.
+  const kernel = new KernelLink(model);
+  const tokens = new KernelTokens(model, kernel);
+  const call = new Call(model, { token: tokens.get }, kernel);
   calls.set(key, call);
   call.start();
   return () => {
     call.dispose();
     tokens.dispose();
+    kernel.dispose();
     if (calls.get(key) === call) calls.delete(key);
   };
 };
@@ -41,14 +44,16 @@ const render: Render<Model> = ({ model, el }) => {
     return () => view.destroy();
   }
   // A host that never called initialize, or a widget without a key: the view owns its call.
-  const tokens = new KernelTokens(model);
-  const own = new Call(model, { token: tokens.get });
+  const kernel = new KernelLink(model);
+  const tokens = new KernelTokens(model, kernel);
+  const own = new Call(model, { token: tokens.get }, kernel);
   own.start();
   const view = new RoomView(el, model, own);
   return () => {
     view.destroy();
     own.dispose();
     tokens.dispose();
+    kernel.dispose();
   };
 };
 

@@ -1,0 +1,454 @@
+/**
+ * The other members of one call and their connections: adding, replacing and dropping them,
+ * routing the signals and data channel messages that come from them, the liveness probes
+ * (`ping` / `pong`, decided by liveness.ts), and their quality figures.
+ *
+ * One `Members` per session; `close()` ends it, and from then on nothing of it acts, so a late
+ * event of an old session touches nothing.
+ */
+import { LINGER_MS, PROBE_LEFT_MS, PROBE_REENTER_MS, judge, type LivenessEvent } from "./liveness";
+import { Outbox, newMessageId, parsePeerMessage } from "./messages";
+import type { Peer, PeerOptions } from "./peer";
+import { computeStats, maxBitrateFor, type StatsSnapshot } from "./quality";
+import type { EnterAccepted, IncomingSignal, LeftReason, OutgoingSignal, PeerInfo } from "./signaling";
+import type { BrowserPeer, ChatPeerMessage, PeerStats } from "./types";
+
+/** One other member as the view shows it. */
+export interface RemotePeer {
+  id: string;
+  name: string;
+  connection: RTCPeerConnectionState;
+  /** Its connection to the signaller dropped; its media may still flow while it comes back. */
+  away: boolean;
+  stream: MediaStream | null;
+  /** Their microphone and camera as they last said (true until told). */
+  audio: boolean;
+  video: boolean;
+  /** Whether their video is their screen. */
+  screen: boolean;
+  /** The latest quality figures, null before the first measurement. */
+  stats: PeerStats | null;
+}
+
+interface Member {
+  id: string;
+  name: string;
+  peer: Peer | null;
+  /** In the room as the signaller last said (false after `peer_left` "disconnected"). */
+  present: boolean;
+  /** Out of view: it vanished without a word; its connection lingers until `lingerTimer`. */
+  hidden: boolean;
+  lingerTimer: ReturnType<typeof setTimeout> | null;
+  /** Answers awaited to our `ping`s on its data channel, by ping id. */
+  probes: Map<string, () => void>;
+  audio: boolean;
+  video: boolean;
+  screen: boolean;
+  /** Chat lines for this member that wait for its data channel to open. */
+  outbox: Outbox;
+  stats: PeerStats | null;
+  snapshot: StatsSnapshot | null;
+}
+
+/** What the members need from their call. */
+export interface MembersHost {
+  createPeer(options: PeerOptions): Peer;
+  /** Relay a signal through the signaller; rejects when it was not delivered. */
+  signal(message: OutgoingSignal): Promise<void>;
+  /** What a new connection sends: the camera or the screen, null when receive-only. */
+  outgoing(): MediaStream | null;
+  /** The mute flags message (JSON) each channel starts with. */
+  flags(): string;
+  /** The list, a stream, a flag or a connection state changed. */
+  changed(): void;
+  /** A chat line came from `from` (its id and signaller name). */
+  chat(from: { id: string; name: string }, message: ChatPeerMessage): void;
+}
+
+export class Members {
+  selfId = "";
+  iceServers: RTCIceServer[] = [];
+  private readonly host: MembersHost;
+  private readonly members = new Map<string, Member>();
+  private closed = false;
+  private measuring = false;
+
+  constructor(host: MembersHost) {
+    this.host = host;
+  }
+
+  get size(): number {
+    return this.members.size;
+  }
+
+  /** The members in view, as the views show them. */
+  get remotePeers(): RemotePeer[] {
+    return this.visible().map((member) => ({
+      id: member.id,
+      name: member.name,
+      connection: member.peer?.connectionState ?? "new",
+      away: !member.present,
+      stream: member.peer?.remoteStream ?? null,
+      audio: member.audio,
+      video: member.video,
+      screen: member.screen,
+      stats: member.stats,
+    }));
+  }
+
+  /** What `_browser_peers` says of them. */
+  browserPeers(): BrowserPeer[] {
+    return this.remotePeers.map(({ id, name, connection, audio, video, screen }) => ({ id, name, connection, audio, video, screen }));
+  }
+
+  /** How many in view are connected (the call is `in_call` with one or more). */
+  connectedCount(): number {
+    return this.visible().filter((m) => m.peer?.connectionState === "connected").length;
+  }
+
+  /** `id`'s name and video as received, or undefined when there is no such member. */
+  find(id: string): { name: string; stream: MediaStream | null } | undefined {
+    const member = this.members.get(id);
+    return member === undefined ? undefined : { name: member.name, stream: member.peer?.remoteStream ?? null };
+  }
+
+  /**
+   * In the room (first or again): take in the members the signaller lists. After re-entering,
+   * a member known already keeps its connection if it still answers on it (media kept flowing
+   * meanwhile), else gets a new one, which this page offers as the newcomer; a member no longer
+   * listed stays while its connection answers (it may be reconnecting too).
+   */
+  entered(accepted: EnterAccepted): void {
+    if (this.selfId !== "" && accepted.self !== this.selfId) {
+      // The signaller did not keep our id (it knows no session keys): start the connections afresh.
+      for (const member of this.members.values()) this.dispose(member);
+      this.members.clear();
+    }
+    this.selfId = accepted.self;
+    this.iceServers = accepted.ice_servers;
+    const listed = new Set<string>();
+    for (const info of accepted.peers) {
+      listed.add(info.id);
+      const known = this.members.get(info.id);
+      if (known === undefined) {
+        this.add(info, true);
+      } else {
+        markPresent(known);
+        if (info.name !== "") known.name = info.name;
+        known.peer?.resync();
+        void this.checkAlive(known, PROBE_REENTER_MS);
+      }
+    }
+    for (const member of [...this.members.values()]) {
+      if (listed.has(member.id)) continue;
+      member.present = false;
+      void this.checkAlive(member, PROBE_REENTER_MS);
+    }
+  }
+
+  /** `peer_joined`, or an offer from someone not met yet (no name then). */
+  add(info: PeerInfo, initiator: boolean): void {
+    if (this.closed) return;
+    const known = this.members.get(info.id);
+    if (known !== undefined) {
+      // Back after its signalling dropped (its connection kept), or met first through its offer
+      // (no name then): take the name when it comes.
+      const back = !known.present;
+      markPresent(known);
+      if (info.name !== "" && known.name !== info.name) known.name = info.name;
+      if (back) {
+        known.peer?.resync();
+        known.peer?.recover();
+      }
+      this.host.changed();
+      return;
+    }
+    if (info.id === this.selfId) return;
+    const member: Member = {
+      id: info.id,
+      name: info.name,
+      peer: null,
+      present: true,
+      hidden: false,
+      lingerTimer: null,
+      probes: new Map(),
+      audio: true,
+      video: true,
+      screen: false,
+      outbox: new Outbox(),
+      stats: null,
+      snapshot: null,
+    };
+    this.members.set(info.id, member);
+    member.peer = this.connect(member, initiator);
+    this.capBitrates();
+    this.host.changed();
+  }
+
+  /** `peer_left`. */
+  left(id: string, reason: LeftReason): void {
+    console.debug(`ipymeet: ${id}: peer_left (${reason})`);
+    const member = this.members.get(id);
+    if (member === undefined || this.closed) return;
+    // Its signalling dropped: a closed or crashed tab will not answer the probe, a page reconnecting will.
+    if (reason === "disconnected") member.present = false;
+    this.act(member, { type: "peer_left", reason }, PROBE_LEFT_MS);
+  }
+
+  /** A relayed `signal` to its member's connection. */
+  route(message: IncomingSignal): void {
+    if (this.closed) return;
+    let member = this.members.get(message.from);
+    if (member === undefined) {
+      // Unknown sender (no peer_joined seen): accept an offer, ignore anything else.
+      if (message.description?.type !== "offer") return;
+      this.add({ id: message.from, name: "" }, false);
+      member = this.members.get(message.from);
+    } else if (message.description !== undefined && member.peer?.isFromAnotherConnection(message.description)) {
+      console.info(`ipymeet: ${member.id}: new connection: offered from one`);
+      this.replace(member, false);
+    }
+    member?.peer?.receive(message);
+  }
+
+  /** Send `data` on every open data channel now (the mute flags). */
+  broadcast(data: string): void {
+    for (const member of this.members.values()) member.peer?.sendData(data);
+  }
+
+  /** Send `data` to every member now, each over its own ordered channel, queued until it opens. */
+  queue(data: string): void {
+    for (const member of this.members.values()) {
+      const peer = member.peer;
+      member.outbox.push(data, (out) => peer !== null && peer.sendData(out));
+    }
+  }
+
+  /** Send `track` as every connection's `kind` (replaceTrack: no renegotiation). */
+  async replaceTrack(kind: "audio" | "video", track: MediaStreamTrack | null, stream: MediaStream | null): Promise<void> {
+    await Promise.all(
+      [...this.members.values()].map((member) =>
+        member.peer?.replaceTrack(kind, track, stream).catch((error: unknown) => {
+          console.warn(`ipymeet: could not switch the ${kind} sent to ${member.id}`, error);
+        }),
+      ),
+    );
+  }
+
+  /** Read every connection's statistics; the figures of the current members, by id. */
+  async measure(): Promise<Record<string, PeerStats> | null> {
+    if (this.measuring || this.closed) return null;
+    this.measuring = true;
+    try {
+      await Promise.all(
+        [...this.members.values()].map(async (member) => {
+          if (member.peer === null) return;
+          try {
+            const report = await member.peer.getStats();
+            const { stats, snapshot } = computeStats(member.snapshot, report, performance.now());
+            member.stats = stats;
+            member.snapshot = snapshot;
+          } catch (error) {
+            console.debug(`ipymeet: no statistics for ${member.id}`, error);
+          }
+        }),
+      );
+    } finally {
+      this.measuring = false;
+    }
+    if (this.closed) return null;
+    const stats: Record<string, PeerStats> = {};
+    for (const member of this.members.values()) if (member.stats !== null) stats[member.id] = member.stats;
+    return stats;
+  }
+
+  /** Close every connection; nothing of these members acts any more. */
+  close(): void {
+    this.closed = true;
+    for (const member of this.members.values()) this.dispose(member);
+    this.members.clear();
+  }
+
+  // -- liveness ---------------------------------------------------------------------------------
+
+  /** Ask `member`'s page whether it is there, then act on the answer. */
+  private async checkAlive(member: Member, waitMs: number): Promise<void> {
+    const answered = await this.probe(member, waitMs);
+    console.debug(`ipymeet: ${member.id}: ${answered ? "answers" : "does not answer"} (${member.peer?.connectionState})`);
+    if (member.peer === null) return;
+    this.act(member, { type: "probed", answered }, waitMs);
+  }
+
+  private act(member: Member, event: LivenessEvent, probeMs: number): void {
+    // An old member object (replaced under the same id) decides nothing.
+    if (this.closed || this.members.get(member.id) !== member) return;
+    const peer = member.peer;
+    const { action, reason } = judge(event, {
+      present: member.present,
+      channelClosed: peer?.channelClosed ?? false,
+      connection: peer?.connectionState ?? "new",
+    });
+    if (action !== "keep" && action !== "probe" && action !== "recover") console.info(`ipymeet: ${member.id}: ${reason}`);
+    switch (action) {
+      case "keep":
+        return;
+      case "probe":
+        this.host.changed();
+        void this.checkAlive(member, probeMs);
+        return;
+      case "recover":
+        peer?.recover();
+        this.host.changed();
+        return;
+      case "hide":
+        this.hide(member);
+        return;
+      case "replace":
+        this.replace(member, true);
+        return;
+      case "remove":
+        this.remove(member.id);
+        return;
+    }
+  }
+
+  private hide(member: Member): void {
+    member.hidden = true;
+    if (member.lingerTimer !== null) clearTimeout(member.lingerTimer);
+    member.lingerTimer = setTimeout(() => {
+      member.lingerTimer = null;
+      this.act(member, { type: "linger_over" }, 0);
+    }, LINGER_MS);
+    this.host.changed();
+  }
+
+  /** Ask `member`'s page over the data channel whether it is there; false if no answer in time. */
+  private probe(member: Member, waitMs: number): Promise<boolean> {
+    const peer = member.peer;
+    if (peer === null || !peer.channelOpen) return Promise.resolve(false);
+    const id = newMessageId();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => answer(false), waitMs);
+      const answer = (alive: boolean): void => {
+        clearTimeout(timer);
+        member.probes.delete(id);
+        resolve(alive);
+      };
+      member.probes.set(id, () => answer(true));
+      if (!peer.sendData(JSON.stringify({ t: "ping", id }))) answer(false);
+    });
+  }
+
+  // -- connections --------------------------------------------------------------------------------
+
+  private connect(member: Member, initiator: boolean): Peer {
+    const mine = (): boolean => !this.closed && member.peer === peer;
+    const peer: Peer = this.host.createPeer({
+      selfId: this.selfId,
+      peerId: member.id,
+      iceServers: this.iceServers,
+      localStream: this.host.outgoing(),
+      initiator,
+      send: (signal) => {
+        if (!mine()) return;
+        this.host.signal({ to: member.id, ...signal }).catch((error: unknown) => {
+          // A peer that left meanwhile answers not_in_room, and nothing is sent while the
+          // signaller is out of reach: the connection's recovery offers again later.
+          if (!this.closed) console.debug("ipymeet: signal not delivered", error);
+        });
+      },
+      onRemoteStream: () => {
+        if (mine()) this.host.changed();
+      },
+      onConnectionState: () => {
+        if (mine()) this.host.changed();
+      },
+      onError: (error) => console.warn(`ipymeet: connection to ${member.id} failed a step`, error),
+      onChannelOpen: () => {
+        if (!mine()) return;
+        peer.sendData(this.host.flags());
+        member.outbox.flush((data) => peer.sendData(data));
+      },
+      onChannelMessage: (data) => {
+        if (mine() && this.members.get(member.id) === member) this.channelMessage(member, data);
+      },
+      onGiveUp: () => {
+        if (mine()) this.act(member, { type: "gave_up" }, 0);
+      },
+      onChannelClose: () => {
+        // The other page closed this connection while it was away: it is not coming back on it.
+        if (mine()) this.act(member, { type: "channel_closed" }, 0);
+      },
+    });
+    return peer;
+  }
+
+  /** Give `member` a new connection (its old one is dead, or the other page made a new one). */
+  private replace(member: Member, initiator: boolean): void {
+    member.peer?.close();
+    member.stats = null;
+    member.snapshot = null;
+    member.peer = this.connect(member, initiator);
+    member.peer.setMaxVideoBitrate(maxBitrateFor(this.members.size));
+    this.host.changed();
+  }
+
+  private remove(id: string): void {
+    const member = this.members.get(id);
+    if (member === undefined) return;
+    this.members.delete(id);
+    this.dispose(member);
+    this.capBitrates();
+    this.host.changed();
+  }
+
+  private dispose(member: Member): void {
+    if (member.lingerTimer !== null) clearTimeout(member.lingerTimer);
+    member.lingerTimer = null;
+    member.peer?.close();
+  }
+
+  /** Each video sender's cap follows the number of others: every member sends to each. */
+  private capBitrates(): void {
+    const cap = maxBitrateFor(this.members.size);
+    for (const member of this.members.values()) member.peer?.setMaxVideoBitrate(cap);
+  }
+
+  private visible(): Member[] {
+    return [...this.members.values()].filter((member) => !member.hidden);
+  }
+
+  private channelMessage(member: Member, data: string): void {
+    const message = parsePeerMessage(data);
+    if (message === null) {
+      console.debug(`ipymeet: ignored a malformed message from ${member.id}`);
+      return;
+    }
+    switch (message.t) {
+      case "state":
+        if (member.audio === message.audio && member.video === message.video && member.screen === message.screen) return;
+        member.audio = message.audio;
+        member.video = message.video;
+        member.screen = message.screen;
+        this.host.changed();
+        return;
+      case "ping":
+        member.peer?.sendData(JSON.stringify({ t: "pong", id: message.id }));
+        return;
+      case "pong":
+        member.probes.get(message.id)?.();
+        return;
+      case "chat":
+        this.host.chat({ id: member.id, name: member.name }, message);
+        return;
+    }
+  }
+}
+
+/** The signaller lists `member` (again): in view, no longer lingering. */
+function markPresent(member: Member): void {
+  member.present = true;
+  member.hidden = false;
+  if (member.lingerTimer !== null) clearTimeout(member.lingerTimer);
+  member.lingerTimer = null;
+}
