@@ -1,8 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Call } from "./call";
-import { fakeStream, fromKernel, inRoom, settle, setup } from "./harness";
+import { FakeMediaStream, FakeTrack, fakeStream, fromKernel, inRoom, settle, setup } from "./harness";
 import type { LocalMedia } from "./media";
 import { PageModel } from "./page";
+import { connectFirst } from "./signaling";
+import type { SignalingTransport, TransportListener } from "./transport";
 
 // The Call logs failed steps with console.warn for developers; keep the test output readable.
 beforeEach(() => {
@@ -196,31 +198,30 @@ describe("Call", () => {
     expect(states).toEqual(["idle", "joining", "left"]);
   });
 
-  it("tells each subscriber only of its topics; the topic-less form hears all", async () => {
+  it("tells each subscriber only of its topic", async () => {
     const { server, join, peers, call, model } = setup({ statsIntervalMs: 20 });
-    const heard: Record<string, number> = { local: 0, members: 0, stats: 0, chat: 0, all: 0 };
-    for (const topic of ["local", "members", "stats", "chat"] as const) call.subscribe(topic, () => heard[topic]!++);
-    const stop = call.subscribe(() => heard.all!++);
+    const heard: Record<string, number> = { local: 0, members: 0, stats: 0, chat: 0 };
+    const stops = (["local", "members", "stats", "chat"] as const).map((topic) => call.subscribe(topic, () => heard[topic]!++));
     join();
     await settle();
     const reset = () => Object.keys(heard).forEach((key) => (heard[key] = 0));
     reset();
     server.serve("peer_joined", { id: "zed", name: "Grace" });
-    expect(heard).toMatchObject({ members: 1, local: 0, stats: 0, chat: 0, all: 1 });
+    expect(heard).toEqual({ members: 1, local: 0, stats: 0, chat: 0 });
     reset();
     peers[0]!.open();
     call.sendChat("hi");
-    expect(heard).toMatchObject({ chat: 1, members: 0, stats: 0, all: 1 });
+    expect(heard).toEqual({ chat: 1, members: 0, stats: 0, local: 0 });
     reset();
     model.set("audio", false);
-    expect(heard).toMatchObject({ local: 1, members: 0, stats: 0, chat: 0 });
+    expect(heard).toEqual({ local: 1, members: 0, stats: 0, chat: 0 });
     reset();
     await vi.waitFor(() => expect(heard.stats).toBeGreaterThan(0));
     expect(heard).toMatchObject({ local: 0, members: 0, chat: 0 });
-    stop();
+    for (const stop of stops) stop();
     reset();
     server.serve("peer_left", { id: "zed" });
-    expect(heard).toMatchObject({ members: 1, all: 0 });
+    expect(heard).toEqual({ members: 0, local: 0, stats: 0, chat: 0 });
   });
 
   it("one writer: a stale in-call state from an earlier page becomes left", () => {
@@ -247,5 +248,169 @@ describe("Call: the kernel's custom messages", () => {
     await settle();
     custom({ type: "chat", text: "too late" });
     expect(sent.at(-1)).toEqual({ type: "error", message: "chat not sent: not in a room: join first, then send" });
+  });
+});
+
+describe("Call: one writer per trait", () => {
+  /** The intent traits: Python's and the view's controls', never the Call's. */
+  const INTENT = ["room", "name", "audio", "video", "screen", "camera", "microphone", "_desired", "_joins"];
+
+  /** Records every trait the Call writes; the test's own writes go through `ask`. */
+  function watchWrites(model: PageModel) {
+    const writes: string[] = [];
+    let asking = false;
+    const set = model.set.bind(model);
+    vi.spyOn(model, "set").mockImplementation((key, value) => {
+      if (!asking) writes.push(key);
+      set(key, value);
+    });
+    const ask = (key: "screen" | "_desired" | "_joins" | "room", value: boolean | number | string) => {
+      asking = true;
+      try {
+        set(key as never, value as never);
+      } finally {
+        asking = false;
+      }
+    };
+    const join = () => {
+      ask("_joins", model.get("_joins") + 1);
+      ask("_desired", true);
+    };
+    return { writes, ask, join, intent: () => writes.filter((key) => INTENT.includes(key)) };
+  }
+
+  it("never writes an intent across a failed join: it says which attempt ended in `_call_ended`", async () => {
+    const { model } = setup({
+      connect: async () => {
+        throw new Error("refused");
+      },
+    });
+    const { writes, join, intent } = watchWrites(model);
+    join();
+    await settle();
+    expect(model.get("state")).toBe("failed");
+    expect(intent()).toEqual([]);
+    expect(writes).toContain("_call_ended");
+    expect(model.get("_call_ended")).toBe(1);
+  });
+
+  it("never writes an intent on a full room, and stays out while `_call_ended` is `_joins`", async () => {
+    const { model, server, states } = setup();
+    server.enterAnswer = { ok: false, code: "room_full", message: "room 'lab-42' is full (it holds 2)" };
+    const { join, intent, ask } = watchWrites(model);
+    join();
+    await settle();
+    expect(intent()).toEqual([]);
+    expect([model.get("_desired"), model.get("_joins"), model.get("_call_ended")]).toEqual([true, 1, 1]);
+    // Nothing new asked for: a changed room, or a second page on the same model, stays out.
+    ask("room", "lab-43");
+    new Call(model, { routes: () => ["http://127.0.0.1:8765"] }).start();
+    await settle();
+    expect(server.enters).toHaveLength(1);
+    expect(states).toEqual(["idle", "joining", "failed"]);
+  });
+
+  it("joins again on a new `_joins` after a call it ended, even with `_desired` still true", async () => {
+    const { model, server, states } = setup();
+    server.enterAnswer = { ok: false, code: "room_full", message: "room 'lab-42' is full" };
+    const { join, intent } = watchWrites(model);
+    join();
+    await settle();
+    expect(model.get("_desired")).toBe(true);
+    server.enterAnswer = { ok: true, self: "me", peers: [], capacity: 4, ice_servers: [] };
+    join(); // Connect again: `_joins` 2, `_desired` true already
+    await settle();
+    expect(server.enters).toHaveLength(2);
+    expect(states).toEqual(["idle", "joining", "failed", "joining", "waiting"]);
+    expect(model.get("error")).toBe("");
+    expect(intent()).toEqual([]);
+  });
+
+  it("never writes `screen`: a share that ends, is refused or cannot start counts in `_screen_ended`", async () => {
+    vi.stubGlobal("MediaStream", FakeMediaStream);
+    try {
+      const ended = new Set<() => void>();
+      const screen = Object.assign(new FakeTrack("video"), {
+        addEventListener: (_event: string, listener: () => void) => ended.add(listener),
+      });
+      let refuse = false;
+      const { model } = setup({
+        openScreen: async () => {
+          if (refuse) throw Object.assign(new Error("denied"), { name: "NotAllowedError" });
+          return new FakeMediaStream([screen]) as unknown as MediaStream;
+        },
+      });
+      const { ask, join, intent } = watchWrites(model);
+      ask("screen", true); // outside a call: it cannot start
+      expect(model.get("_screen_ended")).toBe(1);
+      expect(model.get("error")).toBe("Join a room first, then share your screen.");
+      ask("screen", false);
+      join();
+      await settle();
+      ask("screen", true);
+      await settle();
+      for (const listener of ended) listener(); // the browser's "Stop sharing"
+      expect(model.get("_screen_ended")).toBe(2);
+      ask("screen", false);
+      refuse = true;
+      ask("screen", true);
+      await settle();
+      expect(model.get("_screen_ended")).toBe(3);
+      expect(model.get("error_code")).toBe("screen_denied");
+      ask("_desired", false); // Hang up with `screen` still asked for: it stopped with the call
+      await settle();
+      expect(model.get("_screen_ended")).toBe(4);
+      expect(model.get("screen")).toBe(true);
+      expect(intent()).toEqual([]);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+});
+
+describe("Call: over another transport", () => {
+  /** A transport of its own (no Socket.IO): the call logic does not know the difference. */
+  class MemoryTransport implements SignalingTransport {
+    readonly url = "memory://signaller";
+    connected = false;
+    requests: string[] = [];
+    listener: TransportListener | null = null;
+    async connect() {
+      this.connected = true;
+    }
+    request(event: string, _payload: unknown, answer: (reply: unknown) => void) {
+      this.requests.push(event);
+      const reply = event === "enter" ? { ok: true, self: "me", peers: [{ id: "zed", name: "Grace" }], capacity: 4, ice_servers: [] } : { ok: true };
+      queueMicrotask(() => answer(reply));
+    }
+    send() {}
+    listen(listener: TransportListener) {
+      this.listener = listener;
+      return () => {
+        this.listener = null;
+      };
+    }
+    disconnect() {
+      this.connected = false;
+    }
+  }
+
+  it("goes through a call with the route trial's transport, whatever it is", async () => {
+    const transport = new MemoryTransport();
+    const { model, peers, join } = setup({
+      connect: (urls, options) => connectFirst(urls, { ...options, open: () => transport }),
+    });
+    join();
+    await settle();
+    expect(model.get("connected_via")).toBe("memory://signaller");
+    expect(model.get("state")).toBe("waiting");
+    expect(peers.map((p) => p.options.peerId)).toEqual(["zed"]);
+    transport.listener!.event("peer_joined", { id: "ann", name: "Ann" });
+    expect(peers.map((p) => p.options.peerId)).toEqual(["zed", "ann"]);
+    model.set("_desired", false);
+    await settle();
+    expect(transport.requests).toEqual(["enter", "leave"]);
+    expect(transport.connected).toBe(false);
+    expect(transport.listener).toBeNull();
   });
 });

@@ -7,30 +7,20 @@
  * and, where it ended something on its own, `_call_ended` / `_screen_ended` (Python's intent then
  * follows). It never writes an intent trait.
  *
- * The parts: members.ts (the others and their connections), outgoing.ts (what this page sends),
- * chat.ts, errors.ts (every message), kernel.ts (the kernel's custom messages), signaling.ts over
- * a transport (transport.ts). Every asynchronous step of a join checks that its session is still
- * the current one, so a Hang up (or a new join) in the middle leaves nothing behind.
+ * The parts: session.ts (one join: the camera, the signaller over a transport, entering again),
+ * members.ts (the others and their connections), outgoing.ts (what this page sends), chat.ts,
+ * errors.ts (every message), kernel.ts (the kernel's custom messages). A session closed by a Hang
+ * up (or a new join) acts no more, so one ended in the middle of a step leaves nothing behind.
  */
 import { Chat } from "./chat";
 import { ROOM_RE, type CallState, type ErrorCode } from "./contract";
 import { defaultDeps, type CallDeps } from "./deps";
-import {
-  ERRORS,
-  SCREEN_OUTSIDE_CALL,
-  couldNotEnterMessage,
-  endsTheCall,
-  knownCode,
-  refusal,
-  retryingMessage,
-  roomNameMessage,
-} from "./errors";
+import { SCREEN_OUTSIDE_CALL, roomNameMessage } from "./errors";
 import { KernelLink } from "./kernel";
-import { MediaAborted, listDevices, stopStream } from "./media";
-import { Members, type RemotePeer } from "./members";
-import { newMessageId } from "./messages";
-import { Outgoing, deviceChoice } from "./outgoing";
-import { SignalingClient, SignalingError, UnreachableError, type EnterAccepted, type EnterRequest } from "./signaling";
+import { listDevices } from "./media";
+import type { RemotePeer } from "./members";
+import type { Outgoing } from "./outgoing";
+import { Session } from "./session";
 import { NoFrame, answerSnapshot, type Frame } from "./snapshot";
 import { Reporter, isActive, reduce, type CallEvent } from "./state";
 import type { ChatEntry, FrameFormat, Model, WidgetModel } from "./types";
@@ -38,16 +28,11 @@ import type { ChatEntry, FrameFormat, Model, WidgetModel } from "./types";
 export type { CallDeps } from "./deps";
 export { defaultDeps } from "./deps";
 export type { RemotePeer } from "./members";
-// Kept here for the views that import them from "./call".
+// Kept here for the modules that import them from "./call".
 export { ROOM_RE } from "./contract";
 export { ScreenUnsupported, screenMessage, unreachableMessage } from "./errors";
 export { LINGER_MS, PROBE_LEFT_MS, PROBE_REENTER_MS } from "./liveness";
-
-/** Pauses between attempts to reach the signaller again: doubling from the first to the last. */
-export const RECONNECT_FIRST_MS = 250;
-export const RECONNECT_MAX_MS = 5000;
-/** How long the signaller may be out of reach before the view says so in an error. */
-export const RECONNECT_NOTICE_MS = 10000;
+export { RECONNECT_FIRST_MS, RECONNECT_MAX_MS, RECONNECT_NOTICE_MS } from "./session";
 
 /**
  * What changed, for `Call.subscribe`: "local" the local stream or `sharingScreen` (and the
@@ -57,23 +42,6 @@ export const RECONNECT_NOTICE_MS = 10000;
 export type CallTopic = "local" | "members" | "stats" | "chat";
 const ALL_TOPICS: readonly CallTopic[] = ["local", "members", "stats", "chat"];
 
-/** Everything one join holds; dropped whole on Hang up or failure. */
-interface Session {
-  room: string;
-  /** This page's secret for the call: entering again with it keeps its id (docs/protocol.md). */
-  key: string;
-  /** Since when the signaller has been out of reach (ms since the epoch), null while connected. */
-  lostSince: number | null;
-  reconnectTimer: ReturnType<typeof setTimeout> | null;
-  abort: AbortController;
-  client: SignalingClient | null;
-  members: Members;
-  outgoing: Outgoing;
-  /** Chat lines written before the room was entered, sent once it is. */
-  pending: string[];
-  statsTimer: ReturnType<typeof setInterval> | null;
-}
-
 export class Call {
   private readonly model: WidgetModel;
   private readonly deps: CallDeps;
@@ -82,7 +50,7 @@ export class Call {
   /** Whether `kernel` is this Call's own (no link given), to dispose with it. */
   private readonly ownKernel: boolean;
   private readonly chat: Chat;
-  private readonly listeners = new Set<{ listener: () => void; topics: ReadonlySet<CallTopic> }>();
+  private readonly listeners = new Set<{ topic: CallTopic; listener: () => void }>();
   private readonly modelListeners: [string, () => void][];
   private state: CallState = "idle";
   private session: Session | null = null;
@@ -118,7 +86,7 @@ export class Call {
       ["change:microphone", () => void outgoing()?.switchDevice("audio")],
       ["change:room", () => {
         // A new room while in one: leave it and enter the new one.
-        if (this.session !== null && this.model.get("room") !== this.session.room && this.wanted()) void this.join();
+        if (this.session !== null && this.model.get("room") !== this.session.room && this.wanted()) this.join();
       }],
     ];
   }
@@ -134,10 +102,9 @@ export class Call {
         this.kernel.send({ type: "error", message: `chat not sent: ${problem}` });
       },
       snapshot: (request) => {
-        const client = this.session?.client ?? null;
         void answerSnapshot(request, (peer, format) => this.snapshot(peer, format), {
           comm: (message, buffers) => this.kernel.send(message, buffers),
-          signaller: client === null ? null : { emit: (_event, meta, chunk) => client.sendFrame(meta, chunk) },
+          signaller: this.session?.frames ?? null,
           closed: () => this.disposed,
         });
       },
@@ -147,7 +114,7 @@ export class Call {
     const reported = this.model.get("state");
     if (isActive(reported)) {
       this.state = "left";
-      if (!this.model.get("_desired")) {
+      if (!this.wanted()) {
         this.reporter.now({ state: "left", _browser_peers: [], connected_via: "", stats: {} });
       }
     } else {
@@ -229,18 +196,9 @@ export class Call {
     return this.deps.captureFrame(stream, format);
   }
 
-  /**
-   * Be told when `topic` changes (see CallTopic); without a topic, when any does. Returns an
-   * unsubscribe. A listener is called at most once per change, however many topics it covers.
-   */
-  subscribe(topic: CallTopic, listener: () => void): () => void;
-  /** @deprecated Subscribe by topic; this form (every topic) stays until the views have moved. */
-  subscribe(listener: () => void): () => void;
-  subscribe(topicOrListener: CallTopic | (() => void), maybeListener?: () => void): () => void {
-    const topics = typeof topicOrListener === "function" ? ALL_TOPICS : [topicOrListener];
-    const listener = typeof topicOrListener === "function" ? topicOrListener : maybeListener;
-    if (listener === undefined) throw new TypeError("subscribe needs a listener");
-    const entry = { listener, topics: new Set<CallTopic>(topics) };
+  /** Be told when `topic` changes (see CallTopic). Returns the unsubscribe. */
+  subscribe(topic: CallTopic, listener: () => void): () => void {
+    const entry = { topic, listener };
     this.listeners.add(entry);
     return () => this.listeners.delete(entry);
   }
@@ -255,7 +213,7 @@ export class Call {
   private reconcile(): void {
     if (this.disposed) return;
     const wanted = this.wanted();
-    if (wanted && !isActive(this.state)) void this.join();
+    if (wanted && !isActive(this.state)) this.join();
     else if (!wanted && isActive(this.state)) this.hangUp();
   }
 
@@ -266,12 +224,11 @@ export class Call {
     return true;
   }
 
-  private async join(): Promise<void> {
+  private join(): void {
     const ended = this.endSession({ leave: true });
     this.dispatch({ type: "join" });
     this.reporter.now({ state: this.state, error: "", error_code: "", connected_via: "", _browser_peers: [], ...ended });
     this.notify(...ALL_TOPICS);
-
     const room = this.model.get("room");
     if (!ROOM_RE.test(room)) {
       this.fail("bad_request", roomNameMessage(room));
@@ -279,192 +236,44 @@ export class Call {
     }
     const session = this.newSession(room);
     this.session = session;
-    const current = (): boolean => this.session === session && !this.disposed;
-
-    // Camera and signaller in parallel; the preview shows as soon as the camera is on.
-    const media = this.deps.openMedia(session.abort.signal, deviceChoice(this.model)).then(
-      (local) => {
-        if (!current()) {
-          stopStream(local.stream);
-          return;
-        }
-        session.outgoing.take(local.stream);
-        // Permission granted: the devices now have their names.
-        if (local.stream !== null) void this.refreshDevices();
-        if (local.warning !== null) this.reporter.now({ error: local.warning.message, error_code: local.warning.code });
-        this.notify("local");
-      },
-      (error: unknown) => {
-        if (!(error instanceof MediaAborted)) console.warn("ipymeet: opening the camera failed", error);
-      },
-    );
-    const hint = this.deps.unreachableHint;
-    const urls = this.deps.routes(this.model);
-    let transport;
-    try {
-      if (urls.length === 0) throw new UnreachableError([], []);
-      transport = await this.deps.connect(urls, { client: this.model.get("_client"), signal: session.abort.signal });
-    } catch (error) {
-      if (current()) this.fail("unreachable", ERRORS.unreachable.message({ room, hint, urls }), error);
-      return;
-    }
-    if (!current()) {
-      transport.disconnect();
-      return;
-    }
-    const client = new SignalingClient(transport, {
-      peerJoined: (peer) => current() && session.members.add(peer, false),
-      peerLeft: ({ id, reason }) => current() && session.members.left(id, reason),
-      signal: (message) => current() && session.members.route(message),
-      error: (error) => {
-        if (current()) this.reporter.now({ error: error.message, error_code: knownCode(error.code) });
-      },
-      disconnected: () => {
-        if (!current()) return;
-        // Not in the room yet: nothing to keep, so say so at once.
-        if (session.members.selfId === "") this.fail("disconnected", ERRORS.disconnected.message({ room, hint, url: transport.url }));
-        else this.signalerLost(session);
-      },
-    });
-    session.client = client;
-    this.reporter.now({ connected_via: transport.url });
-
-    await media;
-    await this.leaving;
-    if (!current()) return;
-    let accepted;
-    try {
-      const token = await this.deps.token(room);
-      if (!current()) return;
-      accepted = await client.enter(this.enterRequest(session, token));
-    } catch (error) {
-      if (current()) this.failEnter(room, error);
-      return;
-    }
-    if (!current()) return;
-    this.entered(session, accepted);
-    this.chat.entered(session);
-    session.statsTimer = setInterval(() => void this.measure(session), this.deps.statsIntervalMs);
+    void session.run();
   }
 
+  /** A session whose news, while it is the current one, comes here. */
   private newSession(room: string): Session {
-    // The members and the outgoing media of one session: each acts only while it is current.
-    const current = (): boolean => this.session === session;
-    const members: Members = new Members({
-      createPeer: (options) => this.deps.createPeer(options),
-      signal: (message) => session.client?.signal(message) ?? Promise.reject(new Error("no signaller")),
-      outgoing: (): MediaStream | null => outgoing.current,
-      flags: () => JSON.stringify(outgoing.flags()),
-      changed: () => this.connectionsChanged(session),
-      chat: (from, message) => {
-        if (current()) this.chat.heard(from, message);
-      },
-    });
-    const outgoing: Outgoing = new Outgoing({
+    const session: Session = new Session(room, {
       model: this.model,
-      members,
-      getUserMedia: (constraints) => this.deps.devices.getUserMedia(constraints),
-      openScreen: () => this.deps.openScreen(),
-      report: (patch) => {
-        if (current()) this.reporter.now(patch);
+      deps: this.deps,
+      leaving: () => this.leaving,
+      report: (patch) => this.reporter.now(patch),
+      localChanged: () => this.notify("local"),
+      membersChanged: () => this.connectionsChanged(session),
+      mediaOpened: () => void this.refreshDevices(),
+      entered: (wasLost) => {
+        this.dispatch({ type: "entered", connected: session.members.connectedCount() });
+        const patch: Partial<Model> = { state: this.state, _browser_peers: session.members.browserPeers() };
+        if (wasLost && this.model.get("error_code") === "disconnected") Object.assign(patch, { error: "", error_code: "" });
+        this.reporter.now(patch);
+        this.notify("members");
       },
-      changed: () => {
-        if (current()) this.notify("local");
+      ready: () => this.chat.entered(session),
+      lost: () => {
+        this.dispatch({ type: "lost" });
+        this.reporter.now({ state: this.state });
+        this.notify("members");
       },
+      failed: (code, message, cause) => this.fail(code, message, cause),
       screenEnded: (error) => {
-        if (!current()) return;
         const why: Partial<Model> = error === undefined ? {} : { error, error_code: "screen_denied" };
         this.reporter.now({ ...this.screenEnded(), ...why });
       },
+      chat: (from, message) => this.chat.heard(from, message),
+      measured: (stats) => {
+        this.reporter.soon({ stats });
+        this.notify("stats");
+      },
     });
-    const session: Session = {
-      room,
-      key: newMessageId() + newMessageId(),
-      lostSince: null,
-      reconnectTimer: null,
-      abort: new AbortController(),
-      client: null,
-      members,
-      outgoing,
-      pending: [],
-      statsTimer: null,
-    };
     return session;
-  }
-
-  private enterRequest(session: Session, token: string | undefined): EnterRequest {
-    const request: EnterRequest = { room: session.room, name: this.model.get("name"), session: session.key };
-    if (token !== undefined) request.token = token;
-    return request;
-  }
-
-  /** In the room (first or again): take in the members the signaller lists. */
-  private entered(session: Session, accepted: EnterAccepted): void {
-    if (session.members.selfId !== "") {
-      console.debug(`ipymeet: entered again, with ${accepted.peers.map((p) => p.id).join(", ") || "no one"}`);
-    }
-    session.members.entered(accepted);
-    const wasLost = session.lostSince !== null;
-    session.lostSince = null;
-    this.dispatch({ type: "entered", connected: session.members.connectedCount() });
-    const patch: Partial<Model> = { state: this.state, _browser_peers: session.members.browserPeers() };
-    if (wasLost && this.model.get("error_code") === "disconnected") Object.assign(patch, { error: "", error_code: "" });
-    this.reporter.now(patch);
-    this.notify("members");
-    session.client?.deliver();
-  }
-
-  // -- when the signaller is out of reach ------------------------------------------------------------
-
-  /**
-   * The connection to the signaller dropped while in the room. The peer connections stay (their
-   * media does not pass through the signaller); the page reconnects with growing pauses and enters
-   * again with its session key, so the others know it as the same member.
-   */
-  private signalerLost(session: Session): void {
-    if (this.session !== session || session.lostSince !== null) return;
-    session.lostSince = this.deps.now();
-    this.dispatch({ type: "lost" });
-    this.reporter.now({ state: this.state });
-    this.notify("members");
-    this.scheduleReconnect(session, 0);
-  }
-
-  private scheduleReconnect(session: Session, attempt: number): void {
-    if (session.reconnectTimer !== null) clearTimeout(session.reconnectTimer);
-    // Jitter, so that pages that lost a restarted signaller do not all come back at one instant.
-    const pause = attempt === 0 ? 0 : Math.min(RECONNECT_FIRST_MS * 2 ** (attempt - 1), RECONNECT_MAX_MS) * (0.75 + Math.random() / 2);
-    session.reconnectTimer = setTimeout(() => {
-      session.reconnectTimer = null;
-      void this.reconnect(session, attempt);
-    }, pause);
-  }
-
-  private async reconnect(session: Session, attempt: number): Promise<void> {
-    const client = session.client;
-    const current = (): boolean => this.session === session && !this.disposed && session.lostSince !== null;
-    if (!current() || client === null) return;
-    let accepted: EnterAccepted;
-    try {
-      await client.reconnect();
-      const token = await this.deps.token(session.room);
-      if (!current()) return;
-      accepted = await client.enter(this.enterRequest(session, token));
-    } catch (error) {
-      if (!current()) return;
-      if (error instanceof SignalingError && endsTheCall(error.code)) {
-        this.failEnter(session.room, error);
-        return;
-      }
-      const lostFor = this.deps.now() - (session.lostSince ?? this.deps.now());
-      if (lostFor >= RECONNECT_NOTICE_MS && this.model.get("error_code") !== "disconnected") {
-        this.reporter.now({ error: retryingMessage(client.url, this.deps.unreachableHint), error_code: "disconnected" });
-        this.notify("members");
-      }
-      this.scheduleReconnect(session, attempt + 1);
-      return;
-    }
-    if (current()) this.entered(session, accepted);
   }
 
   // -- ending -------------------------------------------------------------------------------------
@@ -495,53 +304,20 @@ export class Call {
     this.notify(...ALL_TOPICS);
   }
 
-  private failEnter(room: string, error: unknown): void {
-    if (!(error instanceof SignalingError)) {
-      this.fail("bad_request", couldNotEnterMessage(room), error);
-      return;
-    }
-    const context = { room, hint: this.deps.unreachableHint, detail: error.message };
-    const capacity = error.refusal?.capacity;
-    const { code, message } = refusal(error.code, capacity === undefined ? context : { ...context, capacity });
-    this.fail(code, message);
-  }
-
   /** `_screen_ended` one up: the share stopped (or was refused) without the person asking. */
   private screenEnded(): Partial<Model> {
     return { _screen_ended: (this.model.get("_screen_ended") ?? 0) + 1 };
   }
 
-  /**
-   * Close the connections, stop the tracks, leave (acknowledged, then disconnect). Returns what to
-   * report with the end: a share the session held (or was asked for) stopped with it.
-   */
+  /** End the session; returns what to report with the end: a share it held (or was asked for) stopped. */
   private endSession({ leave }: { leave: boolean }): Partial<Model> {
     const session = this.session;
     if (session === null) return {};
     this.session = null;
-    session.abort.abort();
-    if (session.reconnectTimer !== null) clearTimeout(session.reconnectTimer);
-    session.reconnectTimer = null;
-    session.lostSince = null;
-    if (session.statsTimer !== null) clearInterval(session.statsTimer);
-    session.statsTimer = null;
-    session.pending.length = 0;
-    const entered = session.members.selfId !== "";
-    session.members.close();
-    session.outgoing.close();
-    const client = session.client;
-    if (client !== null) {
-      if (leave && entered) {
-        // A Connect right after Hang up must not enter before this leave is done: on another
-        // connection the server could see the new `enter` first and find the room full of us.
-        this.leaving = client.leave().then(
-          () => client.close(),
-          () => client.close(),
-        );
-      } else {
-        client.close();
-      }
-    }
+    // A Connect right after Hang up must not enter before this leave is done: on another
+    // connection the server could see the new `enter` first and find the room full of us.
+    const leaving = session.close({ leave });
+    if (leaving !== null) this.leaving = leaving;
     return this.model.get("screen") === true ? this.screenEnded() : {};
   }
 
@@ -583,18 +359,9 @@ export class Call {
     this.notify("local");
   }
 
-  /** Read every connection's statistics, then write `stats` once for the current members. */
-  private async measure(session: Session): Promise<void> {
-    if (this.session !== session) return;
-    const stats = await session.members.measure();
-    if (stats === null || this.session !== session) return;
-    this.reporter.soon({ stats });
-    this.notify("stats");
-  }
-
   private notify(...topics: CallTopic[]): void {
-    for (const { listener, topics: wanted } of [...this.listeners]) {
-      if (!topics.some((topic) => wanted.has(topic))) continue;
+    for (const { topic, listener } of [...this.listeners]) {
+      if (!topics.includes(topic)) continue;
       try {
         listener();
       } catch (error) {

@@ -187,6 +187,7 @@ export function setup(options: SetupOptions = {}) {
       options.connect ??
       (async (urls, connectOptions) => {
         connectedWith.push(connectOptions.client);
+        server.connected = true; // a new socket to the same signaller
         return new SocketIoTransport(server, urls[0]!);
       }),
     openMedia: options.media ?? (async () => ({ stream, warning: null })),

@@ -5,30 +5,19 @@
  *
  * One `Members` per session; `close()` ends it, and from then on nothing of it acts, so a late
  * event of an old session touches nothing.
+ *
+ * A little over 400 lines: the connections and their liveness act on the same members (a probe's
+ * verdict replaces or drops a connection, a connection's events start a probe), so they stay in
+ * one class, with the decisions themselves out in liveness.ts.
  */
 import { LINGER_MS, PROBE_LEFT_MS, PROBE_REENTER_MS, judge, type LivenessEvent } from "./liveness";
 import { Outbox, newMessageId, parsePeerMessage } from "./messages";
 import type { Peer, PeerOptions } from "./peer";
-import { computeStats, maxBitrateFor, type StatsSnapshot } from "./quality";
+import { maxBitrateFor, measureEach, type StatsSnapshot } from "./quality";
 import type { EnterAccepted, IncomingSignal, LeftReason, OutgoingSignal, PeerInfo } from "./signaling";
-import type { BrowserPeer, ChatPeerMessage, PeerStats } from "./types";
+import type { BrowserPeer, ChatPeerMessage, PeerStats, RemotePeer } from "./types";
 
-/** One other member as the view shows it. */
-export interface RemotePeer {
-  id: string;
-  name: string;
-  connection: RTCPeerConnectionState;
-  /** Its connection to the signaller dropped; its media may still flow while it comes back. */
-  away: boolean;
-  stream: MediaStream | null;
-  /** Their microphone and camera as they last said (true until told). */
-  audio: boolean;
-  video: boolean;
-  /** Whether their video is their screen. */
-  screen: boolean;
-  /** The latest quality figures, null before the first measurement. */
-  stats: PeerStats | null;
-}
+export type { RemotePeer } from "./types";
 
 interface Member {
   id: string;
@@ -240,19 +229,7 @@ export class Members {
     if (this.measuring || this.closed) return null;
     this.measuring = true;
     try {
-      await Promise.all(
-        [...this.members.values()].map(async (member) => {
-          if (member.peer === null) return;
-          try {
-            const report = await member.peer.getStats();
-            const { stats, snapshot } = computeStats(member.snapshot, report, performance.now());
-            member.stats = stats;
-            member.snapshot = snapshot;
-          } catch (error) {
-            console.debug(`ipymeet: no statistics for ${member.id}`, error);
-          }
-        }),
-      );
+      await measureEach(this.members.values());
     } finally {
       this.measuring = false;
     }

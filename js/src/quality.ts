@@ -1,6 +1,7 @@
 /**
  * Call quality: how much each video sender may use as the room grows, and the figures of one
- * connection computed from two `getStats()` snapshots. Pure code, tested with fake reports.
+ * connection computed from two `getStats()` snapshots. Pure code, tested with fake reports, but
+ * for `measureEach`, which reads the connections.
  */
 import type { CandidateType, PeerStats } from "./types";
 
@@ -31,6 +32,31 @@ export interface StatsSnapshot {
 export interface StatsReportLike {
   forEach(callback: (value: Record<string, unknown>) => void): void;
   get(id: string): unknown;
+}
+
+/** One connection's figures as measured so far (members.ts keeps one per member). */
+export interface Measured {
+  readonly id: string;
+  readonly peer: { getStats(): Promise<StatsReportLike> } | null;
+  stats: PeerStats | null;
+  snapshot: StatsSnapshot | null;
+}
+
+/** Read each connection's statistics (all at once) into its `stats` and `snapshot`. */
+export async function measureEach(measured: Iterable<Measured>): Promise<void> {
+  await Promise.all(
+    [...measured].map(async (one) => {
+      if (one.peer === null) return;
+      try {
+        const report = await one.peer.getStats();
+        const { stats, snapshot } = computeStats(one.snapshot, report, performance.now());
+        one.stats = stats;
+        one.snapshot = snapshot;
+      } catch (error) {
+        console.debug(`ipymeet: no statistics for ${one.id}`, error);
+      }
+    }),
+  );
 }
 
 const CANDIDATE_TYPES: readonly string[] = ["host", "srflx", "prflx", "relay"];

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { SignalingClient, SignalingError, UnreachableError, connectFirst, type SignalingHandlers } from "./signaling";
 import { SocketIoTransport, type SocketLike } from "./socketio";
+import type { SignalingTransport } from "./transport";
 
 type Listener = (...args: any[]) => void;
 
@@ -185,6 +186,31 @@ describe("connectFirst", () => {
     expect(error.code).toBe("unreachable");
     expect(error.tried).toEqual(["http://127.0.0.1:1", "http://127.0.0.1:2"]);
     expect(error.message).toContain("no answer within 4 s");
+  });
+});
+
+describe("connectFirst over any transport", () => {
+  it("opens each URL's transport in turn and returns the first that connects", async () => {
+    const opened: string[] = [];
+    const open = (url: string): SignalingTransport => {
+      opened.push(url);
+      const transport: SignalingTransport = {
+        url,
+        connected: false,
+        connect: async () => {
+          if (url.endsWith("1")) throw new Error("no route");
+        },
+        request: () => undefined,
+        send: () => undefined,
+        listen: () => () => undefined,
+        disconnect: () => undefined,
+      };
+      return transport;
+    };
+    const transport = await connectFirst(["comm://1", "comm://2", "comm://3"], { client: "k", open });
+    expect(transport.url).toBe("comm://2");
+    expect(opened).toEqual(["comm://1", "comm://2"]);
+    await expect(connectFirst(["comm://1"], { client: "k", open })).rejects.toThrow("comm://1 (no route)");
   });
 });
 

@@ -29,6 +29,15 @@ export interface BrowserPeer {
   screen: boolean;
 }
 
+/** One other member as the view shows it (`Call.remotePeers`): more than `_browser_peers` says. */
+export interface RemotePeer extends BrowserPeer {
+  /** Its connection to the signaller dropped; its media may still flow while it comes back. */
+  away: boolean;
+  stream: MediaStream | null;
+  /** The latest quality figures, null before the first measurement. */
+  stats: PeerStats | null;
+}
+
 /** One camera or microphone, from `enumerateDevices` (`cameras` / `microphones`). */
 export interface DeviceInfo {
   id: string;

@@ -1,0 +1,100 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { KernelLink } from "./kernel";
+import { PageModel } from "./page";
+import { KernelTokens } from "./tokens";
+import type { BrowserMessage } from "./types";
+
+/** A page model whose custom messages a test plays, counting the listeners on `msg:custom`. */
+class KernelModel extends PageModel {
+  sent: [BrowserMessage, unknown][] = [];
+  custom: ((content: unknown) => void)[] = [];
+  override send(message: BrowserMessage, _callbacks?: unknown, buffers?: unknown): void {
+    this.sent.push([message, buffers]);
+  }
+  override on(eventName: string, callback: (...args: any[]) => void): void {
+    if (eventName === "msg:custom") this.custom.push(callback);
+    else super.on(eventName, callback);
+  }
+  override off(eventName?: string | null, callback?: ((...args: any[]) => void) | null): void {
+    if (eventName === "msg:custom") this.custom = this.custom.filter((c) => c !== callback);
+    else super.off(eventName, callback);
+  }
+  fromKernel(content: unknown): void {
+    for (const callback of [...this.custom]) callback(content);
+  }
+}
+
+beforeEach(() => {
+  vi.spyOn(console, "warn").mockImplementation(() => undefined);
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe("KernelLink", () => {
+  it("is the one listener for every type, tokens included, each handed to its taker", async () => {
+    const model = new KernelModel({ _secure: true });
+    const kernel = new KernelLink(model);
+    const tokens = new KernelTokens(model, kernel);
+    const chat = vi.fn();
+    const snapshot = vi.fn();
+    kernel.handle({ chat, snapshot });
+    expect(model.custom).toHaveLength(1);
+    const pending = tokens.get("lab");
+    expect(model.sent).toEqual([[{ type: "token_request", room: "lab" }, undefined]]);
+    model.fromKernel({ type: "token", room: "lab", token: "T" });
+    model.fromKernel({ type: "chat", text: "hi" });
+    model.fromKernel({ type: "snapshot", id: "s1", peer: null, format: "png", via: "comm" });
+    await expect(pending).resolves.toBe("T");
+    expect(chat).toHaveBeenCalledWith({ type: "chat", text: "hi" });
+    expect(snapshot).toHaveBeenCalledWith({ type: "snapshot", id: "s1", peer: null, format: "png", via: "comm" });
+    expect(model.sent).toHaveLength(1); // nothing answered with an error
+    tokens.dispose();
+    kernel.dispose();
+    expect(model.custom).toHaveLength(0);
+  });
+
+  it("answers the unknown and the malformed with an error message", () => {
+    const model = new KernelModel();
+    new KernelLink(model);
+    model.fromKernel({ type: "teleport" });
+    model.fromKernel({ type: "snapshot", id: "s1", peer: null, format: "png", upload: true });
+    expect(model.sent.map(([message]) => message)).toEqual([
+      { type: "error", message: 'unknown message type "teleport"' },
+      { type: "error", message: "a snapshot's via must be 'signaller' or 'comm'" },
+    ]);
+  });
+
+  it("drops quietly a well-formed message nobody takes (its taker is gone)", () => {
+    const model = new KernelModel();
+    const kernel = new KernelLink(model);
+    const chat = vi.fn();
+    const release = kernel.handle({ chat });
+    release();
+    model.fromKernel({ type: "chat", text: "hi" });
+    model.fromKernel({ type: "token", room: "lab", token: null });
+    expect(chat).not.toHaveBeenCalled();
+    expect(model.sent).toEqual([]);
+  });
+
+  it("logs the kernel's error answers once per distinct text, and answers none", () => {
+    const model = new KernelModel();
+    new KernelLink(model);
+    for (const message of ["unknown message type 'x'", "unknown message type 'x'", "bad frame"]) {
+      model.fromKernel({ type: "error", message });
+    }
+    expect(vi.mocked(console.warn).mock.calls.map(([text]) => text)).toEqual([
+      "ipymeet: the kernel could not read a message from this page: unknown message type 'x'",
+      "ipymeet: the kernel could not read a message from this page: bad frame",
+    ]);
+    expect(model.sent).toEqual([]);
+  });
+
+  it("sends binary buffers as anywidget's third argument", () => {
+    const model = new KernelModel();
+    const kernel = new KernelLink(model);
+    const buffer = new ArrayBuffer(4);
+    kernel.send({ type: "frame", id: "f", width: 1, height: 1, format: "rgba" }, [buffer]);
+    expect(model.sent).toEqual([[{ type: "frame", id: "f", width: 1, height: 1, format: "rgba" }, [buffer]]]);
+  });
+});

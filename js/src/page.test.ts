@@ -1,0 +1,40 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { setup, settle } from "./harness";
+import { PageModel, followTheCall } from "./page";
+
+beforeEach(() => {
+  vi.spyOn(console, "warn").mockImplementation(() => undefined);
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe("followTheCall (page mode plays Python's part)", () => {
+  it("sets `_desired` back once the Call ended the current attempt, and `screen` once a share ended", () => {
+    const model = new PageModel({ _joins: 2, _desired: true, screen: true });
+    const unfollow = followTheCall(model);
+    model.set("_call_ended", 1); // an older attempt: nothing to follow
+    expect(model.get("_desired")).toBe(true);
+    model.set("_call_ended", 2);
+    expect(model.get("_desired")).toBe(false);
+    model.set("_screen_ended", 1);
+    expect(model.get("screen")).toBe(false);
+    unfollow();
+    model.set("screen", true);
+    model.set("_screen_ended", 2);
+    expect(model.get("screen")).toBe(true);
+  });
+
+  it("with a Call: a full room leaves the page ready for the next Connect", async () => {
+    const { model, server, join, states } = setup();
+    followTheCall(model);
+    server.enterAnswer = { ok: false, code: "room_full", message: "room 'lab-42' is full" };
+    join();
+    await settle();
+    expect(model.get("_desired")).toBe(false);
+    server.enterAnswer = { ok: true, self: "me", peers: [], capacity: 4, ice_servers: [] };
+    join();
+    await settle();
+    expect(states).toEqual(["idle", "joining", "failed", "joining", "waiting"]);
+  });
+});
