@@ -58,7 +58,7 @@ export class Members {
   selfId = "";
   iceServers: RTCIceServer[] = [];
   private readonly host: MembersHost;
-  private readonly members = new Map<string, Member>();
+  private readonly byId = new Map<string, Member>();
   private closed = false;
   private measuring = false;
 
@@ -67,7 +67,7 @@ export class Members {
   }
 
   get size(): number {
-    return this.members.size;
+    return this.byId.size;
   }
 
   /** The members in view, as the views show them. */
@@ -97,7 +97,7 @@ export class Members {
 
   /** `id`'s name and video as received, or undefined when there is no such member. */
   find(id: string): { name: string; stream: MediaStream | null } | undefined {
-    const member = this.members.get(id);
+    const member = this.byId.get(id);
     return member === undefined ? undefined : { name: member.name, stream: member.peer?.remoteStream ?? null };
   }
 
@@ -110,15 +110,15 @@ export class Members {
   entered(accepted: EnterAccepted): void {
     if (this.selfId !== "" && accepted.self !== this.selfId) {
       // The signaller did not keep our id (it knows no session keys): start the connections afresh.
-      for (const member of this.members.values()) this.dispose(member);
-      this.members.clear();
+      for (const member of this.byId.values()) this.dispose(member);
+      this.byId.clear();
     }
     this.selfId = accepted.self;
     this.iceServers = accepted.ice_servers;
     const listed = new Set<string>();
     for (const info of accepted.peers) {
       listed.add(info.id);
-      const known = this.members.get(info.id);
+      const known = this.byId.get(info.id);
       if (known === undefined) {
         this.add(info, true);
       } else {
@@ -128,7 +128,7 @@ export class Members {
         void this.checkAlive(known, PROBE_REENTER_MS);
       }
     }
-    for (const member of [...this.members.values()]) {
+    for (const member of [...this.byId.values()]) {
       if (listed.has(member.id)) continue;
       member.present = false;
       void this.checkAlive(member, PROBE_REENTER_MS);
@@ -138,7 +138,7 @@ export class Members {
   /** `peer_joined`, or an offer from someone not met yet (no name then). */
   add(info: PeerInfo, initiator: boolean): void {
     if (this.closed) return;
-    const known = this.members.get(info.id);
+    const known = this.byId.get(info.id);
     if (known !== undefined) {
       // Back after its signalling dropped (its connection kept), or met first through its offer
       // (no name then): take the name when it comes.
@@ -168,7 +168,7 @@ export class Members {
       stats: null,
       snapshot: null,
     };
-    this.members.set(info.id, member);
+    this.byId.set(info.id, member);
     member.peer = this.connect(member, initiator);
     this.capBitrates();
     this.host.changed();
@@ -177,7 +177,7 @@ export class Members {
   /** `peer_left`. */
   left(id: string, reason: LeftReason): void {
     console.debug(`ipymeet: ${id}: peer_left (${reason})`);
-    const member = this.members.get(id);
+    const member = this.byId.get(id);
     if (member === undefined || this.closed) return;
     // Its signalling dropped: a closed or crashed tab will not answer the probe, a page reconnecting will.
     if (reason === "disconnected") member.present = false;
@@ -187,12 +187,12 @@ export class Members {
   /** A relayed `signal` to its member's connection. */
   route(message: IncomingSignal): void {
     if (this.closed) return;
-    let member = this.members.get(message.from);
+    let member = this.byId.get(message.from);
     if (member === undefined) {
       // Unknown sender (no peer_joined seen): accept an offer, ignore anything else.
       if (message.description?.type !== "offer") return;
       this.add({ id: message.from, name: "" }, false);
-      member = this.members.get(message.from);
+      member = this.byId.get(message.from);
     } else if (message.description !== undefined && member.peer?.isFromAnotherConnection(message.description)) {
       console.info(`ipymeet: ${member.id}: new connection: offered from one`);
       this.replace(member, false);
@@ -202,12 +202,12 @@ export class Members {
 
   /** Send `data` on every open data channel now (the mute flags). */
   broadcast(data: string): void {
-    for (const member of this.members.values()) member.peer?.sendData(data);
+    for (const member of this.byId.values()) member.peer?.sendData(data);
   }
 
   /** Send `data` to every member now, each over its own ordered channel, queued until it opens. */
   queue(data: string): void {
-    for (const member of this.members.values()) {
+    for (const member of this.byId.values()) {
       const peer = member.peer;
       member.outbox.push(data, (out) => peer !== null && peer.sendData(out));
     }
@@ -216,7 +216,7 @@ export class Members {
   /** Send `track` as every connection's `kind` (replaceTrack: no renegotiation). */
   async replaceTrack(kind: "audio" | "video", track: MediaStreamTrack | null, stream: MediaStream | null): Promise<void> {
     await Promise.all(
-      [...this.members.values()].map((member) =>
+      [...this.byId.values()].map((member) =>
         member.peer?.replaceTrack(kind, track, stream).catch((error: unknown) => {
           console.warn(`ipymeet: could not switch the ${kind} sent to ${member.id}`, error);
         }),
@@ -229,21 +229,21 @@ export class Members {
     if (this.measuring || this.closed) return null;
     this.measuring = true;
     try {
-      await measureEach(this.members.values());
+      await measureEach(this.byId.values());
     } finally {
       this.measuring = false;
     }
     if (this.closed) return null;
     const stats: Record<string, PeerStats> = {};
-    for (const member of this.members.values()) if (member.stats !== null) stats[member.id] = member.stats;
+    for (const member of this.byId.values()) if (member.stats !== null) stats[member.id] = member.stats;
     return stats;
   }
 
   /** Close every connection; nothing of these members acts any more. */
   close(): void {
     this.closed = true;
-    for (const member of this.members.values()) this.dispose(member);
-    this.members.clear();
+    for (const member of this.byId.values()) this.dispose(member);
+    this.byId.clear();
   }
 
   // -- liveness ---------------------------------------------------------------------------------
@@ -258,7 +258,7 @@ export class Members {
 
   private act(member: Member, event: LivenessEvent, probeMs: number): void {
     // An old member object (replaced under the same id) decides nothing.
-    if (this.closed || this.members.get(member.id) !== member) return;
+    if (this.closed || this.byId.get(member.id) !== member) return;
     const peer = member.peer;
     const { action, reason } = judge(event, {
       present: member.present,
@@ -347,7 +347,7 @@ export class Members {
         member.outbox.flush((data) => peer.sendData(data));
       },
       onChannelMessage: (data) => {
-        if (mine() && this.members.get(member.id) === member) this.channelMessage(member, data);
+        if (mine() && this.byId.get(member.id) === member) this.channelMessage(member, data);
       },
       onGiveUp: () => {
         if (mine()) this.act(member, { type: "gave_up" }, 0);
@@ -366,14 +366,14 @@ export class Members {
     member.stats = null;
     member.snapshot = null;
     member.peer = this.connect(member, initiator);
-    member.peer.setMaxVideoBitrate(maxBitrateFor(this.members.size));
+    member.peer.setMaxVideoBitrate(maxBitrateFor(this.byId.size));
     this.host.changed();
   }
 
   private remove(id: string): void {
-    const member = this.members.get(id);
+    const member = this.byId.get(id);
     if (member === undefined) return;
-    this.members.delete(id);
+    this.byId.delete(id);
     this.dispose(member);
     this.capBitrates();
     this.host.changed();
@@ -387,12 +387,12 @@ export class Members {
 
   /** Each video sender's cap follows the number of others: every member sends to each. */
   private capBitrates(): void {
-    const cap = maxBitrateFor(this.members.size);
-    for (const member of this.members.values()) member.peer?.setMaxVideoBitrate(cap);
+    const cap = maxBitrateFor(this.byId.size);
+    for (const member of this.byId.values()) member.peer?.setMaxVideoBitrate(cap);
   }
 
   private visible(): Member[] {
-    return [...this.members.values()].filter((member) => !member.hidden);
+    return [...this.byId.values()].filter((member) => !member.hidden);
   }
 
   private channelMessage(member: Member, data: string): void {

@@ -27,14 +27,16 @@ pytestmark = pytest.mark.browser
 
 REMOTE = "[data-testid=remote-video]"
 
-# The page's Call keeps its members in a private field; tests may look (TypeScript's `private`
-# is a compile-time notion).
+# The page's Call keeps its members in private fields (session.members.byId); tests may look
+# (TypeScript's `private` is a compile-time notion).
 REMEMBER_CONNECTIONS_JS = """
-() => { window.__pcs = [...window.ipymeet.call.session.members.values()].map((m) => m.peer.pc); }
+() => {
+  window.__pcs = [...window.ipymeet.call.session.members.byId.values()].map((m) => m.peer.pc);
+}
 """
 SAME_CONNECTIONS_JS = """
 () => {
-  const now = [...window.ipymeet.call.session.members.values()].map((m) => m.peer.pc);
+  const now = [...window.ipymeet.call.session.members.byId.values()].map((m) => m.peer.pc);
   return now.length === window.__pcs.length && now.every((pc, i) => pc === window.__pcs[i]);
 }
 """
@@ -150,7 +152,7 @@ def test_a_page_whose_socket_drops_enters_again(serve: Serve, new_page: Callable
     """The transport under one page's Socket.IO connection closes: it reconnects and re-enters
     under the same id; the other page keeps its connection to it."""
     a, b = in_call(new_page, f"{serve.url}/?room=fault-drop&autojoin=1")
-    a.evaluate("() => window.ipymeet.call.session.client.socket.io.engine.close()")
+    a.evaluate("() => window.ipymeet.call.session.client.transport.socket.io.engine.close()")
     b.wait_for_function("() => window.ipymeet.call.remotePeers[0]?.away === false", timeout=10_000)
     wait_state(a, "in_call")
     assert a.evaluate("() => window.__states") == ["in_call", "reconnecting", "in_call"]
@@ -188,7 +190,7 @@ def test_a_closed_or_crashed_tab_is_gone_from_the_others_within_two_seconds(
     wait_state(first, "waiting")
     a, (b, c) = first, in_call(new_page, url)
     wait_remote_video(a, 2)
-    gone = a.evaluate("() => window.ipymeet.call.session.selfId")
+    gone = a.evaluate("() => window.ipymeet.call.session.members.selfId")
     started = time.monotonic()
     if how == "closed":
         a.close(run_before_unload=False)

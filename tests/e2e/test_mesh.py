@@ -196,7 +196,7 @@ def test_choosing_another_camera_and_microphone_during_a_call(
     cameras = model(page, "cameras")
     # The SDP origin line's version changes with every renegotiation; switching must not.
     origin_js = (
-        "() => [...window.ipymeet.call.session.members.values()]"
+        "() => [...window.ipymeet.call.session.members.byId.values()]"
         ".map((m) => m.peer.pc.localDescription.sdp.split('\\r\\n')[1])"
     )
     origin_before = page.evaluate(origin_js)

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.browser
 
 DECODED_JS = """
 async () => {
-  const pc = [...window.ipymeet.call.session.members.values()][0].peer.pc;
+  const pc = [...window.ipymeet.call.session.members.byId.values()][0].peer.pc;
   const video = [...(await pc.getStats()).values()].find(
     (s) => s.type === 'inbound-rtp' && s.kind === 'video');
   return video?.framesDecoded ?? 0;
@@ -153,7 +153,7 @@ def test_ice_restart_brings_the_video_back_after_the_network_changes(
             assert page.evaluate(SAME_CONNECTIONS_JS), f"a new peer connection was made: {logs}"
         restarts = sum(
             page.evaluate(
-                "() => [...window.ipymeet.call.session.members.values()][0].peer.iceRestarts"
+                "() => [...window.ipymeet.call.session.members.byId.values()][0].peer.iceRestarts"
             )
             for page in (far, near)
         )
@@ -171,7 +171,7 @@ def test_ice_restart_brings_the_video_back_after_the_network_changes(
         # The far page's new address is what the near page now talks to.
         near.wait_for_function(
             """async (address) => {
-              const pc = [...window.ipymeet.call.session.members.values()][0].peer.pc;
+              const pc = [...window.ipymeet.call.session.members.byId.values()][0].peer.pc;
               const stats = [...(await pc.getStats()).values()];
               const transport = stats.find((s) => s.type === 'transport');
               const pair = stats.find((s) => s.id === transport?.selectedCandidatePairId);
