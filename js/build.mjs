@@ -2,7 +2,7 @@
 //   widget.js     the anywidget ESM module, also the standalone page's script (mountPage)
 //   widget.css    its styles
 //   socket.io.js  the socket.io browser client, served at /socket.io/socket.io.js for the
-//                 tutorial's page (PROTOCOL.md, dialect 1)
+//                 tutorial's page (docs/protocol.md, dialect 1)
 // `node build.mjs` makes a minified build; `node build.mjs --watch` rebuilds with sourcemaps.
 import { copyFile, mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";

@@ -4,12 +4,13 @@
  * connection's data channel, and the chat history. Pure code: whatever arrives is checked here
  * before the Call believes it.
  */
-import { MAX_CHAT, MAX_HISTORY, MAX_NAME, type KernelMessageType } from "./contract";
+import { MAX_CHAT, MAX_HISTORY, MAX_NAME, ROOM_RE, type KernelMessageType } from "./contract";
 import type { ChatEntry, ErrorMessage, KernelMessage, PeerMessage } from "./types";
 
 export { MAX_CHAT, MAX_HISTORY };
 /** Longest data channel message read at all: a chat line with its envelope fits well inside. */
 export const MAX_PEER_MESSAGE = 16 * 1024;
+/** Longest peer or chat line id read (the signaller's and ours are far shorter). */
 const MAX_ID = 64;
 
 /** A random id for a chat line (works on insecure pages too, unlike `crypto.randomUUID`). */
@@ -72,7 +73,7 @@ export function dispatchKernelMessage(content: unknown, handlers: KernelHandlers
     }
     case "token": {
       const { room, token } = fields;
-      if (typeof room !== "string" || room === "" || room.length > MAX_ID) return refuse("a token message needs a room");
+      if (typeof room !== "string" || !ROOM_RE.test(room)) return refuse("a token message needs a room");
       if (token !== null && (typeof token !== "string" || token.length > MAX_TOKEN)) {
         return refuse("a token message's token must be a string or null");
       }

@@ -1,6 +1,6 @@
 /**
  * One RTCPeerConnection to one other member, negotiated with W3C "perfect negotiation"
- * (PROTOCOL.md, "Negotiation").
+ * (docs/protocol.md, "Negotiation").
  *
  * - The newcomer (`initiator`) offers first. A member that learnt of the newcomer through
  *   `peer_joined` adds its tracks at once but holds back its own offers until the newcomer's first
@@ -127,7 +127,7 @@ export class Peer {
       void this.offer();
     };
     pc.onicecandidate = ({ candidate }) => {
-      // A null candidate marks the end of gathering: PROTOCOL.md says not to forward it.
+      // A null candidate marks the end of gathering: docs/protocol.md says not to forward it.
       if (candidate === null || candidate.candidate === "") return;
       this.options.send({ candidate: candidate.toJSON() });
     };

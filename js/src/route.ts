@@ -1,5 +1,5 @@
 /**
- * Where the page connects to the signaller (DESIGN.md, "Reaching the signaller from the page").
+ * Where the page connects to the signaller.
  *
  * An explicit `signaling_url` wins. Otherwise the kernel's signaller listens on 127.0.0.1:_port,
  * which the page reaches either directly (only when the browser runs on the kernel's machine) or
