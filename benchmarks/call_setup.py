@@ -1,10 +1,11 @@
 """How long a call takes to come up: from the second person's Connect to the other's video playing.
 
-Measured inside the page (``performance.now()`` at the click, then the first frame of a remote video
-with ``videoWidth > 0``), in real Chromium with fake camera devices, for
+Measured inside the page, in real Chromium with fake camera devices (1280x720 at 20 fps), for
 
-- ``standalone``: two tabs on the signaller's own page;
-- ``jupyterlab``: two ``VideoRoom`` widgets in one notebook in a real JupyterLab;
+- ``standalone``: two tabs on the signaller's own page (a signaller in this process), from
+  ``performance.now()`` at the click to the first animation frame that finds a remote video with
+  ``videoWidth > 0``;
+- ``jupyterlab``: the same with two ``VideoRoom`` widgets in one notebook in a real JupyterLab;
 - ``mesh``: rooms of 2, 3, 4 and 6 standalone tabs that all click Connect at once: the time until
   every member sees every other's video, the browser's CPU per member during the call (all
   Chromium processes, over a few seconds, divided by the number of members), and the median frame
@@ -18,7 +19,8 @@ with ``videoWidth > 0``), in real Chromium with fake camera devices, for
   remote video on that person's page, from ``requestVideoFrameCallback`` on the ``<video>`` given
   the received stream; and the split: getUserMedia, the Socket.IO traffic read off the WebSocket
   frames, the RTCPeerConnection's calls and events, its ICE and DTLS transports. Prints both
-  medians, p90s and their ratio, then the steps of each page in order, with medians.
+  medians, p90s and their ratio, then the steps of each page in order, with medians. Needs
+  ``node`` and ``npm`` (and the npm registry once, for the install).
 
 ``all`` (the default) runs ``standalone``, ``jupyterlab``, ``compare`` and ``mesh``. Prints one JSON
 line per mode (per room size for ``mesh``, per page and a ratio for ``compare``). Example::
