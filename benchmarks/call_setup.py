@@ -42,6 +42,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -604,6 +605,10 @@ def main() -> None:
         modes = every if args.mode == "all" else [args.mode]
         for mode in modes:
             if mode == "compare":
+                if shutil.which("node") is None or shutil.which("npm") is None:
+                    # `all` still runs the other modes on a machine without Node.
+                    print(json.dumps({"mode": "compare", "skipped": "node or npm not found"}))
+                    continue
                 compare(browser, args.runs, bundles, args.ice_servers, args.save)
                 continue
             if mode == "mesh":
