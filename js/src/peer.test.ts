@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from "vitest";
-import { ICE_GRACE_MS, Peer, isPolite, type PeerOptions, type PeerSignal } from "./peer";
+import { GROW_AT_BPS, GROW_CHECK_MS, GROW_WITHIN_MS, ICE_GRACE_MS, Peer, START_SCALE, isPolite, type PeerOptions, type PeerSignal } from "./peer";
 
 const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
@@ -16,8 +16,15 @@ class FakePC {
   transceivers: { kind: string; direction: string; mid: string | null; currentDirection: string | null; stop: () => void }[] = [];
   candidates: RTCIceCandidateInit[] = [];
   log: string[] = [];
+  /** The selected pair's outgoing bandwidth estimate (bits/s); null: getStats fails. */
+  estimate: number | null = null;
 
   constructor(readonly who: string) {}
+
+  async getStats(): Promise<Map<string, unknown>> {
+    if (this.estimate === null) throw new Error("no statistics in this fake");
+    return new Map([["pair", { type: "candidate-pair", nominated: true, availableOutgoingBitrate: this.estimate }]]);
+  }
   addTrack(track: { kind: string }) {
     this.addTransceiver(track.kind, { direction: "sendrecv" });
   }
@@ -282,6 +289,51 @@ describe("Peer", () => {
     for (let i = 0; i < 6; i++) await tick();
     expect(video.applied).toEqual([1_500_000, 700_000]);
     expect(sent).toEqual([]);
+  });
+});
+
+describe("Peer first frame", () => {
+  it("sends the video small until the bandwidth estimate allows full size", async () => {
+    vi.useFakeTimers();
+    try {
+      const { peer, pc } = makePeer({ selfId: "a", peerId: "z" });
+      const video = new FakeSender({ kind: "video" });
+      pc.senders.push(video);
+      video.encodings = [{ active: true }];
+      pc.estimate = 300_000; // the first estimate: too low for 720p
+      pc.connectionState = "connected";
+      pc.onconnectionstatechange!();
+      await vi.advanceTimersByTimeAsync(10);
+      expect(video.encodings[0]?.scaleResolutionDownBy).toBe(START_SCALE);
+      await vi.advanceTimersByTimeAsync(GROW_CHECK_MS * 2);
+      expect(video.encodings[0]?.scaleResolutionDownBy).toBe(START_SCALE); // still too low
+      pc.estimate = GROW_AT_BPS;
+      await vi.advanceTimersByTimeAsync(GROW_CHECK_MS + 10);
+      expect(video.encodings[0]?.scaleResolutionDownBy).toBe(1);
+      peer.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("grows to full size after a while even if the estimate stays low", async () => {
+    vi.useFakeTimers();
+    try {
+      const { peer, pc } = makePeer({ selfId: "a", peerId: "z" });
+      const video = new FakeSender({ kind: "video" });
+      pc.senders.push(video);
+      video.encodings = [{ active: true }];
+      pc.estimate = 100_000;
+      pc.connectionState = "connected";
+      pc.onconnectionstatechange!();
+      await vi.advanceTimersByTimeAsync(GROW_WITHIN_MS - GROW_CHECK_MS * 2);
+      expect(video.encodings[0]?.scaleResolutionDownBy).toBe(START_SCALE);
+      await vi.advanceTimersByTimeAsync(GROW_CHECK_MS * 3);
+      expect(video.encodings[0]?.scaleResolutionDownBy).toBe(1);
+      peer.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

@@ -27,6 +27,17 @@
 
 /** After `disconnected`, how long to wait for the connection to come back by itself. */
 export const ICE_GRACE_MS = 2000;
+/**
+ * The video is sent at a quarter of its size (`START_SCALE`) from the start of a connection until
+ * the bandwidth estimate reaches `GROW_AT_BPS` (checked every `GROW_CHECK_MS`), at most
+ * `GROW_WITHIN_MS`. The first estimate (about 300 kbps) is too low for 720p: the encoder then drops
+ * its first frames before it scales down by itself, which cost about 150 ms of the first frame
+ * (benchmarks/call_setup.py; docs/performance.md).
+ */
+export const START_SCALE = 4;
+export const GROW_AT_BPS = 1_200_000;
+export const GROW_CHECK_MS = 250;
+export const GROW_WITHIN_MS = 10_000;
 /** The longest pause between two ICE restarts. */
 export const ICE_BACKOFF_MAX_MS = 16000;
 /** ICE restarts without success (about half a minute) before `onGiveUp`. */
@@ -93,6 +104,8 @@ export class Peer {
   /** The cap for video senders (bits per second), null for none; applied one change at a time. */
   private maxVideoBitrate: number | null = null;
   private bitrateWork: Promise<void> = Promise.resolve();
+  /** Whether the video still goes at `1 / START_SCALE` of its size (see `START_SCALE`). */
+  private startSmall = true;
   /** The sender of each kind we send, kept so a track can be swapped in (replaceTrack). */
   private readonly senders = new Map<string, RTCRtpSender>();
 
@@ -144,6 +157,7 @@ export class Peer {
       console.debug(`ipymeet: ${this.id}: connection ${state}`);
       if (state === "connected") {
         this.stopRecovering();
+        if (this.startSmall) void this.growWhenAllowed();
         this.applyBitrate();
       } else if (state === "failed") {
         if (this.recoveryTimer !== null) clearTimeout(this.recoveryTimer);
@@ -359,6 +373,28 @@ export class Peer {
     }
   }
 
+  /**
+   * Full size once the bandwidth estimate allows it, or after `GROW_WITHIN_MS` at the latest
+   * (also at once where the estimate cannot be read).
+   */
+  private async growWhenAllowed(): Promise<void> {
+    const until = Date.now() + GROW_WITHIN_MS;
+    while (this.startSmall && !this.closed && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, GROW_CHECK_MS));
+      let estimate = 0;
+      try {
+        (await this.pc.getStats()).forEach((stat: Partial<RTCIceCandidatePairStats> & { type: string }) => {
+          if (stat.type === "candidate-pair" && stat.nominated === true) estimate = stat.availableOutgoingBitrate ?? 0;
+        });
+      } catch {
+        break; // no statistics here: send full size now rather than never
+      }
+      if (estimate >= GROW_AT_BPS) break;
+    }
+    this.startSmall = false;
+    if (!this.closed) this.applyBitrate();
+  }
+
   private applyBitrate(): void {
     // One setParameters at a time: each must start from a fresh getParameters.
     this.bitrateWork = this.bitrateWork
@@ -377,9 +413,11 @@ export class Peer {
       // No encodings before negotiation: applied again once negotiated and once connected.
       if (encoding === undefined) continue;
       const cap = this.maxVideoBitrate;
-      if ((encoding.maxBitrate ?? null) === cap) continue;
+      const scale = this.startSmall ? START_SCALE : 1;
+      if ((encoding.maxBitrate ?? null) === cap && (encoding.scaleResolutionDownBy ?? 1) === scale) continue;
       if (cap === null) delete encoding.maxBitrate;
       else encoding.maxBitrate = cap;
+      encoding.scaleResolutionDownBy = scale;
       await sender.setParameters(parameters);
     }
   }
