@@ -1,4 +1,4 @@
-"""The ipymeet signaller: Socket.IO (python-socketio on aiohttp), both dialects of PROTOCOL.md.
+"""The ipymeet signaller: Socket.IO (python-socketio on aiohttp), both dialects of docs/protocol.md.
 
 - :func:`create_app` builds the aiohttp application;
 - :class:`SignallerThread` serves it on a background thread (how a kernel hosts it);

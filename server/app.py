@@ -36,7 +36,9 @@ def create_app(settings: Settings | None = None) -> web.Application:
     """
     settings = settings or Settings()
     signaller = Signaller(settings)
-    app = web.Application(client_max_size=settings.max_message_bytes)
+    app = web.Application(
+        client_max_size=settings.max_message_bytes, middlewares=[signaller.guard.middleware()]
+    )
     app[SIGNALLER] = signaller
     signaller.sio.attach(app)
     app.router.add_get("/", _page)

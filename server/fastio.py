@@ -1,7 +1,8 @@
 """A leaner Engine.IO WebSocket transport for the signaller (aiohttp only).
 
-Written against python-engineio 4.15.1 and python-socketio 5.18.1 (aiohttp 3.14); the overridden
-internals are pinned by ``tests/unit/test_fastio.py``, which fails if their shape changes.
+Written against python-engineio 4.15 and python-socketio 5.18 (aiohttp 3.14), and imported only on
+the releases internals.py lists as checked; the overridden internals are pinned by
+``tests/unit/test_fastio.py``, which fails if their shape changes.
 
 python-engineio's WebSocket transport costs, per message, more than the signaller's own work:
 
@@ -21,23 +22,27 @@ At 1,000 clients that machinery was most of the server's CPU per relayed message
   loop. The upgrade handshake from polling (probe ping, upgrade packet) is engineio's, unchanged;
   messages over ``max_http_buffer_size`` end the connection, as in engineio.
 - **Yielding**: the signaller yields to the event loop once per message so that a flooding
-  client cannot hold the loop (``_Server._handle_eio_message``); on WebSocket the reader yields
+  client cannot hold the loop (``Guard.message`` in guard.py); on WebSocket the reader yields
   once every :data:`TURN` messages instead, so a client's burst (an offer and its candidates) is
   handled in one turn. A flooder still holds the loop for at most 16 cheap refusals.
+- **Guarding** (guard.py, given as :attr:`FastEngineServer.guard`): each message goes to the
+  guard's ``handle``, which closes the connection of a malformed Socket.IO packet; an Engine.IO
+  packet of no known type, or no packet at all, closes it here. Engine.IO packets a client has
+  no reason to send (open, ping, noop) are ignored, as engineio ignores them.
 - **Writing** (:meth:`FastSocket.send`): a packet is framed and appended to the socket's
   outgoing frames, without a queue or a task; once per turn of the event loop
   (:class:`_Flusher`, one ``call_soon``) each socket's frames go to its transport in one
   ``write``: one system call per socket and turn rather than one per frame (they were 18% of the
   server's CPU). Whatever was queued before the WebSocket took over (the open packet, packets
   sent during an upgrade) is written first, so the order is the order of ``send`` calls. Writes
-  never wait: a slow reader's frames wait in the transport's buffer, as they waited in
-  engineio's unbounded queue before. Frames are never compressed (``compress=False``, as Node's
-  engine.io does by default), so they can be framed here.
-- **Closing** (:meth:`FastSocket.close`): engineio's close; the reader then stops at the
-  client's next message and closes the WebSocket (engineio's writer closed it when told to by a
-  None in the queue, which the signaller's flood cut-off relies on). A client that sends nothing
-  more and ignores the close packet has its WebSocket closed after ``ping_timeout`` (engineio's
-  reader timed out after ``ping_interval + ping_timeout``).
+  never wait: a slow reader's frames wait in the transport's buffer, and once that holds more
+  than the guard's cap (``Settings.max_backlog_bytes``) the connection is dropped. Frames are
+  never compressed (``compress=False``, as Node's engine.io does by default), so they can be
+  framed here.
+- **Closing** (:meth:`FastSocket.close`): engineio's close, then, once its close packet is
+  flushed, the WebSocket's close (engineio's writer closed it when told to by a None in the
+  queue), which ends the reader. A client that ignores the close handshake loses its transport
+  to the guard's cut-offs (guard.py) or aiohttp's close timeout.
 
 Polling, and the polling half of an upgrade, stay engineio's. Sockets become :class:`FastSocket`
 when they connect (:meth:`FastEngineServer._trigger_event`, the ``connect`` event: engineio
@@ -47,50 +52,24 @@ creates ``AsyncSocket`` objects itself, in ``_handle_connect``, with no hook to 
 from __future__ import annotations
 
 import asyncio
-import logging
 import struct
 import time
-from functools import cache
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 import engineio
 from aiohttp import WSMsgType, web
 from engineio import async_socket, exceptions
 from engineio import packet as eio_packet
 
-#: Versions this module was written against (checked by tests/unit/test_fastio.py).
-WRITTEN_FOR = {"python-engineio": "4.15.1", "python-socketio": "5.18.1"}
-
-log = logging.getLogger("ipymeet.server")
-
-
-@cache
-def supported() -> bool:
-    """Whether the installed python-engineio / python-socketio are the releases (major.minor)
-    this module was written against. Otherwise the signaller keeps engineio's own transport,
-    slower but sure: these overrides reach into internals that may change in any release."""
-    for name, written in WRITTEN_FOR.items():
-        try:
-            installed = version(name)
-        except PackageNotFoundError:
-            return False
-        if installed.split(".")[:2] != written.split(".")[:2]:
-            log.info(
-                "%s %s is not %s: using engineio's own WebSocket transport",
-                name,
-                installed,
-                written,
-            )
-            return False
-    return True
-
-
 #: Messages one connection's reader handles before it yields to the event loop (see below).
 TURN = 16
 
 _TEXT, _BINARY = WSMsgType.TEXT, WSMsgType.BINARY
 _MESSAGE = eio_packet.MESSAGE
+#: Engine.IO packets engineio itself handles (``AsyncSocket.receive``), and those it ignores.
+_RECEIVED = frozenset({eio_packet.PONG, eio_packet.CLOSE, eio_packet.UPGRADE})
+_IGNORED = frozenset({eio_packet.OPEN, eio_packet.PING, eio_packet.NOOP})
 _short = struct.Struct("!BB").pack
 _medium = struct.Struct("!BBH").pack
 _long = struct.Struct("!BBQ").pack
@@ -110,6 +89,26 @@ def ws_frame(data: str | bytes) -> bytes:
     return _long(opcode, 127, size) + payload
 
 
+class Guard(Protocol):
+    """What the transport needs of guard.py's ``Guard``."""
+
+    cap: int
+
+    def handle(self, eio_sid: str, data: Any) -> Awaitable[None]: ...
+    def malformed(self, eio_sid: str, why: str) -> None: ...
+    def overflow(self, eio_sid: str, size: int) -> None: ...
+
+
+def _decode(data: str | bytes | None) -> eio_packet.Packet | None:
+    """The Engine.IO packet ``data`` holds, or None if it holds none."""
+    if data is None:
+        return None
+    try:
+        return eio_packet.Packet(encoded_packet=data)
+    except (ValueError, IndexError, TypeError):
+        return None
+
+
 class FastSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     """engineio's ``AsyncSocket`` with the WebSocket transport described in the module docstring."""
 
@@ -123,11 +122,9 @@ class FastSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     _transport: asyncio.Transport | None = None
     _ws: web.WebSocketResponse | None = None
     _ws_closer: asyncio.Task[Any] | None = None
-    _ws_timer: asyncio.TimerHandle | None = None
+    _ws_timer: asyncio.Handle | None = None
     #: Frames written since the last flush (see :class:`_Flusher`).
     _out: list[bytes] | None = None
-    #: True while the reader loop runs: it yields to the loop itself, every TURN messages.
-    paced = False
 
     async def send(self, pkt: Any) -> None:
         transport = self._transport
@@ -165,15 +162,19 @@ class FastSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         transport = self._transport
         if out and transport is not None and not transport.is_closing():
             transport.write(out[0] if len(out) == 1 else b"".join(out))
+            guard = self.server.guard
+            if guard is not None:
+                waiting = transport.get_write_buffer_size()
+                if waiting > guard.cap:
+                    guard.overflow(self.sid, waiting)
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         await super().close(wait=wait, abort=abort, reason=reason)
         if self._ws is not None and self._ws_timer is None:
-            # The reader stops at its next message (see _serve_websocket) and closes the
-            # WebSocket; a client that sends nothing more, and ignores the close packet, has it
-            # closed after ping_timeout (engineio's reader waited ping_interval + ping_timeout).
-            loop = asyncio.get_running_loop()
-            self._ws_timer = loop.call_later(self.server.ping_timeout, self._close_ws)
+            # Once the close packet is flushed (the flusher runs first: call_soon keeps order),
+            # the WebSocket is closed; the reader then stops (see _serve_websocket). A client
+            # that ignores the close would otherwise keep its WebSocket while it sends.
+            self._ws_timer = asyncio.get_running_loop().call_soon(self._close_ws)
 
     def _close_ws(self) -> None:
         self._flush()
@@ -192,7 +193,6 @@ class FastSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         try:
             await self._serve_websocket(ws, request.transport)
         finally:
-            self.paced = False
             self._flush()
             if self._ws_timer is not None:
                 self._ws_timer.cancel()
@@ -215,16 +215,14 @@ class FastSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         if self.connected:
             # An upgrade from polling: engineio's handshake (probe ping, then upgrade packet).
             self.upgrading = True  # engineio holds sends in the queue meanwhile
-            probe = await next_message()
-            decoded = None if probe is None else eio_packet.Packet(encoded_packet=probe)
+            decoded = _decode(await next_message())
             if decoded is None or decoded.packet_type != eio_packet.PING or decoded.data != "probe":
                 self.server.logger.info("%s: Failed websocket upgrade, no PING packet", self.sid)
                 self.upgrading = False
                 return
             await ws.send_str(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
             await self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
-            upgrade = await next_message()
-            decoded = None if upgrade is None else eio_packet.Packet(encoded_packet=upgrade)
+            decoded = _decode(await next_message())
             if decoded is None or decoded.packet_type != eio_packet.UPGRADE:
                 self.server.logger.info("%s: Failed websocket upgrade", self.sid)
                 self.upgraded = self.upgrading = False
@@ -244,29 +242,29 @@ class FastSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         if self.closed:
             return
 
-        handler = self.server.handlers.get("message")
+        guard: Guard | None = self.server.guard
+        handler = guard.handle if guard is not None else self.server.handlers.get("message")
         sid, logger = self.sid, self.server.logger
         handled = 0
-        self.paced = True
         while True:
             data = await next_message()
             if data is None:
                 break  # closed by the client, an error, or too large
+            pkt = _decode(data)
+            kind = None if pkt is None else pkt.packet_type
+            if pkt is None or not (kind == _MESSAGE or kind in _RECEIVED or kind in _IGNORED):
+                if guard is not None:
+                    guard.malformed(sid, "a WebSocket message that is no Engine.IO packet")
+                break
             try:
-                pkt = eio_packet.Packet(encoded_packet=data)
-            except (ValueError, IndexError):
-                break  # not an Engine.IO packet
-            try:
-                if pkt.packet_type == _MESSAGE and handler is not None:
+                if kind == _MESSAGE and handler is not None:
                     # engineio's _trigger_event("message", run_async=False), minus its wrappers
                     try:
                         await handler(sid, pkt.data)
                     except Exception:
                         logger.exception("message async handler error")
-                else:
-                    await self.receive(pkt)  # ping/pong, close, noop: engineio's handling
-            except exceptions.UnknownPacketError:
-                pass
+                elif kind in _RECEIVED:
+                    await self.receive(pkt)  # pong, close, upgrade: engineio's handling
             except exceptions.SocketIsClosedError:
                 break
             if self.closed:  # closed by the server (or the client's close packet): done reading
@@ -299,6 +297,9 @@ class _Flusher:
 
 class FastEngineServer(engineio.AsyncServer):  # type: ignore[misc]
     """engineio's ``AsyncServer`` whose sockets are :class:`FastSocket`."""
+
+    #: guard.py's checks (set by internals.attach_guard); None: engineio's message handler.
+    guard: Guard | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

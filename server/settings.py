@@ -43,6 +43,11 @@ class Settings:
     public_dir: Path | None = None
     max_sdp_bytes: int = 64 * 1024
     max_message_bytes: int = 256 * 1024
+    #: What may wait to be sent to one connection (engine.io's queue, and the socket's buffer on
+    #: WebSocket) before the signaller drops it: a client that stops reading while others send to
+    #: it would otherwise grow the server's memory without bound. A page that reads keeps well
+    #: under it: at the rate limit, a few members' signalling is a few hundred KB a second.
+    max_backlog_bytes: int = 4 * 1024 * 1024
     #: Events per connection: sustained rate per second and burst size of the token bucket.
     rate: float = 50.0
     burst: int = 200
@@ -73,6 +78,8 @@ class Settings:
             raise ValueError("rate must be positive and burst at least 1")
         if self.ping_interval <= 0 or self.ping_timeout <= 0:
             raise ValueError("ping_interval and ping_timeout must be positive")
+        if self.max_backlog_bytes < self.max_message_bytes:
+            raise ValueError("max_backlog_bytes must hold at least one message (max_message_bytes)")
         if self.secret is not None:
             check_secret(self.secret)
         if self.tls is not None and self.tls != "self-signed":

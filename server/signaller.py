@@ -1,16 +1,17 @@
-"""The Socket.IO handlers of both signalling dialects (PROTOCOL.md), on one room registry.
+"""The Socket.IO handlers of both signalling dialects (docs/protocol.md), on one room registry.
 
 Handlers are thin: validate, change the registry, relay. Each runs inline in its connection's reader
 (``async_handlers=False``), so one client's offer, answer and candidates are relayed in the order it
 sent them. Nothing a client sends may raise out of a handler: every refusal becomes an ``error``
-event, or an ``{ok: false}`` acknowledgement when the client asked for one.
+event, or an ``{ok: false}`` acknowledgement when the client asked for one. A packet that is not
+even a well-formed request closes its connection (guard.py), and library internals are used only
+through internals.py, on the releases it was checked on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextvars
 import hashlib
 import ipaddress
 import logging
@@ -21,9 +22,10 @@ from urllib.parse import urlsplit
 
 import socketio
 
-from . import fastio, tokens
+from . import internals, tokens
 from . import validation as v
 from .frames import FrameInbox
+from .guard import ENGINE_SID, RESERVED_EVENTS, Guard, ReservedName, ack_requested
 from .ratelimit import TokenBucket
 from .registry import MESH, TUTORIAL, Departure, Member, Registry
 from .settings import Settings
@@ -31,13 +33,7 @@ from .tuning import json_module
 
 log = logging.getLogger("ipymeet.server")
 
-#: Whether the event being handled carries a Socket.IO acknowledgement id.
-_ack_requested: contextvars.ContextVar[bool] = contextvars.ContextVar("ack", default=False)
-
-#: Event names python-socketio reserves for the connection's lifecycle, and "*": for an event
-#: named "*" it calls the catch-all handler as that event's own, without the event name, so the
-#: sender's first argument would be taken for the sid (errors sent to another socket).
-RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error", "*"})
+__all__ = ["RESERVED_EVENTS", "Connection", "Signaller", "is_loopback_host", "member_id"]
 
 #: Why a dialect-1 `join` is refused when the signaller requires join tokens.
 DIALECT1_NEEDS_TOKEN = (
@@ -49,47 +45,6 @@ DIALECT1_NEEDS_TOKEN = (
 STRIKES_BEFORE_DISCONNECT = 100
 
 
-class _Server(socketio.AsyncServer):  # type: ignore[misc]
-    """AsyncServer that tells handlers whether the client asked for an acknowledgement, and keeps
-    clients from sending the lifecycle events.
-
-    PROTOCOL.md answers a refused dialect-2 request in its ack, or with an ``error`` event when it
-    had none; python-socketio does not tell a handler which, so this records it around the call.
-    (``_handle_event_internal`` is internal; the integration tests cover both cases.)
-    """
-
-    #: Called instead of the handler when a client sends an event named like a lifecycle event.
-    reserved_handler: Callable[[str, str], Awaitable[None]] | None = None
-
-    def _engineio_server_class(self) -> type:
-        # A leaner WebSocket transport (fastio.py), on the engineio releases it was written for.
-        return fastio.FastEngineServer if fastio.supported() else super()._engineio_server_class()
-
-    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        # Engine.IO reads a WebSocket's buffered messages one after another without returning
-        # to the event loop, so a flooding client (even once cut off) would hold the loop for
-        # as long as its backlog lasts. One yield per message keeps the other connections
-        # moving; each connection's own messages are still handled in order.
-        socket = self.eio.sockets.get(eio_sid)
-        if not (isinstance(socket, fastio.FastSocket) and socket.paced):
-            await asyncio.sleep(0)  # fastio's reader yields by itself, every few messages
-        await super()._handle_eio_message(eio_sid, data)
-
-    async def _handle_event_internal(
-        self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
-    ) -> None:
-        # python-socketio hands a client's own "connect" / "disconnect" events to the lifecycle
-        # handlers, which would let a client leave its rooms while staying, or reset its state.
-        if data and data[0] in RESERVED_EVENTS and self.reserved_handler is not None:
-            await self.reserved_handler(data[0], sid)
-            return
-        token = _ack_requested.set(id is not None)
-        try:
-            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
-        finally:
-            _ack_requested.reset(token)
-
-
 @dataclass
 class Connection:
     """What the signaller keeps per Socket.IO connection."""
@@ -97,6 +52,8 @@ class Connection:
     sid: str
     client: str
     bucket: TokenBucket
+    #: The Engine.IO session it arrived on (None if the guard could not tell).
+    eio_sid: str | None = None
     mesh_room: str | None = None
     #: How the others address it in ``mesh_room`` (see :func:`member_id`).
     peer_id: str = ""
@@ -152,7 +109,13 @@ class Signaller:
         #: Which widget keys (``auth.client``) may enter a room; None: any. A kernel's widgets set
         #: it to their own keys (see widget/room.py); pages without a key are not asked.
         self.known_client: Callable[[str], bool] | None = None
-        self.sio = _Server(
+        #: Whether this signaller runs on internals.py's fast path.
+        self.fast = internals.active()
+        self.guard = Guard(
+            max_backlog=settings.max_backlog_bytes, max_message=settings.max_message_bytes
+        )
+        self.sio = internals.server_class(self.fast)(
+            serializer=self.guard.packet_class,
             json=json_module(),
             async_mode="aiohttp",
             async_handlers=False,
@@ -161,8 +124,18 @@ class Signaller:
             ping_interval=settings.ping_interval,
             ping_timeout=settings.ping_timeout,
             logger=False,
-            engineio_logger=False,
+            engineio_logger=self.guard.engine_log,
         )
+        self.guard.install(self.sio)
+        self.guard.on_end = self._end_connection
+        #: Socket.IO sid of each Engine.IO session (for the guard's cut-offs).
+        self._by_engine: dict[str, str] = {}
+        self._write_frame: Callable[[str, bytes], bool] | None = None
+        self._framer: Callable[[str], bytes] | None = None
+        if self.fast:
+            internals.attach_guard(self.sio, self.guard)
+            self._write_frame = internals.frame_writer(self.sio)
+            self._framer = internals.message_framer()
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         events: dict[str, tuple[Handler, bool]] = {
@@ -182,7 +155,6 @@ class Signaller:
         for event, (handler, acked) in events.items():
             self.sio.on(event, self._guarded(event, handler, acked=acked))
         self.sio.on("*", self._on_unknown)
-        self.sio.reserved_handler = self._on_unknown
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -223,29 +195,25 @@ class Signaller:
             return
         if conn.bucket.strikes >= STRIKES_BEFORE_DISCONNECT:
             conn.closing = True
-            self._spawn(self._cut_off(conn.sid))
+            self._cut_off(conn)
         raise v.Refused("rate_limited", "too many messages; slow down")
 
-    async def _cut_off(self, sid: str) -> None:
-        """Disconnect a flooding client and close its WebSocket too.
+    def _cut_off(self, conn: Connection) -> None:
+        """Disconnect a flooding client and close its socket too.
 
         ``sio.disconnect`` only sends Socket.IO's disconnect packet, and engine.io's close only
         its close packet: a client that ignores both keeps its WebSocket (until 20 s of ping
-        timeout) and goes on sending. On WebSocket (fastio.py) the closed socket's reader stops
-        at its next message and closes the WebSocket; on polling, a None in the engine.io
-        socket's queue (internal) ends its writer. tests/integration/test_flood.py covers it.
+        timeout) and goes on sending. The guard closes all three (tests/integration/test_flood.py).
         """
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
-        socket = self.sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
-        await self.sio.disconnect(sid)
-        if socket is not None:
-            await socket.close(wait=False)
-            await socket.queue.put(None)
+        if conn.eio_sid is not None:
+            self.guard.end(conn.eio_sid)
+        else:
+            self._spawn(self.sio.disconnect(conn.sid))
 
     async def _refuse(
         self, conn: Connection, event: str, refusal: v.Refused, *, acked: bool
     ) -> dict[str, Any] | None:
-        if acked and _ack_requested.get():
+        if acked and ack_requested.get():
             return {"ok": False, **refusal.payload()}
         if not conn.closing:
             await self.sio.emit("error", {**refusal.payload(), "event": event}, to=conn.sid)
@@ -259,22 +227,26 @@ class Signaller:
     async def _send_all(self, event: str, data: Any, members: list[Member]) -> None:
         # Every relay comes through here. ``sio.emit(to=sid)`` encodes the packet for each call
         # and creates and waits on a task per recipient; encoding once and queueing it on each
-        # member's Engine.IO socket, in order, as emit does underneath, saved about 10% of the
-        # server's CPU per relayed message (benchmarks/signalling.py, 600 clients).
-        # On WebSocket (fastio.py) the frame itself is built once, and written to each transport.
-        encoded = self.sio.packet_class(socketio.packet.EVENT, data=[event, data]).encode()
+        # member's Engine.IO socket (engine.io's public send), in order, as emit does underneath,
+        # saved about 10% of the server's CPU per relayed message (benchmarks/signalling.py, 600
+        # clients). On the fast path the WebSocket frame itself is built once, for every member.
+        encoded = self.guard.packet_class(socketio.packet.EVENT, data=[event, data]).encode()
         pieces = encoded if isinstance(encoded, list) else [encoded]  # binary: text + attachments
-        frame = fastio.ws_frame("4" + encoded) if isinstance(encoded, str) else None
-        sockets = self.sio.eio.sockets
+        write, framer = self._write_frame, self._framer
+        frame = framer(encoded) if framer is not None and isinstance(encoded, str) else None
+        eio = self.sio.eio
         for member in members:
-            eio_sid = self.sio.manager.eio_sid_from_sid(member.sid, "/")
-            if eio_sid is None:
+            conn = self.connections.get(member.sid)
+            if conn is None:
                 continue  # disconnected meanwhile; as emit, skip it
-            socket = sockets.get(eio_sid)
-            if isinstance(socket, fastio.FastSocket) and frame and socket.write_frame(frame):
+            eio_sid = conn.eio_sid
+            if eio_sid is None:
+                await self.sio.emit(event, data, to=member.sid)
+                continue
+            if frame is not None and write is not None and write(eio_sid, frame):
                 continue
             for piece in pieces:
-                await self.sio.eio.send(eio_sid, piece)
+                await eio.send(eio_sid, piece)
 
     def _others(self, room: str, sid: str) -> list[Member]:
         """The other members of a dialect-1 room the sender is in (relays stay in the room)."""
@@ -299,15 +271,28 @@ class Signaller:
         client = auth.get("client") if isinstance(auth, dict) else None
         if not isinstance(client, str) or len(client) > 64:
             client = ""
-        self.connections[sid] = Connection(
-            sid, client, TokenBucket(self.settings.rate, self.settings.burst)
-        )
+        bucket = TokenBucket(self.settings.rate, self.settings.burst)
+        eio_sid = environ.get(ENGINE_SID)
+        self.connections[sid] = Connection(sid, client, bucket, eio_sid=eio_sid)
+        if eio_sid is not None:
+            self._by_engine[eio_sid] = sid
         return True
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
-        self.connections.pop(sid, None)
+        conn = self.connections.pop(sid, None)
+        if conn is not None and conn.eio_sid is not None:
+            self._by_engine.pop(conn.eio_sid, None)
         for departure in self.registry.remove_everywhere(sid):
             await self._announce_departure(departure, "disconnected")
+
+    async def _end_connection(self, eio_sid: str) -> None:
+        """The guard ends a connection: Socket.IO's disconnect first (its rooms hear
+        ``peer_left``; the client is told it was disconnected, and does not reconnect)."""
+        sid = self._by_engine.get(eio_sid)
+        conn = self.connections.get(sid) if sid is not None else None
+        if conn is not None:
+            conn.closing = True
+            await self.sio.disconnect(conn.sid)
 
     async def _announce_departure(self, departure: Departure, reason: str) -> None:
         """``peer_left`` to the rest: ``reason`` "left" (hung up) or "disconnected" (its connection
@@ -319,15 +304,17 @@ class Signaller:
             payload = {"id": member.id, "room": departure.room}
         await self._send_all("peer_left", payload, departure.remaining)
 
-    async def _on_unknown(self, event: str, sid: str, *args: Any) -> None:
+    async def _on_unknown(self, event: str | int | ReservedName, sid: str, *args: Any) -> None:
+        """Any other event, and one named like a lifecycle event (guard.ReservedName)."""
         conn = self.connections.get(sid)
         if conn is None or conn.closing:
             return
+        name = str(event)[:64]
         try:
             self._admit(conn)
-            raise v.Refused("unknown_event", f"unknown event '{str(event)[:64]}'")
+            raise v.Refused("unknown_event", f"unknown event '{name}'")
         except v.Refused as refusal:
-            await self._refuse(conn, str(event)[:64], refusal, acked=False)
+            await self._refuse(conn, name, refusal, acked=False)
 
     async def close(self) -> None:
         """Disconnect every client and stop Socket.IO's background task (server shutdown)."""
@@ -338,7 +325,7 @@ class Signaller:
             await self.sio.disconnect(sid)
         # Let the transports finish closing, so the web server need not wait them out.
         deadline = asyncio.get_running_loop().time() + 1.0
-        while self.sio.eio.sockets and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - no event to wait on
+        while self.guard.links and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - no event to wait on
             await asyncio.sleep(0.01)
         await self.sio.shutdown()
 

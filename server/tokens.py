@@ -1,4 +1,5 @@
-"""Join tokens: signed, expiring permission to enter one room (PROTOCOL.md, ``enter``'s ``token``).
+"""Join tokens: signed, expiring permission to enter one room (docs/protocol.md, ``enter``'s
+``token``).
 
 A token is 44 URL-safe characters: base64url (no padding) of
 

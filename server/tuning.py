@@ -23,9 +23,9 @@ knobs, each with the reason it is here:
   refuses (integers beyond 64 bits, lone surrogates, keys that are not strings) and any output
   with a ``null`` in it (orjson writes NaN and the infinities as ``null``; Python writes
   ``NaN``, which a dialect-1 relay passes on whole) is encoded by :mod:`json` instead.
-  Decoding stays with :mod:`json`, through one reused decoder with engineio's cap on integer
-  length (``engineio.json`` builds a new decoder per message): orjson would read integers beyond
-  64 bits as floats, and would save only about 1 µs a message.
+  Decoding stays with :mod:`json`, through one reused decoder with engineio's rule for integers
+  (at most 100 digits, as ``engineio.json`` has it; that module builds a new decoder per message):
+  orjson would read integers beyond 64 bits as floats, and would save only about 1 µs a message.
 
 Without uvloop and orjson (``pip install ipymeet[serve]`` brings them) everything still works.
 """
@@ -38,12 +38,21 @@ import gc
 import json
 from typing import Any
 
-from engineio import json as _engineio_json
-
 #: Young-generation threshold and the two older ones (CPython's default: 700, 10, 10).
 GC_THRESHOLDS = (50_000, 50, 100)
 
-_decoder = json.JSONDecoder(parse_int=_engineio_json._safe_int)
+#: Digits an integer in a client's JSON may have (python-engineio's limit: int() of a long digit
+#: string costs time quadratic in its length).
+MAX_INT_DIGITS = 100
+
+
+def _safe_int(text: str) -> int:
+    if len(text) > MAX_INT_DIGITS:
+        raise ValueError("Integer is too large")
+    return int(text)
+
+
+_decoder = json.JSONDecoder(parse_int=_safe_int)
 
 
 class _FastJSON:
@@ -73,7 +82,8 @@ class _FastJSON:
     @staticmethod
     def loads(text: str | bytes, **kwargs: Any) -> Any:
         if kwargs or not isinstance(text, str):
-            return _engineio_json.loads(text, **kwargs)
+            kwargs.setdefault("parse_int", _safe_int)
+            return json.loads(text, **kwargs)
         return _decoder.decode(text)
 
 

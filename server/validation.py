@@ -1,4 +1,4 @@
-"""Payload validation for both signalling dialects (see PROTOCOL.md).
+"""Payload validation for both signalling dialects (see docs/protocol.md).
 
 Every check raises :class:`Refused` with a protocol error code and a plain message; the handlers
 turn it into an ``error`` event or an ``{ok: false}`` acknowledgement, and nothing else changes.

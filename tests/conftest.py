@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from ipymeet.server import Settings, SignallerThread, runner
+from ipymeet.server import Settings, SignallerThread, internals, runner
+
+from .support import MakeSignaller
+
+
+@pytest.fixture(params=["fast", "stock"])
+def engine_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test on each engine path (server/internals.py): signallers started after this
+    take it. "fast" is skipped where the installed releases are not the ones it was checked on."""
+    path = str(request.param)
+    if path == "fast" and not internals.supported():
+        pytest.skip("python-engineio / python-socketio are not the releases fastio was checked on")
+    monkeypatch.setenv(internals.ENV, "1" if path == "fast" else "0")
+    return path
 
 
 @pytest.fixture
-def make_signaller() -> Iterator[Callable[..., SignallerThread]]:
+def make_signaller() -> Iterator[MakeSignaller]:
     """Start signallers on free loopback ports (no ICE servers unless given); all stop after."""
     started: list[SignallerThread] = []
 
@@ -28,7 +41,7 @@ def make_signaller() -> Iterator[Callable[..., SignallerThread]]:
 
 
 @pytest.fixture
-def signaller(make_signaller: Callable[..., SignallerThread]) -> SignallerThread:
+def signaller(make_signaller: MakeSignaller) -> SignallerThread:
     """A signaller with default settings (rooms of two), on a free loopback port."""
     return make_signaller()
 

@@ -10,9 +10,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ipymeet.server import SignallerThread
+
+#: The ``make_signaller`` fixture (tests/conftest.py): ``make_signaller(**settings)``.
+MakeSignaller = Callable[..., "SignallerThread"]
 
 
 def free_port() -> int:
@@ -20,6 +27,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_for_file(path: Path, timeout: float = 60, what: str = "the notebook") -> str:
+    """Wait until ``path`` exists and is not empty (a notebook cell writes it); its text."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text():
+        assert time.monotonic() < deadline, f"{what} never wrote {path.name}"
+        time.sleep(0.1)
+    return path.read_text()
 
 
 def wait_http(

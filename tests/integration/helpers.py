@@ -1,7 +1,8 @@
-"""Recording Socket.IO clients for the signalling conformance tests (PROTOCOL.md).
+"""Recording Socket.IO clients for the signalling conformance tests (docs/protocol.md).
 
 Every client is a real ``socketio.AsyncClient`` on the WebSocket transport, talking to a real
-signaller on a loopback port. A :class:`Peer` records, in arrival order, every event the server
+signaller on a loopback port (raw Engine.IO clients, for what no Socket.IO client sends, are at
+the end). A :class:`Peer` records, in arrival order, every event the server
 sends it, so a test can assert the whole sequence. Waiting is always on a condition with a
 timeout, never a fixed sleep. To prove that something did *not* happen, a test sends a later
 marker through the same path and waits for the marker: the server handles one connection's
@@ -11,10 +12,17 @@ events in order, so anything not seen before the marker was never sent.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
+import os
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 import socketio
 
 from ipymeet.server import Registry, SignallerThread
@@ -66,7 +74,8 @@ class Peer:
         while not predicate():
             remaining = deadline - loop.time()
             if remaining <= 0:
-                shown = self.events if len(self.events) <= 12 else ["...", *self.events[-12:]]
+                shown = [_short(e) for e in self.events[-12:]]
+                shown = shown if len(self.events) <= 12 else ["...", *shown]
                 raise AssertionError(
                     f"{self.name}: timed out waiting for {what}; "
                     f"received {len(self.events)} events: {shown}"
@@ -139,6 +148,11 @@ class Peer:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.sio.shutdown()
+
+
+def _short(event: Event) -> str:
+    text = repr(event)
+    return text if len(text) <= 300 else f"{text[:300]}... ({len(text)} characters)"
 
 
 @contextlib.asynccontextmanager
@@ -241,3 +255,190 @@ async def until_registry(
                 await asyncio.wait_for(changed.wait(), remaining)
     finally:
         unsubscribe()
+
+
+async def enter(
+    peer: Peer, room: str = "room", name: str | None = None, *, session: str | None = None
+) -> dict[str, Any]:
+    """Enter ``room`` (dialect 2) with an acknowledgement, which must say ok."""
+    payload: dict[str, Any] = {"room": room}
+    if name is not None:
+        payload["name"] = name
+    if session is not None:
+        payload["session"] = session
+    answer: dict[str, Any] = await peer.call("enter", payload)
+    assert answer["ok"] is True, answer
+    return answer
+
+
+# -- raw Engine.IO clients ----------------------------------------------------------------------
+
+
+def engine_url(url: str, transport: str = "websocket") -> str:
+    """The signaller's Engine.IO endpoint for a raw client."""
+    scheme = "ws" if transport == "websocket" else "http"
+    return f"{url.replace('http', scheme, 1)}/socket.io/?EIO=4&transport={transport}"
+
+
+async def raw_websocket(http: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:
+    """A raw WebSocket past the Engine.IO open and the Socket.IO connect (``40``)."""
+    ws = await http.ws_connect(engine_url(url), autoping=False)
+    opened = await ws.receive_str(timeout=TIMEOUT)
+    assert opened.startswith("0{"), opened
+    await ws.send_str("40")
+    connected = await ws.receive_str(timeout=TIMEOUT)
+    assert connected.startswith("40{"), connected
+    return ws
+
+
+async def closed_by_server(ws: aiohttp.ClientWebSocketResponse, timeout: float = TIMEOUT) -> bool:
+    """Whether the server closes ``ws`` within ``timeout`` (answering its pings meanwhile)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (left := deadline - loop.time()) > 0:
+        try:
+            message = await ws.receive(timeout=left)
+        except asyncio.TimeoutError:
+            return False
+        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            return True
+        if message.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
+            return True
+        if message.type == aiohttp.WSMsgType.TEXT and message.data == "2":
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_str("3")
+    return False
+
+
+class Polling:
+    """A raw Engine.IO long-polling session: GET and POST by hand, nothing in between."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
+        self.http = http
+        self.endpoint = engine_url(url, "polling")
+        self.sid = ""
+
+    async def open(self, connect: bool = True) -> Polling:
+        """The Engine.IO handshake, then (``connect``) the Socket.IO connect and its answer."""
+        opened = await self.get()
+        assert opened.startswith("0{"), opened
+        self.sid = json.loads(opened[1:])["sid"]
+        if connect:
+            assert await self.post("40") == 200
+            answer = await self.get()
+            assert answer.startswith("40{"), answer
+        return self
+
+    async def post(self, body: str | bytes) -> int:
+        """POST one payload; the HTTP status."""
+        url = f"{self.endpoint}&sid={self.sid}" if self.sid else self.endpoint
+        async with self.http.post(url, data=body, timeout=aiohttp.ClientTimeout(TIMEOUT)) as r:
+            await r.read()
+            return r.status
+
+    async def get(self, timeout: float = TIMEOUT) -> str:
+        """One poll: the payload (packets joined by \x1e), or ``"<status>"`` if not 200."""
+        url = f"{self.endpoint}&sid={self.sid}" if self.sid else self.endpoint
+        async with self.http.get(url, timeout=aiohttp.ClientTimeout(timeout)) as response:
+            body = await response.text()
+            return body if response.status == 200 else f"<{response.status}>"
+
+    async def closed_by_server(self, timeout: float = TIMEOUT) -> bool:
+        """Whether the session ends within ``timeout``: a close packet, or an unknown sid."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            try:
+                payload = await self.get(timeout=left)
+            except asyncio.TimeoutError:
+                return False
+            if payload.startswith("<") or "1" in payload.split("\x1e"):
+                return True
+            if "2" in payload.split("\x1e"):
+                await self.post("3")
+        return False
+
+
+class StalledWebSocket:
+    """A raw WebSocket client that, once set up, never reads its socket again.
+
+    Its socket has a small receive buffer and the stream above it a small limit, so what the
+    server sends it soon waits on the server's side. It may still write: :meth:`pong` sends a
+    heartbeat answer without having read the ping, as a stalled page's timers might.
+    """
+
+    def __init__(self) -> None:
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self, url: str) -> StalledWebSocket:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=16384)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.writer.write(
+            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert b" 101 " in head.split(b"\r\n", 1)[0], head
+        assert (await self.receive()).startswith("0{")
+        self.send("40")
+        assert (await self.receive()).startswith("40{")
+        return self
+
+    async def receive(self) -> str:
+        """The next text message (only while setting up: afterwards it reads nothing)."""
+        assert self.reader is not None
+        while True:
+            first, second = await asyncio.wait_for(self.reader.readexactly(2), TIMEOUT)
+            size = second & 0x7F
+            if size == 126:
+                (size,) = struct.unpack("!H", await self.reader.readexactly(2))
+            elif size == 127:
+                (size,) = struct.unpack("!Q", await self.reader.readexactly(8))
+            payload = await self.reader.readexactly(size)
+            if first & 0x0F == 0x1:
+                return payload.decode()
+
+    def send(self, text: str) -> None:
+        """A masked text frame, as clients send them."""
+        assert self.writer is not None
+        data, mask = text.encode(), os.urandom(4)
+        size = len(data)
+        head = bytes([0x81])
+        if size < 126:
+            head += bytes([0x80 | size])
+        elif size < 65536:
+            head += bytes([0x80 | 126]) + struct.pack("!H", size)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack("!Q", size)
+        self.writer.write(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    async def call(self, event: str, payload: Any) -> Any:
+        """Emit with an acknowledgement and read the answer (while setting up)."""
+        self.send("42" + "1" + json.dumps([event, payload]))
+        while True:
+            message = await self.receive()
+            if message.startswith("431"):
+                return json.loads(message[3:])[0]
+
+    def pong(self) -> None:
+        if not self.closed:  # asyncio warns of writes to a lost connection
+            self.send("3")
+
+    @property
+    def closed(self) -> bool:
+        """Whether the server has ended the connection (seen without reading what it sent)."""
+        assert self.writer is not None
+        transport = self.writer.transport
+        return transport.is_closing() or self.reader is None or self.reader.at_eof()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.transport.abort()

@@ -1,4 +1,4 @@
-"""A flooding client is cut off without slowing anyone else (PROTOCOL.md, "Limits").
+"""A flooding client is cut off without slowing anyone else (docs/protocol.md, "Limits").
 
 The flooder is a process of its own (so it cannot slow this test's event loop instead of the
 server): for a few seconds it opens raw Socket.IO WebSockets and sends thousands of events on each

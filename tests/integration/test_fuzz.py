@@ -1,4 +1,4 @@
-"""Fuzzing every event of both dialects through real Socket.IO clients (PROTOCOL.md).
+"""Fuzzing every event of both dialects through real Socket.IO clients (docs/protocol.md).
 
 Hypothesis generates batches of requests: wrong types, strings up to and past the limits (2 KiB
 candidates, 64 KiB SDPs, 256 KiB messages), deep nesting, unicode with surrogates, controls and
@@ -33,7 +33,7 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ from hypothesis import strategies as st
 from ipymeet.server import SignallerThread
 from ipymeet.server.signaller import member_id
 
+from ..support import MakeSignaller
 from .helpers import (
     CANDIDATE,
     OFFER_SDP,
@@ -56,8 +57,6 @@ from .helpers import (
     until_registry,
 )
 
-MakeSignaller = Callable[..., SignallerThread]
-
 #: Batches (one fresh connection each) of 8-14 drawn requests, each sent to every event (see
 #: FAN_OUT): about 11,000 requests, though a batch stops at its first message over the size
 #: limit. The count is asserted at the end.
@@ -68,7 +67,7 @@ MIN_REQUESTS = 10_000
 TUTORIAL_ROOM = "call-tutorial"
 MESH_ROOM = "call-mesh"
 
-# The protocol's limits (PROTOCOL.md), and the signaller's own bounds on fields it does not name.
+# The protocol's limits (docs/protocol.md), and the signaller's bounds on fields it does not name.
 ROOM_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_SDP = 64 * 1024
 MAX_MESSAGE = 256 * 1024
@@ -598,29 +597,6 @@ def frame_sizes(request: Request) -> list[int]:
 
 
 # -- the test -----------------------------------------------------------------------------------
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def server_logs() -> Iterator[list[logging.LogRecord]]:
-    """Warnings and errors of the server's stack: a handler that raised, a task that failed."""
-    handler = _Records()
-    # The server's side only: the clients' engine.io logs an error when a test closes them.
-    names = ["ipymeet", "socketio.server", "engineio.server", "aiohttp.server", "aiohttp.web"]
-    names += ["aiohttp.websocket", "asyncio"]
-    for name in names:
-        logging.getLogger(name).addHandler(handler)
-    yield handler.records
-    for name in names:
-        logging.getLogger(name).removeHandler(handler)
 
 
 def _normal(event: tuple[Any, ...]) -> tuple[Any, ...]:

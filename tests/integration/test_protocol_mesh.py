@@ -1,4 +1,4 @@
-"""Dialect 2, ipymeet rooms (PROTOCOL.md), row by row: enter, signal, leave, errors, ordering.
+"""Dialect 2, ipymeet rooms (docs/protocol.md), row by row: enter, signal, leave, errors, ordering.
 
 Real ``socketio.AsyncClient``s on the WebSocket transport against a real signaller on a loopback
 port; requests use acknowledgements (``client.call``) as the widget does, except where the test is
@@ -14,6 +14,7 @@ import pytest
 
 from ipymeet.server import SignallerThread
 
+from ..support import MakeSignaller
 from .helpers import (
     ANSWER_SDP,
     OFFER_SDP,
@@ -21,25 +22,14 @@ from .helpers import (
     Peer,
     assert_serves_a_call,
     connected,
+    enter,
     ice_candidate,
     until_registry,
 )
 
-MakeSignaller = Callable[..., SignallerThread]
-
 
 def sids(signaller: SignallerThread, room: str) -> list[str]:
     return [member.sid for member in signaller.registry.members(room)]
-
-
-async def enter(peer: Peer, room: str = "room", name: str | None = None) -> dict[str, Any]:
-    """Enter ``room`` with an acknowledgement, which must say ok."""
-    payload: dict[str, Any] = {"room": room}
-    if name is not None:
-        payload["name"] = name
-    answer: dict[str, Any] = await peer.call("enter", payload)
-    assert answer["ok"] is True, answer
-    return answer
 
 
 async def marker(sender: Peer, receiver: Peer) -> list[Event]:

@@ -1,4 +1,4 @@
-"""Dialect 1, the tutorial's protocol (PROTOCOL.md), row by row, with the three fixes.
+"""Dialect 1, the tutorial's protocol (docs/protocol.md), row by row, with the three fixes.
 
 Real ``socketio.AsyncClient``s on the WebSocket transport against a real signaller on a loopback
 port. Absence (nothing relayed to a stranger, no echo to the sender) is proven with a later marker

@@ -6,26 +6,14 @@ Real ``socketio.AsyncClient``s against real signallers on loopback ports.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from ipymeet.server import Settings, SignallerThread
 from ipymeet.server.signaller import member_id
 
-from .helpers import OFFER_SDP, Peer, connected
+from ..support import MakeSignaller
+from .helpers import OFFER_SDP, Peer, connected, enter
 
-MakeSignaller = Callable[..., SignallerThread]
 KEY_A = "a" * 24
 KEY_B = "b-session-key-0123456789"
-
-
-async def enter(peer: Peer, room: str, session: str | None, name: str = "") -> dict[str, Any]:
-    payload: dict[str, Any] = {"room": room, "name": name}
-    if session is not None:
-        payload["session"] = session
-    answer: dict[str, Any] = await peer.call("enter", payload)
-    assert answer["ok"] is True, answer
-    return answer
 
 
 async def test_a_session_key_gives_a_stable_id_that_signals_reach(
@@ -34,10 +22,10 @@ async def test_a_session_key_gives_a_stable_id_that_signals_reach(
     """With `session`, a member's id is a digest of the key (never the key), not its sid."""
     signaller = make_signaller(max_peers=3)
     async with connected(signaller.url, "a", "b") as (a, b):
-        answer_a = await enter(a, "r", KEY_A, "Ann")
+        answer_a = await enter(a, "r", "Ann", session=KEY_A)
         assert answer_a["self"] == member_id(a.sid, KEY_A) != a.sid
         assert KEY_A not in str(answer_a)
-        answer_b = await enter(b, "r", KEY_B)
+        answer_b = await enter(b, "r", session=KEY_B)
         assert answer_b["peers"] == [{"id": answer_a["self"], "name": "Ann"}]
         assert await a.take() == [("peer_joined", {"id": answer_b["self"], "name": ""})]
         assert await b.call("signal", {"to": answer_a["self"], "description": OFFER_SDP}) == {
@@ -55,13 +43,13 @@ async def test_a_dropped_member_enters_again_under_the_same_id(
     """The others see `peer_left` (disconnected), then `peer_joined` with the same id."""
     signaller = make_signaller(max_peers=3)
     async with connected(signaller.url, "a", "b") as (a, b):
-        await enter(a, "r", KEY_A)
-        first = await enter(b, "r", KEY_B, "Bo")
+        await enter(a, "r", session=KEY_A)
+        first = await enter(b, "r", "Bo", session=KEY_B)
         await a.take()
         await b.close()
         assert await a.take() == [("peer_left", {"id": first["self"], "reason": "disconnected"})]
         async with connected(signaller.url, "b2") as (b2,):
-            again = await enter(b2, "r", KEY_B, "Bo")
+            again = await enter(b2, "r", "Bo", session=KEY_B)
             assert again["self"] == first["self"]
             assert await a.take() == [("peer_joined", {"id": first["self"], "name": "Bo"})]
 
@@ -73,11 +61,11 @@ async def test_entering_with_the_key_of_a_connected_member_takes_its_place(
     hear only `peer_joined` (the member they know stays), and signals go to the new one."""
     signaller = make_signaller(max_peers=3)
     async with connected(signaller.url, "a", "old", "new") as (a, old, new):
-        await enter(a, "r", KEY_A)
-        first = await enter(old, "r", KEY_B)
+        await enter(a, "r", session=KEY_A)
+        first = await enter(old, "r", session=KEY_B)
         old_sid = old.sid
         await a.take()
-        again = await enter(new, "r", KEY_B, "Bo")
+        again = await enter(new, "r", "Bo", session=KEY_B)
         assert again["self"] == first["self"]
         assert [p["id"] for p in again["peers"]] == [member_id(a.sid, KEY_A)]
         await old.wait_until(old.disconnected.is_set, "the replaced connection to be closed")
@@ -102,13 +90,16 @@ async def test_after_a_signaller_restart_everyone_is_back_under_their_ids(
     first = make_signaller(max_peers=3)
     port = first.port
     async with connected(first.url, "a", "b") as (a, b):
-        ids = [(await enter(a, "r", KEY_A))["self"], (await enter(b, "r", KEY_B))["self"]]
+        ids = [
+            (await enter(a, "r", session=KEY_A))["self"],
+            (await enter(b, "r", session=KEY_B))["self"],
+        ]
     first.stop()
     second = SignallerThread(Settings(port=port, ice_servers=())).start()
     try:
         async with connected(second.url, "a", "b") as (a, b):
-            assert (await enter(b, "r", KEY_B))["self"] == ids[1]
-            answer = await enter(a, "r", KEY_A)
+            assert (await enter(b, "r", session=KEY_B))["self"] == ids[1]
+            answer = await enter(a, "r", session=KEY_A)
             assert (answer["self"], answer["peers"]) == (ids[0], [{"id": ids[1], "name": ""}])
     finally:
         second.stop()
@@ -140,8 +131,8 @@ async def test_a_widget_key_the_kernel_does_not_know_is_refused(
         refused = await stale.call("enter", {"room": "r", "session": KEY_A})
         assert (refused["ok"], refused["code"]) == (False, "unknown_widget")
         assert "re-run the cell" in refused["message"]
-        await enter(live, "r", KEY_B)
-        await enter(page, "r", None)
+        await enter(live, "r", session=KEY_B)
+        await enter(page, "r")
         assert [m.client for m in signaller.registry.members("r")] == ["live", ""]
     finally:
         for peer in (stale, live, page):

@@ -13,7 +13,6 @@ import signal
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,9 @@ import pytest
 from ipymeet.server import SignallerThread, tokens
 from ipymeet.server.signaller import DIALECT1_NEEDS_TOKEN
 
-from ..support import free_port
+from ..support import MakeSignaller, free_port
 from .helpers import OFFER_SDP, Peer, connected
 
-MakeSignaller = Callable[..., SignallerThread]
 SECRET = b"integration-test-secret-0123456789"
 
 
