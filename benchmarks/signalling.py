@@ -1,6 +1,6 @@
 """Load benchmark for the signaller: many real Socket.IO clients in rooms of two, over dialect 1.
 
-Each pair of clients does what two tutorial pages do (PROTOCOL.md, dialect 1): both connect, A
+Each pair of clients does what two tutorial pages do (docs/protocol.md, dialect 1): both connect, A
 ``join``s (``room_created``), B ``join``s (``room_joined``) and emits ``start_call``; then, for each
 round, A sends a ~3 KB ``webrtc_offer`` and 4 ``webrtc_ice_candidate``s, B answers the offer with a
 ~3 KB ``webrtc_answer`` and its own 4 candidates. Every relayed message is timed from the send to
