@@ -247,6 +247,12 @@ _request: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
 )
 
 
+def current_request() -> web.BaseRequest | None:
+    """The engine.io request this task is handling, if any (set by the guard's middleware)."""
+    state = _request.get()
+    return None if state is None else state.request
+
+
 class _EngineLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """python-engineio's logger: its info drops; an error it reports while handling a client's
     request (a packet it could not parse, a handler that raised) closes that connection, with

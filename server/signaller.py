@@ -25,7 +25,14 @@ import socketio
 from . import internals, tokens
 from . import validation as v
 from .frames import FrameInbox
-from .guard import ENGINE_SID, RESERVED_EVENTS, Guard, ReservedName, ack_requested
+from .guard import (
+    ENGINE_SID,
+    RESERVED_EVENTS,
+    Guard,
+    ReservedName,
+    ack_requested,
+    current_request,
+)
 from .ratelimit import TokenBucket
 from .registry import MESH, TUTORIAL, Departure, Member, Registry
 from .settings import Settings
@@ -75,6 +82,13 @@ def member_id(sid: str, session: str | None) -> str:
 
 
 Handler = Callable[..., Awaitable[Any]]
+
+
+def own_origin(request: Any) -> str:
+    """The origin of this signaller's own pages, as the browser that sent ``request`` sees it:
+    https when served with TLS or behind a proxy that says so (``X-Forwarded-Proto``)."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "http").split(",")[0].strip()
+    return f"{'https' if request.secure else forwarded}://{request.host}"
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -158,8 +172,12 @@ class Signaller:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
-        """CORS for polling and WebSocket: loopback pages, our own origin, configured ones."""
+    def origin_allowed(self, origin: str | None, environ: dict[str, Any] | None = None) -> bool:
+        """CORS for polling and WebSocket: loopback pages, our own origin, configured ones.
+
+        python-engineio before 4.11 passes the origin alone; the request then comes from the
+        guard's middleware (what either passes is the aiohttp request being handled).
+        """
         if origin is None:
             return True  # not a browser; CORS protects browsers only
         if origin in self.settings.allowed_origins:
@@ -169,8 +187,8 @@ class Signaller:
             return False
         if is_loopback_host(parts.hostname):
             return True
-        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-        return origin == own
+        request = (environ or {}).get("aiohttp.request") or current_request()
+        return request is not None and origin == own_origin(request)
 
     def _guarded(self, event: str, handler: Handler, *, acked: bool) -> Handler:
         async def run(sid: str, *args: Any) -> Any:

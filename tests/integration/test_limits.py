@@ -369,6 +369,34 @@ async def test_configured_origins_are_accepted(make_signaller: MakeSignaller) ->
     await assert_serves_a_call(signaller.url)
 
 
+async def _own_origin_accepted(url: str, host: str, origin: str) -> bool:
+    """Whether a WebSocket handshake for ``Host: host`` from ``origin`` is accepted."""
+    endpoint = url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http:
+        try:
+            ws = await http.ws_connect(
+                endpoint, headers={"Host": host, "Origin": origin}, ssl=False
+            )
+        except aiohttp.WSServerHandshakeError:
+            return False
+        await ws.close()
+    return True
+
+
+@pytest.mark.parametrize("tls", [None, "self-signed"], ids=["http", "https"])
+async def test_a_page_of_the_signallers_own_origin_is_accepted(
+    make_signaller: MakeSignaller, tls: str | None
+) -> None:
+    """Its own page on a name other machines use (the invite link's host): accepted, with the
+    scheme it is served with, on every python-engineio (older ones give no environ)."""
+    signaller = make_signaller(tls=tls)
+    host = f"lab.example:{signaller.port}"
+    own, other = ("https", "http") if tls else ("http", "https")
+    assert await _own_origin_accepted(signaller.url, host, f"{own}://{host}") is True
+    assert await _own_origin_accepted(signaller.url, host, f"{other}://{host}") is False
+    assert await _own_origin_accepted(signaller.url, host, f"{own}://evil.example") is False
+
+
 def test_the_default_limits_are_the_protocols(signaller: SignallerThread) -> None:
     """The running server's defaults: SDP 64 KiB, message 256 KiB, 50/s burst 200, 4 rooms."""
     settings = signaller.signaller.settings
