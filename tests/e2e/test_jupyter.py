@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from ..support import KERNEL_IDLE_JS, Served, free_port, open_and_run, write_notebook
+from ..support import (
+    KERNEL_IDLE_JS,
+    Served,
+    free_port,
+    open_and_run,
+    wait_for_file,
+    write_notebook,
+)
 from .conftest import wait_remote_video
 
 pytestmark = [pytest.mark.browser, pytest.mark.jupyter]
@@ -132,9 +139,7 @@ def test_a_busy_kernel_does_not_stall_signalling(lab: Served, new_page: Callable
     page = new_page()
     open_and_run(page, lab, "busy.ipynb")
     deadline = time.monotonic() + 60
-    while not invite.exists() or not invite.read_text():
-        assert time.monotonic() < deadline, "the notebook never wrote its invite link"
-        time.sleep(0.1)
+    wait_for_file(invite)
     while not started.exists():
         assert time.monotonic() < deadline, "the sleeping cell never started"
         time.sleep(0.1)

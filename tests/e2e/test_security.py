@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from ipymeet import VideoRoom
 from ipymeet.server import Settings, SignallerThread, runner
 
-from ..support import Served, open_and_run, write_notebook
+from ..support import Served, open_and_run, wait_for_file, write_notebook
 from .conftest import ARTIFACTS, model, wait_model, wait_remote_video
 
 pytestmark = pytest.mark.browser
@@ -117,11 +116,7 @@ def test_a_secure_room_in_jupyterlab_gets_its_token_from_the_kernel(
     )
     page = new_page()
     open_and_run(page, lab, "secure.ipynb")
-    deadline = time.monotonic() + 60
-    while not invite.exists() or not invite.read_text():
-        assert time.monotonic() < deadline, "the notebook never wrote its invite link"
-        time.sleep(0.1)
-    assert "&token=" in invite.read_text()
+    assert "&token=" in wait_for_file(invite)
     page.get_by_test_id("connect").click()
     page.wait_for_selector(".ipymeet-root[data-state=waiting]", timeout=60_000)
     tab = new_page(invite.read_text() + "&autojoin=1&name=Visitor")
