@@ -107,6 +107,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help=f"seconds a heartbeat may take (default {defaults.ping_timeout:g})",
     )
+    serve.add_argument(
+        "--max-backlog",
+        type=int,
+        default=defaults.max_backlog_bytes,
+        metavar="BYTES",
+        help=f"what may wait to be sent to one connection before it is dropped (default "
+        f"{defaults.max_backlog_bytes}): a client that stops reading cannot grow the server",
+    )
     serve.add_argument("--secret", metavar="SOURCE", help=SECRET_HELP)
     serve.add_argument(
         "--invite",
@@ -186,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             public_dir=args.public,
             ping_interval=args.ping_interval,
             ping_timeout=args.ping_timeout,
+            max_backlog_bytes=args.max_backlog,
             secret=None if args.secret is None else read_secret(args.secret),
             tls=_tls(args),
             **extra,

@@ -58,6 +58,7 @@ def test_serve_refuses_a_wildcard_origin_and_bad_settings() -> None:
         (["--max-peers", "1"], "max_peers"),
         (["--ice-servers", "{}"], "JSON list"),
         (["--public", "/nonexistent/folder"], "not a folder"),
+        (["--max-backlog", "1000"], "max_backlog_bytes"),
     ):
         result = subprocess.run(
             [sys.executable, "-m", "ipymeet.server.cli", "serve", "--port", "0", *args],
