@@ -20,9 +20,9 @@
  *   network may be back only later, and the offer of an attempt made while the signaller was
  *   unreachable was lost. An offer still unanswered at the next attempt is rolled back first.
  *
- * Some 470 lines, one class: negotiation, the ICE restarts, the data channel and the bit rate caps
- * all act on the one RTCPeerConnection and its events, in an order that matters (a restart waits
- * for a negotiation under way, a cap for the senders' encodings).
+ * About 500 lines, one class: negotiation, the ICE restarts, the data channel, the bit rate caps and
+ * the small start all act on the one RTCPeerConnection and its events, in an order that matters (a
+ * restart waits for a negotiation under way, a cap for the senders' encodings).
  */
 
 /** After `disconnected`, how long to wait for the connection to come back by itself. */
