@@ -36,11 +36,9 @@ def create_app(settings: Settings | None = None) -> web.Application:
     """
     settings = settings or Settings()
     signaller = Signaller(settings)
-    app = web.Application(
-        client_max_size=settings.max_message_bytes, middlewares=[signaller.guard.middleware()]
-    )
+    app = web.Application(client_max_size=settings.max_message_bytes)
     app[SIGNALLER] = signaller
-    signaller.sio.attach(app)
+    signaller.attach(app)
     app.router.add_get("/", _page)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/socket.io/socket.io.js", _socketio_client)

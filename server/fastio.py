@@ -97,6 +97,7 @@ class Guard(Protocol):
     def handle(self, eio_sid: str, data: Any) -> Awaitable[None]: ...
     def malformed(self, eio_sid: str, why: str) -> None: ...
     def overflow(self, eio_sid: str, size: int) -> None: ...
+    def websocket_opened(self, eio_sid: str, transport: asyncio.Transport) -> None: ...
 
 
 def _decode(data: str | bytes | None) -> eio_packet.Packet | None:
@@ -241,6 +242,8 @@ class FastSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         self._ws, self._transport = ws, transport
         if self.closed:
             return
+        if self.server.guard is not None:
+            self.server.guard.websocket_opened(self.sid, transport)
 
         guard: Guard | None = self.server.guard
         handler = guard.handle if guard is not None else self.server.handlers.get("message")

@@ -22,16 +22,18 @@ How, with python-socketio / python-engineio as they come. Public API: python-soc
 ``serializer=`` (:class:`GuardedPacket` checks each packet as it is decoded, and tells the handlers
 whether an acknowledgement was asked for), ``engineio_logger=`` (:class:`_EngineLog`: engineio's
 own reports of a request it could not handle close that request's connection), python-engineio's
-``on()``, ``disconnect()`` and ``create_queue()`` (each socket's queue is a :class:`MeteredQueue`),
-an aiohttp middleware (which connection a request belongs to, its transport; failures engineio
-lets escape). Beyond that, three names every python-socketio 5.x / python-engineio 4.x has had
-(read from 5.11 / 4.9 through 5.18 / 4.15): ``sio.eio``, the Engine.IO handlers python-socketio
-registers (``eio.handlers``, wrapped here), and engineio's sockets making their queue with
-``create_queue()`` and announcing their sid in it with the open packet (the protocol's first
-packet). Should a release drop one: without ``handlers``, malformed Socket.IO packets are still
-refused but close nothing, and relays take ``sio.emit``; without the queue, the cap holds on the
-fast path's WebSockets only (a warning says which, once). python-socketio before 5.12 also keeps
-the unfinished binary packet of a connection closed mid-packet (at most the size limit each).
+``on()``, ``disconnect()``, ``create_queue()`` (each socket's queue is a :class:`MeteredQueue`) and
+``handle_request()``, which :meth:`Guard.attach` routes aiohttp's requests to, as engineio's own
+``attach`` does, knowing meanwhile which connection a request belongs to, its transport, and
+failures engineio lets escape. Beyond that, three names every python-socketio 5.x /
+python-engineio 4.x has had (read from 5.11 / 4.9 through 5.18 / 4.15): ``sio.eio``, the Engine.IO
+handlers python-socketio registers (``eio.handlers``, wrapped here), and engineio's sockets making
+their queue with ``create_queue()`` and announcing their sid in it with the open packet (the
+protocol's first packet). Should a release drop one: without ``handlers``, malformed Socket.IO
+packets are still refused but close nothing, and relays take ``sio.emit``; without the queue, the
+cap holds on the fast path's WebSockets only (a warning says which, once). python-socketio before
+5.12 also keeps the unfinished binary packet of a connection closed mid-packet (at most the size
+limit each).
 """
 
 from __future__ import annotations
@@ -73,8 +75,6 @@ CLOSE_WAIT = 1.0
 #: How long a closed connection's socket stays open for its last packets (the ``error`` answers,
 #: Socket.IO's disconnect, so that a client does not reconnect); then it is closed, sent or not.
 CLOSE_GRACE = 1.0
-#: Key in the engine.io environ: the Engine.IO sid the connection arrived on.
-ENGINE_SID = "ipymeet.engine_sid"
 #: Engine.IO's open packet type (protocol v4): the first packet queued for a new socket.
 _EIO_OPEN = 0
 
@@ -221,7 +221,7 @@ class MeteredQueue(asyncio.Queue[Any]):
             super().put_nowait(None)
 
 
-@dataclass
+@dataclass(slots=True)
 class Link:
     """What the guard knows of one Engine.IO connection."""
 
@@ -232,9 +232,9 @@ class Link:
     queue: MeteredQueue | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Request:
-    """The engine.io request being handled in this task (set by the middleware)."""
+    """The engine.io request being handled in this task (set by :meth:`Guard.attach`'s route)."""
 
     request: web.BaseRequest
     websocket: bool
@@ -245,10 +245,19 @@ class _Request:
 _request: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
     "ipymeet_engine_request", default=None
 )
+#: The Engine.IO session whose Socket.IO connect packet is being handled (for the handler).
+_connecting: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "ipymeet_connecting", default=None
+)
+
+
+def connecting_engine_sid() -> str | None:
+    """In the Socket.IO ``connect`` handler: the Engine.IO session the client arrived on."""
+    return _connecting.get()
 
 
 def current_request() -> web.BaseRequest | None:
-    """The engine.io request this task is handling, if any (set by the guard's middleware)."""
+    """The engine.io request this task is handling, if any (set by :meth:`Guard.attach`)."""
     state = _request.get()
     return None if state is None else state.request
 
@@ -284,7 +293,7 @@ class Guard:
         guard = Guard(max_backlog=4 << 20, max_message=256 << 10)
         sio = socketio.AsyncServer(serializer=guard.packet_class, engineio_logger=guard.engine_log)
         guard.install(sio)
-        app = web.Application(middlewares=[guard.middleware()])
+        guard.attach(app)  # instead of sio.attach(app)
     """
 
     def __init__(self, *, max_backlog: int, max_message: int, path: str = "/socket.io") -> None:
@@ -307,6 +316,9 @@ class Guard:
         self._disconnect_args = 1
         self._tasks: set[asyncio.Task[Any]] = set()
         self._said: set[str] = set()
+        #: Whether the engine's WebSocket transport reports its own failures and transports to
+        #: the guard (fastio.py, through :meth:`websocket_opened`).
+        self.websockets_guarded = False
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -333,33 +345,38 @@ class Guard:
         eio.on("disconnect", self._on_disconnect)
         eio.create_queue = self._create_queue
 
-    def middleware(self) -> Any:
-        """aiohttp middleware for the engine.io endpoint (see :class:`_Request`)."""
+    def attach(self, app: web.Application, path: str | None = None) -> None:
+        """Route the engine.io endpoint's requests to python-engineio (as its ``attach`` does),
+        through :meth:`handle_request`. Instead of ``sio.attach(app)``."""
+        endpoint = f"{path or self.path}/"
+        # A WebSocket's GET lasts as long as its connection, and so would a frame of ours, about
+        # 0.5 KB each: on the fast path, whose transport guards its WebSockets itself (and which
+        # needs no request for the origin check), GETs go to engineio directly.
+        get = self._eio.handle_request if self.websockets_guarded else self.handle_request
+        app.router.add_route("GET", endpoint, get)
+        for method in ("POST", "OPTIONS"):
+            app.router.add_route(method, endpoint, self.handle_request)
 
-        @web.middleware
-        async def engine_io(request: web.Request, handler: Any) -> web.StreamResponse:
-            if request.path.rstrip("/") != self.path:
-                passed: web.StreamResponse = await handler(request)
-                return passed
-            websocket = request.headers.get("Upgrade", "").lower() == "websocket"
-            state = _Request(request, websocket, request.query.get("sid"))
-            if websocket and state.eio_sid is not None:  # an upgrade from polling
-                link = self.links.get(state.eio_sid)
-                if link is not None:
-                    link.transport = request.transport
-            token = _request.set(state)
-            try:
-                response: web.StreamResponse = await handler(request)
-            except ConnectionError:
-                raise
-            except Exception as failure:  # engineio let a client's packet escape (stock path)
-                self.engine_failed(state, f"a request it could not handle ({describe(failure)})")
-                return web.Response(status=400)
-            finally:
-                _request.reset(token)
-            return response
-
-        return engine_io
+    async def handle_request(self, request: web.Request) -> web.StreamResponse:
+        """engineio's ``handle_request``, knowing which connection a request belongs to (for
+        its logger) and the transport of a WebSocket upgraded from polling."""
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        state = _Request(request, websocket, request.query.get("sid"))
+        if websocket and state.eio_sid is not None:  # an upgrade from polling
+            link = self.links.get(state.eio_sid)
+            if link is not None:
+                link.transport = request.transport
+        token = _request.set(state)
+        try:
+            response: web.StreamResponse = await self._eio.handle_request(request)
+        except ConnectionError:
+            raise
+        except Exception as failure:  # engineio let a client's packet escape (stock path)
+            self.engine_failed(state, f"a request it could not handle ({describe(failure)})")
+            return web.Response(status=400)
+        finally:
+            _request.reset(token)
+        return response
 
     def _create_queue(self, *args: Any, **kwargs: Any) -> MeteredQueue:
         return MeteredQueue(self)
@@ -367,11 +384,19 @@ class Guard:
     def queue_opened(self, eio_sid: str, queue: MeteredQueue) -> None:
         self.links.setdefault(eio_sid, Link(eio_sid)).queue = queue
 
+    def websocket_opened(self, eio_sid: str, transport: asyncio.Transport) -> None:
+        """The connection's WebSocket has taken over (from fastio.py)."""
+        link = self.links.get(eio_sid)
+        if link is not None:
+            link.transport = transport
+            peer = transport.get_extra_info("peername")
+            if peer and link.peer == "?":
+                link.peer = str(peer[0])
+
     # -- the wrapped Engine.IO handlers --------------------------------------------------------
 
     async def _on_connect(self, eio_sid: str, environ: dict[str, Any], *rest: Any) -> Any:
         link = self.links.setdefault(eio_sid, Link(eio_sid))
-        environ[ENGINE_SID] = eio_sid
         state = _request.get()
         if state is not None:
             state.eio_sid = eio_sid
@@ -407,11 +432,15 @@ class Guard:
             self.malformed(eio_sid, "an empty message")
             return
         assert self._sio_message is not None
+        token = _connecting.set(eio_sid) if data[:1] == "0" else None  # Socket.IO's connect
         try:
             await self._sio_message(eio_sid, data)
         except Exception as failure:  # only python-socketio raises: the handlers never do
             why = str(failure) if isinstance(failure, Malformed) else describe(failure)
             self.malformed(eio_sid, why)
+        finally:
+            if token is not None:
+                _connecting.reset(token)
 
     # -- closing ------------------------------------------------------------------------------
 

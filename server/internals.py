@@ -121,6 +121,7 @@ def attach_guard(sio: socketio.AsyncServer, guard: Any) -> None:
     eio = sio.eio
     if isinstance(eio, fastio.FastEngineServer):
         eio.guard = guard
+        guard.websockets_guarded = True
 
 
 def frame_writer(sio: socketio.AsyncServer) -> Callable[[str, bytes], bool]:

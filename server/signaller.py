@@ -26,11 +26,11 @@ from . import internals, tokens
 from . import validation as v
 from .frames import FrameInbox
 from .guard import (
-    ENGINE_SID,
     RESERVED_EVENTS,
     Guard,
     ReservedName,
     ack_requested,
+    connecting_engine_sid,
     current_request,
 )
 from .ratelimit import TokenBucket
@@ -110,7 +110,7 @@ class Signaller:
     Example::
 
         signaller = Signaller(Settings(max_peers=4))
-        signaller.sio.attach(aiohttp_app)
+        signaller.attach(aiohttp_app)
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -172,11 +172,15 @@ class Signaller:
 
     # -- plumbing ----------------------------------------------------------------------------
 
+    def attach(self, app: Any) -> None:
+        """Serve Socket.IO on ``app`` (an aiohttp application) at ``/socket.io/``."""
+        self.guard.attach(app)
+
     def origin_allowed(self, origin: str | None, environ: dict[str, Any] | None = None) -> bool:
         """CORS for polling and WebSocket: loopback pages, our own origin, configured ones.
 
         python-engineio before 4.11 passes the origin alone; the request then comes from the
-        guard's middleware (what either passes is the aiohttp request being handled).
+        guard's route (what either passes is the aiohttp request being handled).
         """
         if origin is None:
             return True  # not a browser; CORS protects browsers only
@@ -290,7 +294,7 @@ class Signaller:
         if not isinstance(client, str) or len(client) > 64:
             client = ""
         bucket = TokenBucket(self.settings.rate, self.settings.burst)
-        eio_sid = environ.get(ENGINE_SID)
+        eio_sid = connecting_engine_sid()
         self.connections[sid] = Connection(sid, client, bucket, eio_sid=eio_sid)
         if eio_sid is not None:
             self._by_engine[eio_sid] = sid
