@@ -32,8 +32,8 @@ their queue with ``create_queue()`` and announcing their sid in it with the open
 protocol's first packet). Should a release drop one: without ``handlers``, malformed Socket.IO
 packets are still refused but close nothing, and relays take ``sio.emit``; without the queue, the
 cap holds on the fast path's WebSockets only (a warning says which, once). python-socketio before
-5.12 also keeps the unfinished binary packet of a connection closed mid-packet (at most the size
-limit each).
+5.16.2 also keeps the unfinished binary packet of a connection the guard closes mid-packet (at
+most the size limit each; before 5.16.4, of any connection closed mid-packet).
 """
 
 from __future__ import annotations
@@ -319,6 +319,8 @@ class Guard:
         #: Whether the engine's WebSocket transport reports its own failures and transports to
         #: the guard (fastio.py, through :meth:`websocket_opened`).
         self.websockets_guarded = False
+        #: Whether :meth:`install` found python-socketio's Engine.IO handlers to wrap.
+        self.installed = False
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -344,6 +346,7 @@ class Guard:
         eio.on("message", self.message)
         eio.on("disconnect", self._on_disconnect)
         eio.create_queue = self._create_queue
+        self.installed = True
 
     def attach(self, app: web.Application, path: str | None = None) -> None:
         """Route the engine.io endpoint's requests to python-engineio (as its ``attach`` does),

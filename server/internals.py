@@ -119,7 +119,7 @@ def attach_guard(sio: socketio.AsyncServer, guard: Any) -> None:
     from . import fastio
 
     eio = sio.eio
-    if isinstance(eio, fastio.FastEngineServer):
+    if isinstance(eio, fastio.FastEngineServer) and guard.installed:
         eio.guard = guard
         guard.websockets_guarded = True
 

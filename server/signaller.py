@@ -40,7 +40,16 @@ from .tuning import json_module
 
 log = logging.getLogger("ipymeet.server")
 
-__all__ = ["RESERVED_EVENTS", "Connection", "Signaller", "is_loopback_host", "member_id"]
+__all__ = [
+    "DIALECT1_NEEDS_TOKEN",
+    "RESERVED_EVENTS",
+    "STRIKES_BEFORE_DISCONNECT",
+    "Connection",
+    "Signaller",
+    "is_loopback_host",
+    "member_id",
+    "own_origin",
+]
 
 #: Why a dialect-1 `join` is refused when the signaller requires join tokens.
 DIALECT1_NEEDS_TOKEN = (
