@@ -237,6 +237,15 @@ async def assert_serves_a_call(url: str, room: str = "fresh-pair") -> None:
         assert await c.take() == [("signal", {"from": d.sid, "description": OFFER_SDP})]
 
 
+async def until(predicate: Callable[[], bool], what: str) -> None:
+    """Wait until ``predicate()`` holds, checking every 20 ms (for state nothing signals)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while not predicate():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
 async def until_registry(
     server: SignallerThread, predicate: Callable[[Registry], bool], what: str
 ) -> None:

@@ -35,6 +35,7 @@ from .helpers import (
     enter,
     ice_candidate,
     raw_websocket,
+    until,
 )
 
 CAP = 512 * 1024
@@ -207,14 +208,6 @@ async def drain(ws: aiohttp.ClientWebSocketResponse) -> None:
             return
         if message.data == "2":
             await ws.send_str("3")
-
-
-async def until(predicate: Any, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT
-    while not predicate():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_member_that_reads_may_be_sent_far_more_than_the_cap(

@@ -30,6 +30,7 @@ from .helpers import (
     raw_websocket,
     tutorial_call,
     tutorial_candidate,
+    until,
 )
 
 #: Socket.IO packets no client sends, each as an Engine.IO message (the "4" and what follows).
@@ -235,11 +236,5 @@ async def test_well_formed_odd_events_keep_their_error_answers(
 
 async def until_no_connections(signaller: SignallerThread) -> None:
     """Wait until the signaller holds no connection (the closed ones were let go)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT
-    while signaller.signaller.connections or signaller.signaller.guard.links:
-        assert loop.time() < deadline, (
-            f"still held: {len(signaller.signaller.connections)} connections, "
-            f"{len(signaller.signaller.guard.links)} engine.io sessions"
-        )
-        await asyncio.sleep(0.02)
+    server = signaller.signaller
+    await until(lambda: not server.connections and not server.guard.links, "the connections to go")
