@@ -7,7 +7,7 @@ import type { LocalMedia } from "./media";
 import { PageModel } from "./page";
 import type { Peer, PeerOptions } from "./peer";
 import { SocketIoTransport, type SocketLike } from "./socketio";
-import type { CallState } from "./types";
+import type { BrowserMessage, CallState } from "./types";
 
 export const settle = async (): Promise<void> => {
   for (let i = 0; i < 10; i++) await new Promise<void>((resolve) => setTimeout(resolve, 0));
@@ -243,4 +243,31 @@ export function fromKernel(model: PageModel, content: unknown): void {
 /** Byte equality without vitest's slow deep comparison of megabytes. */
 export function same(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((value, i) => value === b[i]);
+}
+
+/**
+ * A page model whose custom messages a test plays (`fromKernel`), recording what the browser sends
+ * (`sent`: each message with its buffers; `messages`: the messages alone) and the `msg:custom`
+ * listeners (`custom`).
+ */
+export class KernelModel extends PageModel {
+  sent: [BrowserMessage, unknown][] = [];
+  custom: ((content: unknown) => void)[] = [];
+  get messages(): BrowserMessage[] {
+    return this.sent.map(([message]) => message);
+  }
+  override send(message: BrowserMessage, _callbacks?: unknown, buffers?: unknown): void {
+    this.sent.push([message, buffers]);
+  }
+  override on(eventName: string, callback: (...args: any[]) => void): void {
+    if (eventName === "msg:custom") this.custom.push(callback);
+    else super.on(eventName, callback);
+  }
+  override off(eventName?: string | null, callback?: ((...args: any[]) => void) | null): void {
+    if (eventName === "msg:custom") this.custom = this.custom.filter((c) => c !== callback);
+    else super.off(eventName, callback);
+  }
+  fromKernel(content: unknown): void {
+    for (const callback of [...this.custom]) callback(content);
+  }
 }

@@ -1,28 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { KernelLink } from "./kernel";
-import { PageModel } from "./page";
+import { KernelModel } from "./harness";
 import { KernelTokens } from "./tokens";
-import type { BrowserMessage } from "./types";
-
-/** A page model whose custom messages a test plays, counting the listeners on `msg:custom`. */
-class KernelModel extends PageModel {
-  sent: [BrowserMessage, unknown][] = [];
-  custom: ((content: unknown) => void)[] = [];
-  override send(message: BrowserMessage, _callbacks?: unknown, buffers?: unknown): void {
-    this.sent.push([message, buffers]);
-  }
-  override on(eventName: string, callback: (...args: any[]) => void): void {
-    if (eventName === "msg:custom") this.custom.push(callback);
-    else super.on(eventName, callback);
-  }
-  override off(eventName?: string | null, callback?: ((...args: any[]) => void) | null): void {
-    if (eventName === "msg:custom") this.custom = this.custom.filter((c) => c !== callback);
-    else super.off(eventName, callback);
-  }
-  fromKernel(content: unknown): void {
-    for (const callback of [...this.custom]) callback(content);
-  }
-}
 
 beforeEach(() => {
   vi.spyOn(console, "warn").mockImplementation(() => undefined);

@@ -1,29 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { KernelLink } from "./kernel";
-import { PageModel } from "./page";
+import { KernelModel } from "./harness";
 import { SignalingError } from "./signaling";
 import { KernelTokens, takeUrlToken } from "./tokens";
-import type { BrowserMessage } from "./types";
-
-/** A page model that records what the browser sends and lets a test play the kernel. */
-class KernelModel extends PageModel {
-  sent: BrowserMessage[] = [];
-  private custom: ((content: unknown) => void)[] = [];
-  override send(message: BrowserMessage): void {
-    this.sent.push(message);
-  }
-  override on(eventName: string, callback: (...args: any[]) => void): void {
-    if (eventName === "msg:custom") this.custom.push(callback);
-    else super.on(eventName, callback);
-  }
-  override off(eventName?: string | null, callback?: ((...args: any[]) => void) | null): void {
-    if (eventName === "msg:custom") this.custom = this.custom.filter((c) => c !== callback);
-    else super.off(eventName, callback);
-  }
-  fromKernel(content: unknown): void {
-    for (const callback of [...this.custom]) callback(content);
-  }
-}
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -39,21 +18,21 @@ describe("KernelTokens", () => {
     const model = new KernelModel({ _secure: false });
     const tokens = new KernelTokens(model, new KernelLink(model));
     await expect(tokens.get("lab")).resolves.toBeUndefined();
-    expect(model.sent).toEqual([]);
+    expect(model.messages).toEqual([]);
   });
 
   it("asks the kernel by custom message and resolves with its answer", async () => {
     const model = new KernelModel({ _secure: true });
     const tokens = new KernelTokens(model, new KernelLink(model));
     const pending = tokens.get("lab");
-    expect(model.sent).toEqual([{ type: "token_request", room: "lab" }]);
+    expect(model.messages).toEqual([{ type: "token_request", room: "lab" }]);
     model.fromKernel({ type: "token", room: "other", token: "not-this" });
     model.fromKernel({ type: "token", room: "lab", token: "T1" });
     await expect(pending).resolves.toBe("T1");
     // The token for the other room came unasked: kept for its next get, once.
     await expect(tokens.get("other")).resolves.toBe("not-this");
     const unanswered = tokens.get("other").catch(() => undefined);
-    expect(model.sent).toHaveLength(2);
+    expect(model.messages).toHaveLength(2);
     tokens.dispose();
     await unanswered;
   });
@@ -67,7 +46,7 @@ describe("KernelTokens", () => {
     model.fromKernel({ type: "token", room: "lab", token: "stale" });
     now = 5000;
     const asked = tokens.get("lab").catch(() => undefined);
-    expect(model.sent).toEqual([{ type: "token_request", room: "lab" }]);
+    expect(model.messages).toEqual([{ type: "token_request", room: "lab" }]);
     tokens.dispose();
     await asked;
   });
@@ -91,7 +70,7 @@ describe("KernelTokens", () => {
     const tokens = new KernelTokens(model, new KernelLink(model), { timeoutMs: 100 });
     const pending = tokens.get("lab");
     model.fromKernel({ type: "token", room: "lab", token: 42 });
-    expect(model.sent.at(-1)).toEqual({ type: "error", message: "a token message's token must be a string or null" });
+    expect(model.messages.at(-1)).toEqual({ type: "error", message: "a token message's token must be a string or null" });
     tokens.dispose();
     await expect(pending).rejects.toThrow(/closed/);
     await expect(tokens.get("lab")).resolves.toBeUndefined();
