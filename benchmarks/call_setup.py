@@ -6,6 +6,10 @@ Measured inside the page, in real Chromium with fake camera devices (1280x720 at
   ``performance.now()`` at the click to the first animation frame that finds a remote video with
   ``videoWidth > 0``;
 - ``jupyterlab``: the same with two ``VideoRoom`` widgets in one notebook in a real JupyterLab;
+- ``kernels``: two notebooks (two kernels, one shared signaller) in one JupyterLab, each in a page
+  of its own with one widget per route: the direct route and the kernel route (signalling through
+  each widget's comm and its kernel), alternating run by run; prints both and the difference of
+  their medians (the kernel route's target: at most 50 ms more than direct);
 - ``mesh``: rooms of 2, 3, 4 and 6 standalone tabs that all click Connect at once: the time until
   every member sees every other's video, the browser's CPU per member during the call (all
   Chromium processes, over a few seconds, divided by the number of members), and the median frame
@@ -22,11 +26,13 @@ Measured inside the page, in real Chromium with fake camera devices (1280x720 at
   medians, p90s and their ratio, then the steps of each page in order, with medians. Needs
   ``node`` and ``npm`` (and the npm registry once, for the install).
 
-``all`` (the default) runs ``standalone``, ``jupyterlab``, ``compare`` and ``mesh``. Prints one JSON
-line per mode (per room size for ``mesh``, per page and a ratio for ``compare``). Example::
+``all`` (the default) runs ``standalone``, ``jupyterlab``, ``kernels``, ``compare`` and ``mesh``.
+Prints one JSON line per mode (per room size for ``mesh``, per page and a ratio for ``compare``).
+Example::
 
     python benchmarks/call_setup.py --runs 10
     python benchmarks/call_setup.py --runs 5 --mode standalone
+    python benchmarks/call_setup.py --runs 15 --mode kernels
     python benchmarks/call_setup.py --mode compare --runs 15
     python benchmarks/call_setup.py --mode compare --bundle now=/tmp/a.js --bundle cut=/tmp/b.js
     python benchmarks/call_setup.py --mode mesh --sizes 2,3,4,6
@@ -171,6 +177,74 @@ def jupyterlab(browser: Any, runs: int) -> list[float]:
             return samples
         finally:
             stop_server(lab)
+
+
+ROUTES = ("direct", "kernel")
+
+
+def kernel_notebook(who: str) -> list[str]:
+    """One person's notebook: a widget on each route, in rooms of their own."""
+    return [
+        "from ipymeet import VideoRoom\n"
+        + "\n".join(
+            f"{route} = VideoRoom('bench-{route}', name={who!r}, route={route!r})"
+            for route in ROUTES
+        ),
+        *ROUTES,
+    ]
+
+
+def kernels(browser: Any, runs: int) -> dict[str, Any]:
+    """Connect -> remote video between two widgets in two kernels, direct and over the comm."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for who in "ab":
+            write_notebook(root / f"{who}.ipynb", kernel_notebook(who.upper()))
+        lab = start_lab(root, root / ".state")
+        contexts = []
+        try:
+            pages = {}
+            for who in "ab":
+                context = browser.new_context(permissions=["camera", "microphone"])
+                contexts.append(context)
+                page = context.new_page()
+                page.set_default_timeout(90_000)
+                open_and_run(page, lab, f"{who}.ipynb")
+                page.wait_for_function(
+                    f"() => document.querySelectorAll('.ipymeet-root').length >= {len(ROUTES)}"
+                )
+                page.evaluate(
+                    "(routes) => document.querySelectorAll('.ipymeet-root').forEach("
+                    "(el, i) => el.setAttribute('data-bench', routes[i]))",
+                    list(ROUTES),
+                )
+                pages[who] = page
+            samples: dict[str, list[float]] = {route: [] for route in ROUTES}
+            for run in range(runs):
+                order = ROUTES if run % 2 == 0 else ROUTES[::-1]
+                for route in order:
+                    scope = f"[data-bench={route}]"
+                    pages["a"].locator(f"{scope} [data-testid=connect]").click()
+                    wait_state(pages["a"], "waiting", scope)
+                    samples[route].append(pages["b"].evaluate(TIMED_CONNECT_JS, scope))
+                    via = pages["b"].locator(f"{scope} .ipymeet-status-via").inner_text()
+                    if (route == "kernel") != via.endswith("kernel"):
+                        raise RuntimeError(f"the {route} widget connected {via!r}")
+                    for who in "ba":
+                        pages[who].locator(f"{scope} [data-testid=connect]").click()
+                        wait_state(pages[who], "left", scope)
+        finally:
+            for context in contexts:
+                context.close()
+            stop_server(lab)
+    results = {route: report(f"kernels-{route}", samples[route]) for route in ROUTES}
+    extra = results["kernel"]["median_ms"] - results["direct"]["median_ms"]
+    return {
+        "mode": "kernels",
+        **{route: results[route] for route in ROUTES},
+        "kernel_minus_direct_median_ms": round(extra, 1),
+        "target_ms": 50,
+    }
 
 
 ALL_SEE_ALL_JS = """
@@ -566,7 +640,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="calls per mode (per page: compare)")
     parser.add_argument(
-        "--mode", choices=["standalone", "jupyterlab", "compare", "mesh", "all"], default="all"
+        "--mode",
+        choices=["standalone", "jupyterlab", "kernels", "compare", "mesh", "all"],
+        default="all",
     )
     parser.add_argument("--sizes", default="2,3,4,6", help="room sizes for --mode mesh")
     parser.add_argument(
@@ -601,7 +677,7 @@ def main() -> None:
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        every = ["standalone", "jupyterlab", "compare", "mesh"]
+        every = ["standalone", "jupyterlab", "kernels", "compare", "mesh"]
         modes = every if args.mode == "all" else [args.mode]
         for mode in modes:
             if mode == "compare":
@@ -610,6 +686,9 @@ def main() -> None:
                     print(json.dumps({"mode": "compare", "skipped": "node or npm not found"}))
                     continue
                 compare(browser, args.runs, bundles, args.ice_servers, args.save)
+                continue
+            if mode == "kernels":
+                print(json.dumps(kernels(browser, args.runs)), flush=True)
                 continue
             if mode == "mesh":
                 rows = []
