@@ -163,6 +163,10 @@ class VideoRoom(anywidget.AnyWidget):
     _browser_peers = traitlets.List(traitlets.Dict()).tag(sync=True)
     # Whether entering needs a token, which the browser then asks the kernel for (never synced).
     _secure = traitlets.Bool(False).tag(sync=True)
+    _shared = traitlets.Bool(False).tag(sync=True)
+    """Whether other kernels of this user can join the kernel's signaller (the view says so)."""
+    _invite_base = traitlets.Unicode("").tag(sync=True)
+    """The signaller's public URL without a token: the view's invite link while alone."""
 
     _binding: binding.KernelBinding | None = None
 
@@ -216,6 +220,8 @@ class VideoRoom(anywidget.AnyWidget):
             _client=client,
             _port=0 if server is None else server.port,
             _secure=secure_now,
+            _shared=server is not None and bool(getattr(server, "shared", False)),
+            _invite_base=signaling_url.rstrip("/") if server is None else server.public_url,
         )
         if server is not None:
             self._binding = binding.KernelBinding(

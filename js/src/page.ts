@@ -39,6 +39,8 @@ export class PageModel implements WidgetModel {
       _desired: false,
       _joins: 0,
       _secure: false,
+      _shared: false,
+      _invite_base: "",
       _call_ended: 0,
       _screen_ended: 0,
       state: "idle",

@@ -101,6 +101,10 @@ export interface Model {
   _joins: number;
   /** Whether entering needs a join token, which the browser asks the kernel for (`token_request`). */
   _secure: boolean;
+  /** Whether other kernels of this user can join the kernel's signaller (the alone card says so). */
+  _shared: boolean;
+  /** The signaller's public URL without a token, the invite link's base ("" on the standalone page). */
+  _invite_base: string;
   // reported by the browser's Call
   /**
    * The `_joins` the Call ended on its own (a refusal, a failure): while it equals `_joins` the
