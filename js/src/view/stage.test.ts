@@ -1,8 +1,197 @@
-import { describe, expect, it } from "vitest";
-import { columnsFor } from "./stage";
+// @vitest-environment happy-dom
+import { afterEach, describe, expect, it, vi } from "vitest";
+import type { CallTopic, RemotePeer } from "../call";
+import { PageModel } from "../page";
+import type { Model } from "../types";
+import { type AloneFacts, aloneText, COPIED_MS } from "./alone";
+import type { CallSource } from "./source";
+import { columnsFor, Stage } from "./stage";
 
 describe("columnsFor", () => {
   it("lays out everyone (you included) as 2 side by side, 2 over 1, 2×2, then 3×2", () => {
     expect([1, 2, 3, 4, 5, 6].map(columnsFor)).toEqual([1, 2, 2, 2, 3, 3]);
+  });
+});
+
+const facts = (overrides: Partial<AloneFacts> = {}): AloneFacts => ({
+  room: "lobby",
+  base: "http://127.0.0.1:24567",
+  shared: true,
+  secure: false,
+  explicit: false,
+  ...overrides,
+});
+
+describe("aloneText (the card while you are alone)", () => {
+  it("on a shared signaller: any notebook or dashboard of yours, and the link", () => {
+    expect(aloneText(facts())).toEqual({
+      title: "No one else is in “lobby” yet",
+      where: "Listening on 127.0.0.1:24567, the signaller your notebooks and dashboards share.",
+      jupyter: "Any notebook or Voilà dashboard of yours on this machine that opens “lobby”.",
+      link: "http://127.0.0.1:24567/?room=lobby",
+      browser: "Opens in browsers on this machine (the signaller listens on loopback only).",
+    });
+  });
+
+  it("on the kernel's own signaller: another widget of this kernel", () => {
+    const text = aloneText(facts({ shared: false }));
+    expect(text?.where).toBe("Listening on 127.0.0.1:24567, this kernel's own signaller.");
+    expect(text?.jupyter).toBe("Another widget of this kernel in “lobby”.");
+  });
+
+  it("a room that needs a token shows no link, but where to get one", () => {
+    const kernel = aloneText(facts({ secure: true, base: "https://192.168.1.20:24567" }));
+    expect(kernel?.link).toBeNull();
+    expect(kernel?.browser).toBe("The room needs a join token: room.invite_url in Python gives a link with one.");
+    const explicit = aloneText(facts({ secure: true, explicit: true, shared: false, base: "https://meet.example.org" }));
+    expect(explicit?.link).toBeNull();
+    expect(explicit?.browser).toBe("This signaller needs a join token: ipymeet token lobby gives a link with one.");
+  });
+
+  it("names an explicit signaller as signaling_url's, and a reachable address as such", () => {
+    const text = aloneText(facts({ explicit: true, shared: false, base: "https://meet.example.org/" }));
+    expect(text).toEqual({
+      title: "No one else is in “lobby” yet",
+      where: "Listening on meet.example.org, the signaller signaling_url names.",
+      jupyter: "Any VideoRoom with this signaling_url and the room “lobby”.",
+      link: "https://meet.example.org/?room=lobby",
+      browser: "Anyone who can reach this address opens the room in a browser.",
+    });
+  });
+
+  it("says nothing more than the usual line without an address or a room", () => {
+    expect(aloneText(facts({ base: "" }))).toBeNull();
+    expect(aloneText(facts({ base: "not a url" }))).toBeNull();
+    expect(aloneText(facts({ room: "" }))).toBeNull();
+  });
+});
+
+/** The Call as the stage reads it: members and the local stream, by topic. */
+class FakeCall implements CallSource {
+  localStream: MediaStream | null = null;
+  sharingScreen = false;
+  members: RemotePeer[] = [];
+  messages = [];
+  canChat = false;
+  private readonly listeners = new Set<{ topic: CallTopic; listener: () => void }>();
+
+  get remotePeers(): RemotePeer[] {
+    return this.members.map((peer) => ({ ...peer }));
+  }
+
+  subscribe(topic: CallTopic, listener: () => void): () => void {
+    const entry = { topic, listener };
+    this.listeners.add(entry);
+    return () => this.listeners.delete(entry);
+  }
+
+  emit(topic: CallTopic): void {
+    for (const entry of [...this.listeners]) if (entry.topic === topic) entry.listener();
+  }
+
+  sendChat(): boolean {
+    return false;
+  }
+}
+
+const stages: Stage[] = [];
+afterEach(() => {
+  for (const stage of stages.splice(0)) stage.dispose();
+  document.body.replaceChildren();
+  vi.useRealTimers();
+});
+
+function mount(initial: Partial<Model>) {
+  const model = new PageModel({ room: "lobby", state: "waiting", _invite_base: "http://127.0.0.1:24567", _shared: true, ...initial });
+  const call = new FakeCall();
+  const stage = new Stage(model, call);
+  stages.push(stage);
+  document.body.append(stage.root);
+  const card = stage.root.querySelector<HTMLElement>("[data-testid=alone]")!;
+  const empty = stage.root.querySelector<HTMLElement>(".ipymeet-empty")!;
+  return { model, call, stage, card, empty };
+}
+
+const peer = (id: string): RemotePeer => ({
+  id,
+  name: id,
+  connection: "connecting",
+  away: false,
+  stream: null,
+  audio: true,
+  video: true,
+  screen: false,
+  stats: null,
+});
+
+describe("the stage while alone", () => {
+  it("shows the card in the room alone, and the usual line otherwise", () => {
+    const { model, call, card, empty } = mount({ state: "joining" });
+    expect(card.hidden).toBe(true);
+    expect(empty.hidden).toBe(false);
+    expect(empty.textContent).toBe("Joining “lobby”…");
+
+    model.set("state", "waiting");
+    expect(card.hidden).toBe(false);
+    expect(empty.hidden).toBe(true);
+    expect(card.querySelector(".ipymeet-alone-title")?.textContent).toBe("No one else is in “lobby” yet");
+    expect(card.querySelector<HTMLInputElement>("[data-testid=invite-link]")?.value).toBe("http://127.0.0.1:24567/?room=lobby");
+
+    call.members = [peer("bea")];
+    call.emit("members");
+    expect(card.hidden).toBe(true);
+
+    call.members = [];
+    call.emit("members");
+    expect(card.hidden).toBe(false);
+    model.set("state", "left");
+    expect(card.hidden).toBe(true);
+    expect(empty.hidden).toBe(false);
+  });
+
+  it("follows the traits it shows: tokens hide the link, the signaller's kind changes the words", () => {
+    const { model, card } = mount({});
+    const linkRow = card.querySelector<HTMLElement>(".ipymeet-alone-link-row")!;
+    expect(linkRow.hidden).toBe(false);
+    model.set("_secure", true);
+    expect(linkRow.hidden).toBe(true);
+    expect(card.querySelector("[data-testid=alone-browser]")?.textContent).toContain("room.invite_url");
+    model.set("_shared", false);
+    expect(card.querySelector("[data-testid=alone-jupyter]")?.textContent).toBe("Another widget of this kernel in “lobby”.");
+  });
+
+  it("without the signaller's address (the standalone page) keeps the usual line", () => {
+    const { card, empty } = mount({ _invite_base: "" });
+    expect(card.hidden).toBe(true);
+    expect(empty.hidden).toBe(false);
+    expect(empty.textContent).toBe("No one else is here yet. Others join with the room name “lobby”.");
+  });
+
+  it("Copy puts the link on the clipboard and says so for a moment", async () => {
+    vi.useFakeTimers();
+    const written: string[] = [];
+    Object.defineProperty(navigator, "clipboard", {
+      configurable: true,
+      value: { writeText: async (text: string) => void written.push(text) },
+    });
+    const { card } = mount({});
+    const copy = card.querySelector<HTMLButtonElement>("[data-testid=copy-invite]")!;
+    copy.click();
+    await vi.waitFor(() => expect(copy.textContent).toBe("Copied"));
+    expect(written).toEqual(["http://127.0.0.1:24567/?room=lobby"]);
+    vi.advanceTimersByTime(COPIED_MS);
+    expect(copy.textContent).toBe("Copy");
+  });
+
+  it("an update that changes nothing touches nothing", () => {
+    const { model, call, card } = mount({});
+    const records: MutationRecord[] = [];
+    const observer = new MutationObserver((found) => records.push(...found));
+    observer.observe(card, { subtree: true, childList: true, attributes: true, characterData: true });
+    call.emit("members");
+    model.set("name", "Ada");
+    observer.disconnect();
+    records.push(...observer.takeRecords());
+    expect(records).toEqual([]);
   });
 });

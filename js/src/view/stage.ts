@@ -1,10 +1,12 @@
 /**
- * The stage: a tile per other member, the own preview, and a line while no one else is there.
- * Tiles come and go with the members ("members"), the preview follows the local stream ("local")
- * and the own traits, and the once-a-second "stats" touches only the quality marks.
+ * The stage: a tile per other member, the own preview, and a line while no one else is there
+ * (in the room alone: a card that says how others get there, alone.ts). Tiles come and go with
+ * the members ("members"), the preview follows the local stream ("local") and the own traits, and
+ * the once-a-second "stats" touches only the quality marks.
  */
 import { isActive } from "../state";
 import type { CallState, WidgetModel } from "../types";
+import { AloneCard, aloneText } from "./alone";
 import { Bindings, detach, h, mutedMark, setClass, setData, setHidden, setPresent, setText } from "./dom";
 import type { CallSource } from "./source";
 import { initial, Tile } from "./tile";
@@ -18,6 +20,7 @@ export class Stage {
   private readonly stage: HTMLElement;
   private readonly grid: HTMLElement;
   private readonly empty: HTMLElement;
+  private readonly alone = new AloneCard();
   private readonly self: HTMLElement;
   private readonly selfName: HTMLElement;
   private readonly selfMuted: HTMLElement;
@@ -49,11 +52,11 @@ export class Stage {
       h("span", { class: "ipymeet-placeholder ipymeet-self-off" }, this.selfAvatar, h("span", { class: "ipymeet-placeholder-name" }, "Camera off")),
       this.selfName,
     );
-    this.stage = h("div", { class: "ipymeet-stage" }, this.grid, this.empty, this.self);
+    this.stage = h("div", { class: "ipymeet-stage" }, this.grid, this.empty, this.alone.root, this.self);
     this.root = h("div", { class: "ipymeet-stage-box" }, this.stage);
 
     const b = this.bindings;
-    b.traits(model, ["state", "room"], () => this.renderMembers());
+    b.traits(model, ["state", "room", "_invite_base", "_shared", "_secure", "signaling_url"], () => this.renderMembers());
     b.traits(model, ["state", "audio", "video", "name"], () => this.renderSelf());
     b.add(call.subscribe("members", () => this.renderMembers()));
     b.add(call.subscribe("local", () => this.renderSelf()));
@@ -64,6 +67,7 @@ export class Stage {
 
   dispose(): void {
     this.bindings.dispose();
+    this.alone.dispose();
     for (const tile of this.tiles.values()) tile.dispose();
     this.tiles.clear();
     detach(this.localVideo);
@@ -92,8 +96,20 @@ export class Stage {
       this.tiles.delete(id);
     }
     setData(this.grid, "count", String(this.tiles.size));
-    setText(this.empty, emptyText(state, this.model.get("room"), peers.length));
-    setHidden(this.empty, peers.length > 0 && active);
+    const model = this.model;
+    const alone =
+      state === "waiting" && peers.length === 0
+        ? aloneText({
+            room: model.get("room"),
+            base: model.get("_invite_base") ?? "",
+            shared: model.get("_shared") === true,
+            secure: model.get("_secure") === true,
+            explicit: model.get("signaling_url") !== "",
+          })
+        : null;
+    this.alone.update(alone);
+    setText(this.empty, emptyText(state, model.get("room"), peers.length));
+    setHidden(this.empty, (peers.length > 0 && active) || alone !== null);
     this.renderLayout();
   }
 

@@ -1,0 +1,174 @@
+/**
+ * The card on the stage while you are in the room alone: where the widget listens, and how others
+ * get there — from Jupyter (the notebooks and dashboards that reach the same signaller) and from a
+ * browser (the invite link, or where to get one when the room needs a token). `aloneText` decides
+ * the words (a pure function, tested by table); `AloneCard` shows them, with a Copy button.
+ */
+import { Bindings, h, setAttr, setHidden, setText } from "./dom";
+
+/** What the card reads of the model (the traits of the same names). */
+export interface AloneFacts {
+  room: string;
+  /** `_invite_base`: the signaller's public URL without a token ("" when not known). */
+  base: string;
+  /** `_shared`: other kernels of this user can join this signaller. */
+  shared: boolean;
+  /** `_secure`: entering needs a join token. */
+  secure: boolean;
+  /** `signaling_url`: an explicit signaller, not the kernel's. */
+  explicit: boolean;
+}
+
+export interface AloneText {
+  title: string;
+  /** Where the signaller listens, and whose it is. */
+  where: string;
+  /** Who can join from Jupyter. */
+  jupyter: string;
+  /** The invite link, or null when the room needs a token (then `browser` says where to get one). */
+  link: string | null;
+  /** Beside the link: who it reaches; without a link: how to get one. */
+  browser: string;
+}
+
+/**
+ * The card's words, or null when there is nothing more to say than the stage's usual line (the
+ * signaller's address is not known, as on the standalone page, where the address bar is the link).
+ */
+export function aloneText(facts: AloneFacts): AloneText | null {
+  const url = parseUrl(facts.base);
+  if (url === null || facts.room === "") return null;
+  const room = `“${facts.room}”`;
+  const whose = facts.explicit
+    ? "the signaller signaling_url names"
+    : facts.shared
+      ? "the signaller your notebooks and dashboards share"
+      : "this kernel's own signaller";
+  const jupyter = facts.explicit
+    ? `Any VideoRoom with this signaling_url and the room ${room}.`
+    : facts.shared
+      ? `Any notebook or Voilà dashboard of yours on this machine that opens ${room}.`
+      : `Another widget of this kernel in ${room}.`;
+  let link: string | null = null;
+  let browser: string;
+  if (facts.secure) {
+    browser = facts.explicit
+      ? `This signaller needs a join token: ipymeet token ${facts.room} gives a link with one.`
+      : "The room needs a join token: room.invite_url in Python gives a link with one.";
+  } else {
+    link = `${facts.base.replace(/\/+$/, "")}/?room=${encodeURIComponent(facts.room)}`;
+    browser = isLoopback(url.hostname)
+      ? "Opens in browsers on this machine (the signaller listens on loopback only)."
+      : "Anyone who can reach this address opens the room in a browser.";
+  }
+  return { title: `No one else is in ${room} yet`, where: `Listening on ${url.host}, ${whose}.`, jupyter, link, browser };
+}
+
+function parseUrl(base: string): URL | null {
+  if (base === "") return null;
+  try {
+    return new URL(base);
+  } catch {
+    return null;
+  }
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "[::1]" || /^127\./.test(hostname);
+}
+
+/** How long "Copied" shows before the button says "Copy" again. */
+export const COPIED_MS = 2000;
+
+export class AloneCard {
+  readonly root: HTMLElement;
+  private readonly bindings = new Bindings();
+  private readonly title: HTMLElement;
+  private readonly where: HTMLElement;
+  private readonly jupyter: HTMLElement;
+  private readonly linkRow: HTMLElement;
+  private readonly link: HTMLInputElement;
+  private readonly copy: HTMLButtonElement;
+  private readonly browser: HTMLElement;
+  private copiedTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor() {
+    this.title = h("span", { class: "ipymeet-alone-title" });
+    this.where = h("p", { class: "ipymeet-alone-where", "data-testid": "alone-where" });
+    this.jupyter = h("div", { class: "ipymeet-alone-way-body", "data-testid": "alone-jupyter" });
+    this.link = h("input", {
+      class: "ipymeet-alone-link",
+      "data-testid": "invite-link",
+      type: "text",
+      readonly: "",
+      spellcheck: "false",
+      "aria-label": "Invite link",
+    });
+    this.copy = h("button", { type: "button", class: "ipymeet-btn ipymeet-alone-copy", "data-testid": "copy-invite" }, "Copy");
+    this.linkRow = h("span", { class: "ipymeet-alone-link-row" }, this.link, this.copy);
+    this.browser = h("span", { class: "ipymeet-alone-note", "data-testid": "alone-browser" });
+    this.root = h(
+      "section",
+      { class: "ipymeet-alone", "data-testid": "alone", "aria-live": "polite" },
+      h("div", { class: "ipymeet-alone-head" }, h("span", { class: "ipymeet-alone-pulse", "aria-hidden": "true" }), this.title),
+      this.where,
+      h(
+        "div",
+        { class: "ipymeet-alone-ways" },
+        h("div", { class: "ipymeet-alone-way" }, h("span", { class: "ipymeet-alone-label" }, "From Jupyter"), this.jupyter),
+        h(
+          "div",
+          { class: "ipymeet-alone-way" },
+          h("span", { class: "ipymeet-alone-label" }, "From a browser"),
+          h("div", { class: "ipymeet-alone-way-body" }, this.linkRow, this.browser),
+        ),
+      ),
+    );
+    this.root.hidden = true;
+    // One click selects the whole link, ready to copy by hand too.
+    this.bindings.dom(this.link, "focus", () => this.link.select());
+    this.bindings.dom(this.copy, "click", () => void this.copyLink());
+  }
+
+  /** Show `text`, or hide the card (null). */
+  update(text: AloneText | null): void {
+    setHidden(this.root, text === null);
+    if (text === null) return;
+    setAttr(this.root, "aria-label", text.title);
+    setText(this.title, text.title);
+    setText(this.where, text.where);
+    setText(this.jupyter, text.jupyter);
+    setHidden(this.linkRow, text.link === null);
+    if (text.link !== null && this.link.value !== text.link) this.link.value = text.link;
+    setText(this.browser, text.browser);
+  }
+
+  dispose(): void {
+    this.bindings.dispose();
+    clearTimeout(this.copiedTimer);
+  }
+
+  private async copyLink(): Promise<void> {
+    const copied = await writeClipboard(this.link);
+    setText(this.copy, copied ? "Copied" : "Select and copy");
+    clearTimeout(this.copiedTimer);
+    this.copiedTimer = setTimeout(() => setText(this.copy, "Copy"), COPIED_MS);
+  }
+}
+
+/** Copy the input's text: the Clipboard API where the page may use it, else the selection. */
+async function writeClipboard(input: HTMLInputElement): Promise<boolean> {
+  try {
+    await navigator.clipboard.writeText(input.value);
+    return true;
+  } catch {
+    // Not a secure context, or permission refused: select it, and let the browser try.
+    input.focus();
+    input.select();
+    try {
+      return document.execCommand("copy");
+    } catch {
+      return false;
+    }
+  }
+}
