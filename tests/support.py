@@ -100,14 +100,37 @@ class Served:
     proc: subprocess.Popen[Any]
     log: Path
     token: str = ""
+    #: Its own Jupyter runtime folder and kernel signaller port (``start_server`` gives each).
+    runtime: Path | None = None
+    signaller_port: int = 0
 
 
 def start_server(
-    argv: list[str], probe: str, served: dict[str, Any], timeout: float, *, any_status: bool = False
+    argv: list[str],
+    probe: str,
+    served: dict[str, Any],
+    timeout: float,
+    *,
+    any_status: bool = False,
+    env: dict[str, str] | None = None,
 ) -> Served:
-    """Start a server process and wait until ``probe`` answers (without starting a kernel)."""
-    env = {**os.environ, "IPYMEET_ICE_SERVERS": "[]", "PYTHONUNBUFFERED": "1"}
+    """Start a server process and wait until ``probe`` answers (without starting a kernel).
+
+    Its kernels get a Jupyter runtime folder (beside its log) and a signaller port of its own, so
+    the kernels of two servers never share a signaller; ``env`` adds to their environment.
+    """
     log: Path = served["log"]
+    runtime = log.parent / "runtime"
+    runtime.mkdir(exist_ok=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "IPYMEET_ICE_SERVERS": "[]",
+        "PYTHONUNBUFFERED": "1",
+        "JUPYTER_RUNTIME_DIR": str(runtime),
+        "IPYMEET_PORT": str(port),
+        **(env or {}),
+    }
     with log.open("w") as handle:
         proc = subprocess.Popen(
             argv, cwd=served["root"], env=env, stdout=handle, stderr=subprocess.STDOUT
@@ -117,7 +140,7 @@ def start_server(
     except BaseException:
         proc.kill()
         raise RuntimeError(f"could not start {argv[:4]}: {log.read_text()[-3000:]}") from None
-    return Served(proc=proc, **served)
+    return Served(proc=proc, runtime=runtime, signaller_port=port, **served)
 
 
 def stop_server(served: Served) -> None:
