@@ -117,20 +117,20 @@ def start_server(
     """Start a server process and wait until ``probe`` answers (without starting a kernel).
 
     Its kernels get a Jupyter runtime folder (beside its log) and a signaller port of its own, so
-    the kernels of two servers never share a signaller; ``env`` adds to their environment.
+    the kernels of two servers never share a signaller; ``env`` adds to their environment (two
+    servers given the same ``JUPYTER_RUNTIME_DIR`` and ``IPYMEET_PORT`` share one).
     """
     log: Path = served["log"]
-    runtime = log.parent / "runtime"
-    runtime.mkdir(exist_ok=True)
-    port = free_port()
     env = {
         **os.environ,
         "IPYMEET_ICE_SERVERS": "[]",
         "PYTHONUNBUFFERED": "1",
-        "JUPYTER_RUNTIME_DIR": str(runtime),
-        "IPYMEET_PORT": str(port),
+        "JUPYTER_RUNTIME_DIR": str(log.parent / "runtime"),
+        "IPYMEET_PORT": str(free_port()),
         **(env or {}),
     }
+    runtime, port = Path(env["JUPYTER_RUNTIME_DIR"]), int(env["IPYMEET_PORT"])
+    runtime.mkdir(parents=True, exist_ok=True)
     with log.open("w") as handle:
         proc = subprocess.Popen(
             argv, cwd=served["root"], env=env, stdout=handle, stderr=subprocess.STDOUT

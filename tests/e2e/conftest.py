@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,15 @@ from typing import Any
 import pytest
 
 from ..support import Served, free_port, start_lab, start_server, stop_server
+from .remote import (
+    DASHBOARD,
+    Dashboard,
+    Remote,
+    remote,
+    start_notebook7,
+    start_voila,
+    stop_with_kernels,
+)
 
 CHROMIUM = os.environ.get("IPYMEET_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -216,3 +226,41 @@ def voila_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     yield start
     for served in started:
         stop_server(served)
+
+
+@pytest.fixture
+def voila_dashboard(
+    tmp_path_factory: pytest.TempPathFactory, new_page: Callable[..., Any]
+) -> Iterator[Dashboard]:
+    """``voila notebooks/dashboard.ipynb`` on a room of this test's own, its kernels with a runtime
+    folder and a signaller port of their own; ``.visit(name)`` opens a visitor's page and joins."""
+    room = f"lobby-{secrets.token_hex(4)}"
+    served = start_voila(
+        DASHBOARD, tmp_path_factory.mktemp("dashboard"), env={"IPYMEET_DASHBOARD_ROOM": room}
+    )
+    try:
+        yield Dashboard(served, room, new_page)
+    finally:
+        stop_with_kernels(served)
+
+
+@pytest.fixture
+def remote_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
+    """A network namespace of this test's own to start Voilà and JupyterLab servers in
+    (``.voila(notebook)``, ``.lab(root)``), each reached by the browser only at its forwarded
+    127.0.0.1 port; everything in it is killed and the namespace removed afterwards."""
+    try:
+        with remote(tmp_path_factory.mktemp("remote")) as made:
+            yield made
+    except RuntimeError as problem:
+        if "network namespace" in str(problem):
+            pytest.fail(f"{problem}: run as root with iproute2 (`bash .ci/setup --browser`)")
+        raise
+
+
+@pytest.fixture
+def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A real Notebook 7 (``jupyter notebook``) over a fresh folder, token-protected."""
+    served = start_notebook7(tmp_path_factory.mktemp("nb7"), tmp_path_factory.mktemp("nb7-state"))
+    yield served
+    stop_server(served)
