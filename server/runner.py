@@ -16,6 +16,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -26,6 +27,9 @@ from .registry import Member, Registry
 from .settings import Settings
 from .signaller import Signaller
 from .tls import Served, lan_address, serve_tls
+
+if TYPE_CHECKING:
+    from .sharing import KernelSignaller
 
 log = logging.getLogger("ipymeet.server")
 
@@ -88,6 +92,12 @@ class SignallerThread:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._lock = threading.Lock()
+        self._clients: set[str] = set()
+
+    #: A signaller of this kernel's own: it hosts, and no other kernel attaches to it
+    #: (the shared one is server/sharing.py's ``KernelSignaller``, which has the same API).
+    hosting = True
+    shared = False
 
     @property
     def signaller(self) -> Signaller:
@@ -125,6 +135,11 @@ class SignallerThread:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and self._ready.is_set()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The signaller's loop once started (cross to it with ``run_coroutine_threadsafe``)."""
+        return self._loop
 
     def start(self, timeout: float = 15.0) -> SignallerThread:
         """Start serving; returns once the port is bound (raises if it cannot be)."""
@@ -234,8 +249,29 @@ class SignallerThread:
 
     def admit(self, known_client: Callable[[str], bool] | None) -> None:
         """Let only the widget keys ``known_client`` accepts enter a room (None: any key);
-        pages that connect without a key are not asked."""
+        pages that connect without a key are not asked. Replaces what :meth:`register` set."""
         self.signaller.known_client = known_client
+
+    def register(self, client: str) -> None:
+        """Admit the widget key ``client``; from the first key on, only registered keys enter
+        (pages that connect without a key are not asked)."""
+        with self._lock:
+            self._clients.add(client)
+        self.signaller.known_client = self._registered
+
+    def unregister(self, client: str) -> None:
+        """Stop admitting ``client`` (its widget closed)."""
+        with self._lock:
+            self._clients.discard(client)
+
+    def _registered(self, client: str) -> bool:
+        with self._lock:
+            return client in self._clients
+
+    def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """As ``KernelSignaller.on_change``; a signaller of its own never moves, so this never
+        calls ``callback``. Returns the unsubscribe."""
+        return lambda: None
 
     def expect_frame(self, request_id: str, client: str) -> concurrent.futures.Future[Frame]:
         """A frame for snapshot ``request_id``, to come in chunks from a connection of
@@ -277,22 +313,44 @@ class SignallerThread:
 
 _kernel_lock = threading.Lock()
 _kernel_signaller: SignallerThread | None = None
+_shared_signaller: KernelSignaller | None = None
 
 
-def kernel_signaller(settings: Settings | None = None) -> SignallerThread:
-    """This process's signaller, started on first use (127.0.0.1; in a kernel, on the port
-    :func:`kernel_port` gives unless it is taken, else a free one).
+def kernel_signaller(settings: Settings | None = None) -> SignallerThread | KernelSignaller:
+    """This process's signaller, started on first use.
+
+    Inside a kernel (or with ``IPYMEET_SHARE=1``), the signaller this user's kernels share on
+    this machine: hosted by the first of them, attached to by the others (server/sharing.py).
+    Otherwise (or with ``IPYMEET_SHARE=0``) one of this process's own: 127.0.0.1, in a kernel on
+    the port :func:`kernel_port` gives unless it is taken, else a free one.
 
     Settings come from ``IPYMEET_*`` environment variables (:meth:`Settings.from_env`) unless given;
-    they apply only to the first call, which starts it.
+    they apply only to the first call, which starts it (and, shared, only if this kernel hosts).
     """
-    global _kernel_signaller
+    global _kernel_signaller, _shared_signaller
+    from . import sharing  # imports this module
+
     with _kernel_lock:
+        if sharing.enabled():
+            if _shared_signaller is None or not _shared_signaller.running:
+                _shared_signaller = sharing.KernelSignaller(settings or Settings.from_env())
+                _shared_signaller.start()
+                atexit.register(_shared_signaller.stop)
+            return _shared_signaller
         if _kernel_signaller is None or not _kernel_signaller.running:
             settings = settings or Settings.from_env()
             _kernel_signaller = _start_on_kernel_port(settings)
             atexit.register(_kernel_signaller.stop)
         return _kernel_signaller
+
+
+def in_kernel() -> bool:
+    """Whether this process is a running ipykernel."""
+    # Only inside a running ipykernel: importing its kernel app elsewhere would install its comm
+    # machinery in this process (other widgets' comms would then need a kernel).
+    kernelapp = sys.modules.get("ipykernel.kernelapp")
+    app = getattr(kernelapp, "IPKernelApp", None)
+    return app is not None and bool(app.initialized())
 
 
 def kernel_port() -> int:
@@ -303,12 +361,9 @@ def kernel_port() -> int:
     rooms (guests on invite links) reconnect and enter again on their own. Drawn from 20000-31999,
     below Linux's ephemeral ports.
     """
-    # Only inside a running ipykernel: importing its kernel app elsewhere would install its comm
-    # machinery in this process (other widgets' comms would then need a kernel).
-    kernelapp = sys.modules.get("ipykernel.kernelapp")
-    app = getattr(kernelapp, "IPKernelApp", None)
-    if app is None or not app.initialized():
+    if not in_kernel():
         return 0
+    app = sys.modules["ipykernel.kernelapp"].IPKernelApp
     path = str(getattr(app.instance(), "connection_file", "") or "")
     if not path:
         return 0

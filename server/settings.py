@@ -105,9 +105,13 @@ class Settings:
         """Settings for the kernel's signaller, read from ``IPYMEET_*`` environment variables.
 
         ``IPYMEET_ICE_SERVERS`` is a JSON list of RTCIceServer dicts (``[]`` for host candidates
-        only, as the tests use); ``IPYMEET_MAX_PEERS`` an integer.
+        only, as the tests use); ``IPYMEET_MAX_PEERS`` an integer; ``IPYMEET_PORT`` the port
+        (a kernel's shared signaller is hosted there, see server/sharing.py; 0 picks a free one).
         """
         values: dict[str, Any] = {}
+        port = port_from_env()
+        if port is not None:
+            values["port"] = port
         raw = os.environ.get("IPYMEET_ICE_SERVERS")
         if raw is not None:
             servers = json.loads(raw)
@@ -118,3 +122,24 @@ class Settings:
             values["max_peers"] = int(os.environ["IPYMEET_MAX_PEERS"])
         values.update(overrides)
         return cls(**values)
+
+
+def port_from_env() -> int | None:
+    """``IPYMEET_PORT``: the port of this user's shared signaller (None when unset)."""
+    raw = os.environ.get("IPYMEET_PORT", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise ValueError(f"IPYMEET_PORT must be a port number (0-65535), not {raw!r}")
+    return int(raw)
+
+
+def share_from_env() -> bool | None:
+    """``IPYMEET_SHARE``: "1" shares one signaller among this user's kernels, "0" gives each
+    kernel its own; None when unset (shared inside a kernel, see server/sharing.py)."""
+    raw = os.environ.get("IPYMEET_SHARE", "").strip()
+    if not raw:
+        return None
+    if raw not in ("0", "1"):
+        raise ValueError(f"IPYMEET_SHARE must be 0 or 1, not {raw!r}")
+    return raw == "1"

@@ -17,7 +17,7 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import socketio
@@ -37,6 +37,9 @@ from .ratelimit import TokenBucket
 from .registry import MESH, TUTORIAL, Departure, Member, Registry
 from .settings import Settings
 from .tuning import json_module
+
+if TYPE_CHECKING:
+    from .kernels import KernelHub
 
 log = logging.getLogger("ipymeet.server")
 
@@ -130,8 +133,11 @@ class Signaller:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         #: Which widget keys (``auth.client``) may enter a room; None: any. A kernel's widgets set
-        #: it to their own keys (see widget/room.py); pages without a key are not asked.
+        #: it to their own keys (see widget/binding.py); pages without a key are not asked.
         self.known_client: Callable[[str], bool] | None = None
+        #: The kernels attached to this signaller when a kernel hosts it for its user
+        #: (server/kernels.py): their events, their widgets' keys and frames. None otherwise.
+        self.kernels: KernelHub | None = None
         #: Whether this signaller runs on internals.py's fast path.
         self.fast = internals.active()
         self.guard = Guard(
@@ -202,6 +208,17 @@ class Signaller:
             return True
         request = (environ or {}).get("aiohttp.request") or current_request()
         return request is not None and origin == own_origin(request)
+
+    def on_event(self, event: str, handler: Handler, *, acked: bool) -> None:
+        """Handle ``event`` with ``handler(conn, *args)`` as the built-in events are: rate
+        limited, refusals answered (in the acknowledgement when ``acked``), nothing raised."""
+        self.sio.on(event, self._guarded(event, handler, acked=acked))
+
+    def drop(self, conn: Connection) -> None:
+        """Close ``conn`` now (Socket.IO's disconnect, then its socket): nothing it sends after
+        is handled."""
+        conn.closing = True
+        self._cut_off(conn)
 
     def _guarded(self, event: str, handler: Handler, *, acked: bool) -> Handler:
         async def run(sid: str, *args: Any) -> Any:
@@ -315,6 +332,8 @@ class Signaller:
             self._by_engine.pop(conn.eio_sid, None)
         for departure in self.registry.remove_everywhere(sid):
             await self._announce_departure(departure, "disconnected")
+        if conn is not None and self.kernels is not None:
+            self.kernels.disconnected(conn)
 
     async def _end_connection(self, eio_sid: str) -> None:
         """The guard ends a connection: Socket.IO's disconnect first (its rooms hear
@@ -423,7 +442,7 @@ class Signaller:
             except tokens.TokenError as refused:
                 raise v.Refused("forbidden", str(refused), reason=refused.reason) from None
         session = v.session_key(payload.get("session"))
-        if conn.client and self.known_client is not None and not self.known_client(conn.client):
+        if conn.client and not await self._admits(conn):
             raise v.Refused(
                 "unknown_widget",
                 "this widget is not one of this kernel's (the kernel restarted, or the widget was "
@@ -447,6 +466,17 @@ class Signaller:
             "capacity": capacity,
             "ice_servers": [dict(server) for server in self.settings.ice_servers],
         }
+
+    async def _admits(self, conn: Connection) -> bool:
+        """Whether ``conn``'s widget key may enter. A kernel that has just taken over hosting
+        waits a moment for a key it does not know yet: the kernels attached to the old host
+        are registering theirs again (server/kernels.py)."""
+        known = self.known_client
+        if known is None or known(conn.client):
+            return True
+        if self.kernels is None or not await self.kernels.wait_for_key(conn.client):
+            return False
+        return self.connections.get(conn.sid) is conn and not conn.closing
 
     def _take_over(self, room: str, peer: str) -> None:
         """A page entering again with its session key while its old connection is still in the
@@ -497,4 +527,8 @@ class Signaller:
     async def _frame(self, conn: Connection, *args: Any) -> None:
         if len(args) not in (1, 2):
             raise v.bad("'frame' takes its metadata and one binary chunk")
-        self.frames.add_chunk(conn.client, args[0], args[1] if len(args) == 2 else None)
+        chunk = args[1] if len(args) == 2 else None
+        # A widget of an attached kernel asked for it: that kernel takes the chunk.
+        if self.kernels is not None and await self.kernels.forward_frame(conn, args[0], chunk):
+            return
+        self.frames.add_chunk(conn.client, args[0], chunk)

@@ -1,10 +1,14 @@
-"""A widget's tie to the kernel's own signaller.
+"""A widget's tie to the kernel's signaller.
 
 The kernel's signaller (``server.kernel_signaller``) serves every widget of the kernel that has no
-``signaling_url``. Through :class:`KernelBinding` a widget: lets its own browser in (the signaller
-admits only keys of this kernel's open widgets), hears when its room's members change (on the
-signaller's thread, live while a cell is busy) and reads them, and mints join tokens for its
-browser and its invite links. It uses only ``SignallerThread``'s public methods.
+``signaling_url``: in a kernel, the one this user's kernels share (server/sharing.py: hosted by
+one of them, attached to by the others), else one of this process's own. Through
+:class:`KernelBinding` a widget: lets its own browser in (it registers its key: the signaller
+admits only keys of open widgets of the kernels that share it), hears when its room's members
+change (on the signaller's or the attach thread, live while a cell is busy) and reads them, mints
+join tokens for its browser and its invite links, and keeps ``_port`` where the signaller is
+(it can move when a kernel takes over hosting). It uses only the public methods
+``SignallerThread`` and ``KernelSignaller`` share.
 """
 
 from __future__ import annotations
@@ -12,12 +16,17 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
 from ..server import SignallerThread, kernel_signaller
 from ..server.registry import Member
 from ..server.settings import TLS, Settings
+from ..server.sharing import KernelSignaller
+
+#: The kernel's signaller: of its own, or the one shared by this user's kernels.
+KernelServer: TypeAlias = "SignallerThread | KernelSignaller"
 
 #: Lifetime of the tokens a widget's own browser gets from the kernel: it uses them at once.
 WIDGET_TOKEN_TTL = 600.0
@@ -27,7 +36,7 @@ _bindings: weakref.WeakSet[KernelBinding] = weakref.WeakSet()
 _bindings_lock = threading.Lock()
 
 
-def kernel_signaller_for(host: str | None, tls: TLS) -> SignallerThread:
+def kernel_signaller_for(host: str | None, tls: TLS) -> KernelServer:
     """The kernel's signaller, started with ``host``/``tls`` if it is not running yet."""
     wanted: dict[str, Any] = {}
     if host is not None:
@@ -38,6 +47,13 @@ def kernel_signaller_for(host: str | None, tls: TLS) -> SignallerThread:
     have = {"host": server.settings.host, "tls": _tls_key(server.settings.tls)}
     for key, value in wanted.items():
         if have[key] != value:
+            if server.shared and not server.hosting:
+                raise ValueError(
+                    f"this kernel shares the signaller another kernel of yours hosts, with "
+                    f"{key}={have[key]!r}, so {key}={value!r} cannot apply: {key} takes effect "
+                    "only where it starts. Set IPYMEET_SHARE=0 for a signaller of this kernel's "
+                    "own, or pass it in the kernel that starts the shared one."
+                )
             raise ValueError(
                 f"the kernel's signaller is already running with {key}={have[key]!r}, so "
                 f"{key}={value!r} cannot apply: {key} takes effect only when it starts. "
@@ -47,7 +63,9 @@ def kernel_signaller_for(host: str | None, tls: TLS) -> SignallerThread:
 
 
 def _tls_key(tls: TLS) -> Any:
-    return tls if tls is None or tls == "self-signed" else tuple(str(path) for path in tls)
+    if tls is None or tls == "self-signed":
+        return tls
+    return tuple(str(Path(path).resolve()) for path in tls)
 
 
 def token_of(token: str) -> str:
@@ -62,25 +80,14 @@ def token_of(token: str) -> str:
     return token
 
 
-def _admitted(client: str) -> bool:
-    """Whether ``client`` is the key of an open widget of this kernel. A view left over from
-    before a kernel restart reconnects to the new kernel's signaller, on the same port, and must
-    not come back as a member that no code of this kernel can see or end."""
-    with _bindings_lock:
-        bindings = list(_bindings)
-    return any(binding.client == client and binding.open for binding in bindings)
-
-
-def require_tokens(server: SignallerThread) -> None:
+def require_tokens(server: KernelServer) -> None:
     """Make the kernel's signaller require join tokens from now on, for every room of the kernel:
     each widget on it learns so (its browser then asks for tokens)."""
     server.require_tokens()
     with _bindings_lock:
         bindings = [b for b in _bindings if b.server is server and b.open]
     for bound in bindings:
-        callback = bound._on_tokens_required()
-        if callback is not None:
-            callback()
+        bound._follow_server()
 
 
 def peer(peer_id: str, name: str, report: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,28 +105,46 @@ def peer(peer_id: str, name: str, report: Mapping[str, Any]) -> dict[str, Any]:
 class KernelBinding:
     """One widget (its key ``client``) on the kernel's signaller ``server``.
 
-    ``on_members(room)`` is called on the signaller's thread after the members of a room change;
-    ``on_tokens_required()`` once the signaller requires join tokens. Both are held weakly (bound
-    methods of the widget), so the binding does not keep its widget alive.
+    ``on_members(room)`` is called on the signaller's (or the attach) thread after the members of
+    a room change; ``on_tokens_required()`` once the signaller requires join tokens (also when
+    another kernel sharing it turned them on). ``follow_port``, a widget, has its ``_port`` trait
+    kept at the signaller's port. All three are held weakly, so the binding does not keep its
+    widget alive; when the binding goes (its widget is gone), its key is no longer admitted.
     """
 
     def __init__(
         self,
-        server: SignallerThread,
+        server: KernelServer,
         client: str,
         *,
         on_members: Callable[[str], None],
         on_tokens_required: Callable[[], None],
+        follow_port: Any = None,
     ) -> None:
         self.server = server
         self.client = client
         self._on_members = weakref.WeakMethod(on_members)
         self._on_tokens_required = weakref.WeakMethod(on_tokens_required)
+        self._port_holder = None if follow_port is None else weakref.ref(follow_port)
         self._closed = False
         with _bindings_lock:
             _bindings.add(self)
-        server.admit(_admitted)
-        self._unsubscribe = server.subscribe(self._members_changed)
+        # The server holds these two listeners, which hold the binding only weakly.
+        this = weakref.ref(self)
+
+        def members_changed(room: str) -> None:
+            bound = this()
+            if bound is not None:
+                bound._members_changed(room)
+
+        def server_changed() -> None:
+            bound = this()
+            if bound is not None:
+                bound._follow_server()
+
+        unsubscribe = (server.subscribe(members_changed), server.on_change(server_changed))
+        server.register(client)
+        self._release = weakref.finalize(self, _release, server, client, unsubscribe)
 
     @property
     def open(self) -> bool:
@@ -146,6 +171,17 @@ class KernelBinding:
             if member.client != self.client
         ]
 
+    def _follow_server(self) -> None:
+        """The signaller changed (a takeover, tokens turned on by any kernel): follow it."""
+        if not self.open:
+            return
+        holder = self._port_holder() if self._port_holder is not None else None
+        if holder is not None and holder._port != self.server.port:
+            holder.set_trait("_port", self.server.port)
+        callback = self._on_tokens_required()
+        if callback is not None and self.requires_tokens:
+            callback()
+
     def browser_token(self, room: str) -> str | None:
         """A short-lived join token for this widget's own browser (None: none needed)."""
         return self.server.mint(room, WIDGET_TOKEN_TTL) if self.requires_tokens else None
@@ -153,6 +189,15 @@ class KernelBinding:
     def close(self) -> None:
         """Stop hearing the signaller; the widget's browser is no longer admitted."""
         self._closed = True
-        self._unsubscribe()
+        self._release()
         with _bindings_lock:
             _bindings.discard(self)
+
+
+def _release(
+    server: KernelServer, client: str, unsubscribe: tuple[Callable[[], None], ...]
+) -> None:
+    """A binding's end (closed, or collected with its widget): its key is admitted no more."""
+    for stop in unsubscribe:
+        stop()
+    server.unregister(client)

@@ -1,8 +1,9 @@
 """Snapshots: asking the browser for one frame, by one path, and waiting for it.
 
 The kernel asks by custom message (``SnapshotRequest``) and names the one way back, ``via``: with
-the kernel's own signaller the frame comes in chunks through it (``SignallerThread.expect_frame``),
-on the signaller's thread, so a cell that waits for it (``await room.snapshot()``, or a blocking
+the kernel's signaller the frame comes in chunks through it (``expect_frame``), on the
+signaller's thread (or, where another kernel hosts the shared signaller, forwarded by it to this
+kernel's attach thread), so a cell that waits for it (``await room.snapshot()``, or a blocking
 ``room.snapshot_png()``) gets it while the kernel is busy running that cell; with a signaller
 elsewhere it comes as one binary widget message, read between cells. A frame is up to 33 MB (4K
 RGBA), so it crosses once: what arrives by the other path is ignored.
@@ -21,8 +22,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..server import SignallerThread
 from ..server.frames import Frame
+from .binding import KernelServer
 from .messages import FrameError, FrameFormat, FrameMessage, FrameRoute, SnapshotRequest
 
 log = logging.getLogger("ipymeet")
@@ -46,7 +47,7 @@ class Snapshots:
     def __init__(
         self,
         send: Callable[[SnapshotRequest], None],
-        server: SignallerThread | None,
+        server: KernelServer | None,
         client: str,
         state: Callable[[], object],
     ) -> None:
