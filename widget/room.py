@@ -229,6 +229,7 @@ class VideoRoom(anywidget.AnyWidget):
                 client,
                 on_members=self._members_changed,
                 on_tokens_required=self._tokens_required,
+                follow_port=self,
             )
         self.on_msg(self._on_browser_message)
         cells.made_by_this_run(self)
