@@ -23,7 +23,11 @@ __all__ = [
     "MAX_CHAT",
     "MAX_HISTORY",
     "MAX_NAME",
+    "MAX_ROUTE_NUMBER",
     "ROOM_PATTERN",
+    "ROUTE_REQUESTS",
+    "ROUTE_SENDS",
+    "SIGNALLER_EVENTS",
     "CallState",
     "ErrorCode",
     "typescript",
@@ -81,10 +85,42 @@ class ErrorCode(str, enum.Enum):
 
 
 #: The ``type`` of every custom message the kernel sends the browser (``widget/messages.py``).
-KERNEL_MESSAGE_TYPES = ("chat", "snapshot", "token", "error")
+#: The ``sig_*`` ones carry the kernel route (docs/protocol.md, "The kernel route").
+KERNEL_MESSAGE_TYPES = (
+    "chat",
+    "snapshot",
+    "token",
+    "error",
+    "sig_open",
+    "sig_event",
+    "sig_answer",
+    "sig_dropped",
+)
 
 #: The ``type`` of every custom message the browser sends the kernel.
-BROWSER_MESSAGE_TYPES = ("chat", "frame", "error", "token_request")
+BROWSER_MESSAGE_TYPES = (
+    "chat",
+    "frame",
+    "error",
+    "token_request",
+    "sig_connect",
+    "sig_request",
+    "sig_send",
+    "sig_close",
+)
+
+#: The events the signaller sends a dialect-2 client unasked (docs/protocol.md); the kernel route
+#: relays exactly these to the page.
+SIGNALLER_EVENTS = ("peer_joined", "peer_left", "signal", "error")
+
+#: The requests (with an acknowledgement) the kernel route carries from the page to the signaller.
+ROUTE_REQUESTS = ("enter", "leave", "signal")
+
+#: The events without an acknowledgement it carries: a snapshot's chunks.
+ROUTE_SENDS = ("frame",)
+
+#: Largest number of a kernel-route connection (``n``) or request (``id``).
+MAX_ROUTE_NUMBER = 2**31 - 1
 
 
 def _tuple(values: tuple[str, ...]) -> str:
@@ -128,6 +164,20 @@ export type KernelMessageType = (typeof KERNEL_MESSAGE_TYPES)[number];
 /** The `type` of every custom message the browser sends the kernel. */
 export const BROWSER_MESSAGE_TYPES = {_tuple(BROWSER_MESSAGE_TYPES)};
 export type BrowserMessageType = (typeof BROWSER_MESSAGE_TYPES)[number];
+
+/** The events the signaller sends unasked; the kernel route relays exactly these. */
+export const SIGNALLER_EVENTS = {_tuple(SIGNALLER_EVENTS)};
+export type SignallerEvent = (typeof SIGNALLER_EVENTS)[number];
+
+/** The requests (acknowledged) the kernel route carries to the signaller. */
+export const ROUTE_REQUESTS = {_tuple(ROUTE_REQUESTS)};
+export type RouteRequestEvent = (typeof ROUTE_REQUESTS)[number];
+
+/** The events without an acknowledgement it carries (a snapshot's chunks). */
+export const ROUTE_SENDS = {_tuple(ROUTE_SENDS)};
+export type RouteSendEvent = (typeof ROUTE_SENDS)[number];
+/** Largest number of a kernel-route connection (`n`) or request (`id`). */
+export const MAX_ROUTE_NUMBER = {MAX_ROUTE_NUMBER};
 """
 
 

@@ -11,13 +11,22 @@ or raises :class:`MalformedMessage`; the widget answers that with an :class:`Err
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple, TypedDict, final
+from typing import Any, Literal, NamedTuple, TypedDict, cast, final
 
-from ..server.frames import FORMATS
+from ..server.frames import FORMATS, MAX_CHUNK_BYTES
+from ..server.settings import Settings
 from ..server.validation import ROOM_RE
-from .contract import BROWSER_MESSAGE_TYPES, MAX_CHAT, MAX_NAME
+from .contract import (
+    BROWSER_MESSAGE_TYPES,
+    MAX_CHAT,
+    MAX_NAME,
+    MAX_ROUTE_NUMBER,
+    ROUTE_REQUESTS,
+    ROUTE_SENDS,
+)
 
 FrameFormat = Literal["rgba", "png"]
 #: How a snapshot's frame comes back: through the kernel's signaller, or as a widget message.
@@ -114,8 +123,107 @@ class TokenRequest(TypedDict):
     room: str
 
 
-KernelMessage = ChatRequest | SnapshotRequest | TokenMessage | ErrorMessage
-BrowserMessage = ChatMessage | FrameMessage | FrameError | ErrorMessage | TokenRequest
+# -- the kernel route: the page's signalling through its widget's comm (docs/protocol.md) ---------
+#
+# ``n`` numbers the page's route connections (a new one per connect), so that what is left of an
+# older one is dropped on either side. The kernel holds one connection per widget: a new
+# ``sig_connect`` replaces the one before.
+
+RouteRequestEvent = Literal["enter", "leave", "signal"]
+RouteSendEvent = Literal["frame"]
+
+
+class RouteConnect(TypedDict):
+    """Browser → kernel: open route connection ``n`` to the signaller (closing any other)."""
+
+    type: Literal["sig_connect"]
+    n: int
+
+
+class RouteRequest(TypedDict):
+    """Browser → kernel: send ``event`` with ``payload`` on connection ``n``; its acknowledgement
+    comes back as a :class:`RouteAnswer` with the same ``id``."""
+
+    type: Literal["sig_request"]
+    n: int
+    id: int
+    event: RouteRequestEvent
+    payload: dict[str, Any]
+
+
+class RouteSend(TypedDict):
+    """Browser → kernel: send ``event`` (a snapshot's ``frame`` chunk, its bytes the one buffer,
+    or its error without one) on connection ``n``, unacknowledged."""
+
+    type: Literal["sig_send"]
+    n: int
+    event: RouteSendEvent
+    payload: dict[str, Any]
+
+
+class RouteClose(TypedDict):
+    """Browser → kernel: close route connection ``n`` (the page gave up on it or hung up)."""
+
+    type: Literal["sig_close"]
+    n: int
+
+
+class RouteOpen(TypedDict):
+    """Kernel → browser: route connection ``n`` is open."""
+
+    type: Literal["sig_open"]
+    n: int
+
+
+class RouteEvent(TypedDict):
+    """Kernel → browser: the signaller sent ``event`` (one of ``SIGNALLER_EVENTS``) on ``n``."""
+
+    type: Literal["sig_event"]
+    n: int
+    event: str
+    data: Any
+
+
+class RouteAnswer(TypedDict):
+    """Kernel → browser: the signaller's acknowledgement of request ``id`` on ``n``."""
+
+    type: Literal["sig_answer"]
+    n: int
+    id: int
+    reply: Any
+
+
+class RouteDropped(TypedDict):
+    """Kernel → browser: connection ``n`` could not be opened, or it dropped (``reason``)."""
+
+    type: Literal["sig_dropped"]
+    n: int
+    reason: str
+
+
+RouteMessage = RouteConnect | RouteRequest | RouteSend | RouteClose
+
+KernelMessage = (
+    ChatRequest
+    | SnapshotRequest
+    | TokenMessage
+    | ErrorMessage
+    | RouteOpen
+    | RouteEvent
+    | RouteAnswer
+    | RouteDropped
+)
+BrowserMessage = (
+    ChatMessage
+    | FrameMessage
+    | FrameError
+    | ErrorMessage
+    | TokenRequest
+    | RouteConnect
+    | RouteRequest
+    | RouteSend
+    | RouteClose
+)
 
 
 class Sender(NamedTuple):
@@ -136,6 +244,10 @@ MAX_ID = 128
 MAX_ERROR = 500
 #: Largest frame side, as the signaller's own limit (server/frames.py).
 MAX_SIDE = 8192
+#: Largest kernel-route payload, JSON-encoded: one Socket.IO message of the signaller's.
+MAX_ROUTE_PAYLOAD = Settings.max_message_bytes
+#: Largest kernel-route buffer: one snapshot chunk, the signaller's own limit (server/frames.py).
+MAX_ROUTE_BUFFER = MAX_CHUNK_BYTES
 
 
 class MalformedMessage(ValueError):
@@ -153,13 +265,17 @@ class MalformedMessage(ValueError):
 def parse_browser_message(content: Any, buffers: Sequence[bytes]) -> BrowserMessage:
     """A checked copy of one custom message from the browser; raises :class:`MalformedMessage`.
 
-    A :class:`FrameMessage` comes with exactly one buffer, of its frame's size for ``"rgba"``.
+    A :class:`FrameMessage` comes with exactly one buffer, of its frame's size for ``"rgba"``; a
+    :class:`RouteSend` with at most one, of at most one snapshot chunk; the other route messages
+    with none.
     """
     kind = content.get("type") if isinstance(content, dict) else None
     if not isinstance(kind, str) or kind not in BROWSER_MESSAGE_TYPES:
         shown = repr(kind)[:60] if isinstance(content, dict) else type(content).__name__
         raise MalformedMessage("unknown", f"unknown message type {shown}")
     fields = _Fields(kind, content)
+    if kind.startswith("sig_"):
+        return _route(fields, buffers)
     if kind == "chat":
         return {
             "type": "chat",
@@ -180,6 +296,27 @@ def parse_browser_message(content: Any, buffers: Sequence[bytes]) -> BrowserMess
     # "error": whatever it says is only logged, so any text goes (shortened).
     message = content.get("message")
     return {"type": "error", "message": str(message)[:MAX_ERROR]}
+
+
+def _route(fields: _Fields, buffers: Sequence[bytes]) -> RouteMessage:
+    kind = fields.kind
+    n = fields.integer("n", 1, MAX_ROUTE_NUMBER)
+    most = 1 if kind == "sig_send" else 0
+    if len(buffers) > most or any(len(buffer) > MAX_ROUTE_BUFFER for buffer in buffers):
+        raise MalformedMessage(
+            kind, f"a {kind} message comes with at most {most} buffer of {MAX_ROUTE_BUFFER} bytes"
+        )
+    if kind == "sig_connect":
+        return {"type": "sig_connect", "n": n}
+    if kind == "sig_close":
+        return {"type": "sig_close", "n": n}
+    if kind == "sig_request":
+        request_id = fields.integer("id", 1, MAX_ROUTE_NUMBER)
+        event = cast(RouteRequestEvent, fields.choice("event", ROUTE_REQUESTS))
+        payload = fields.payload("payload")
+        return {"type": "sig_request", "n": n, "id": request_id, "event": event, "payload": payload}
+    fields.choice("event", ROUTE_SENDS)
+    return {"type": "sig_send", "n": n, "event": "frame", "payload": fields.payload("payload")}
 
 
 def _frame(fields: _Fields, buffers: Sequence[bytes]) -> FrameMessage | FrameError:
@@ -240,4 +377,24 @@ class _Fields:
         value = self.content.get(key)
         if not isinstance(value, bool):
             raise self._wrong(key, "true or false")
+        return value
+
+    def choice(self, key: str, allowed: tuple[str, ...]) -> str:
+        value = self.content.get(key)
+        if not isinstance(value, str) or value not in allowed:
+            raise self._wrong(key, "one of " + ", ".join(repr(item) for item in allowed))
+        return value
+
+    def payload(self, key: str) -> dict[str, Any]:
+        """A JSON object of at most :data:`MAX_ROUTE_PAYLOAD` characters once encoded (what the
+        signaller takes in one message): the signaller checks its fields itself."""
+        value = self.content.get(key)
+        if not isinstance(value, dict):
+            raise self._wrong(key, "an object")
+        try:
+            size = len(json.dumps(value, separators=(",", ":"), allow_nan=False))
+        except (TypeError, ValueError, RecursionError):
+            raise self._wrong(key, "plain JSON") from None
+        if size > MAX_ROUTE_PAYLOAD:
+            raise self._wrong(key, f"at most {MAX_ROUTE_PAYLOAD} characters of JSON")
         return value

@@ -32,13 +32,14 @@ from numpy.typing import NDArray
 from ..server import tokens
 from ..server.settings import TLS
 from ..server.validation import ROOM_RE
-from . import binding, cells, snapshots
+from . import binding, cells, relay, snapshots
 from .contract import MAX_CHAT, MAX_NAME, CallState, ErrorCode
 from .messages import (
     ChatRequest,
     ErrorMessage,
     KernelMessage,
     MalformedMessage,
+    RouteMessage,
     Sender,
     TokenMessage,
     parse_browser_message,
@@ -116,8 +117,9 @@ class VideoRoom(anywidget.AnyWidget):
     """The microphone's device id ("" = the default); one of ``microphones``."""
     signaling_url = traitlets.Unicode("").tag(sync=True)
     """An explicit signaller URL; "" uses the kernel's own."""
-    route = traitlets.Enum(("auto", "direct", "proxy"), "auto").tag(sync=True)
-    """How the page reaches the kernel's signaller: try both ("auto"), or force one."""
+    route = traitlets.Enum(("auto", "direct", "proxy", "kernel"), "auto").tag(sync=True)
+    """How the page reaches the kernel's signaller: try each in turn ("auto": direct, then
+    jupyter-server-proxy, then through this widget's comm and its kernel), or force one."""
 
     # -- reported by the browser ---------------------------------------------------------------
     state = ContractEnum(CallState, CallState.IDLE).tag(sync=True)
@@ -163,12 +165,17 @@ class VideoRoom(anywidget.AnyWidget):
     _browser_peers = traitlets.List(traitlets.Dict()).tag(sync=True)
     # Whether entering needs a token, which the browser then asks the kernel for (never synced).
     _secure = traitlets.Bool(False).tag(sync=True)
+    _kernel_busy = traitlets.Bool(False).tag(sync=True)
+    """Kernel: a cell is running, so what the page sends the kernel waits for it to end (on the
+    kernel route the page then does not time out, and the view says why it waits)."""
     _shared = traitlets.Bool(False).tag(sync=True)
     """Whether other kernels of this user can join the kernel's signaller (the view says so)."""
     _invite_base = traitlets.Unicode("").tag(sync=True)
     """The signaller's public URL without a token: the view's invite link while alone."""
 
     _binding: binding.KernelBinding | None = None
+    _route: relay.KernelRoute | None = None
+    _unwatch_busy: Callable[[], None] | None = None
 
     def __init__(
         self,
@@ -210,6 +217,10 @@ class VideoRoom(anywidget.AnyWidget):
         self._chat_callbacks: list[Callable[[Sender, str], Any]] = []
         self._refused: set[str] = set()
         self._snapshots = snapshots.Snapshots(self.send_msg, server, client, lambda: self.state)
+        # Only a widget on the kernel's signaller may use the kernel route, which waits on cells.
+        busy = False
+        if server is not None:
+            busy, self._unwatch_busy = relay.watch_busy(self._kernel_busy_changed)
         super().__init__(
             room=room,
             name=name,
@@ -222,6 +233,7 @@ class VideoRoom(anywidget.AnyWidget):
             _secure=secure_now,
             _shared=server is not None and bool(getattr(server, "shared", False)),
             _invite_base=signaling_url.rstrip("/") if server is None else server.public_url,
+            _kernel_busy=busy,
         )
         if server is not None:
             self._binding = binding.KernelBinding(
@@ -339,8 +351,30 @@ class VideoRoom(anywidget.AnyWidget):
             self._snapshots.on_frame(message, buffers)
         elif message["type"] == "token_request":
             self._send_token(message["room"])
-        else:  # never answered: the two sides must not argue forever
+        elif message["type"] == "error":  # never answered: the two sides must not argue forever
             log.warning("ipymeet: the browser could not handle a message: %s", message["message"])
+        else:
+            self._kernel_route(message, buffers)
+
+    # -- the kernel route ----------------------------------------------------------------------
+
+    def _kernel_route(self, message: RouteMessage, buffers: list[bytes]) -> None:
+        """The page signals through this widget (widget/relay.py): relay it to the signaller."""
+        if self._binding is None:
+            if message["type"] == "sig_connect":
+                reason = "this widget has a signaling_url: it has no kernel route"
+                self.send_msg({"type": "sig_dropped", "n": message["n"], "reason": reason})
+            return
+        if self._route is None:
+            if message["type"] != "sig_connect":
+                return  # nothing was opened: a late message of a page from before
+            self._route = relay.KernelRoute(self._client, self._binding.server, self.send_msg)
+        self._route.take(message, buffers)
+
+    def _kernel_busy_changed(self, busy: bool) -> None:
+        # On the thread running the cell, at its start and its end.
+        if self.comm is not None:
+            self._kernel_busy = busy
 
     # -- snapshots -----------------------------------------------------------------------------
 
@@ -430,6 +464,10 @@ class VideoRoom(anywidget.AnyWidget):
         """Close the widget; its views end the call and release the camera."""
         if self._binding is not None:
             self._binding.close()
+        if self._route is not None:
+            self._route.close()
+        if self._unwatch_busy is not None:
+            self._unwatch_busy()
         snapshots_ = getattr(self, "_snapshots", None)  # None if __init__ failed before it
         if snapshots_ is not None:
             snapshots_.close()

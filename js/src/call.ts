@@ -37,10 +37,11 @@ export { RECONNECT_FIRST_MS, RECONNECT_MAX_MS, RECONNECT_NOTICE_MS } from "./ses
 /**
  * What changed, for `Call.subscribe`: "local" the local stream or `sharingScreen` (and the
  * devices); "members" `remotePeers` (the list, a stream, a flag, a connection state); "stats" new
- * per-member stats (the once-a-second measurement, nothing else); "chat" `messages` / `canChat`.
+ * per-member stats (the once-a-second measurement, nothing else); "chat" `messages` / `canChat`;
+ * "kernel" `waitingForKernel`.
  */
-export type CallTopic = "local" | "members" | "stats" | "chat";
-const ALL_TOPICS: readonly CallTopic[] = ["local", "members", "stats", "chat"];
+export type CallTopic = "local" | "members" | "stats" | "chat" | "kernel";
+const ALL_TOPICS: readonly CallTopic[] = ["local", "members", "stats", "chat", "kernel"];
 
 export class Call {
   private readonly model: WidgetModel;
@@ -59,6 +60,7 @@ export class Call {
   private leaving: Promise<void> = Promise.resolve();
   private unwatchDevices: () => void = () => undefined;
   private releaseKernel: () => void = () => undefined;
+  private unwatchKernel: () => void = () => undefined;
 
   /** `kernel`: the widget's link to its kernel (kernel.ts); without one the Call makes its own. */
   constructor(model: WidgetModel, deps: Partial<CallDeps> = {}, kernel?: KernelLink) {
@@ -109,6 +111,7 @@ export class Call {
         });
       },
     });
+    this.unwatchKernel = this.kernel.watch(() => this.notify("kernel"));
     this.unwatchDevices = this.deps.devices.watch(() => void this.refreshDevices());
     void this.refreshDevices();
     const reported = this.model.get("state");
@@ -129,6 +132,7 @@ export class Call {
     this.disposed = true;
     for (const [event, listener] of this.modelListeners) this.model.off(event, listener);
     this.releaseKernel();
+    this.unwatchKernel();
     if (this.ownKernel) this.kernel.dispose();
     this.unwatchDevices();
     this.endSession({ leave: true });
@@ -159,6 +163,14 @@ export class Call {
   /** The room's recent chat, oldest first. */
   get messages(): readonly ChatEntry[] {
     return this.chat.entries;
+  }
+
+  /**
+   * Whether the page has waited a while on its kernel, which runs a cell: on the kernel route the
+   * signalling waits for the cell to end (kernelroute.ts).
+   */
+  get waitingForKernel(): boolean {
+    return this.kernel.waiting;
   }
 
   /** Whether a chat line written now would be sent (the call is joining or in a room). */
@@ -244,6 +256,7 @@ export class Call {
     const session: Session = new Session(room, {
       model: this.model,
       deps: this.deps,
+      kernel: this.kernel,
       leaving: () => this.leaving,
       report: (patch) => this.reporter.now(patch),
       localChanged: () => this.notify("local"),

@@ -24,9 +24,23 @@ export const ERROR_CODES = ["room_full", "unreachable", "bad_request", "camera_d
 export type ErrorCode = "" | (typeof ERROR_CODES)[number];
 
 /** The `type` of every custom message the kernel sends the browser. */
-export const KERNEL_MESSAGE_TYPES = ["chat", "snapshot", "token", "error"] as const;
+export const KERNEL_MESSAGE_TYPES = ["chat", "snapshot", "token", "error", "sig_open", "sig_event", "sig_answer", "sig_dropped"] as const;
 export type KernelMessageType = (typeof KERNEL_MESSAGE_TYPES)[number];
 
 /** The `type` of every custom message the browser sends the kernel. */
-export const BROWSER_MESSAGE_TYPES = ["chat", "frame", "error", "token_request"] as const;
+export const BROWSER_MESSAGE_TYPES = ["chat", "frame", "error", "token_request", "sig_connect", "sig_request", "sig_send", "sig_close"] as const;
 export type BrowserMessageType = (typeof BROWSER_MESSAGE_TYPES)[number];
+
+/** The events the signaller sends unasked; the kernel route relays exactly these. */
+export const SIGNALLER_EVENTS = ["peer_joined", "peer_left", "signal", "error"] as const;
+export type SignallerEvent = (typeof SIGNALLER_EVENTS)[number];
+
+/** The requests (acknowledged) the kernel route carries to the signaller. */
+export const ROUTE_REQUESTS = ["enter", "leave", "signal"] as const;
+export type RouteRequestEvent = (typeof ROUTE_REQUESTS)[number];
+
+/** The events without an acknowledgement it carries (a snapshot's chunks). */
+export const ROUTE_SENDS = ["frame"] as const;
+export type RouteSendEvent = (typeof ROUTE_SENDS)[number];
+/** Largest number of a kernel-route connection (`n`) or request (`id`). */
+export const MAX_ROUTE_NUMBER = 2147483647;

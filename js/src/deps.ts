@@ -5,8 +5,10 @@
 import { ScreenUnsupported } from "./errors";
 import { openLocalMedia, type DeviceChoice, type LocalMedia } from "./media";
 import { Peer, type PeerOptions } from "./peer";
-import { candidateUrls, readBaseUrl } from "./route";
+import { KernelRouteTransport } from "./kernelroute";
+import { KERNEL_ROUTE, candidateUrls, readBaseUrl } from "./route";
 import { connectFirst, type ConnectOptions } from "./signaling";
+import { openSocketIo } from "./socketio";
 import { captureFrame, type Frame } from "./snapshot";
 import type { SignalingTransport } from "./transport";
 import type { FrameFormat, WidgetModel } from "./types";
@@ -14,7 +16,10 @@ import type { FrameFormat, WidgetModel } from "./types";
 export interface CallDeps {
   /** The signaller URLs to try, best first (route.ts). */
   routes(model: WidgetModel): string[];
-  /** The route trial: the first transport of `urls` that connects (signaling.ts's connectFirst). */
+  /**
+   * The route trial: the first transport of `urls` that connects (signaling.ts's connectFirst,
+   * each URL opened by `openRoute`).
+   */
   connect(urls: readonly string[], options: ConnectOptions): Promise<SignalingTransport>;
   openMedia(signal: AbortSignal, choice: DeviceChoice): Promise<LocalMedia>;
   /** The browser's cameras and microphones, a fresh stream of one device, and its device changes. */
@@ -45,6 +50,17 @@ export interface CallDeps {
   token(room: string): Promise<string | undefined>;
 }
 
+/**
+ * A transport to one of the routes: the kernel route through the widget's kernel link for
+ * `KERNEL_ROUTE` (route.ts lists it only for a widget without a `signaling_url`, never for the
+ * standalone page), else Socket.IO to the URL.
+ */
+export function openRoute(url: string, options: ConnectOptions): SignalingTransport {
+  if (url !== KERNEL_ROUTE) return openSocketIo(url, options.client, options.factory);
+  if (options.kernel === undefined) throw new Error("no kernel to signal through");
+  return new KernelRouteTransport(options.kernel);
+}
+
 function mediaDevices(): MediaDevices | undefined {
   return typeof navigator === "undefined" ? undefined : (navigator.mediaDevices as MediaDevices | undefined);
 }
@@ -59,7 +75,7 @@ export const defaultDeps: CallDeps = {
       pageHostname: location.hostname,
       baseUrl: readBaseUrl(document),
     }),
-  connect: connectFirst,
+  connect: (urls, options) => connectFirst(urls, { ...options, open: options.open ?? ((url) => openRoute(url, options)) }),
   openMedia: (signal, choice) =>
     openLocalMedia({ mediaDevices: mediaDevices(), isSecureContext: window.isSecureContext }, signal, choice),
   devices: {

@@ -125,7 +125,17 @@ describe("Outbox", () => {
 
 /** A handler for every kernel message type, each a spy unless given. */
 function handlersWith(given: Partial<KernelHandlers> = {}): KernelHandlers {
-  return { chat: vi.fn(), snapshot: vi.fn(), token: vi.fn(), error: vi.fn(), ...given };
+  return {
+    chat: vi.fn(),
+    snapshot: vi.fn(),
+    token: vi.fn(),
+    error: vi.fn(),
+    sig_open: vi.fn(),
+    sig_event: vi.fn(),
+    sig_answer: vi.fn(),
+    sig_dropped: vi.fn(),
+    ...given,
+  };
 }
 
 describe("dispatchKernelMessage", () => {

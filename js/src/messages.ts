@@ -4,7 +4,16 @@
  * connection's data channel, and the chat history. Pure code: whatever arrives is checked here
  * before the Call believes it.
  */
-import { MAX_CHAT, MAX_HISTORY, MAX_NAME, ROOM_RE, type KernelMessageType } from "./contract";
+import {
+  MAX_CHAT,
+  MAX_HISTORY,
+  MAX_NAME,
+  MAX_ROUTE_NUMBER,
+  ROOM_RE,
+  SIGNALLER_EVENTS,
+  type KernelMessageType,
+  type SignallerEvent,
+} from "./contract";
 import type { ChatEntry, ErrorMessage, KernelMessage, PeerMessage } from "./types";
 
 export { MAX_CHAT, MAX_HISTORY };
@@ -43,6 +52,14 @@ const MAX_REQUEST_ID = 128;
 /** Longest error text from the kernel that is logged whole. */
 const MAX_ERROR = 2000;
 
+/** Longest reason of a kernel-route drop kept (the kernel's are shorter). */
+const MAX_REASON = 500;
+
+/** A kernel-route connection or request number: an integer from 1 to MAX_ROUTE_NUMBER. */
+function isRouteNumber(value: unknown): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= MAX_ROUTE_NUMBER;
+}
+
 /**
  * Check one custom message from the kernel and hand it to its type's handler. Returns the error
  * to answer with when the message is unknown or malformed (after logging it), null when it was
@@ -78,6 +95,35 @@ export function dispatchKernelMessage(content: unknown, handlers: KernelHandlers
         return refuse("a token message's token must be a string or null");
       }
       handlers.token({ type: "token", room, token });
+      return null;
+    }
+    // The kernel route: only the envelope is checked here; the signalling client
+    // (signaling.ts) reads `data` and `reply` as it reads the signaller's own.
+    case "sig_open": {
+      if (!isRouteNumber(fields.n)) return refuse("a sig_open message needs its connection's n");
+      handlers.sig_open({ type: "sig_open", n: fields.n });
+      return null;
+    }
+    case "sig_event": {
+      const { n, event } = fields;
+      if (!isRouteNumber(n)) return refuse("a sig_event message needs its connection's n");
+      if (typeof event !== "string" || !(SIGNALLER_EVENTS as readonly string[]).includes(event)) {
+        return refuse(`a sig_event message's event must be one of ${SIGNALLER_EVENTS.join(", ")}`);
+      }
+      handlers.sig_event({ type: "sig_event", n, event: event as SignallerEvent, data: fields.data });
+      return null;
+    }
+    case "sig_answer": {
+      const { n, id } = fields;
+      if (!isRouteNumber(n) || !isRouteNumber(id)) return refuse("a sig_answer message needs its connection's n and its request's id");
+      handlers.sig_answer({ type: "sig_answer", n, id, reply: fields.reply });
+      return null;
+    }
+    case "sig_dropped": {
+      const { n, reason } = fields;
+      if (!isRouteNumber(n)) return refuse("a sig_dropped message needs its connection's n");
+      if (typeof reason !== "string") return refuse("a sig_dropped message needs a reason");
+      handlers.sig_dropped({ type: "sig_dropped", n, reason: reason.slice(0, MAX_REASON) || "dropped" });
       return null;
     }
     case "error": {

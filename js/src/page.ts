@@ -39,6 +39,7 @@ export class PageModel implements WidgetModel {
       _desired: false,
       _joins: 0,
       _secure: false,
+      _kernel_busy: false,
       _shared: false,
       _invite_base: "",
       _call_ended: 0,

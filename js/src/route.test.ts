@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { candidateUrls, isLoopbackHost, readBaseUrl, socketTarget, type RouteInputs } from "./route";
+import { KERNEL_ROUTE, candidateUrls, isLoopbackHost, readBaseUrl, socketTarget, type RouteInputs } from "./route";
 
 const base: RouteInputs = {
   signalingUrl: "",
@@ -11,39 +11,48 @@ const base: RouteInputs = {
 };
 
 describe("candidateUrls", () => {
-  it("uses only an explicit signaling_url", () => {
-    for (const route of ["auto", "direct", "proxy"] as const) {
+  it("uses only an explicit signaling_url: never the kernel route, even forced", () => {
+    for (const route of ["auto", "direct", "proxy", "kernel"] as const) {
       expect(candidateUrls({ ...base, route, signalingUrl: "https://meet.example.org/" })).toEqual([
         "https://meet.example.org/",
       ]);
     }
   });
 
-  it("tries direct first when the page itself is on loopback", () => {
-    expect(candidateUrls(base)).toEqual(["http://127.0.0.1:8765", "http://127.0.0.1:8888/proxy/8765/"]);
+  it("tries direct first when the page itself is on loopback, then the proxy, then the kernel", () => {
+    expect(candidateUrls(base)).toEqual(["http://127.0.0.1:8765", "http://127.0.0.1:8888/proxy/8765/", "kernel"]);
     expect(candidateUrls({ ...base, pageOrigin: "http://localhost:8888", pageHostname: "localhost" })).toEqual([
       "http://127.0.0.1:8765",
       "http://localhost:8888/proxy/8765/",
+      "kernel",
     ]);
   });
 
-  it("tries the proxy first from another host, with Jupyter's base URL", () => {
+  it("from another host tries the proxy with Jupyter's base URL, then the kernel, never direct", () => {
+    // The signaller admits loopback pages only (unless told other origins): direct cannot work.
     const remote = { ...base, pageOrigin: "https://hub.example.org", pageHostname: "hub.example.org", baseUrl: "/user/ada/" };
-    expect(candidateUrls(remote)).toEqual(["https://hub.example.org/user/ada/proxy/8765/", "http://127.0.0.1:8765"]);
+    expect(candidateUrls(remote)).toEqual(["https://hub.example.org/user/ada/proxy/8765/", KERNEL_ROUTE]);
   });
 
   it("honours a forced route", () => {
     expect(candidateUrls({ ...base, route: "direct" })).toEqual(["http://127.0.0.1:8765"]);
     expect(candidateUrls({ ...base, route: "proxy" })).toEqual(["http://127.0.0.1:8888/proxy/8765/"]);
+    expect(candidateUrls({ ...base, route: "kernel" })).toEqual([KERNEL_ROUTE]);
+    const remote = { ...base, pageOrigin: "https://hub.example.org", pageHostname: "hub.example.org" };
+    expect(candidateUrls({ ...remote, route: "direct" })).toEqual(["http://127.0.0.1:8765"]);
   });
 
-  it("has no proxy outside Jupyter", () => {
-    expect(candidateUrls({ ...base, baseUrl: null })).toEqual(["http://127.0.0.1:8765"]);
+  it("has no proxy outside Jupyter: the kernel follows direct", () => {
+    expect(candidateUrls({ ...base, baseUrl: null })).toEqual(["http://127.0.0.1:8765", KERNEL_ROUTE]);
     expect(candidateUrls({ ...base, baseUrl: null, route: "proxy" })).toEqual([]);
+    const remote = { ...base, pageOrigin: "https://colab.example.org", pageHostname: "colab.example.org", baseUrl: null };
+    expect(candidateUrls(remote)).toEqual([KERNEL_ROUTE]);
   });
 
-  it("has nothing to try without a port", () => {
-    expect(candidateUrls({ ...base, port: 0 })).toEqual([]);
+  it("has nothing to try without the kernel's signaller (no port)", () => {
+    for (const route of ["auto", "direct", "proxy", "kernel"] as const) {
+      expect(candidateUrls({ ...base, route, port: 0 })).toEqual([]);
+    }
   });
 });
 

@@ -1,11 +1,16 @@
 /**
  * Where the page connects to the signaller.
  *
- * An explicit `signaling_url` wins. Otherwise the kernel's signaller listens on 127.0.0.1:_port,
- * which the page reaches either directly (only when the browser runs on the kernel's machine) or
- * through jupyter-server-proxy on the page's own origin (remote Jupyter, HTTPS, JupyterHub).
+ * An explicit `signaling_url` wins, and is then the only way tried. Otherwise the kernel's
+ * signaller listens on 127.0.0.1:_port, which the page reaches directly (only when the browser
+ * runs on the kernel's machine), through jupyter-server-proxy on the page's own origin (remote
+ * Jupyter, HTTPS, JupyterHub), or, when neither answers, through the widget's own comm and its
+ * kernel (KERNEL_ROUTE: kernelroute.ts), which needs nothing but the page's tie to its kernel.
  */
 import type { Route } from "./types";
+
+/** The kernel route's entry among the URLs to try (and `connected_via` on it). */
+export const KERNEL_ROUTE = "kernel";
 
 export interface RouteInputs {
   /** The `signaling_url` trait ("" = pick a route). */
@@ -32,7 +37,10 @@ export function isLoopbackHost(hostname: string): boolean {
   );
 }
 
-/** The URLs to try, best first. May be empty (no explicit URL and no known port). */
+/**
+ * The URLs to try, best first; `KERNEL_ROUTE` stands for the kernel route. May be empty (no
+ * explicit URL and no kernel signaller's port).
+ */
 export function candidateUrls(inputs: RouteInputs): string[] {
   if (inputs.signalingUrl.trim() !== "") return [inputs.signalingUrl.trim()];
   if (!Number.isInteger(inputs.port) || inputs.port <= 0) return [];
@@ -45,8 +53,12 @@ export function candidateUrls(inputs: RouteInputs): string[] {
       return [direct];
     case "proxy":
       return only(proxy);
+    case "kernel":
+      return [KERNEL_ROUTE];
     default:
-      return isLoopbackHost(inputs.pageHostname) ? only(direct, proxy) : only(proxy, direct);
+      // The signaller admits other origins than loopback pages only when told to: a page of
+      // another host goes by the proxy, or its kernel.
+      return isLoopbackHost(inputs.pageHostname) ? only(direct, proxy, KERNEL_ROUTE) : only(proxy, KERNEL_ROUTE);
   }
 }
 

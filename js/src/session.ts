@@ -8,6 +8,7 @@
 import type { ErrorCode } from "./contract";
 import type { CallDeps } from "./deps";
 import { ERRORS, couldNotEnterMessage, endsTheCall, knownCode, refusal, retryingMessage } from "./errors";
+import type { KernelLink } from "./kernel";
 import { MediaAborted, stopStream } from "./media";
 import { Members } from "./members";
 import { newMessageId } from "./messages";
@@ -26,6 +27,8 @@ export const RECONNECT_NOTICE_MS = 10000;
 export interface SessionHost {
   readonly model: WidgetModel;
   readonly deps: CallDeps;
+  /** The widget's link to its kernel: the kernel route signals through it. */
+  readonly kernel: KernelLink;
   /** The previous session's `leave`: entering waits for it. */
   leaving(): Promise<void>;
   /** Write these reports now. */
@@ -126,7 +129,8 @@ export class Session {
     let transport;
     try {
       if (urls.length === 0) throw new UnreachableError([], []);
-      transport = await deps.connect(urls, { client: model.get("_client"), signal: this.abort.signal });
+      const options = { client: model.get("_client"), signal: this.abort.signal, kernel: this.host.kernel };
+      transport = await deps.connect(urls, options);
     } catch (error) {
       if (live()) this.host.failed("unreachable", ERRORS.unreachable.message({ room: this.room, hint, urls }), error);
       return;

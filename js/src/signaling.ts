@@ -1,15 +1,18 @@
 /**
  * The client side of the signalling protocol, dialect 2 (docs/protocol.md), over any
- * SignalingTransport (transport.ts; Socket.IO in socketio.ts).
+ * SignalingTransport (transport.ts; Socket.IO in socketio.ts, the widget's kernel in
+ * kernelroute.ts).
  *
  * Every request carries an acknowledgement, answered exactly once by the server; a missing answer
- * times out here with a clear error. Events that arrive before the `enter` acknowledgement
+ * times out here with a clear error, unless the transport says the answer is only held up
+ * (`held`: a cell is running in the kernel that carries it), and then it waits again. Events that arrive before the `enter` acknowledgement
  * (`peer_joined`, `peer_left`, `signal`) are held back and delivered once the caller has taken in
  * the acknowledgement (`deliver()`), so it knows its own id and the members before any of them.
  *
  * A connection that drops is not the end of the client: `reconnect()` opens it again (the caller
  * decides when, with its backoff) and the caller enters its room again.
  */
+import type { KernelLink } from "./kernel";
 import { CONNECT_TIMEOUT_MS, openSocketIo, type SocketFactory } from "./socketio";
 import type { ServerEvent, SignalingTransport } from "./transport";
 
@@ -262,10 +265,16 @@ export class SignalingClient {
         this.pending.delete(fail);
         reject(error);
       };
-      const timer = setTimeout(() => {
-        const seconds = Math.round(this.ackTimeoutMs / 100) / 10;
-        fail(new SignalingError("timeout", `The signaller did not answer “${event}” within ${seconds} s.`));
-      }, this.ackTimeoutMs);
+      const arm = (): ReturnType<typeof setTimeout> =>
+        setTimeout(() => {
+          if (this.transport.held === true) {
+            timer = arm(); // late for a known reason (a cell is running), not lost
+            return;
+          }
+          const seconds = Math.round(this.ackTimeoutMs / 100) / 10;
+          fail(new SignalingError("timeout", `The signaller did not answer “${event}” within ${seconds} s.`));
+        }, this.ackTimeoutMs);
+      let timer = arm();
       this.pending.add(fail);
       this.transport.request(event, payload, (answer: unknown) => {
         if (!this.pending.has(fail)) return; // timed out or closed meanwhile
@@ -289,6 +298,8 @@ export interface ConnectOptions {
   open?: (url: string) => SignalingTransport;
   /** For tests: how the default Socket.IO transport makes its socket. */
   factory?: SocketFactory;
+  /** The widget's link to its kernel, for the kernel route (deps.ts's openRoute). */
+  kernel?: KernelLink;
   signal?: AbortSignal;
 }
 

@@ -2,13 +2,15 @@
  * What carries the signalling protocol (docs/protocol.md) between this page and the signaller.
  *
  * The protocol's client (signaling.ts) and the Call speak only to this interface; Socket.IO is
- * one implementation (socketio.ts). Another way to the signaller (e.g. through the widget's comm
- * and its kernel) is another class implementing it, with no change to the call logic.
+ * one implementation (socketio.ts); the widget's comm and its kernel another (kernelroute.ts),
+ * with no change to the call logic.
  */
 
+import { SIGNALLER_EVENTS, type SignallerEvent } from "./contract";
+
 /** The events the signaller sends unasked (docs/protocol.md, dialect 2). */
-export const SERVER_EVENTS = ["peer_joined", "peer_left", "signal", "error"] as const;
-export type ServerEvent = (typeof SERVER_EVENTS)[number];
+export const SERVER_EVENTS = SIGNALLER_EVENTS;
+export type ServerEvent = SignallerEvent;
 
 /** What a transport tells its listener. */
 export interface TransportListener {
@@ -23,6 +25,11 @@ export interface SignalingTransport {
   readonly url: string;
   /** Whether requests can go out now. */
   readonly connected: boolean;
+  /**
+   * True while an answer is late for a known, passing reason (the kernel route: a cell is running
+   * in the kernel): a request's timer that fires meanwhile waits again instead of failing.
+   */
+  readonly held?: boolean;
   /**
    * Open the connection, or open it again after a drop. Resolves once open. Rejects with an Error
    * saying why (its message is shown inside a sentence) when it fails, when `timeoutMs` passes or

@@ -6,12 +6,20 @@
  * Each trait has one writer (the README's table): Python and the view's controls set intent, the
  * browser's Call reports what happened.
  */
-import type { BrowserMessageType, CallState, ErrorCode, KernelMessageType } from "./contract";
+import type {
+  BrowserMessageType,
+  CallState,
+  ErrorCode,
+  KernelMessageType,
+  RouteRequestEvent,
+  RouteSendEvent,
+  SignallerEvent,
+} from "./contract";
 
 export type { CallState, ErrorCode } from "./contract";
 
-/** How the page reaches the kernel's signaller. */
-export type Route = "auto" | "direct" | "proxy";
+/** How the page reaches the kernel's signaller: each in turn, or one (route.ts). */
+export type Route = "auto" | "direct" | "proxy" | "kernel";
 
 /** The state of one RTCPeerConnection, or "new" before it exists. */
 export type ConnectionState = RTCPeerConnectionState;
@@ -101,6 +109,11 @@ export interface Model {
   _joins: number;
   /** Whether entering needs a join token, which the browser asks the kernel for (`token_request`). */
   _secure: boolean;
+  /**
+   * Written by the kernel: a cell is running in it, so what this page sends it waits until the
+   * cell ends (the kernel route holds its timeouts meanwhile, and the view says why it waits).
+   */
+  _kernel_busy: boolean;
   /** Whether other kernels of this user can join the kernel's signaller (the alone card says so). */
   _shared: boolean;
   /** The signaller's public URL without a token, the invite link's base ("" on the standalone page). */
@@ -181,8 +194,49 @@ export interface KernelErrorMessage {
   message: string;
 }
 
+// The kernel route (kernelroute.ts, docs/protocol.md): the page's signalling through its widget's
+// comm. `n` numbers the page's route connections, a new one per connect, so that what is left of
+// an older one is dropped.
+
+/** Kernel → browser: route connection `n` is open. */
+export interface RouteOpen {
+  type: "sig_open";
+  n: number;
+}
+
+/** Kernel → browser: the signaller sent `event` on connection `n` (checked by the client). */
+export interface RouteEvent {
+  type: "sig_event";
+  n: number;
+  event: SignallerEvent;
+  data: unknown;
+}
+
+/** Kernel → browser: the signaller's acknowledgement of request `id` on connection `n`. */
+export interface RouteAnswer {
+  type: "sig_answer";
+  n: number;
+  id: number;
+  reply: unknown;
+}
+
+/** Kernel → browser: connection `n` could not be opened, or it dropped. */
+export interface RouteDropped {
+  type: "sig_dropped";
+  n: number;
+  reason: string;
+}
+
 /** Everything the kernel may send. */
-export type KernelMessage = ChatRequest | SnapshotRequest | TokenMessage | KernelErrorMessage;
+export type KernelMessage =
+  | ChatRequest
+  | SnapshotRequest
+  | TokenMessage
+  | KernelErrorMessage
+  | RouteOpen
+  | RouteEvent
+  | RouteAnswer
+  | RouteDropped;
 
 /** Browser → kernel: a join token for `room`, please (answered by a `TokenMessage`). */
 export interface TokenRequest {
@@ -209,8 +263,45 @@ export type FrameMessage =
   | { type: "frame"; id: string; width: number; height: number; format: FrameFormat }
   | { type: "frame"; id: string; error: string };
 
+/** Browser → kernel: open route connection `n` (the kernel closes any other of this widget). */
+export interface RouteConnect {
+  type: "sig_connect";
+  n: number;
+}
+
+/** Browser → kernel: send `event` on connection `n`; answered by a `RouteAnswer` with `id`. */
+export interface RouteRequest {
+  type: "sig_request";
+  n: number;
+  id: number;
+  event: RouteRequestEvent;
+  payload: unknown;
+}
+
+/** Browser → kernel: send `event` (a snapshot's chunk, its bytes the one buffer), unanswered. */
+export interface RouteSend {
+  type: "sig_send";
+  n: number;
+  event: RouteSendEvent;
+  payload: unknown;
+}
+
+/** Browser → kernel: close route connection `n`. */
+export interface RouteClose {
+  type: "sig_close";
+  n: number;
+}
+
 /** Everything the browser may send. */
-export type BrowserMessage = ChatMessage | FrameMessage | ErrorMessage | TokenRequest;
+export type BrowserMessage =
+  | ChatMessage
+  | FrameMessage
+  | ErrorMessage
+  | TokenRequest
+  | RouteConnect
+  | RouteRequest
+  | RouteSend
+  | RouteClose;
 
 /** True when the two unions of names are the same set. */
 type SameNames<A extends string, B extends string> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;

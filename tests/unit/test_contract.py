@@ -38,7 +38,8 @@ def test_the_rendered_values_are_the_python_values() -> None:
 def test_no_front_end_module_defines_its_own_copy() -> None:
     """The front end takes these names from ./contract, never from a literal of its own."""
     own = re.compile(
-        r"(?:const|let)\s+(ROOM_RE|ROOM_PATTERN|MAX_CHAT|MAX_HISTORY|MAX_NAME|CALL_STATES|ERROR_CODES)\b"
+        r"(?:const|let)\s+(ROOM_RE|ROOM_PATTERN|MAX_CHAT|MAX_HISTORY|MAX_NAME|CALL_STATES|ERROR_CODES"
+        r"|SIGNALLER_EVENTS|ROUTE_REQUESTS|ROUTE_SENDS|MAX_ROUTE_NUMBER)\b"
     )
     for path in sorted((ROOT / "js" / "src").rglob("*.ts")):
         if path.name == "contract.ts" or path.name.endswith(".test.ts"):

@@ -3,6 +3,7 @@ browser sends is read into a clean typed copy or refused with a reason."""
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Any
 
@@ -91,3 +92,85 @@ def test_malformed_messages_are_refused_with_their_kind_and_a_reason(
     with pytest.raises(MalformedMessage, match=reason) as refused:
         parse_browser_message(content, buffers)
     assert refused.value.kind == kind
+
+
+# -- the kernel route ------------------------------------------------------------------------------
+
+
+def test_the_route_events_are_the_contracts() -> None:
+    assert typing.get_args(messages.RouteRequestEvent) == contract.ROUTE_REQUESTS
+    assert typing.get_args(messages.RouteSendEvent) == contract.ROUTE_SENDS
+
+
+def test_route_messages_are_read_into_clean_copies() -> None:
+    enter = {"room": "lab-1", "name": "Ada", "session": "s" * 24}
+    request = {"type": "sig_request", "n": 3, "id": 1, "event": "enter", "payload": enter}
+    assert parse_browser_message({**request, "extra": 1}, []) == request
+    assert parse_browser_message({"type": "sig_connect", "n": 1}, []) == {
+        "type": "sig_connect",
+        "n": 1,
+    }
+    assert parse_browser_message({"type": "sig_close", "n": contract.MAX_ROUTE_NUMBER}, []) == {
+        "type": "sig_close",
+        "n": contract.MAX_ROUTE_NUMBER,
+    }
+    meta = {"id": "f", "index": 0, "count": 1, "width": 1, "height": 1, "format": "rgba"}
+    send = {"type": "sig_send", "n": 2, "event": "frame", "payload": meta}
+    assert parse_browser_message(send, [b"\0" * 4]) == send
+    assert parse_browser_message({**send, "payload": {"id": "f", "error": "no video"}}, []) == {
+        **send,
+        "payload": {"id": "f", "error": "no video"},
+    }
+
+
+REQUEST = {"type": "sig_request", "n": 1, "id": 1, "event": "signal", "payload": {"to": "x"}}
+SEND = {"type": "sig_send", "n": 1, "event": "frame", "payload": {"id": "f"}}
+CHUNK = b"\0" * messages.MAX_ROUTE_BUFFER
+
+
+@pytest.mark.parametrize(
+    ("content", "buffers", "reason"),
+    [
+        ({"type": "sig_connect"}, [], "n must be an integer from 1"),
+        ({"type": "sig_connect", "n": 0}, [], "n must be"),
+        ({"type": "sig_connect", "n": 2**31}, [], "n must be"),
+        ({"type": "sig_connect", "n": True}, [], "n must be"),
+        ({"type": "sig_connect", "n": 1.0}, [], "n must be"),
+        ({"type": "sig_connect", "n": 1}, [b""], "at most 0 buffer"),
+        ({"type": "sig_close", "n": "1"}, [], "n must be"),
+        ({**REQUEST, "id": 0}, [], "id must be"),
+        ({**REQUEST, "id": "1"}, [], "id must be"),
+        ({**REQUEST, "event": "join"}, [], "event must be one of 'enter', 'leave', 'signal'"),
+        ({**REQUEST, "event": ["enter"]}, [], "event must be one of"),
+        ({**REQUEST, "event": "frame"}, [], "event must be one of"),
+        ({**REQUEST, "payload": "room"}, [], "payload must be an object"),
+        ({**REQUEST, "payload": ["x"]}, [], "payload must be an object"),
+        ({**REQUEST, "payload": {"x": float("nan")}}, [], "payload must be plain JSON"),
+        ({**REQUEST, "payload": {"x": b"1"}}, [], "payload must be plain JSON"),
+        (
+            {**REQUEST, "payload": {"sdp": "x" * messages.MAX_ROUTE_PAYLOAD}},
+            [],
+            f"at most {messages.MAX_ROUTE_PAYLOAD} characters",
+        ),
+        (REQUEST, [b"x"], "at most 0 buffer"),
+        ({**SEND, "event": "enter"}, [], "event must be one of 'frame'"),
+        (SEND, [b"", b""], "at most 1 buffer"),
+        (SEND, [CHUNK + b"\0"], "at most 1 buffer"),
+    ],
+)
+def test_malformed_route_messages_are_refused(
+    content: Any, buffers: list[bytes], reason: str
+) -> None:
+    with pytest.raises(MalformedMessage, match=re.escape(reason)) as refused:
+        parse_browser_message(content, buffers)
+    assert refused.value.kind == content["type"]
+
+
+def test_a_deeply_nested_payload_is_refused_not_a_crash() -> None:
+    nested: dict[str, Any] = {}
+    inner = nested
+    for _ in range(100_000):
+        inner["x"] = {}
+        inner = inner["x"]
+    with pytest.raises(MalformedMessage, match="plain JSON"):
+        parse_browser_message({**REQUEST, "payload": nested}, [])

@@ -2,7 +2,8 @@
  * The controls: the room and name fields, the microphone, camera, screen and Connect buttons, the
  * device lists, the status line and the error banner. They write the person's intent into the
  * model and follow the model's traits; of the Call they hear "local" (is there a microphone, a
- * camera, a shared screen) and, for the status line only, "members". Never "stats".
+ * camera, a shared screen) and, for the status line only, "members" and "kernel" (the page waits
+ * on a kernel busy with a cell). Never "stats".
  */
 import { MAX_NAME, ROOM_RE } from "../contract";
 import type { RemotePeer } from "../call";
@@ -128,6 +129,7 @@ export class Controls {
     b.traits(model, ["state", "error", "error_code"], () => this.renderError());
     b.add(call.subscribe("local", () => this.renderMedia()));
     b.add(call.subscribe("members", () => this.renderStatus()));
+    b.add(call.subscribe("kernel", () => this.renderStatus()));
 
     this.roomInput.value = model.get("room");
     this.renderFields();
@@ -275,7 +277,8 @@ export class Controls {
 
   private renderStatus(): void {
     const state = this.model.get("state");
-    setText(this.statusText, describe(state, this.model.get("room"), this.call.remotePeers));
+    const waiting = this.call.waitingForKernel === true && isActive(state);
+    setText(this.statusText, waiting ? WAITING_FOR_KERNEL : describe(state, this.model.get("room"), this.call.remotePeers));
     const via = this.model.get("connected_via");
     setText(this.statusVia, via && isActive(state) ? `via ${via}` : "");
   }
@@ -327,6 +330,9 @@ function names(peers: readonly RemotePeer[]): string {
   if (list.length <= 3) return list.join(", ").replace(/, ([^,]*)$/, " and $1");
   return `${list.slice(0, 2).join(", ")} and ${list.length - 2} others`;
 }
+
+/** The status line while the page's signalling waits on a kernel busy with a cell. */
+export const WAITING_FOR_KERNEL = "Waiting for the kernel: a cell is running; the call connects when it ends";
 
 /** The status line. */
 export function describe(state: CallState, room: string, peers: readonly RemotePeer[]): string {

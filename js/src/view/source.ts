@@ -13,6 +13,8 @@ export interface CallSource {
   readonly remotePeers: RemotePeer[];
   readonly messages: readonly ChatEntry[];
   readonly canChat: boolean;
+  /** The page has waited a while on its kernel, busy with a cell (the status line says so). */
+  readonly waitingForKernel?: boolean;
   sendChat(text: string): boolean;
   subscribe(topic: CallTopic, listener: () => void): () => void;
 }
