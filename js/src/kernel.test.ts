@@ -69,6 +69,62 @@ describe("KernelLink", () => {
     expect(model.sent).toEqual([]);
   });
 
+  it("hands the kernel route's messages to their taker, checked", () => {
+    const model = new KernelModel();
+    const kernel = new KernelLink(model);
+    const taken: unknown[] = [];
+    kernel.handle({
+      sig_open: (m) => taken.push(m),
+      sig_event: (m) => taken.push(m),
+      sig_answer: (m) => taken.push(m),
+      sig_dropped: (m) => taken.push(m),
+    });
+    model.fromKernel({ type: "sig_open", n: 3 });
+    model.fromKernel({ type: "sig_event", n: 3, event: "peer_joined", data: { id: "z" } });
+    model.fromKernel({ type: "sig_answer", n: 3, id: 1, reply: { ok: true } });
+    model.fromKernel({ type: "sig_dropped", n: 3, reason: "x".repeat(900) });
+    model.fromKernel({ type: "sig_dropped", n: 3, reason: "" });
+    expect(taken).toEqual([
+      { type: "sig_open", n: 3 },
+      { type: "sig_event", n: 3, event: "peer_joined", data: { id: "z" } },
+      { type: "sig_answer", n: 3, id: 1, reply: { ok: true } },
+      { type: "sig_dropped", n: 3, reason: "x".repeat(500) },
+      { type: "sig_dropped", n: 3, reason: "dropped" },
+    ]);
+    expect(model.sent).toEqual([]);
+  });
+
+  it("follows the kernel's busy flag and who waits on it, and numbers route connections anew", () => {
+    const model = new KernelModel();
+    const kernel = new KernelLink(model);
+    const heard = vi.fn();
+    const unwatch = kernel.watch(heard);
+    expect(kernel.busy).toBe(false);
+    model.set("_kernel_busy", true);
+    expect(kernel.busy).toBe(true);
+    expect(heard).toHaveBeenCalledTimes(1);
+    const owner = {};
+    kernel.setWaiting(owner, true);
+    kernel.setWaiting(owner, true); // no change, no news
+    expect(kernel.waiting).toBe(true);
+    expect(heard).toHaveBeenCalledTimes(2);
+    kernel.setWaiting(owner, false);
+    expect(kernel.waiting).toBe(false);
+    unwatch();
+    model.set("_kernel_busy", false);
+    expect(heard).toHaveBeenCalledTimes(3);
+    const first = kernel.nextRoute();
+    expect(kernel.nextRoute()).toBe(first + 1);
+    expect(first).toBeGreaterThanOrEqual(1);
+    expect(first).toBeLessThanOrEqual(2 ** 30 + 1);
+    // Another page's link (another tab on the same widget) starts elsewhere.
+    const others = new Set(Array.from({ length: 5 }, () => new KernelLink(new KernelModel()).nextRoute()));
+    expect(others.size).toBeGreaterThan(1);
+    kernel.dispose();
+    model.set("_kernel_busy", true);
+    expect(heard).toHaveBeenCalledTimes(3);
+  });
+
   it("sends binary buffers as anywidget's third argument", () => {
     const model = new KernelModel();
     const kernel = new KernelLink(model);
