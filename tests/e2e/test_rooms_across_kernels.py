@@ -168,6 +168,17 @@ def tile_frames(page: Any, name: str) -> tuple[str, int] | None:
     return None if found is None else (str(found[0]), int(found[1]))
 
 
+def say(page: Any, text: str) -> None:
+    page.get_by_test_id("chat-input").fill(text)
+    page.get_by_test_id("chat-input").press("Enter")
+
+
+def heard(page: Any, name: str, text: str) -> None:
+    """Wait until ``page``'s chat shows ``text`` from ``name``."""
+    message = page.get_by_test_id("chat-message").filter(has_text=text)
+    message.filter(has_text=name).wait_for(timeout=30_000)
+
+
 def everyone_meets(visitors: list[Visitor]) -> None:
     """Each visitor sees every other's video, and its kernel lists them all."""
     for visitor in visitors:
@@ -195,6 +206,9 @@ def test_voila_visitors_meet_and_the_room_outlives_its_host(voila_dashboard: Das
     visitors = [voila_dashboard.visit(name) for name in ("Ada", "Bob", "Cy")]
     assert len({v.pid for v in visitors}) == 3, "each visit has a kernel of its own"
     everyone_meets(visitors)
+    say(visitors[0].page, "hello from Ada")
+    for visitor in visitors[1:]:
+        heard(visitor.page, "Ada", "hello from Ada")
 
     host = voila_dashboard.host()
     assert host in {v.pid for v in visitors}, "a visitor's kernel hosts the signaller"
