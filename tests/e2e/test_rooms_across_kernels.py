@@ -278,7 +278,12 @@ def test_remote_voila_visitors_meet_over_the_kernel_route(
     room = "remote-lobby"
     served = remote_server.voila(DASHBOARD, env={"IPYMEET_DASHBOARD_ROOM": room})
     dashboard = Dashboard(served, room, new_page)
-    visitors = [dashboard.visit(name) for name in ("Ada", "Bob")]
+    ada = dashboard.visit("Ada")
+    # Alone, Ada's stage does not offer a link to the server's loopback: others come from Jupyter.
+    ada.page.get_by_test_id("alone").wait_for(timeout=60_000)
+    assert "on the server" in ada.page.get_by_test_id("alone-where").inner_text()
+    assert ada.page.get_by_test_id("invite-link").is_hidden()
+    visitors = [ada, dashboard.visit("Bob")]
     everyone_meets(visitors)
     for visitor in visitors:
         visitor.page.wait_for_function(

@@ -17,6 +17,8 @@ export interface AloneFacts {
   secure: boolean;
   /** `signaling_url`: an explicit signaller, not the kernel's. */
   explicit: boolean;
+  /** `connected_via`: the route the page took ("kernel", a proxy URL, or the signaller's own). */
+  via: string;
 }
 
 export interface AloneText {
@@ -39,6 +41,9 @@ export function aloneText(facts: AloneFacts): AloneText | null {
   const url = parseUrl(facts.base);
   if (url === null || facts.room === "") return null;
   const room = `“${facts.room}”`;
+  // A signaller on the server's loopback that this page reached only by a detour (the kernel's
+  // comm, a proxy) is on another machine than this browser: its address means nothing here.
+  const remote = isLoopback(url.hostname) && parseUrl(facts.via)?.origin !== url.origin;
   const whose = facts.explicit
     ? "the signaller signaling_url names"
     : facts.shared
@@ -47,7 +52,7 @@ export function aloneText(facts: AloneFacts): AloneText | null {
   const jupyter = facts.explicit
     ? `Any VideoRoom with this signaling_url and the room ${room}.`
     : facts.shared
-      ? `Any notebook or Voilà dashboard of yours on this machine that opens ${room}.`
+      ? `Any notebook or Voilà dashboard of yours on this ${remote ? "server" : "machine"} that opens ${room}.`
       : `Another widget of this kernel in ${room}.`;
   let link: string | null = null;
   let browser: string;
@@ -55,13 +60,16 @@ export function aloneText(facts: AloneFacts): AloneText | null {
     browser = facts.explicit
       ? `This signaller needs a join token: ipymeet token ${facts.room} gives a link with one.`
       : "The room needs a join token: room.invite_url in Python gives a link with one.";
+  } else if (remote) {
+    browser = "The signaller listens on the server's loopback only, out of other browsers' reach: they join from Jupyter.";
   } else {
     link = `${facts.base.replace(/\/+$/, "")}/?room=${encodeURIComponent(facts.room)}`;
     browser = isLoopback(url.hostname)
       ? "Opens in browsers on this machine (the signaller listens on loopback only)."
       : "Anyone who can reach this address opens the room in a browser.";
   }
-  return { title: `No one else is in ${room} yet`, where: `Listening on ${url.host}, ${whose}.`, jupyter, link, browser };
+  const where = `Listening on ${url.host}${remote ? " on the server" : ""}, ${whose}.`;
+  return { title: `No one else is in ${room} yet`, where, jupyter, link, browser };
 }
 
 function parseUrl(base: string): URL | null {

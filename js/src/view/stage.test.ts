@@ -19,6 +19,7 @@ const facts = (overrides: Partial<AloneFacts> = {}): AloneFacts => ({
   shared: true,
   secure: false,
   explicit: false,
+  via: "http://127.0.0.1:24567",
   ...overrides,
 });
 
@@ -57,6 +58,20 @@ describe("aloneText (the card while you are alone)", () => {
       link: "https://meet.example.org/?room=lobby",
       browser: "Anyone who can reach this address opens the room in a browser.",
     });
+  });
+
+  it("a page that reached a loopback signaller by a detour is elsewhere: no link, join from Jupyter", () => {
+    for (const via of ["kernel", "https://hub.example.org/user/ada/proxy/24567"]) {
+      expect(aloneText(facts({ via }))).toEqual({
+        title: "No one else is in “lobby” yet",
+        where: "Listening on 127.0.0.1:24567 on the server, the signaller your notebooks and dashboards share.",
+        jupyter: "Any notebook or Voilà dashboard of yours on this server that opens “lobby”.",
+        link: null,
+        browser: "The signaller listens on the server's loopback only, out of other browsers' reach: they join from Jupyter.",
+      });
+    }
+    // A signaller listening beyond loopback: its link is worth giving, whatever the route.
+    expect(aloneText(facts({ via: "kernel", base: "https://192.168.1.20:24567" }))?.link).toBe("https://192.168.1.20:24567/?room=lobby");
   });
 
   it("says nothing more than the usual line without an address or a room", () => {
@@ -102,7 +117,14 @@ afterEach(() => {
 });
 
 function mount(initial: Partial<Model>) {
-  const model = new PageModel({ room: "lobby", state: "waiting", _invite_base: "http://127.0.0.1:24567", _shared: true, ...initial });
+  const model = new PageModel({
+    room: "lobby",
+    state: "waiting",
+    _invite_base: "http://127.0.0.1:24567",
+    _shared: true,
+    connected_via: "http://127.0.0.1:24567",
+    ...initial,
+  });
   const call = new FakeCall();
   const stage = new Stage(model, call);
   stages.push(stage);
@@ -158,6 +180,10 @@ describe("the stage while alone", () => {
     expect(card.querySelector("[data-testid=alone-browser]")?.textContent).toContain("room.invite_url");
     model.set("_shared", false);
     expect(card.querySelector("[data-testid=alone-jupyter]")?.textContent).toBe("Another widget of this kernel in “lobby”.");
+    model.set("_secure", false);
+    model.set("connected_via", "kernel");
+    expect(linkRow.hidden).toBe(true);
+    expect(card.querySelector("[data-testid=alone-where]")?.textContent).toContain("on the server");
   });
 
   it("without the signaller's address (the standalone page) keeps the usual line", () => {

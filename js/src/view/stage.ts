@@ -56,7 +56,7 @@ export class Stage {
     this.root = h("div", { class: "ipymeet-stage-box" }, this.stage);
 
     const b = this.bindings;
-    b.traits(model, ["state", "room", "_invite_base", "_shared", "_secure", "signaling_url"], () => this.renderMembers());
+    b.traits(model, ["state", "room", "_invite_base", "_shared", "_secure", "signaling_url", "connected_via"], () => this.renderMembers());
     b.traits(model, ["state", "audio", "video", "name"], () => this.renderSelf());
     b.add(call.subscribe("members", () => this.renderMembers()));
     b.add(call.subscribe("local", () => this.renderSelf()));
@@ -105,6 +105,7 @@ export class Stage {
             shared: model.get("_shared") === true,
             secure: model.get("_secure") === true,
             explicit: model.get("signaling_url") !== "",
+            via: model.get("connected_via"),
           })
         : null;
     this.alone.update(alone);
