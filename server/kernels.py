@@ -149,6 +149,7 @@ class KernelHub:
         self._keys_changed = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._waiting = 0  # enters waiting for their key
 
     def install(self) -> None:
         """Take over the signaller's admission and handle the kernels' events on it."""
@@ -206,18 +207,23 @@ class KernelHub:
         if since is None or time.monotonic() - since > TAKEOVER_WINDOW:
             return False
         deadline = time.monotonic() + KEY_WAIT
-        while True:
-            changed = self._keys_changed
-            if self.knows(client):
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+        self._waiting += 1
+        try:
+            while True:
+                changed = self._keys_changed
+                if self.knows(client):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(changed.wait(), remaining)
+        finally:
+            self._waiting -= 1
 
     def counts(self) -> dict[str, int]:
-        """Attached kernels, keys, kernels within their grace, pending challenges (for tests)."""
+        """Attached kernels, keys, kernels within their grace, pending challenges, enters
+        waiting for their key (for tests and health checks)."""
         with self._lock:
             keys = len(self._owners)
         return {
@@ -225,11 +231,17 @@ class KernelHub:
             "keys": keys,
             "grace": sum(1 for link in self._links.values() if link.sid is None),
             "challenges": len(self._challenges),
+            "waiting": self._waiting,
         }
 
     def attached(self) -> list[str]:
         """The ids of the kernels attached now."""
         return sorted(link.kernel for link in self._by_sid.values())
+
+    def sid_of(self, kernel: str) -> str | None:
+        """The connection of an attached kernel (None: not attached now)."""
+        link = self._links.get(kernel)
+        return None if link is None else link.sid
 
     # -- the handshake ---------------------------------------------------------------------------
 
@@ -415,11 +427,17 @@ class KernelHub:
         if chunk is not None and (not isinstance(chunk, bytes) or len(chunk) > MAX_CHUNK_BYTES):
             raise v.bad(f"a frame chunk is binary, at most {MAX_CHUNK_BYTES // 1024} KiB")
         data = (conn.client, clean) if chunk is None else (conn.client, clean, chunk)
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def taken(*reply: Any) -> None:
+            if not answered.done():
+                answered.set_result(reply[0] if len(reply) == 1 else None)
+
+        # Awaited (sio.call is not allowed with inline handlers; this waits on another
+        # connection, the kernel's): the page's next chunk is read only once this one is taken.
         try:
-            # Awaited: the page's next chunk is read only once this one was taken.
-            reply = await self.signaller.sio.call(
-                "kernel_frame", data, to=link.sid, timeout=FRAME_TIMEOUT
-            )
+            await self.signaller.sio.emit("kernel_frame", data, to=link.sid, callback=taken)
+            reply = await asyncio.wait_for(answered, FRAME_TIMEOUT)
         except Exception:  # timed out, or the kernel's connection went meanwhile
             raise v.Refused("not_expected", "the kernel that asked took no frame") from None
         if not isinstance(reply, dict) or reply.get("ok") is not True:

@@ -476,7 +476,9 @@ class _Attachment:
             log.debug("ignored a malformed kernel_members push")
             return
         with self._lock:
-            if members:
+            # The host names only this kernel's own keys: none left, and it hears no more of
+            # the room (this was the last push), so it keeps nothing that would go stale.
+            if any(member.client for member in members):
                 self._rooms[room] = members
             else:
                 self._rooms.pop(room, None)
@@ -934,8 +936,8 @@ class KernelSignaller:
         return tokens.mint(secret, room, ttl)
 
     def members(self, room: str) -> list[Member]:
-        """The members of ``room`` in arrival order (a copy; any thread). Attached, the rooms
-        where one of this kernel's widgets is or just was: the host tells them as they change."""
+        """The members of ``room`` in arrival order (a copy; any thread). Attached, only where one
+        of this kernel's widgets is (elsewhere empty): the host tells them as they change."""
         role = self._role
         if isinstance(role, _Hosting):
             return role.thread.members(room)

@@ -316,6 +316,10 @@ class Signaller:
     # -- connection lifecycle ----------------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        if self._closed:
+            # Shutting down: a page reconnecting at once must not land here again, but on the
+            # signaller that comes next (another kernel taking over, a restarted server).
+            return False
         client = auth.get("client") if isinstance(auth, dict) else None
         if not isinstance(client, str) or len(client) > 64:
             client = ""
