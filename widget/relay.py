@@ -51,7 +51,7 @@ CONNECT_TIMEOUT = 3.0
 MAX_REASON = 200
 
 
-class Signaller(Protocol):
+class Endpoint(Protocol):
     """What the relay needs of the kernel's signaller (``binding.server``)."""
 
     @property
@@ -151,7 +151,7 @@ class KernelRoute:
         route.close()
     """
 
-    def __init__(self, client: str, server: Signaller, send: Send) -> None:
+    def __init__(self, client: str, server: Endpoint, send: Send) -> None:
         self.client = client
         self.server = server
         self._send = send
