@@ -105,13 +105,10 @@ class Settings:
         """Settings for the kernel's signaller, read from ``IPYMEET_*`` environment variables.
 
         ``IPYMEET_ICE_SERVERS`` is a JSON list of RTCIceServer dicts (``[]`` for host candidates
-        only, as the tests use); ``IPYMEET_MAX_PEERS`` an integer; ``IPYMEET_PORT`` the port
-        (a kernel's shared signaller is hosted there, see server/sharing.py; 0 picks a free one).
+        only, as the tests use); ``IPYMEET_MAX_PEERS`` an integer. (``IPYMEET_PORT`` and
+        ``IPYMEET_SHARE`` are the shared signaller's: see :func:`port_from_env`.)
         """
         values: dict[str, Any] = {}
-        port = port_from_env()
-        if port is not None:
-            values["port"] = port
         raw = os.environ.get("IPYMEET_ICE_SERVERS")
         if raw is not None:
             servers = json.loads(raw)
@@ -125,7 +122,9 @@ class Settings:
 
 
 def port_from_env() -> int | None:
-    """``IPYMEET_PORT``: the port of this user's shared signaller (None when unset)."""
+    """``IPYMEET_PORT``: the port this user's shared signaller is hosted on (server/sharing.py;
+    0 picks a free one), None when unset. Not a kernel's own signaller's: with sharing off, each
+    kernel has its own port."""
     raw = os.environ.get("IPYMEET_PORT", "").strip()
     if not raw:
         return None

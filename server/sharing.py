@@ -55,7 +55,7 @@ from .frames import Frame, FrameInbox
 from .kernels import CHALLENGE_RE, KernelHub, proof, proof_matches
 from .registry import Member
 from .runner import SignallerThread, in_kernel
-from .settings import TLS, Settings, share_from_env
+from .settings import TLS, Settings, port_from_env, share_from_env
 
 log = logging.getLogger("ipymeet.server")
 
@@ -572,7 +572,8 @@ class KernelSignaller:
     ``cancel_frame``, ``stop``) plus ``register`` / ``unregister`` (this kernel's widget keys),
     ``hosting``, ``shared`` and ``on_change``. ``runtime_dir`` and ``port`` default to Jupyter's
     runtime directory and the user's port; tests give their own to run several "kernels" in one
-    process.
+    process. The port is ``port``, else ``IPYMEET_PORT``, else ``settings.port``, else
+    :func:`user_port`.
 
     Example::
 
@@ -594,6 +595,8 @@ class KernelSignaller:
     ) -> None:
         self._base = settings or Settings.from_env()
         self._dir = Path(runtime_dir) if runtime_dir is not None else None
+        if port is None:
+            port = port_from_env()
         self._want_port = port if port is not None else (self._base.port or user_port())
         #: This kernel process's id among the user's kernels (random).
         self.kernel_id = kernel_id or secrets.token_hex(8)

@@ -1,0 +1,242 @@
+"""Real ipykernel kernels share one signaller (server/sharing.py): three kernels, each with
+``VideoRoom('team')``, on a runtime directory and a port of the test's own. One hosts, the others
+attach (the runtime file and the listening socket say which); pages of the three widgets meet and
+every kernel's ``peers`` shows the other two; the host is killed with SIGKILL and another kernel
+hosts on the same port, the pages come back and ``peers`` is whole again; when every kernel has
+shut down, the port is closed and the runtime file gone.
+
+The kernels are started once for the module (a few seconds each on a loaded machine); the second
+test ends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from jupyter_client import KernelManager
+
+from ipymeet.server.sharing import RUNTIME_FILE, read_runtime
+
+from ..support import free_port
+from .pages import Page, pages, wait_until
+
+pytestmark = pytest.mark.timeout(240)
+
+#: How long a kernel may take to start and import ipymeet on a loaded 2-core machine.
+START_TIMEOUT = 90.0
+#: The failover's target is 2 s; this test allows for a loaded machine and prints the figure.
+FAILOVER_LIMIT = 5.0
+
+
+class Kernel:
+    """One real kernel (jupyter_client), its widget ``r`` and what it says of its signaller."""
+
+    def __init__(self, name: str, env: dict[str, str], directory: Path) -> None:
+        self.name = name
+        self.manager = KernelManager(kernel_name="python3")
+        self.manager.connection_file = str(directory / f"kernel-{name}.json")
+        self.manager.start_kernel(env=env, cwd=str(directory))
+        self.client = self.manager.blocking_client()
+        self.client.start_channels()
+        self.info: dict[str, Any] = {}
+
+    @property
+    def pid(self) -> int:
+        return int(self.manager.provisioner.pid)  # type: ignore[union-attr]
+
+    def ready(self) -> None:
+        self.client.wait_for_ready(timeout=START_TIMEOUT)
+
+    def run(self, code: str, timeout: float = 30.0) -> Any:
+        """Run ``code``; the JSON its last printed line holds."""
+        printed: list[str] = []
+        errors: list[str] = []
+
+        def output(message: dict[str, Any]) -> None:
+            kind, content = message["msg_type"], message["content"]
+            if kind == "stream":
+                printed.append(content["text"])
+            elif kind == "error":
+                errors.append("\n".join(content["traceback"]))
+
+        reply = self.client.execute_interactive(code, timeout=timeout, output_hook=output)
+        assert reply["content"]["status"] == "ok", f"{self.name}: {errors or reply}"
+        lines = "".join(printed).strip().splitlines()
+        return json.loads(lines[-1]) if lines else None
+
+    def peers(self) -> list[str]:
+        return sorted(p["name"] for p in self.run("print(json.dumps(r.peers))"))
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.manager.is_alive())
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+
+    def shutdown(self) -> None:
+        """A clean shutdown (the kernel's atexit runs), as closing its notebook does."""
+        self.client.stop_channels()
+        if self.manager.has_kernel:
+            self.manager.shutdown_kernel(now=False)
+
+    def close(self) -> None:
+        self.client.stop_channels()
+        if self.manager.has_kernel:
+            self.manager.shutdown_kernel(now=True)
+        self.manager.cleanup_resources()
+
+
+MAKE_ROOM = """
+import json, os
+from ipymeet import VideoRoom, kernel_signaller
+r = VideoRoom('team', name={name!r})
+s = kernel_signaller()
+print(json.dumps({{"client": r._client, "port": r._port, "hosting": s.hosting,
+                  "shared": s.shared, "pid": os.getpid()}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Three kernels started at once, each with its VideoRoom('team')."""
+    directory = tmp_path_factory.mktemp("kernels")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IPYMEET_")}
+    env.update(
+        JUPYTER_RUNTIME_DIR=str(directory),
+        IPYMEET_PORT=str(port),
+        IPYMEET_ICE_SERVERS="[]",
+    )
+    made = [Kernel(name, env, directory) for name in ("Ada", "Bea", "Cy")]
+    try:
+        for kernel in made:
+            kernel.ready()
+        # All three at once: the lock makes one of them host.
+        for kernel in made:
+            kernel.client.execute(MAKE_ROOM.format(name=kernel.name))
+        for kernel in made:
+            kernel.info = kernel.run("print(json.dumps({'client': r._client, 'port': r._port}))")
+        yield {"kernels": made, "port": port, "directory": directory}
+    finally:
+        for kernel in made:
+            kernel.close()
+
+
+def listeners(port: int) -> set[int]:
+    """The pids listening on ``port``."""
+    return {
+        c.pid
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
+    }
+
+
+def hosting(kernels: list[Kernel]) -> list[str]:
+    return [k.name for k in kernels if k.run("print(json.dumps(s.hosting))")]
+
+
+async def in_kernels(kernels: list[Kernel], want: dict[str, list[str]], what: str) -> None:
+    """Wait until each kernel's ``r.peers`` names ``want[name]`` (asked by running code)."""
+
+    def holds() -> bool:
+        return all(kernel.peers() == want[kernel.name] for kernel in kernels)
+
+    deadline = time.monotonic() + 15
+    while not await asyncio.to_thread(holds):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: " + ", ".join(
+            f"{k.name}: {k.peers()}" for k in kernels
+        )
+        await asyncio.sleep(0.05)
+
+
+def page_of(kernel: Kernel, port: int) -> Page:
+    return Page(f"http://127.0.0.1:{port}", kernel.info["client"], "team", kernel.name)
+
+
+async def test_three_kernels_share_one_signaller_and_their_widgets_meet(
+    team: dict[str, Any],
+) -> None:
+    kernels: list[Kernel] = team["kernels"]
+    port: int = team["port"]
+    hosts = await asyncio.to_thread(hosting, kernels)
+    assert len(hosts) == 1, hosts
+    (host,) = [k for k in kernels if k.name == hosts[0]]
+    info = read_runtime(team["directory"] / RUNTIME_FILE)
+    assert info is not None
+    assert (info.port, info.pid) == (port, host.pid)
+    assert {k.info["port"] for k in kernels} == {port}
+    assert listeners(port) == {host.pid}, "more than one signaller listens"
+    async with pages(*(page_of(k, port) for k in kernels)) as team_pages:
+        for page in team_pages:
+            await page.join()
+        await in_kernels(
+            kernels,
+            {"Ada": ["Bea", "Cy"], "Bea": ["Ada", "Cy"], "Cy": ["Ada", "Bea"]},
+            "every kernel to see the other two",
+        )
+
+
+async def test_the_room_outlives_its_killed_host_and_nothing_is_left_after_the_last(
+    team: dict[str, Any],
+) -> None:
+    kernels: list[Kernel] = team["kernels"]
+    port: int = team["port"]
+    path: Path = team["directory"] / RUNTIME_FILE
+    (host,) = [k for k in kernels if k.name in await asyncio.to_thread(hosting, kernels)]
+    survivors = [k for k in kernels if k is not host]
+    async with pages(*(page_of(k, port) for k in kernels)) as team_pages:
+        for page in team_pages:
+            await page.join()
+        await in_kernels(
+            kernels,
+            {"Ada": ["Bea", "Cy"], "Bea": ["Ada", "Cy"], "Cy": ["Ada", "Bea"]},
+            "the room to form",
+        )
+        by_name = {page.name: page for page in team_pages}
+        back = [by_name[k.name] for k in survivors]
+        killed = time.monotonic()
+        host.kill()
+        await wait_until(
+            lambda: all(page.back_at is not None for page in back),
+            "the survivors' pages to enter again",
+            timeout=FAILOVER_LIMIT + 5,
+        )
+        took = max(page.back_at or 0 for page in back) - killed
+        print(f"\nSIGKILL of the host kernel -> pages back in the room after {took:.3f} s")
+        assert took < FAILOVER_LIMIT
+        info = read_runtime(path)
+        assert info is not None
+        assert info.port == port
+        assert info.pid in {k.pid for k in survivors}
+        assert listeners(port) == {info.pid}
+        assert [page.answer["self"] for page in back] == [page.id for page in back]
+        # The killed kernel's page is refused once its key is not re-registered (3 s).
+        dead = by_name[host.name]
+        await dead.wait_until(lambda: dead.ended == "unknown_widget", "the dead kernel's page")
+        first, second = survivors
+        await in_kernels(
+            survivors,
+            {first.name: [second.name], second.name: [first.name]},
+            "the survivors' peers to be whole",
+        )
+    # Closing the notebooks (the host's first: the other takes over, then ends too).
+    new_host = next(k for k in survivors if k.pid == info.pid)
+    for kernel in [new_host, *[k for k in survivors if k is not new_host]]:
+        await asyncio.to_thread(kernel.shutdown)
+    host.close()
+    await wait_until(lambda: not path.exists(), "the runtime file to go", timeout=15)
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "something still listens"
+    assert listeners(port) == set()
+    assert not any(k.alive for k in kernels)

@@ -1,0 +1,283 @@
+"""The shared signaller's parts that need no network: the runtime file (private, atomic, refused
+when it is not the user's own), its lock, the proofs of the handshake, the user's port, and when
+sharing is on (server/sharing.py, server/kernels.py)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipymeet.server import Settings, SignallerThread, kernels, runner, sharing
+from ipymeet.server.kernels import proof, proof_matches
+from ipymeet.server.settings import port_from_env, share_from_env
+from ipymeet.server.sharing import (
+    LOCK_FILE,
+    RUNTIME_FILE,
+    HostState,
+    KernelSignaller,
+    RuntimeInfo,
+    read_runtime,
+    remove_runtime,
+    runtime_lock,
+    user_port,
+    write_runtime,
+)
+
+from ..support import free_port
+
+INFO = RuntimeInfo(24321, os.getpid(), "http://127.0.0.1:24321", bytes(range(32)), "kernel-1")
+
+
+# -- the runtime file ------------------------------------------------------------------------------
+
+
+def test_the_runtime_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / RUNTIME_FILE
+    before = os.umask(0)
+    try:
+        write_runtime(path, INFO)
+    finally:
+        os.umask(before)
+    info = path.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o600
+    assert info.st_uid == os.getuid()
+    assert read_runtime(path) == INFO
+    written = json.loads(path.read_text())
+    assert written == {
+        "version": 1,
+        "port": 24321,
+        "pid": os.getpid(),
+        "url": "http://127.0.0.1:24321",
+        "secret": bytes(range(32)).hex(),
+        "kernel": "kernel-1",
+    }
+    assert bytes(range(32)).hex() not in repr(INFO)
+
+
+def test_the_runtime_file_is_replaced_whole_never_written_in_place(tmp_path: Path) -> None:
+    """A reader that opened the old file still reads all of the old one; a new reader reads all
+    of the new one; no temporary file is left."""
+    path = tmp_path / RUNTIME_FILE
+    write_runtime(path, INFO)
+    old_inode = path.stat().st_ino
+    newer = RuntimeInfo(30001, 1, "https://127.0.0.1:30001", b"n" * 32, "kernel-2")
+    with path.open(encoding="utf-8") as reading:
+        write_runtime(path, newer)
+        assert RuntimeInfo.from_json(reading.read()) == INFO
+    assert path.stat().st_ino != old_inode
+    assert read_runtime(path) == newer
+    assert [p.name for p in tmp_path.iterdir()] == [RUNTIME_FILE]
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(lambda p: p.chmod(0o644), id="others-may-read"),
+        pytest.param(lambda p: p.chmod(0o620), id="group-may-write"),
+        pytest.param(lambda p: p.write_text("{not json"), id="garbage"),
+        pytest.param(lambda p: p.write_text(json.dumps({"version": 2})), id="other-version"),
+        pytest.param(
+            lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "secret": "ab"})),
+            id="short-secret",
+        ),
+        pytest.param(
+            lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "port": "80"})),
+            id="port-as-text",
+        ),
+        pytest.param(lambda p: p.write_bytes(b"\xff\xfe"), id="not-utf8"),
+    ],
+)
+def test_a_runtime_file_that_is_not_the_users_own_or_not_ours_is_ignored(
+    tmp_path: Path, spoil: Any
+) -> None:
+    path = tmp_path / RUNTIME_FILE
+    write_runtime(path, INFO)
+    spoil(path)
+    assert read_runtime(path) is None
+
+
+def test_a_symlink_or_a_missing_file_is_no_runtime_file(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.json"
+    write_runtime(target, INFO)
+    link = tmp_path / RUNTIME_FILE
+    link.symlink_to(target)
+    assert read_runtime(link) is None
+    assert read_runtime(tmp_path / "missing.json") is None
+
+
+def test_the_host_removes_the_file_only_while_it_is_its_own(tmp_path: Path) -> None:
+    path = tmp_path / RUNTIME_FILE
+    write_runtime(path, INFO)
+    assert remove_runtime(path, "another-kernel") is False
+    assert path.exists()
+    assert remove_runtime(path, "kernel-1") is True
+    assert not path.exists()
+    assert remove_runtime(path, "kernel-1") is False
+
+
+def test_the_lock_is_one_holder_at_a_time_and_private(tmp_path: Path) -> None:
+    with runtime_lock(tmp_path):
+        assert stat.S_IMODE((tmp_path / LOCK_FILE).stat().st_mode) == 0o600
+        # Another open file description (as another process has) waits, then gives up.
+        with pytest.raises(TimeoutError), runtime_lock(tmp_path, timeout=0.05):
+            pass
+        with pytest.raises(TimeoutError), runtime_lock(tmp_path, cancelled=lambda: True):
+            pass
+    with runtime_lock(tmp_path, timeout=0.05):  # let go on the way out
+        pass
+
+
+def test_the_runtime_directory_is_jupyters_and_made_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wanted = tmp_path / "deep" / "runtime"
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(wanted))
+    assert sharing.runtime_dir() == wanted
+    assert stat.S_IMODE(wanted.stat().st_mode) == 0o700
+
+
+# -- the handshake's proofs ------------------------------------------------------------------------
+
+
+def test_a_proof_holds_only_for_its_secret_role_port_and_challenge() -> None:
+    secret, challenge = b"k" * 32, "ab" * 32
+    right = proof(secret, "kernel", 24321, challenge)
+    assert len(right) == 64
+    assert proof_matches(secret, "kernel", 24321, challenge, right)
+    assert not proof_matches(b"j" * 32, "kernel", 24321, challenge, right)
+    assert not proof_matches(secret, "host", 24321, challenge, right)
+    assert not proof_matches(secret, "kernel", 24322, challenge, right)
+    assert not proof_matches(secret, "kernel", 24321, "cd" * 32, right)
+    assert not proof_matches(secret, "kernel", 24321, challenge, right.upper())
+    assert not proof_matches(secret, "kernel", 24321, challenge, right[:-1])
+    for junk in (None, 5, b"x", ["a"], "é" * 64, "\udcff" * 64):
+        assert not proof_matches(secret, "kernel", 24321, challenge, junk)
+
+
+def test_proofs_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(kernels.hmac, "compare_digest", spy)
+    right = proof(b"k" * 32, "host", 1, "0" * 64)
+    assert proof_matches(b"k" * 32, "host", 1, "0" * 64, right)
+    assert not proof_matches(b"k" * 32, "host", 1, "0" * 64, "f" * 64)
+    assert compared == [(right.encode(), right.encode()), (right.encode(), b"f" * 64)]
+
+
+# -- the port, and when sharing is on --------------------------------------------------------------
+
+
+def test_the_users_port_is_derived_from_the_uid_below_the_ephemeral_ports() -> None:
+    ports = [user_port(uid) for uid in range(1000, 1200)]
+    assert all(20000 <= port <= 31999 for port in ports)
+    assert len(set(ports)) > 190  # users of one machine differ
+    assert user_port(1000) == user_port(1000)
+    assert user_port() == user_port(os.getuid())
+
+
+def test_ipymeet_port_and_share_are_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IPYMEET_PORT", raising=False)
+    monkeypatch.delenv("IPYMEET_SHARE", raising=False)
+    assert (port_from_env(), share_from_env()) == (None, None)
+    assert KernelSignaller(Settings())._want_port == user_port()
+    monkeypatch.setenv("IPYMEET_PORT", "24321")
+    monkeypatch.setenv("IPYMEET_SHARE", "0")
+    assert (port_from_env(), share_from_env()) == (24321, False)
+    assert KernelSignaller(Settings())._want_port == 24321
+    # Only the shared signaller's: with sharing off, each kernel has a port of its own.
+    assert Settings.from_env().port == 0
+    monkeypatch.setenv("IPYMEET_SHARE", "1")
+    assert share_from_env() is True
+    for bad in ("-1", "65536", "http", "1.5"):
+        monkeypatch.setenv("IPYMEET_PORT", bad)
+        with pytest.raises(ValueError, match="IPYMEET_PORT"):
+            port_from_env()
+    monkeypatch.setenv("IPYMEET_SHARE", "yes")
+    with pytest.raises(ValueError, match="IPYMEET_SHARE"):
+        share_from_env()
+
+
+def test_outside_a_kernel_sharing_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IPYMEET_SHARE", raising=False)
+    assert not runner.in_kernel()
+    assert sharing.enabled() is False
+    monkeypatch.setenv("IPYMEET_SHARE", "1")
+    assert sharing.enabled() is True
+    monkeypatch.setenv("IPYMEET_SHARE", "0")
+    assert sharing.enabled() is False
+
+
+@pytest.fixture
+def own_kernel_signallers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """kernel_signaller() of this test's own, on a runtime directory and port of its own."""
+    monkeypatch.setattr(runner, "_kernel_signaller", None)
+    monkeypatch.setattr(runner, "_shared_signaller", None)
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("IPYMEET_PORT", str(free_port()))
+    monkeypatch.setenv("IPYMEET_ICE_SERVERS", "[]")
+    yield
+    for made in (runner._kernel_signaller, runner._shared_signaller):
+        if made is not None:
+            made.stop()
+
+
+@pytest.mark.usefixtures("own_kernel_signallers")
+def test_kernel_signaller_shares_with_ipymeet_share_1_and_not_with_0(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("IPYMEET_SHARE", "1")
+    shared = runner.kernel_signaller()
+    assert isinstance(shared, KernelSignaller)
+    assert runner.kernel_signaller() is shared
+    assert (shared.hosting, shared.shared, shared.port) == (True, True, port_from_env())
+    assert read_runtime(tmp_path / RUNTIME_FILE) is not None
+    monkeypatch.setenv("IPYMEET_SHARE", "0")
+    own = runner.kernel_signaller()
+    assert isinstance(own, SignallerThread)
+    assert (own.hosting, own.shared) == (True, False)
+    shared.stop()
+    assert read_runtime(tmp_path / RUNTIME_FILE) is None  # a clean exit removes it
+
+
+# -- the host's state as attached kernels mirror it ------------------------------------------------
+
+
+def test_the_host_state_goes_over_the_wire_and_back() -> None:
+    state = HostState(
+        port=24321,
+        url="https://127.0.0.1:24321",
+        public_url="https://192.0.2.7:24321",
+        host="0.0.0.0",
+        scheme="https",
+        tls="self-signed",
+        fingerprint="AB:CD",
+        max_peers=4,
+        token_secret=b"t" * 32,
+    )
+    wire = state.to_wire()
+    assert wire["requires_tokens"] is True
+    assert wire["token_secret"] == (b"t" * 32).hex()
+    assert HostState.from_wire(json.loads(json.dumps(wire))) == state
+    assert "token_secret" not in repr(state)
+    for broken in (
+        {**wire, "port": 0},
+        {**wire, "max_peers": 1},
+        {**wire, "url": 5},
+        {**wire, "tls": "yes"},
+        {k: v for k, v in wire.items() if k != "token_secret"},
+        [],
+    ):
+        with pytest.raises(ValueError, match="host"):
+            HostState.from_wire(broken)
