@@ -25,7 +25,7 @@ import psutil
 import pytest
 from jupyter_client import KernelManager
 
-from ipymeet.server.sharing import RUNTIME_FILE, read_runtime
+from ipymeet.server.runtime import RUNTIME_FILE, read_runtime
 
 from ..support import free_port
 from .pages import Page, pages, wait_until

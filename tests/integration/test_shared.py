@@ -31,13 +31,8 @@ from aiohttp import web
 from ipymeet.server import Settings, tokens
 from ipymeet.server.frames import Frame
 from ipymeet.server.kernels import KEY_WAIT, REVOKE_AFTER, proof
-from ipymeet.server.sharing import (
-    RUNTIME_FILE,
-    KernelSignaller,
-    RuntimeInfo,
-    read_runtime,
-    write_runtime,
-)
+from ipymeet.server.runtime import RUNTIME_FILE, RuntimeInfo, read_runtime, write_runtime
+from ipymeet.server.sharing import KernelSignaller
 from ipymeet.widget.binding import KernelBinding
 
 from ..support import free_port

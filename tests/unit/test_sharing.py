@@ -1,6 +1,7 @@
 """The shared signaller's parts that need no network: the runtime file (private, atomic, refused
-when it is not the user's own), its lock, the proofs of the handshake, the user's port, and when
-sharing is on (server/sharing.py, server/kernels.py)."""
+when it is not the user's own) and its lock (server/runtime.py), the proofs of the handshake
+(server/kernels.py), the host's state on the wire (server/attach.py), the user's port, and when
+sharing is on (server/sharing.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,12 @@ from typing import Any
 
 import pytest
 
-from ipymeet.server import Settings, SignallerThread, kernels, runner, sharing
+from ipymeet.server import Settings, SignallerThread, kernels, runner, runtime, sharing
+from ipymeet.server.attach import HostState
 from ipymeet.server.kernels import proof, proof_matches
-from ipymeet.server.settings import port_from_env, share_from_env
-from ipymeet.server.sharing import (
+from ipymeet.server.runtime import (
     LOCK_FILE,
     RUNTIME_FILE,
-    HostState,
-    KernelSignaller,
     RuntimeInfo,
     read_runtime,
     remove_runtime,
@@ -29,6 +28,8 @@ from ipymeet.server.sharing import (
     user_port,
     write_runtime,
 )
+from ipymeet.server.settings import port_from_env, share_from_env
+from ipymeet.server.sharing import KernelSignaller
 
 from ..support import free_port
 
@@ -139,7 +140,7 @@ def test_the_runtime_directory_is_jupyters_and_made_private(
 ) -> None:
     wanted = tmp_path / "deep" / "runtime"
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(wanted))
-    assert sharing.runtime_dir() == wanted
+    assert runtime.runtime_dir() == wanted
     assert stat.S_IMODE(wanted.stat().st_mode) == 0o700
 
 
