@@ -23,6 +23,7 @@ A squatter on the user's port (another user's process, anything without the secr
 check and is never sent a proof; the first kernel then hosts on a free port, and the others find
 that port in the file.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
