@@ -107,9 +107,10 @@ class KernelBinding:
 
     ``on_members(room)`` is called on the signaller's (or the attach) thread after the members of
     a room change; ``on_tokens_required()`` once the signaller requires join tokens (also when
-    another kernel sharing it turned them on). ``follow_port``, a widget, has its ``_port`` trait
-    kept at the signaller's port. All three are held weakly, so the binding does not keep its
-    widget alive; when the binding goes (its widget is gone), its key is no longer admitted.
+    another kernel sharing it turned them on). ``follow_port``, a widget, has its ``_port`` (and
+    ``_invite_base``, where it has one) kept at the signaller's port (and public URL). All three
+    are held weakly, so the binding does not keep its widget alive; when the binding goes (its
+    widget is gone), its key is no longer admitted.
     """
 
     def __init__(
@@ -176,8 +177,13 @@ class KernelBinding:
         if not self.open:
             return
         holder = self._port_holder() if self._port_holder is not None else None
-        if holder is not None and holder._port != self.server.port:
-            holder.set_trait("_port", self.server.port)
+        if holder is not None:
+            for trait, value in (
+                ("_port", self.server.port),
+                ("_invite_base", self.server.public_url),
+            ):
+                if hasattr(holder, trait) and getattr(holder, trait) != value:
+                    holder.set_trait(trait, value)
         callback = self._on_tokens_required()
         if callback is not None and self.requires_tokens:
             callback()

@@ -179,7 +179,7 @@ def registry_names(page: Any, lab: Served, room: str) -> list[str] | None:
         page,
         "import json, pathlib\nfrom ipymeet import kernel_signaller\n"
         f"pathlib.Path({str(out)!r}).write_text(json.dumps("
-        f"[m.name for m in kernel_signaller().registry.members({room!r})]))",
+        f"[m.name for m in kernel_signaller().members({room!r})]))",
     )
     return json.loads(out.read_text()) if out.exists() else None
 
