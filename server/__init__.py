@@ -2,7 +2,9 @@
 
 - :func:`create_app` builds the aiohttp application;
 - :class:`SignallerThread` serves it on a background thread (how a kernel hosts it);
-- :func:`kernel_signaller` is this process's lazily started instance;
+- :func:`kernel_signaller` is this process's lazily started instance: inside Jupyter a
+  :class:`KernelSignaller`, the signaller a user's kernels share (hosted by one, attached to by
+  the others; sharing.py, kernels.py);
 - ``ipymeet serve`` (:mod:`ipymeet.server.cli`) runs it as a process of its own.
 """
 
@@ -10,9 +12,11 @@ from .app import create_app
 from .registry import Member, Registry
 from .runner import SignallerThread, kernel_signaller
 from .settings import Settings
+from .sharing import KernelSignaller
 from .signaller import Signaller
 
 __all__ = [
+    "KernelSignaller",
     "Member",
     "Registry",
     "Settings",
