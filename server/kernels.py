@@ -139,8 +139,9 @@ class KernelHub:
         self._host = host
         self._took_over = took_over
         self._took_over_at: float | None = None
-        #: The signaller's loop, once known (sharing.py sets it when the thread has started).
+        #: The signaller's loop and port, once it listens (sharing.py sets them then).
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.port = 0
         self._lock = threading.Lock()
         self._owners: dict[str, str] = {}  # widget key -> kernel id
         self._links: dict[str, _Link] = {}  # kernel id -> link, attached or within its grace
@@ -245,9 +246,6 @@ class KernelHub:
 
     # -- the handshake ---------------------------------------------------------------------------
 
-    def _port(self) -> int:
-        return int(self._host.state()["port"])
-
     async def _hello(self, conn: Connection, *args: Any) -> dict[str, Any]:
         payload = v.mapping(_one(args, "kernel_hello"), "kernel_hello payload")
         challenge = payload.get("challenge")
@@ -257,7 +255,7 @@ class KernelHub:
         self._challenges[conn.sid] = mine  # a new hello replaces the last: one per connection
         return {
             "ok": True,
-            "proof": proof(self._secret, "host", self._port(), challenge),
+            "proof": proof(self._secret, "host", self.port, challenge),
             "challenge": mine,
         }
 
@@ -265,7 +263,7 @@ class KernelHub:
         payload = v.mapping(_one(args, "kernel_attach"), "kernel_attach payload")
         challenge = self._challenges.pop(conn.sid, None)
         if challenge is None or not proof_matches(
-            self._secret, "kernel", self._port(), challenge, payload.get("proof")
+            self._secret, "kernel", self.port, challenge, payload.get("proof")
         ):
             self.signaller.drop(conn)
             raise v.Refused("forbidden", "that is not the proof of a kernel of this user")

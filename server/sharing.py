@@ -352,7 +352,7 @@ class KernelSignaller:
             except RuntimeError as why:  # the port is taken (a squatter, another program)
                 failure = why
                 continue
-            role.hub.loop = thread.loop
+            role.hub.loop, role.hub.port = thread.loop, thread.port
             write_runtime(
                 self.runtime_file,
                 RuntimeInfo(thread.port, os.getpid(), thread.url, self._secret, self.kernel_id),
