@@ -300,7 +300,11 @@ class SignallerThread:
 
     @staticmethod
     async def _shutdown(signaller: Signaller, runner: web.AppRunner | None) -> None:
-        # Clients first: a listening site waits for open WebSockets before it stops.
+        # Stop listening first: the pages told below reconnect at once, and must find the port
+        # closed (soon another kernel's, when one takes over) rather than come back here.
+        for site in list(runner.sites if runner is not None else ()):
+            await site.stop()
+        # Then the clients: the runner's cleanup waits for open WebSockets.
         await signaller.close()
         if runner is not None:
             await runner.cleanup()

@@ -77,9 +77,16 @@ class Page:
         sio = socketio.AsyncClient(reconnection=False)
         sio.on("*", self._record)
         sio.on("disconnect", lambda *_: self._lost(sio))
-        await sio.connect(
-            self.url, transports=["websocket"], auth={"client": self.client}, wait_timeout=TIMEOUT
-        )
+        try:
+            await sio.connect(
+                self.url,
+                transports=["websocket"],
+                auth={"client": self.client},
+                wait_timeout=TIMEOUT,
+            )
+        except BaseException:
+            await sio.eio.disconnect()  # closes its HTTP session, which a failed connect leaves
+            raise
         self.sio = sio
         payload: dict[str, Any] = {"room": self.room, "name": self.name, "session": self.session}
         if self.token is not None:
