@@ -19,7 +19,8 @@ last), so a page cannot make the kernel open connections without bound. What a p
 is checked in ``widget/messages.py``; the signaller checks it again and limits its rate.
 
 :func:`watch_busy` tells the widgets when a cell starts and ends (IPython's ``pre_execute`` and
-``post_execute``), so a page knows why its messages wait, and says so.
+``post_execute``, but not those the comm package fires around each comm message), so a page knows
+why its messages wait, and says so.
 """
 
 from __future__ import annotations
@@ -382,24 +383,40 @@ def _shell() -> Any:
     return get_ipython() if callable(get_ipython) else None
 
 
-def _in_a_cell(shell: Any) -> bool:
-    """Whether a cell is running now: the first widget is usually made by one, after its
-    ``pre_execute``, and its ``post_execute`` is still to come."""
+def _handling(shell: Any) -> str | None:
+    """The type of the message the kernel is handling now (None outside a kernel)."""
     kernel = getattr(shell, "kernel", None)
     try:
         parent = kernel.get_parent("shell") if kernel is not None else None
     except Exception:
-        return False
+        return None
     header = parent.get("header") if isinstance(parent, dict) else None
-    return isinstance(header, dict) and header.get("msg_type") == "execute_request"
+    kind = header.get("msg_type") if isinstance(header, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _in_a_cell(shell: Any) -> bool:
+    """Whether a cell is running now: the first widget is usually made by one, after its
+    ``pre_execute``, and its ``post_execute`` is still to come."""
+    return _handling(shell) == "execute_request"
 
 
 def _cell_started() -> None:
-    _tell(True)
+    if not _for_a_comm():
+        _tell(True)
 
 
 def _cell_ended() -> None:
-    _tell(False)
+    if not _for_a_comm():
+        _tell(False)
+
+
+def _for_a_comm() -> bool:
+    """Whether the hooks fire around a comm message, not a cell: the comm package fires them
+    around each one it hands a widget. Told, every message of a page (each signalling message on
+    the kernel route, each trait it writes) would cost every widget of the kernel two trait
+    updates back (busy, then idle) for a few milliseconds of no use to anyone."""
+    return _handling(_shell()) == "comm_msg"
 
 
 def _tell(busy: bool) -> None:
