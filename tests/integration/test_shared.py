@@ -344,8 +344,10 @@ async def test_a_binding_on_an_attached_kernel_has_live_peers_and_tokens(
             await wait_until(lambda: "lab" in widget.rooms, "the binding to hear of lab")
             await wait_until(lambda: len(bound.peers("lab", {})) == 1, "Ann among the peers")
             assert [(p["id"], p["name"]) for p in bound.peers("lab", {})] == [(ann.id, "Ann")]
+            assert widget._port == 0  # set by the widget itself when made (room.py)
             a.require_tokens()
             await wait_until(lambda: widget.secure, "the attached binding to hear tokens are on")
+            assert widget._port == a.port  # on_change: the binding keeps it at the host's port
             token = bound.browser_token("lab")
             assert token is not None
             async with pages(Page(a.url, "key-a", "lab", "Ann2", token=token)) as (again,):
