@@ -1,15 +1,25 @@
 """Restarting the kernel that hosts the signaller, in a real JupyterLab: the widget says the
 signaller is gone, a guest on an invite link waits reconnecting, and re-running the cell brings
-the room back, with the guest in it, on its own."""
+the room back, with the guest in it, on its own.
+
+The JupyterLab is this module's own: in the suite's shared one, another notebook's kernel may be
+hosting the user's signaller, and this kernel would only be attached to it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from ..support import KERNEL_IDLE_JS, Served, open_and_run, write_notebook
+from ..support import (
+    KERNEL_IDLE_JS,
+    Served,
+    open_and_run,
+    start_lab,
+    stop_server,
+    write_notebook,
+)
 from .conftest import wait_remote_video, wait_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.jupyter]
@@ -17,6 +27,17 @@ pytestmark = [pytest.mark.browser, pytest.mark.jupyter]
 RESTART_JS = """() => {
   window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart();
 }"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A JupyterLab whose only kernel is this test's: it hosts the signaller."""
+    root = tmp_path_factory.mktemp("restart-lab")
+    served = start_lab(root, tmp_path_factory.mktemp("restart-lab-state"))
+    try:
+        yield served
+    finally:
+        stop_server(served)
 
 
 def test_the_room_comes_back_after_a_kernel_restart_and_a_rerun(
