@@ -7,19 +7,20 @@ Socket.IO connection, and the two check each other with the secret of the runtim
     kernel -> host  kernel_hello {challenge: C}
                     ack {ok, proof: HMAC(secret, "host|PORT|C"), challenge: S}
     kernel -> host  kernel_attach {proof: HMAC(secret, "kernel|PORT|S"), kernel, clients, rooms,
-                                   require_tokens?, token_secret?, max_peers?}
+                                   require_tokens?, token_secret?, max_peers?, room_capacity?}
                     ack {ok, port, url, public_url, host, scheme, tls, fingerprint,
                          requires_tokens, token_secret?, max_peers}
 
 The port the kernel dialled is in both proofs, so a process on another port cannot relay a real
 host's answers as its own. Nothing but ``kernel_hello`` is accepted from a connection before it
 attached, and a wrong proof closes it. Once attached, a kernel registers its widgets' keys
-(``kernel_clients``), may change the shared settings (``kernel_settings``), hears the members of
+(``kernel_clients``), may change the shared settings and its widgets' rooms' capacities
+(``kernel_settings``; server/capacity.py), hears the members of
 every room where one of its keys is or just was (``kernel_members``) and any change of the
 settings (``kernel_state``), and takes the snapshot frames its widgets asked for
 (``kernel_frame``, answered). When its connection closes and the same kernel is not back within
 :data:`REVOKE_AFTER` seconds, its keys are revoked and its pages' connections closed: they come
-back to ``unknown_widget``, as the view of a restarted kernel does.
+back to ``unknown_widget``, as the view of a restarted kernel does, and its rooms' capacities go.
 
 Everything here runs on the signaller's loop, except the host kernel's own key changes
 (:meth:`KernelHub.add_local`), which come from its widgets' threads and take the lock.
@@ -40,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import capacity
 from . import validation as v
 from .frames import MAX_CHUNK_BYTES
 from .ratelimit import TokenBucket
@@ -55,7 +57,8 @@ KEY_WAIT = 3.0
 TAKEOVER_WINDOW = 10.0
 #: Seconds the host waits for an attached kernel to take one frame chunk.
 FRAME_TIMEOUT = 5.0
-#: Widget keys one kernel may register, and rooms it may ask to follow when it attaches.
+#: Widget keys one kernel may register, rooms it may ask to follow when it attaches, and rooms
+#: it may set the capacity of.
 MAX_KEYS = 1024
 MAX_ROOMS = 1024
 #: An attached kernel's events: far more than a page's (it registers every widget of a notebook).
@@ -274,6 +277,7 @@ class KernelHub:
             raise v.bad("kernel must be 8-64 characters of [A-Za-z0-9_-]")
         clients = _keys(payload.get("clients"), "clients")
         rooms = _rooms(payload.get("rooms"))
+        capacities = _capacities(payload.get("room_capacity"))
         self._apply(payload)
         link = self._links.get(kernel)
         if link is None:
@@ -292,6 +296,11 @@ class KernelHub:
             for key in clients:
                 self._owners[key] = kernel
         link.keys = clients
+        # All of its rooms' capacities, as it has them now (its old ones went meanwhile).
+        table = self.signaller.room_capacity
+        table.drop(kernel)
+        for room, max_peers in capacities.items():
+            table.set(kernel, room, max_peers)
         link.sid = conn.sid
         self._by_sid[conn.sid] = link
         conn.bucket = TokenBucket(KERNEL_RATE, KERNEL_BURST)
@@ -329,9 +338,19 @@ class KernelHub:
         return {"ok": True}
 
     async def _settings(self, conn: Connection, *args: Any) -> dict[str, Any]:
-        self._attached_link(conn)
+        link = self._attached_link(conn)
         payload = v.mapping(_one(args, "kernel_settings"), "kernel_settings payload")
+        changes = _capacities(payload.get("room_capacity"))
+        table = self.signaller.room_capacity
+        claimed = set(table.of(link.kernel))
+        claimed.difference_update(room for room, n in changes.items() if n is None)
+        claimed.update(room for room, n in changes.items() if n is not None)
+        if len(claimed) > MAX_ROOMS:
+            limit = MAX_ROOMS
+            raise v.Refused("too_many_rooms", f"a kernel may set the capacity of {limit} rooms")
         self._apply(payload)
+        for room, max_peers in changes.items():
+            table.set(link.kernel, room, max_peers)
         return {"ok": True, **self._host.state()}
 
     def _apply(self, payload: dict[str, Any]) -> None:
@@ -470,6 +489,7 @@ class KernelHub:
         if self._links.get(link.kernel) is not link or link.sid is not None:
             return
         del self._links[link.kernel]
+        self.signaller.room_capacity.drop(link.kernel)
         with self._lock:
             for key in link.keys:
                 if self._owners.get(key) == link.kernel:
@@ -512,6 +532,22 @@ def _rooms(value: Any) -> list[str]:
     if not isinstance(value, list) or len(value) > MAX_ROOMS:
         raise v.bad(f"rooms must be a list of at most {MAX_ROOMS} room ids")
     return list(dict.fromkeys(v.room_id(room) for room in value))
+
+
+def _capacities(value: Any) -> dict[str, int | None]:
+    """``{room: max_peers}`` of a kernel's widgets' rooms; None drops the room's."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > MAX_ROOMS:
+        raise v.bad(f"room_capacity must be an object of at most {MAX_ROOMS} rooms")
+    clean: dict[str, int | None] = {}
+    for room, max_peers in value.items():
+        try:
+            checked = None if max_peers is None else capacity.check_max_peers(max_peers)
+            clean[v.room_id(room)] = checked
+        except ValueError as why:
+            raise v.bad(f"room_capacity: {why}") from None
+    return clean
 
 
 def _frame_meta(meta: Any) -> dict[str, Any]:

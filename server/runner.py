@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import tokens
+from . import capacity, tokens
 from .app import SIGNALLER, create_app
 from .frames import Frame
 from .registry import Member, Registry
@@ -212,10 +212,20 @@ class SignallerThread:
         self.port = int(sockets[0][1])
 
     def set_max_peers(self, max_peers: int) -> None:
-        """Change the capacity of dialect-2 rooms (members already in a room stay)."""
+        """Change the capacity of the dialect-2 rooms nobody set one for (members already in a
+        room stay)."""
         settings = self.settings.with_(max_peers=max_peers)  # validates
         self.settings = settings
         self.signaller.settings = settings  # one attribute swap: handlers read it per request
+
+    def set_room_capacity(self, room: str, max_peers: int) -> Callable[[], None]:
+        """Rooms named ``room`` hold ``max_peers`` (2-64) instead of ``settings.max_peers`` from
+        now on, until the returned release is called (idempotent); the latest claim of a room
+        wins, and members already in it stay. ``VideoRoom(room, max_peers=N)`` claims its room."""
+        capacity.check(room, max_peers)
+        claim, table = object(), self.signaller.room_capacity
+        table.set(claim, room, max_peers)
+        return lambda: table.set(claim, room, None)
 
     def require_tokens(self, secret: bytes | None = None) -> None:
         """From now on, ``enter`` needs a join token (members already in rooms stay).

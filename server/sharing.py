@@ -13,9 +13,10 @@ of its own. "Find or host" holds the lock beside the runtime file, so it is one 
 **Failover.** When the host ends, the attached kernels' connections drop at once. Each takes the
 lock and reads the file again: a live host that passes the check is attached to; otherwise it
 hosts itself, on the old port, with the same secret, join-token secret, tokens-required flag and
-capacity it mirrored, and rewrites the file. The pages reconnect to the same URL and enter again
-under their session keys (same member ids); a host that took over lets an ``enter`` with a key it
-does not know yet wait up to 3 s, while the other kernels register theirs again. SIGKILL leaves a
+capacity it mirrored, and its own widgets' rooms' capacities, and rewrites the file. The pages
+reconnect to the same URL and enter again under their session keys (same member ids); a host that
+took over lets an ``enter`` with a key it does not know yet wait up to 3 s, while the other
+kernels register theirs again (and their rooms' capacities). SIGKILL leaves a
 stale file: its pid is gone, or its port does not answer the check, so the next kernel replaces
 it. On a clean exit the host removes the file if it is still its own.
 
@@ -38,7 +39,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from . import tokens
+from . import capacity, tokens
 from .attach import ATTACH_TIMEOUT, REQUEST_TIMEOUT, Attachment, HostState, Loop
 from .frames import Frame, FrameInbox
 from .kernels import KernelHub
@@ -118,12 +119,12 @@ class KernelSignaller:
 
     The API of ``SignallerThread`` that widgets use (``port``, ``url``, ``public_url``,
     ``settings``, ``requires_tokens``, ``running``, ``fingerprint``, ``set_max_peers``,
-    ``require_tokens``, ``mint``, ``members``, ``subscribe``, ``admit``, ``expect_frame``,
-    ``cancel_frame``, ``stop``) plus ``register`` / ``unregister`` (this kernel's widget keys),
-    ``hosting``, ``shared`` and ``on_change``. ``runtime_dir`` and ``port`` default to Jupyter's
-    runtime directory and the user's port; tests give their own to run several "kernels" in one
-    process. The port is ``port``, else ``IPYMEET_PORT``, else ``settings.port``, else
-    :func:`user_port`.
+    ``set_room_capacity``, ``require_tokens``, ``mint``, ``members``, ``subscribe``, ``admit``,
+    ``expect_frame``, ``cancel_frame``, ``stop``) plus ``register`` / ``unregister`` (this
+    kernel's widget keys), ``hosting``, ``shared`` and ``on_change``. ``runtime_dir`` and ``port``
+    default to Jupyter's runtime directory and the user's port; tests give their own to run
+    several "kernels" in one process. The port is ``port``, else ``IPYMEET_PORT``, else
+    ``settings.port``, else :func:`user_port`.
 
     Example::
 
@@ -155,6 +156,9 @@ class KernelSignaller:
         self._role_lock = threading.RLock()  # role changes: start, failover, stop
         self._keys_lock = threading.Lock()  # _clients and _role together
         self._clients: set[str] = set()
+        #: This kernel's widgets' claims on their rooms' capacity; with _clients under _keys_lock.
+        self._claims = capacity.RoomCapacity()
+        self._capacity_lock = threading.Lock()  # one claim at a time to the host, in order
         self._role: _Hosting | Attachment | None = None
         self._mirror: HostState | None = None  # the host's state, when attached
         self._loop: Loop | None = None
@@ -295,12 +299,14 @@ class KernelSignaller:
             self._loop = Loop()
         previous = self._role if isinstance(self._role, Attachment) else None
         with self._keys_lock:
-            sent = set(self._clients)
+            sent, sent_rooms = set(self._clients), self._claims.rooms()
         request: dict[str, Any] = {
             "kernel": self.kernel_id,
             "clients": sorted(sent),
             "rooms": previous.rooms() if previous is not None else [],
         }
+        if sent_rooms:
+            request["room_capacity"] = sent_rooms
         mirror = old if old is not None else self._mirror
         if mirror is not None:  # taking the shared settings along to the new host
             request["max_peers"] = mirror.max_peers
@@ -318,7 +324,7 @@ class KernelSignaller:
         state = self._loop.run(attachment.open(request), 3 * ATTACH_TIMEOUT + 1)
         self._secret = info.secret
         self._mirror = state
-        self._switch(attachment, sent)
+        self._switch(attachment, sent, sent_rooms)
         log.info("ipymeet: attached to the shared signaller on port %d", state.port)
 
     def _host(self, old: HostState | None, stale: RuntimeInfo | None) -> None:
@@ -337,11 +343,13 @@ class KernelSignaller:
             ports = [*dict.fromkeys(port for port in wanted if port), 0]
         previous = self._role if isinstance(self._role, Attachment) else None
         with self._keys_lock:
-            sent = set(self._clients)
+            sent, sent_rooms = set(self._clients), self._claims.rooms()
         failure: Exception | None = None
         for port in ports:
             thread = SignallerThread(settings.with_(port=port))
             thread.signaller.frames = self._frames  # one inbox across roles
+            for room, max_peers in sent_rooms.items():  # the others bring theirs as they attach
+                thread.signaller.room_capacity.set(self.kernel_id, room, max_peers)
             # A host that replaces one that ended waits a moment for keys being registered again.
             role = _Hosting(self, thread, self._secret, took_over=old is not None or bool(stale))
             role.hub.install()
@@ -358,7 +366,7 @@ class KernelSignaller:
                 RuntimeInfo(thread.port, os.getpid(), thread.url, self._secret, self.kernel_id),
             )
             thread.registry.subscribe(self._notify)
-            self._switch(role, sent)
+            self._switch(role, sent, sent_rooms)
             self._end_attach_loop(previous)
             log.info(
                 "ipymeet: %s the shared signaller on port %d",
@@ -368,13 +376,25 @@ class KernelSignaller:
             return
         raise RuntimeError(f"could not host the shared signaller: {failure}")
 
-    def _switch(self, role: _Hosting | Attachment, sent: set[str]) -> None:
-        """Make ``role`` current, then tell it the keys registered or dropped meanwhile, and the
-        listeners the rooms whose members may have changed with it."""
+    def _switch(
+        self, role: _Hosting | Attachment, sent: set[str], sent_rooms: dict[str, int]
+    ) -> None:
+        """Make ``role`` current, then tell it the keys registered or dropped and the rooms'
+        capacities claimed or released meanwhile, and the listeners the rooms whose members may
+        have changed with it."""
         previous = self._role
-        with self._keys_lock:
-            self._role = role
-            added, removed = self._clients - sent, sent - self._clients
+        # The capacity lock first: a claim told to the new role meanwhile comes after these.
+        with self._capacity_lock:
+            with self._keys_lock:
+                self._role = role
+                added, removed = self._clients - sent, sent - self._clients
+                claimed = self._claims.rooms()
+            changed: dict[str, int | None] = {
+                room: n for room, n in claimed.items() if sent_rooms.get(room) != n
+            }
+            changed.update({room: None for room in sent_rooms if room not in claimed})
+            if changed:
+                self._tell_capacity(role, changed)
         if added:
             self._tell_keys(role, add=added)
         if removed:
@@ -417,6 +437,24 @@ class KernelSignaller:
             return
         role.send("kernel_clients", payload)
 
+    def _tell_capacity(
+        self, role: _Hosting | Attachment, changes: dict[str, int | None], wait: bool = False
+    ) -> None:
+        """What this kernel's rooms hold now (None: what nobody here claims), to the signaller:
+        on the host's, under this kernel's id; attached, to the host, which keeps it under that
+        id until this kernel's keys are revoked."""
+        if isinstance(role, _Hosting):
+            table = role.thread.signaller.room_capacity
+            for room, max_peers in changes.items():
+                table.set(self.kernel_id, room, max_peers)
+            return
+        payload = {"room_capacity": changes}
+        if wait and not role.loop.inside:
+            with contextlib.suppress(RuntimeError):  # down: the claims go along on re-attach
+                role.request("kernel_settings", payload, REGISTER_TIMEOUT)
+            return
+        role.send("kernel_settings", payload)
+
     # -- failover ----------------------------------------------------------------------------------
 
     def _lost(self, attachment: Attachment) -> None:
@@ -448,7 +486,9 @@ class KernelSignaller:
     # -- what widgets use --------------------------------------------------------------------------
 
     def set_max_peers(self, max_peers: int) -> None:
-        """Change the capacity of every room of the shared signaller (members stay)."""
+        """Change the default capacity of the shared signaller: of every room, of any notebook
+        or dashboard of the user, that nobody set one for (members stay). A widget sets its own
+        room's with :meth:`set_room_capacity`."""
         self._base.with_(max_peers=max_peers)  # validates
         role = self._role
         if isinstance(role, _Hosting):
@@ -459,6 +499,30 @@ class KernelSignaller:
         self._set_remote({"max_peers": max_peers})
         if self._mirror is not None and self._mirror.max_peers != max_peers:
             self._mirror = dataclasses.replace(self._mirror, max_peers=max_peers)
+
+    def set_room_capacity(self, room: str, max_peers: int) -> Callable[[], None]:
+        """Rooms named ``room`` hold ``max_peers`` (2-64) instead of the signaller's default from
+        now on, until the returned release is called (idempotent); the latest claim of a room
+        wins, and members already in it stay. ``VideoRoom(room, max_peers=N)`` claims its room.
+
+        On an attached kernel, returns once the host has it (or at once while taking over: the
+        claims go along when this kernel attaches or hosts again); the host drops them with this
+        kernel's keys when it leaves.
+        """
+        capacity.check(room, max_peers)
+        claim = object()
+        self._claim(claim, room, max_peers)
+        return lambda: self._claim(claim, room, None)
+
+    def _claim(self, claim: object, room: str, max_peers: int | None) -> None:
+        with self._capacity_lock:
+            with self._keys_lock:
+                before = self._claims.claimed(room)
+                self._claims.set(claim, room, max_peers)
+                after = self._claims.claimed(room)
+                role = self._role
+            if role is not None and after != before:
+                self._tell_capacity(role, {room: after}, wait=True)
 
     def require_tokens(self, secret: bytes | None = None) -> None:
         """From now on, ``enter`` needs a join token in every room of the shared signaller."""

@@ -24,6 +24,7 @@ import socketio
 
 from . import internals, tokens
 from . import validation as v
+from .capacity import RoomCapacity
 from .frames import FrameInbox
 from .guard import (
     RESERVED_EVENTS,
@@ -128,6 +129,8 @@ class Signaller:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = Registry()
+        #: Rooms a widget asked to hold other than ``settings.max_peers`` (server/capacity.py).
+        self.room_capacity = RoomCapacity()
         self.frames = FrameInbox()
         self.connections: dict[str, Connection] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -454,7 +457,7 @@ class Signaller:
             )
         if conn.mesh_room is not None:
             raise v.Refused("already_in_room", f"already in room '{conn.mesh_room}'; leave first")
-        capacity = self.settings.max_peers
+        capacity = self.room_capacity.get(room, self.settings.max_peers)
         peer = member_id(conn.sid, session)
         self._take_over(room, peer)
         before = self.registry.add(

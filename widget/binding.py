@@ -6,8 +6,9 @@ one of them, attached to by the others), else one of this process's own. Through
 :class:`KernelBinding` a widget: lets its own browser in (it registers its key: the signaller
 admits only keys of open widgets of the kernels that share it), hears when its room's members
 change (on the signaller's or the attach thread, live while a cell is busy) and reads them, mints
-join tokens for its browser and its invite links, and keeps ``_port`` where the signaller is
-(it can move when a kernel takes over hosting). It uses only the public methods
+join tokens for its browser and its invite links, keeps its room's capacity while it has one
+(``max_peers``: of its room only, since the signaller is shared), and keeps ``_port`` where the
+signaller is (it can move when a kernel takes over hosting). It uses only the public methods
 ``SignallerThread`` and ``KernelSignaller`` share.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
-from ..server import SignallerThread, kernel_signaller
+from ..server import SignallerThread, capacity, kernel_signaller
 from ..server.registry import Member
 from ..server.settings import TLS, Settings
 from ..server.sharing import KernelSignaller
@@ -90,6 +91,11 @@ def require_tokens(server: KernelServer) -> None:
         bound._follow_server()
 
 
+def checked_max_peers(max_peers: int | None) -> int | None:
+    """``max_peers`` if None or 2-64, else ValueError (as ``Settings`` says it)."""
+    return None if max_peers is None else capacity.check_max_peers(max_peers)
+
+
 def peer(peer_id: str, name: str, report: Mapping[str, Any]) -> dict[str, Any]:
     """One entry of ``peers``: membership plus what the browser reported of that connection."""
     return {
@@ -128,6 +134,9 @@ class KernelBinding:
         self._on_tokens_required = weakref.WeakMethod(on_tokens_required)
         self._port_holder = None if follow_port is None else weakref.ref(follow_port)
         self._closed = False
+        #: The release of this widget's claim on its room's capacity (see :meth:`hold_capacity`).
+        self._capacity: list[Callable[[], None]] = [_nothing]
+        self._claimed: tuple[str, int] | None = None
         with _bindings_lock:
             _bindings.add(self)
         # The server holds these two listeners, which hold the binding only weakly.
@@ -145,7 +154,9 @@ class KernelBinding:
 
         unsubscribe = (server.subscribe(members_changed), server.on_change(server_changed))
         server.register(client)
-        self._release = weakref.finalize(self, _release, server, client, unsubscribe)
+        self._release = weakref.finalize(
+            self, _release, server, client, unsubscribe, self._capacity
+        )
 
     @property
     def open(self) -> bool:
@@ -188,6 +199,19 @@ class KernelBinding:
         if callback is not None and self.requires_tokens:
             callback()
 
+    def hold_capacity(self, room: str, max_peers: int | None) -> None:
+        """Have ``room`` hold ``max_peers`` (the widget's room; "" or None: no claim) instead of
+        the signaller's default, for as long as the widget is open and in it: the claim on its
+        previous room goes, which then holds what it held before."""
+        wanted = (room, max_peers) if room and max_peers is not None and not self._closed else None
+        if wanted == self._claimed:
+            return
+        release, self._capacity[0] = self._capacity[0], _nothing
+        release()
+        self._claimed = wanted
+        if wanted is not None:
+            self._capacity[0] = self.server.set_room_capacity(room, wanted[1])
+
     def browser_token(self, room: str) -> str | None:
         """A short-lived join token for this widget's own browser (None: none needed)."""
         return self.server.mint(room, WIDGET_TOKEN_TTL) if self.requires_tokens else None
@@ -200,10 +224,19 @@ class KernelBinding:
             _bindings.discard(self)
 
 
+def _nothing() -> None:
+    pass
+
+
 def _release(
-    server: KernelServer, client: str, unsubscribe: tuple[Callable[[], None], ...]
+    server: KernelServer,
+    client: str,
+    unsubscribe: tuple[Callable[[], None], ...],
+    claim: list[Callable[[], None]],
 ) -> None:
-    """A binding's end (closed, or collected with its widget): its key is admitted no more."""
+    """A binding's end (closed, or collected with its widget): its key is admitted no more, and
+    its room holds what it held before."""
     for stop in unsubscribe:
         stop()
+    claim[0]()
     server.unregister(client)

@@ -82,9 +82,11 @@ class VideoRoom(anywidget.AnyWidget):
     ``secure=True`` makes the kernel's signaller require join tokens from then on, for every room
     of the kernel (members already in a room stay); :attr:`invite_url` then carries a token valid
     ``invite_ttl`` seconds, and this widget's browser asks the kernel for its own tokens by custom
-    message: no token or secret is ever in the widget's state. ``host`` and ``tls`` (see
-    ``Settings``) configure the kernel's signaller when it starts, like ``max_peers``; they must
-    match if it is running already. For a phone on the LAN::
+    message: no token or secret is ever in the widget's state. ``max_peers`` (2-64) is how many
+    this widget's room holds, and follows ``room`` when it changes; every other room keeps the
+    signaller's default (6; ``ipymeet serve --max-peers``), and members already in a room stay.
+    ``host`` and ``tls`` (see ``Settings``) configure the kernel's signaller when it starts; they
+    must match if it is running already. For a phone on the LAN::
 
         room = VideoRoom("lab-42", secure=True, host="0.0.0.0", tls="self-signed")
         room.invite_url      # https://192.168.1.20:PORT/?room=lab-42&token=...
@@ -205,12 +207,11 @@ class VideoRoom(anywidget.AnyWidget):
         # Kept in the kernel only (never a trait): handed to the browser by custom message.
         self._join_token = binding.token_of(token) if token is not None else None
         self._invite_ttl = float(invite_ttl)
+        # Of this widget's room only: the kernel's signaller may serve every notebook of the user.
+        self._max_peers = binding.checked_max_peers(max_peers)
         server = None if signaling_url else binding.kernel_signaller_for(host, tls)
-        if server is not None:
-            if max_peers is not None:
-                server.set_max_peers(max_peers)
-            if secure:
-                binding.require_tokens(server)
+        if server is not None and secure:
+            binding.require_tokens(server)
         secure_now = self._join_token is not None if server is None else server.requires_tokens
         client = secrets.token_hex(8)
         self._peers_lock = threading.Lock()
@@ -243,6 +244,7 @@ class VideoRoom(anywidget.AnyWidget):
                 on_tokens_required=self._tokens_required,
                 follow_port=self,
             )
+            self._binding.hold_capacity(self.room, self._max_peers)
         self.on_msg(self._on_browser_message)
         cells.made_by_this_run(self)
 
@@ -254,6 +256,11 @@ class VideoRoom(anywidget.AnyWidget):
                 f"room {value!r} is not a valid room id: use 1-64 letters, digits, '_', '.' or '-'"
             )
         return str(value)
+
+    @traitlets.observe("room")
+    def _follow_room(self, change: dict[str, Any]) -> None:
+        if self._binding is not None:
+            self._binding.hold_capacity(change["new"], self._max_peers)
 
     @traitlets.validate("name")
     def _check_name(self, proposal: dict[str, Any]) -> str:

@@ -161,20 +161,40 @@ async def test_while_reconnecting_peers_are_the_browsers_connections() -> None:
         room.close()
 
 
-def test_max_peers_sets_the_kernel_signallers_capacity() -> None:
-    """VideoRoom(max_peers=N) sets how many the kernel's rooms hold; bad values are refused."""
+async def test_max_peers_sets_the_capacity_of_the_widgets_room_only() -> None:
+    """VideoRoom(room, max_peers=N) sets how many its room holds and no other's (the kernel's
+    signaller may serve every notebook of the user); a change of room takes it along; closing the
+    widget lets it go; bad values are refused."""
     server = kernel_signaller()
-    before = server.settings.max_peers
+    default = server.settings.max_peers
+    table = server.signaller.room_capacity
+    room = VideoRoom("cap", max_peers=3)
     try:
-        room = VideoRoom("cap", max_peers=3)
-        room.close()
-        assert server.signaller.settings.max_peers == 3
+        assert (table.get("cap", default), table.get("other", default)) == (3, default)
+        assert server.settings.max_peers == default
+        room.room = "cap-2"
+        assert (table.get("cap", default), table.get("cap-2", default)) == (default, 3)
+        # What a page entering each room hears of it.
+        for name, expected in (("cap-2", 3), ("cap", default)):
+            page = socketio.AsyncClient()
+            await page.connect(server.url, transports=["websocket"])
+            try:
+                ack = await page.call("enter", {"room": name, "name": "Guest"}, timeout=5)
+                assert (ack["ok"], ack["capacity"]) == (True, expected)
+            finally:
+                await page.disconnect()
+        # Another widget in the same room: each claim holds until its own widget lets it go.
+        twin = VideoRoom("cap-2", max_peers=4)
+        assert table.get("cap-2", default) == 4
+        twin.close()
+        assert table.get("cap-2", default) == 3
         with pytest.raises(ValueError, match="max_peers"):
             VideoRoom("cap", max_peers=1)
         with pytest.raises(ValueError, match="signaling_url"):
             VideoRoom("cap", max_peers=4, signaling_url="http://example.org")
     finally:
-        server.set_max_peers(before)
+        room.close()
+    assert table.get("cap-2", default) == default
 
 
 def test_chat_from_python_and_to_callbacks() -> None:
