@@ -187,6 +187,53 @@ async def test_three_kernels_share_one_signaller_and_their_widgets_meet(
         )
 
 
+BUSY_CELL = """
+import json, pathlib, time
+out = pathlib.Path({out!r})
+def follow(change):
+    out.write_text(json.dumps(sorted(p["name"] for p in change.new)))
+r.observe(follow, names="peers")
+time.sleep({seconds})
+r.unobserve(follow, names="peers")
+"""
+
+
+async def test_an_attached_kernels_peers_stay_live_while_a_cell_runs(
+    team: dict[str, Any], tmp_path: Path
+) -> None:
+    """An attached kernel hears its room's members from the host on a thread of its own: while a
+    cell of it sleeps, its ``peers`` (seen by an observer that writes a file) follow the pages
+    entering the room."""
+    kernels: list[Kernel] = team["kernels"]
+    port: int = team["port"]
+    host_names = await asyncio.to_thread(hosting, kernels)
+    attached, other = [k for k in kernels if k.name not in host_names][:1] + [
+        k for k in kernels if k.name in host_names
+    ]
+    out = tmp_path / "peers.json"
+    seconds = 20
+    attached.client.execute(BUSY_CELL.format(out=str(out), seconds=seconds))
+    started = time.monotonic()
+    async with pages(page_of(attached, port), page_of(other, port)) as (mine, theirs):
+        await mine.join()
+        await theirs.join()
+        await wait_until(
+            lambda: out.exists() and json.loads(out.read_text() or "[]") == [other.name],
+            "the busy kernel's peers to name the other page",
+            timeout=15,
+        )
+        assert time.monotonic() - started < seconds, "the cell had ended: not shown live"
+        await theirs.emit("leave", {})
+        await wait_until(
+            lambda: json.loads(out.read_text() or "[]") == [],
+            "the busy kernel's peers to lose the page that left",
+            timeout=15,
+        )
+        assert time.monotonic() - started < seconds, "the cell had ended: not shown live"
+    # The cell ends; the kernel answers again.
+    await asyncio.to_thread(attached.run, "print(1)", seconds + 30)
+
+
 async def test_the_room_outlives_its_killed_host_and_nothing_is_left_after_the_last(
     team: dict[str, Any],
 ) -> None:
