@@ -311,7 +311,8 @@ def _route(fields: _Fields, buffers: Sequence[bytes]) -> RouteMessage:
     if kind == "sig_close":
         return {"type": "sig_close", "n": n}
     if kind == "sig_request":
-        request_id = fields.integer("id", 1, MAX_ROUTE_NUMBER)
+        # 0: no answer wanted (the page's signals: docs/protocol.md, "The kernel route").
+        request_id = fields.integer("id", 0, MAX_ROUTE_NUMBER)
         event = cast(RouteRequestEvent, fields.choice("event", ROUTE_REQUESTS))
         payload = fields.payload("payload")
         return {"type": "sig_request", "n": n, "id": request_id, "event": event, "payload": payload}

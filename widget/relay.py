@@ -299,6 +299,8 @@ class _Connection:
 
     async def request(self, request_id: int, event: str, payload: dict[str, Any]) -> None:
         def answer(*reply: Any) -> None:
+            if request_id == 0:
+                return  # the page wants no answer (its signals), and none goes back
             message: KernelMessage = {
                 "type": "sig_answer",
                 "n": self.n,

@@ -82,7 +82,10 @@ class FakeKernel {
         return;
       case "sig_request":
         if (message.n !== this.n) return; // an older connection's: dropped
-        this.server.emit(message.event, message.payload, (reply: unknown) => this.say({ type: "sig_answer", n: message.n, id: message.id, reply }));
+        // As widget/relay.py: a request numbered 0 is relayed and never answered.
+        this.server.emit(message.event, message.payload, (reply: unknown) => {
+          if (message.id !== 0) this.say({ type: "sig_answer", n: message.n, id: message.id, reply });
+        });
         return;
       case "sig_send":
         if (message.n === this.n) this.frames.push([message.payload, (buffers as unknown[] | undefined)?.[0]]);
@@ -320,6 +323,33 @@ describe("KernelRouteTransport's messages", () => {
     transport.disconnect();
     transport.disconnect();
     expect(model.messages.slice(2)).toEqual([{ type: "sig_close", n }]);
+  });
+});
+
+describe("KernelRouteTransport's signals", () => {
+  it("sends signals unanswered (id 0) and takes them as delivered at once", async () => {
+    const model = new KernelModel({ _client: "k1" });
+    const transport = new KernelRouteTransport(new KernelLink(model));
+    const connecting = transport.connect(CONNECT_TIMEOUT_MS);
+    const n = (model.messages[0] as { n: number }).n;
+    model.fromKernel({ type: "sig_open", n });
+    await connecting;
+    const answer = vi.fn();
+    const payload = { to: "p1", candidate: { candidate: "", sdpMid: "0" } };
+    transport.request("signal", payload, answer);
+    expect(model.messages[1]).toEqual({ type: "sig_request", n, id: 0, event: "signal", payload });
+    await settle();
+    expect(answer).toHaveBeenCalledWith({ ok: true });
+    // Other requests are still numbered and wait for the kernel's answer.
+    const entered = vi.fn();
+    transport.request("enter", { room: "lab" }, entered);
+    const request = model.messages[2] as { id: number };
+    expect(request.id).toBeGreaterThan(0);
+    await settle();
+    expect(entered).not.toHaveBeenCalled();
+    model.fromKernel({ type: "sig_answer", n, id: request.id, reply: { ok: true } });
+    expect(entered).toHaveBeenCalledWith({ ok: true });
+    transport.disconnect();
   });
 });
 

@@ -121,6 +121,13 @@ export class KernelRouteTransport implements SignalingTransport {
       queueMicrotask(() => answer({ ok: false, code: "bad_request", message: `the kernel route does not carry “${event}”` }));
       return;
     }
+    if (known === "signal") {
+      // Not answered over the kernel route (id 0): a signal's answer only ever fed a debug line
+      // (members.ts), and each would be one more kernel → page message while the call sets up.
+      this.kernel.send({ type: "sig_request", n: this.n, id: 0, event: known, payload });
+      queueMicrotask(() => answer({ ok: true }));
+      return;
+    }
     this.lastId += 1;
     this.answers.set(this.lastId, answer);
     this.kernel.send({ type: "sig_request", n: this.n, id: this.lastId, event: known, payload });

@@ -118,6 +118,9 @@ def test_route_messages_are_read_into_clean_copies() -> None:
     meta = {"id": "f", "index": 0, "count": 1, "width": 1, "height": 1, "format": "rgba"}
     send = {"type": "sig_send", "n": 2, "event": "frame", "payload": meta}
     assert parse_browser_message(send, [b"\0" * 4]) == send
+    # id 0: a request that wants no answer (the page's signals on the kernel route).
+    unanswered = {"type": "sig_request", "n": 3, "id": 0, "event": "signal", "payload": {"to": "x"}}
+    assert parse_browser_message(unanswered, []) == unanswered
     assert parse_browser_message({**send, "payload": {"id": "f", "error": "no video"}}, []) == {
         **send,
         "payload": {"id": "f", "error": "no video"},
@@ -139,7 +142,7 @@ CHUNK = b"\0" * messages.MAX_ROUTE_BUFFER
         ({"type": "sig_connect", "n": 1.0}, [], "n must be"),
         ({"type": "sig_connect", "n": 1}, [b""], "at most 0 buffer"),
         ({"type": "sig_close", "n": "1"}, [], "n must be"),
-        ({**REQUEST, "id": 0}, [], "id must be"),
+        ({**REQUEST, "id": -1}, [], "id must be"),
         ({**REQUEST, "id": "1"}, [], "id must be"),
         ({**REQUEST, "event": "join"}, [], "event must be one of 'enter', 'leave', 'signal'"),
         ({**REQUEST, "event": ["enter"]}, [], "event must be one of"),

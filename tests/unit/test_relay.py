@@ -198,6 +198,13 @@ def test_a_call_is_signalled_through_the_widget_and_meets_a_direct_page(
 
         assert page.request(7, 2, "signal", {"to": grace_id, "description": OFFER}) == {"ok": True}
         assert grace.wait("signal") == {"from": ada, "description": OFFER}
+        # As the page sends its signals: id 0, relayed and never answered.
+        unanswered = {"to": grace_id, "description": {**OFFER, "sdp": OFFER["sdp"] + "a=x\r\n"}}
+        page.send(
+            {"type": "sig_request", "n": 7, "id": 0, "event": "signal", "payload": unanswered}
+        )
+        relayed = {"from": ada, "description": unanswered["description"]}
+        _until(lambda: relayed in [data for name, data in grace.events if name == "signal"])
         candidate = {"candidate": "candidate:1 1 udp 1 192.0.2.1 9 typ host", "sdpMid": "0",
                      "sdpMLineIndex": 0}  # fmt: skip
         grace.run(grace.sio.emit("signal", {"to": ada, "candidate": candidate}))
@@ -206,6 +213,8 @@ def test_a_call_is_signalled_through_the_widget_and_meets_a_direct_page(
 
         assert page.request(7, 3, "leave", {}) == {"ok": True}
         assert grace.wait("peer_left") == {"id": ada, "reason": "left"}
+        # Answers come in order: had the id-0 signal been answered, it would be here by now.
+        assert sorted(m["id"] for m in page.of("sig_answer")) == [1, 2, 3]
         page.send({"type": "sig_close", "n": 7})
         _until(lambda: _connections(server, room._client) == 0)
         assert page.of("sig_dropped") == []  # closed by the page: nothing to report
