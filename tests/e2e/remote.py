@@ -15,9 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -36,6 +33,7 @@ from ..support import (
     start_server,
     stop_server,
 )
+from .netns import Namespace, namespace
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 DASHBOARD = NOTEBOOKS / "dashboard.ipynb"
@@ -208,53 +206,6 @@ def start_voila(notebook: Path, state: Path, *, env: dict[str, str] | None = Non
 # -- a network namespace with only the servers' ports forwarded ---------------------------------
 
 
-def ip_command(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
-class Namespace:
-    """A network namespace with one veth link to this machine: 10.78.N.1 here, 10.78.N.2 there."""
-
-    def __init__(self) -> None:
-        index = os.getpid() % 200 + 20
-        self.name = f"ipymeet-remote-{os.getpid()}"
-        self.host_if, self.ns_if = f"iprh{index}", f"iprn{index}"
-        self.gateway = f"10.78.{index}.1"
-        self.address = f"10.78.{index}.2"
-
-    def create(self) -> None:
-        ip_command("netns", "add", self.name)
-        ip_command("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
-        ip_command("link", "set", self.ns_if, "netns", self.name)
-        ip_command("addr", "add", f"{self.gateway}/24", "dev", self.host_if)
-        ip_command("link", "set", self.host_if, "up")
-        for args in (
-            ("link", "set", "lo", "up"),
-            ("addr", "add", f"{self.address}/24", "dev", self.ns_if),
-            ("link", "set", self.ns_if, "up"),
-        ):
-            ip_command("netns", "exec", self.name, "ip", *args)
-
-    @property
-    def wrap(self) -> list[str]:
-        """A command prefix that runs the command inside the namespace."""
-        return ["ip", "netns", "exec", self.name]
-
-    def pids(self) -> list[int]:
-        found = subprocess.run(
-            ["ip", "netns", "pids", self.name], capture_output=True, text=True, check=False
-        )
-        return [int(pid) for pid in found.stdout.split()]
-
-    def delete(self) -> None:
-        """Kill whatever still runs inside, then remove the namespace and the link."""
-        for pid in self.pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        subprocess.run(["ip", "netns", "del", self.name], check=False, capture_output=True)
-        subprocess.run(["ip", "link", "del", self.host_if], check=False, capture_output=True)
-
-
 class Forwarder:
     """Forwards 127.0.0.1:``port`` here to ``target`` (host, port), on a thread and loop of its
     own (sync Playwright holds the main thread's loop)."""
@@ -340,9 +291,15 @@ class Remote:
     def env(self) -> dict[str, str]:
         return {"JUPYTER_RUNTIME_DIR": str(self.runtime), "IPYMEET_PORT": str(self.signaller_port)}
 
+    @property
+    def address(self) -> str:
+        """The namespace's address, where its servers listen."""
+        assert self.namespace.address is not None, "the namespace is connected while in use"
+        return self.namespace.address
+
     def forward(self, port: int) -> str:
         """Forward the namespace's ``port``; the URL the browser uses."""
-        forwarder = Forwarder((self.namespace.address, port)).start()
+        forwarder = Forwarder((self.address, port)).start()
         self.forwarders.append(forwarder)
         return f"http://127.0.0.1:{forwarder.port}/"
 
@@ -350,8 +307,8 @@ class Remote:
         """``voila NOTEBOOK`` inside the namespace, reached through a forwarded port."""
         port = free_port()
         served = start_server(
-            [*self.namespace.wrap, *voila_argv(notebook, port, self.namespace.address)],
-            f"http://{self.namespace.address}:{port}/api/status",
+            [*self.namespace.wrap, *voila_argv(notebook, port, self.address)],
+            f"http://{self.address}:{port}/api/status",
             {
                 "url": self.forward(port),
                 "root": notebook.parent,
@@ -373,14 +330,14 @@ class Remote:
         port = free_port()
         state = self._log("lab").parent
         argv = [
-            "--ip=" + self.namespace.address if arg == "--ip=127.0.0.1" else arg
+            "--ip=" + self.address if arg == "--ip=127.0.0.1" else arg
             for arg in jupyter_lab_command(root, state, port, token)
         ]
         if not proxy:
             argv.append("--ServerApp.jpserver_extensions=jupyter_server_proxy=False")
         served = start_server(
             [*self.namespace.wrap, *argv],
-            f"http://{self.namespace.address}:{port}/api/status?token={token}",
+            f"http://{self.address}:{port}/api/status?token={token}",
             {"url": self.forward(port), "root": root, "log": state / "lab.log", "token": token},
             90,
             env=self.env,
@@ -403,24 +360,15 @@ class Remote:
 @contextlib.contextmanager
 def remote(state: Path) -> Iterator[Remote]:
     """A namespace for servers, removed (with everything running in it) however the test ends."""
-    space = Namespace()
-    space.delete()  # a leftover of an interrupted run
-    try:
-        space.create()
-    except subprocess.CalledProcessError as error:
-        space.delete()
-        raise RuntimeError(
-            f"cannot make a network namespace here ({error.stderr.strip()})"
-        ) from None
-    runtime = state / "runtime"
-    runtime.mkdir(parents=True)
-    # A port for the shared signaller inside the namespace (its own loopback: any port is free).
-    made = Remote(space, runtime, free_port(), state)
-    try:
-        yield made
-    finally:
-        made.close()
-        space.delete()
+    with namespace("remote", 78) as space:
+        runtime = state / "runtime"
+        runtime.mkdir(parents=True)
+        # A port for the shared signaller inside the namespace (its own loopback: any is free).
+        made = Remote(space, runtime, free_port(), state)
+        try:
+            yield made
+        finally:
+            made.close()
 
 
 # -- Notebook 7 ----------------------------------------------------------------------------------

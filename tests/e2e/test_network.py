@@ -9,9 +9,7 @@ another one, so the old ICE candidate pair is dead for good and only an ICE rest
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,9 @@ import pytest
 
 from ipymeet.server import Settings, SignallerThread
 
+from . import netns
 from .conftest import CHROMIUM, CHROMIUM_ARGS, wait_remote_video, wait_state
+from .netns import Namespace
 from .test_faults import RECORD_STATES_JS, REMEMBER_CONNECTIONS_JS, SAME_CONNECTIONS_JS
 
 pytestmark = pytest.mark.browser
@@ -41,60 +41,15 @@ def decoded_frames(page: Any) -> int:
     return frames
 
 
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
-class Namespace:
-    """A network namespace with one veth link to this machine: 10.77.N.1 here, .2 (or .3) there."""
-
-    def __init__(self) -> None:
-        index = os.getpid() % 200 + 20
-        self.name = f"ipymeet-{os.getpid()}"
-        self.host_if, self.ns_if = f"ipmh{index}", f"ipmn{index}"
-        self.subnet = f"10.77.{index}"
-        self.gateway = f"{self.subnet}.1"
-
-    def create(self) -> None:
-        ip("netns", "add", self.name)
-        ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
-        ip("link", "set", self.ns_if, "netns", self.name)
-        ip("addr", "add", f"{self.gateway}/24", "dev", self.host_if)
-        ip("link", "set", self.host_if, "up")
-        self.inside("link", "set", "lo", "up")
-        self.inside("link", "set", self.ns_if, "up")
-        self.connect(2)
-
-    def inside(self, *args: str) -> None:
-        ip("netns", "exec", self.name, "ip", *args)
-
-    def connect(self, host: int) -> None:
-        """Give the namespace the address .``host`` and a route out."""
-        self.inside("addr", "add", f"{self.subnet}.{host}/24", "dev", self.ns_if)
-        self.inside("route", "add", "default", "via", self.gateway)
-
-    def disconnect(self) -> None:
-        """Take its address (and so its route) away."""
-        self.inside("addr", "flush", "dev", self.ns_if)
-
-    def delete(self) -> None:
-        subprocess.run(["ip", "netns", "del", self.name], check=False, capture_output=True)
-        subprocess.run(["ip", "link", "del", self.host_if], check=False, capture_output=True)
-
-
 @pytest.fixture
 def namespace() -> Iterator[Namespace]:
     if shutil.which("ip") is None:
         pytest.fail("iproute2's `ip` is missing: run `bash .ci/setup --browser`")
-    space = Namespace()
-    space.delete()  # a leftover of an interrupted run
     try:
-        space.create()
-    except subprocess.CalledProcessError as error:
-        space.delete()
-        pytest.fail(f"cannot make a network namespace here ({error.stderr.strip()})")
-    yield space
-    space.delete()
+        with netns.namespace("network", 77) as space:
+            yield space
+    except RuntimeError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture

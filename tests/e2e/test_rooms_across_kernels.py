@@ -292,7 +292,7 @@ def test_remote_voila_visitors_meet_over_the_kernel_route(
     # Nothing of the server but Voilà is in the browser's reach.
     port = remote_server.signaller_port
     assert refused(("127.0.0.1", port))
-    assert refused((remote_server.namespace.address, port))
+    assert refused((remote_server.address, port))
 
 
 def test_remote_jupyterlab_notebook_meets_a_voila_visitor(
