@@ -2,48 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..support import Served, open_and_run, write_notebook
 from .conftest import wait_remote_video
+from .test_jupyter import LOGGER, wait_kernel
 
 pytestmark = [pytest.mark.browser, pytest.mark.jupyter]
 
 WAITING = "Waiting for the kernel: a cell is running; the call connects when it ends"
-
-# Kernel-side observers append what they see to a file: the kernel's view, not the page's.
-LOGGER = """
-import json, pathlib, time
-from ipymeet import VideoRoom
-LOG = pathlib.Path({log!r})
-def record(label, room):
-    def note(change):
-        with LOG.open("a") as f:
-            f.write(json.dumps([label, change.name, change.new]) + "\\n")
-    room.observe(note, names=["state", "connected_via"])
-"""
-
-
-def kernel_log(path: Path) -> list[list[Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_kernel(
-    path: Path, predicate: Callable[[list[list[Any]]], bool], timeout: float = 60
-) -> list[list[Any]]:
-    deadline = time.monotonic() + timeout
-    while not predicate(entries := kernel_log(path)):
-        assert time.monotonic() < deadline, f"the kernel never saw it: {entries}"
-        time.sleep(0.1)
-    return entries
 
 
 def in_call(entries: list[list[Any]], *labels: str) -> bool:
