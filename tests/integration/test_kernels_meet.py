@@ -160,6 +160,17 @@ async def in_kernels(kernels: list[Kernel], want: dict[str, list[str]], what: st
         await asyncio.sleep(0.05)
 
 
+async def meet(kernels: list[Kernel], team_pages: tuple[Page, ...]) -> None:
+    """Each kernel's page enters 'team'; wait until every kernel's ``peers`` names the other two."""
+    for page in team_pages:
+        await page.join()
+    await in_kernels(
+        kernels,
+        {"Ada": ["Bea", "Cy"], "Bea": ["Ada", "Cy"], "Cy": ["Ada", "Bea"]},
+        "every kernel to see the other two",
+    )
+
+
 def page_of(kernel: Kernel, port: int) -> Page:
     return Page(f"http://127.0.0.1:{port}", kernel.info["client"], "team", kernel.name)
 
@@ -178,13 +189,7 @@ async def test_three_kernels_share_one_signaller_and_their_widgets_meet(
     assert {k.info["port"] for k in kernels} == {port}
     assert listeners(port) == {host.pid}, "more than one signaller listens"
     async with pages(*(page_of(k, port) for k in kernels)) as team_pages:
-        for page in team_pages:
-            await page.join()
-        await in_kernels(
-            kernels,
-            {"Ada": ["Bea", "Cy"], "Bea": ["Ada", "Cy"], "Cy": ["Ada", "Bea"]},
-            "every kernel to see the other two",
-        )
+        await meet(kernels, team_pages)
 
 
 BUSY_CELL = """
@@ -243,13 +248,7 @@ async def test_the_room_outlives_its_killed_host_and_nothing_is_left_after_the_l
     (host,) = [k for k in kernels if k.name in await asyncio.to_thread(hosting, kernels)]
     survivors = [k for k in kernels if k is not host]
     async with pages(*(page_of(k, port) for k in kernels)) as team_pages:
-        for page in team_pages:
-            await page.join()
-        await in_kernels(
-            kernels,
-            {"Ada": ["Bea", "Cy"], "Bea": ["Ada", "Cy"], "Cy": ["Ada", "Bea"]},
-            "the room to form",
-        )
+        await meet(kernels, team_pages)
         by_name = {page.name: page for page in team_pages}
         back = [by_name[k.name] for k in survivors]
         killed = time.monotonic()
