@@ -60,8 +60,11 @@ def wait_http(
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
-def jupyter_lab_command(root: Path, state: Path, port: int, token: str) -> list[str]:
-    """argv for a quiet, isolated ``jupyter lab`` on 127.0.0.1:``port`` over ``root``.
+def jupyter_lab_command(
+    root: Path, state: Path, port: int, token: str, app: str = "lab"
+) -> list[str]:
+    """argv for a quiet, isolated ``jupyter lab`` (or ``app="notebook"``: Notebook 7) on
+    127.0.0.1:``port`` over ``root``.
 
     Settings and workspaces go to ``state``; the news prompt and update check are off, and the app
     is exposed as ``window.jupyterapp`` for tests to drive.
@@ -70,22 +73,26 @@ def jupyter_lab_command(root: Path, state: Path, port: int, token: str) -> list[
     news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True, exist_ok=True)
     news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    config = {"lab": "LabApp", "notebook": "JupyterNotebookApp"}[app]
+    only_lab = [
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     return [
         sys.executable,
         "-m",
         "jupyter",
-        "lab",
+        app,
         "--allow-root",
         "--no-browser",
         "--ip=127.0.0.1",
         f"--port={port}",
         "--port-retries=0",
         f"--IdentityProvider.token={token}",
-        "--LabApp.expose_app_in_browser=True",
-        f"--LabApp.user_settings_dir={settings}",
-        f"--LabApp.workspaces_dir={state / 'workspaces'}",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        f"--{config}.expose_app_in_browser=True",
+        f"--{config}.user_settings_dir={settings}",
+        f"--{config}.workspaces_dir={state / 'workspaces'}",
+        *(only_lab if app == "lab" else []),
         f"--ServerApp.root_dir={root}",
     ]
 

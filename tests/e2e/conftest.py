@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import secrets
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from .remote import (
     start_notebook7,
     start_voila,
     stop_with_kernels,
+    voila_argv,
 )
 
 CHROMIUM = os.environ.get("IPYMEET_CHROMIUM", "/usr/bin/chromium")
@@ -201,15 +201,7 @@ def voila_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     def start(notebook: Path) -> Served:
         port = free_port()
         state = tmp_path_factory.mktemp("voila")
-        argv = [
-            sys.executable,
-            "-m",
-            "voila",
-            str(notebook),
-            "--no-browser",
-            f"--port={port}",
-            "--Voila.ip=127.0.0.1",
-        ]
+        argv = voila_argv(notebook, port)
         url = f"http://127.0.0.1:{port}/"
         # Standalone Voila answers /api/status with a redirect to a 403: enough to know it is up,
         # and unlike / it starts no kernel.

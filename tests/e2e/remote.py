@@ -379,26 +379,7 @@ def start_notebook7(root: Path, state: Path, token: str = "ipymeet-test-token") 
     ``window.jupyterapp`` as JupyterLab's is, with settings and workspaces in ``state``."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    settings = state / "settings"
-    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True, exist_ok=True)
-    news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    argv = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "notebook",
-        "--allow-root",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--port-retries=0",
-        f"--IdentityProvider.token={token}",
-        "--JupyterNotebookApp.expose_app_in_browser=True",
-        f"--JupyterNotebookApp.user_settings_dir={settings}",
-        f"--JupyterNotebookApp.workspaces_dir={state / 'workspaces'}",
-        f"--ServerApp.root_dir={root}",
-    ]
+    argv = jupyter_lab_command(root, state, port, token, app="notebook")
     return start_server(
         argv,
         f"{url}api/status?token={token}",
