@@ -2,12 +2,13 @@
  * Test support for the Call's modules (not shipped: only *.test.ts import it): a fake signaller,
  * fake connections and tracks, and `setup()` / `inRoom()`, which put a Call on a page model.
  */
-import { Call, type CallDeps } from "./call";
+import { Call, type CallDeps, type CallTopic, type RemotePeer } from "./call";
 import type { LocalMedia } from "./media";
 import { PageModel } from "./page";
 import type { Peer, PeerOptions } from "./peer";
 import { SocketIoTransport, type SocketLike } from "./socketio";
-import type { BrowserMessage, CallState } from "./types";
+import type { BrowserMessage, CallState, ChatEntry } from "./types";
+import type { CallSource } from "./view/source";
 
 export const settle = async (): Promise<void> => {
   for (let i = 0; i < 10; i++) await new Promise<void>((resolve) => setTimeout(resolve, 0));
@@ -270,4 +271,50 @@ export class KernelModel extends PageModel {
   fromKernel(content: unknown): void {
     for (const callback of [...this.custom]) callback(content);
   }
+}
+
+/** A Call as the view sees it (view/source.ts), driven by the test: members, chat, topics. */
+export class FakeCall implements CallSource {
+  localStream: MediaStream | null = null;
+  sharingScreen = false;
+  members: RemotePeer[] = [];
+  messages: ChatEntry[] = [];
+  canChat = false;
+  private readonly listeners = new Set<{ topic: CallTopic; listener: () => void }>();
+
+  /** Like the Call's: fresh objects each time, so the view cannot lean on their identity. */
+  get remotePeers(): RemotePeer[] {
+    return this.members.map((peer) => ({ ...peer }));
+  }
+
+  subscribe(topic: CallTopic, listener: () => void): () => void {
+    const entry = { topic, listener };
+    this.listeners.add(entry);
+    return () => this.listeners.delete(entry);
+  }
+
+  emit(topic: CallTopic): void {
+    for (const entry of [...this.listeners]) if (entry.topic === topic) entry.listener();
+  }
+
+  subscribers(topic?: CallTopic): number {
+    return [...this.listeners].filter((entry) => topic === undefined || entry.topic === topic).length;
+  }
+
+  sendChat(text: string): boolean {
+    if (!this.canChat || text.trim() === "") return false;
+    this.messages = [...this.messages, { id: `m${this.messages.length}`, from: "me", name: "Ada", text, time: Date.now(), mine: true }];
+    this.emit("chat");
+    return true;
+  }
+
+  /** Change one member, as a data-channel message or a connection state would. */
+  change(id: string, patch: Partial<RemotePeer>): void {
+    this.members = this.members.map((peer) => (peer.id === id ? { ...peer, ...patch } : peer));
+  }
+}
+
+/** A remote member as the view gets it, connected unless `patch` says otherwise. */
+export function remotePeer(id: string, patch: Partial<RemotePeer> = {}): RemotePeer {
+  return { id, name: id, connection: "connected", away: false, stream: null, audio: true, video: true, screen: false, stats: null, ...patch };
 }

@@ -5,11 +5,11 @@
  * made only when the value differs, so records appear only where something really changed.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import type { CallTopic, RemotePeer } from "./call";
+import type { RemotePeer } from "./call";
+import { FakeCall } from "./harness";
 import { PageModel } from "./page";
-import type { ChatEntry, Model, PeerStats } from "./types";
+import type { Model, PeerStats } from "./types";
 import { RoomView } from "./ui";
-import type { CallSource } from "./view/source";
 
 function stream(...kinds: ("audio" | "video")[]): MediaStream {
   // happy-dom's MediaStream keeps any track-like objects; its tracks cannot be constructed.
@@ -25,46 +25,6 @@ function stats(rtt: number): PeerStats {
 }
 
 /** The Call as the view reads it; `emit` plays the Call's notify. */
-class FakeCall implements CallSource {
-  localStream: MediaStream | null = null;
-  sharingScreen = false;
-  members: RemotePeer[] = [];
-  messages: ChatEntry[] = [];
-  canChat = false;
-  private readonly listeners = new Set<{ topic: CallTopic; listener: () => void }>();
-
-  /** Like the Call's: fresh objects each time, so the view cannot lean on their identity. */
-  get remotePeers(): RemotePeer[] {
-    return this.members.map((peer) => ({ ...peer }));
-  }
-
-  subscribe(topic: CallTopic, listener: () => void): () => void {
-    const entry = { topic, listener };
-    this.listeners.add(entry);
-    return () => this.listeners.delete(entry);
-  }
-
-  emit(topic: CallTopic): void {
-    for (const entry of [...this.listeners]) if (entry.topic === topic) entry.listener();
-  }
-
-  subscribers(topic?: CallTopic): number {
-    return [...this.listeners].filter((entry) => topic === undefined || entry.topic === topic).length;
-  }
-
-  sendChat(text: string): boolean {
-    if (!this.canChat || text.trim() === "") return false;
-    this.messages = [...this.messages, { id: `m${this.messages.length}`, from: "me", name: "Ada", text, time: Date.now(), mine: true }];
-    this.emit("chat");
-    return true;
-  }
-
-  /** Change one member, as a data-channel message or a connection state would. */
-  change(id: string, patch: Partial<RemotePeer>): void {
-    this.members = this.members.map((peer) => (peer.id === id ? { ...peer, ...patch } : peer));
-  }
-}
-
 const views: RoomView[] = [];
 afterEach(() => {
   for (const view of views.splice(0)) view.destroy();

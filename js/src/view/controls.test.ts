@@ -1,21 +1,13 @@
 // @vitest-environment happy-dom
 import { describe as group, expect, it } from "vitest";
 import type { CallTopic, RemotePeer } from "../call";
+import { remotePeer } from "../harness";
 import { PageModel } from "../page";
 import { Controls, WAITING_FOR_KERNEL, describe } from "./controls";
 import type { CallSource } from "./source";
 
-const peer = (name: string, connection: RTCPeerConnectionState = "connected"): RemotePeer => ({
-  id: name,
-  name,
-  connection,
-  away: false,
-  stream: null,
-  audio: true,
-  video: true,
-  screen: false,
-  stats: null,
-});
+const peer = (name: string, connection: RTCPeerConnectionState = "connected"): RemotePeer =>
+  remotePeer(name, { connection });
 
 group("describe (the status line)", () => {
   it("names the connected members, three at most", () => {

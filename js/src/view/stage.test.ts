@@ -1,10 +1,10 @@
 // @vitest-environment happy-dom
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { CallTopic, RemotePeer } from "../call";
+import type { RemotePeer } from "../call";
+import { FakeCall, remotePeer } from "../harness";
 import { PageModel } from "../page";
 import type { Model } from "../types";
 import { type AloneFacts, aloneText, COPIED_MS } from "./alone";
-import type { CallSource } from "./source";
 import { columnsFor, Stage } from "./stage";
 
 describe("columnsFor", () => {
@@ -82,32 +82,6 @@ describe("aloneText (the card while you are alone)", () => {
 });
 
 /** The Call as the stage reads it: members and the local stream, by topic. */
-class FakeCall implements CallSource {
-  localStream: MediaStream | null = null;
-  sharingScreen = false;
-  members: RemotePeer[] = [];
-  messages = [];
-  canChat = false;
-  private readonly listeners = new Set<{ topic: CallTopic; listener: () => void }>();
-
-  get remotePeers(): RemotePeer[] {
-    return this.members.map((peer) => ({ ...peer }));
-  }
-
-  subscribe(topic: CallTopic, listener: () => void): () => void {
-    const entry = { topic, listener };
-    this.listeners.add(entry);
-    return () => this.listeners.delete(entry);
-  }
-
-  emit(topic: CallTopic): void {
-    for (const entry of [...this.listeners]) if (entry.topic === topic) entry.listener();
-  }
-
-  sendChat(): boolean {
-    return false;
-  }
-}
 
 const stages: Stage[] = [];
 afterEach(() => {
@@ -134,17 +108,7 @@ function mount(initial: Partial<Model>) {
   return { model, call, stage, card, empty };
 }
 
-const peer = (id: string): RemotePeer => ({
-  id,
-  name: id,
-  connection: "connecting",
-  away: false,
-  stream: null,
-  audio: true,
-  video: true,
-  screen: false,
-  stats: null,
-});
+const peer = (id: string): RemotePeer => remotePeer(id, { connection: "connecting" });
 
 describe("the stage while alone", () => {
   it("shows the card in the room alone, and the usual line otherwise", () => {
