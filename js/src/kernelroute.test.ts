@@ -282,6 +282,17 @@ describe("KernelRouteTransport while a cell runs", () => {
   });
 });
 
+/** A transport whose route the fake kernel opened: its model, and the route's number. */
+async function opened(): Promise<{ model: KernelModel; transport: KernelRouteTransport; n: number }> {
+  const model = new KernelModel({ _client: "k1" });
+  const transport = new KernelRouteTransport(new KernelLink(model));
+  const connecting = transport.connect(CONNECT_TIMEOUT_MS);
+  const n = (model.messages[0] as { n: number }).n;
+  model.fromKernel({ type: "sig_open", n });
+  await connecting;
+  return { model, transport, n };
+}
+
 describe("KernelRouteTransport's messages", () => {
   it("answers malformed route messages with an error and ignores those of other connections", async () => {
     const model = new KernelModel({ _client: "k1" });
@@ -306,12 +317,7 @@ describe("KernelRouteTransport's messages", () => {
   });
 
   it("refuses requests it does not carry, and sends only frame events", async () => {
-    const model = new KernelModel({ _client: "k1" });
-    const transport = new KernelRouteTransport(new KernelLink(model));
-    const connecting = transport.connect(CONNECT_TIMEOUT_MS);
-    const n = (model.messages[0] as { n: number }).n;
-    model.fromKernel({ type: "sig_open", n });
-    await connecting;
+    const { model, transport, n } = await opened();
     const answer = vi.fn();
     transport.request("join", "lab", answer);
     await settle();
@@ -328,12 +334,7 @@ describe("KernelRouteTransport's messages", () => {
 
 describe("KernelRouteTransport's signals", () => {
   it("sends signals unanswered (id 0) and takes them as delivered at once", async () => {
-    const model = new KernelModel({ _client: "k1" });
-    const transport = new KernelRouteTransport(new KernelLink(model));
-    const connecting = transport.connect(CONNECT_TIMEOUT_MS);
-    const n = (model.messages[0] as { n: number }).n;
-    model.fromKernel({ type: "sig_open", n });
-    await connecting;
+    const { model, transport, n } = await opened();
     const answer = vi.fn();
     const payload = { to: "p1", candidate: { candidate: "", sdpMid: "0" } };
     transport.request("signal", payload, answer);
