@@ -167,9 +167,6 @@ class KernelSignaller:
         self._callbacks_lock = threading.Lock()
         self._admit: Callable[[str], bool] | None = None
         self._stopping = False
-        self._failing_over = threading.Event()
-        #: How long the last failover took, in seconds: from the drop to attached or hosting.
-        self.last_failover: float | None = None
 
     # -- where it is -------------------------------------------------------------------------------
 
@@ -251,11 +248,6 @@ class KernelSignaller:
         """The signaller's thread, while this kernel hosts."""
         role = self._role
         return role.thread if isinstance(role, _Hosting) else None
-
-    @property
-    def failing_over(self) -> bool:
-        """Whether the host was lost and this kernel is attaching to another or hosting."""
-        return self._failing_over.is_set()
 
     @property
     def running(self) -> bool:
@@ -461,27 +453,20 @@ class KernelSignaller:
         """The attach connection dropped (attach thread): find or host again, on a thread."""
         if self._stopping or attachment is not self._role:
             return
-        self._failing_over.set()
         threading.Thread(target=self._failover, name="ipymeet-failover", daemon=True).start()
 
     def _failover(self) -> None:
-        started = time.monotonic()
         pause = 0.05
-        try:
-            with self._role_lock:
-                old = self._mirror
-                while not self._stopping:
-                    try:
-                        self._find_or_host(old)
-                        break
-                    except Exception as why:  # the lock, a port: try again
-                        log.warning("ipymeet: could not reach or host the signaller: %s", why)
-                        time.sleep(pause)
-                        pause = min(pause * 2, 2.0)
-                if not self._stopping:
-                    self.last_failover = time.monotonic() - started
-        finally:
-            self._failing_over.clear()
+        with self._role_lock:
+            old = self._mirror
+            while not self._stopping:
+                try:
+                    self._find_or_host(old)
+                    return
+                except Exception as why:  # the lock, a port: try again
+                    log.warning("ipymeet: could not reach or host the signaller: %s", why)
+                    time.sleep(pause)
+                    pause = min(pause * 2, 2.0)
 
     # -- what widgets use --------------------------------------------------------------------------
 
