@@ -24,6 +24,7 @@ __all__ = [
     "MAX_HISTORY",
     "MAX_NAME",
     "MAX_ROUTE_NUMBER",
+    "MAX_ROUTE_SIGNALS",
     "ROOM_PATTERN",
     "ROUTE_REQUESTS",
     "ROUTE_SENDS",
@@ -105,6 +106,7 @@ BROWSER_MESSAGE_TYPES = (
     "token_request",
     "sig_connect",
     "sig_request",
+    "sig_signals",
     "sig_send",
     "sig_close",
 )
@@ -118,6 +120,9 @@ ROUTE_REQUESTS = ("enter", "leave", "signal")
 
 #: The events without an acknowledgement it carries: a snapshot's chunks.
 ROUTE_SENDS = ("frame",)
+
+#: Most signals one ``sig_signals`` message of the kernel route carries.
+MAX_ROUTE_SIGNALS = 16
 
 #: Largest number of a kernel-route connection (``n``) or request (``id``).
 MAX_ROUTE_NUMBER = 2**31 - 1
@@ -178,6 +183,8 @@ export const ROUTE_SENDS = {_tuple(ROUTE_SENDS)};
 export type RouteSendEvent = (typeof ROUTE_SENDS)[number];
 /** Largest number of a kernel-route connection (`n`) or request (`id`). */
 export const MAX_ROUTE_NUMBER = {MAX_ROUTE_NUMBER};
+/** Most signals one `sig_signals` message carries. */
+export const MAX_ROUTE_SIGNALS = {MAX_ROUTE_SIGNALS};
 """
 
 

@@ -24,6 +24,7 @@ from .contract import (
     MAX_CHAT,
     MAX_NAME,
     MAX_ROUTE_NUMBER,
+    MAX_ROUTE_SIGNALS,
     ROUTE_REQUESTS,
     ROUTE_SENDS,
 )
@@ -151,6 +152,16 @@ class RouteRequest(TypedDict):
     payload: dict[str, Any]
 
 
+class RouteSignals(TypedDict):
+    """Browser → kernel: several signals at once on connection ``n`` (what the page had for the
+    signaller within one turn of its event loop), each unanswered like a ``sig_request`` with
+    ``id`` 0, in order."""
+
+    type: Literal["sig_signals"]
+    n: int
+    payloads: list[dict[str, Any]]
+
+
 class RouteSend(TypedDict):
     """Browser → kernel: send ``event`` (a snapshot's ``frame`` chunk, its bytes the one buffer,
     or its error without one) on connection ``n``, unacknowledged."""
@@ -201,7 +212,7 @@ class RouteDropped(TypedDict):
     reason: str
 
 
-RouteMessage = RouteConnect | RouteRequest | RouteSend | RouteClose
+RouteMessage = RouteConnect | RouteRequest | RouteSignals | RouteSend | RouteClose
 
 KernelMessage = (
     ChatRequest
@@ -221,6 +232,7 @@ BrowserMessage = (
     | TokenRequest
     | RouteConnect
     | RouteRequest
+    | RouteSignals
     | RouteSend
     | RouteClose
 )
@@ -316,6 +328,8 @@ def _route(fields: _Fields, buffers: Sequence[bytes]) -> RouteMessage:
         event = cast(RouteRequestEvent, fields.choice("event", ROUTE_REQUESTS))
         payload = fields.payload("payload")
         return {"type": "sig_request", "n": n, "id": request_id, "event": event, "payload": payload}
+    if kind == "sig_signals":
+        return {"type": "sig_signals", "n": n, "payloads": fields.payloads("payloads")}
     fields.choice("event", ROUTE_SENDS)
     return {"type": "sig_send", "n": n, "event": "frame", "payload": fields.payload("payload")}
 
@@ -399,3 +413,10 @@ class _Fields:
         if size > MAX_ROUTE_PAYLOAD:
             raise self._wrong(key, f"at most {MAX_ROUTE_PAYLOAD} characters of JSON")
         return value
+
+    def payloads(self, key: str) -> list[dict[str, Any]]:
+        """From 1 to :data:`MAX_ROUTE_SIGNALS` objects, each as :meth:`payload` takes one."""
+        values = self.content.get(key)
+        if not isinstance(values, list) or not 1 <= len(values) <= MAX_ROUTE_SIGNALS:
+            raise self._wrong(key, f"a list of 1 to {MAX_ROUTE_SIGNALS} objects")
+        return [_Fields(self.kind, {key: value}).payload(key) for value in values]

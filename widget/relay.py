@@ -195,6 +195,9 @@ class KernelRoute:
         if message["type"] == "sig_request":
             request = live.request(message["id"], message["event"], message["payload"])
             self._spawn(request)
+        elif message["type"] == "sig_signals":
+            for payload in message["payloads"]:
+                self._spawn(live.request(0, "signal", payload))
         else:
             self._spawn(live.emit(message["event"], message["payload"], buffer))
 

@@ -28,7 +28,7 @@ export const KERNEL_MESSAGE_TYPES = ["chat", "snapshot", "token", "error", "sig_
 export type KernelMessageType = (typeof KERNEL_MESSAGE_TYPES)[number];
 
 /** The `type` of every custom message the browser sends the kernel. */
-export const BROWSER_MESSAGE_TYPES = ["chat", "frame", "error", "token_request", "sig_connect", "sig_request", "sig_send", "sig_close"] as const;
+export const BROWSER_MESSAGE_TYPES = ["chat", "frame", "error", "token_request", "sig_connect", "sig_request", "sig_signals", "sig_send", "sig_close"] as const;
 export type BrowserMessageType = (typeof BROWSER_MESSAGE_TYPES)[number];
 
 /** The events the signaller sends unasked; the kernel route relays exactly these. */
@@ -44,3 +44,5 @@ export const ROUTE_SENDS = ["frame"] as const;
 export type RouteSendEvent = (typeof ROUTE_SENDS)[number];
 /** Largest number of a kernel-route connection (`n`) or request (`id`). */
 export const MAX_ROUTE_NUMBER = 2147483647;
+/** Most signals one `sig_signals` message carries. */
+export const MAX_ROUTE_SIGNALS = 16;

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { SIGNALLER_EVENTS } from "./contract";
+import { MAX_ROUTE_SIGNALS, SIGNALLER_EVENTS } from "./contract";
 import { defaultDeps, openRoute } from "./deps";
 import { FakeServer, KernelModel, fromKernel, settle, setup } from "./harness";
 import { KernelLink } from "./kernel";
@@ -86,6 +86,10 @@ class FakeKernel {
         this.server.emit(message.event, message.payload, (reply: unknown) => {
           if (message.id !== 0) this.say({ type: "sig_answer", n: message.n, id: message.id, reply });
         });
+        return;
+      case "sig_signals":
+        if (message.n !== this.n) return;
+        for (const payload of message.payloads) this.server.emit("signal", payload, () => undefined);
         return;
       case "sig_send":
         if (message.n === this.n) this.frames.push([message.payload, (buffers as unknown[] | undefined)?.[0]]);
@@ -333,13 +337,15 @@ describe("KernelRouteTransport's messages", () => {
 });
 
 describe("KernelRouteTransport's signals", () => {
+  const candidate = (i: number) => ({ to: "p1", candidate: { candidate: `c${i}`, sdpMid: "0" } });
+
   it("sends signals unanswered (id 0) and takes them as delivered at once", async () => {
     const { model, transport, n } = await opened();
     const answer = vi.fn();
-    const payload = { to: "p1", candidate: { candidate: "", sdpMid: "0" } };
+    const payload = candidate(0);
     transport.request("signal", payload, answer);
-    expect(model.messages[1]).toEqual({ type: "sig_request", n, id: 0, event: "signal", payload });
     await settle();
+    expect(model.messages.slice(1)).toEqual([{ type: "sig_request", n, id: 0, event: "signal", payload }]);
     expect(answer).toHaveBeenCalledWith({ ok: true });
     // Other requests are still numbered and wait for the kernel's answer.
     const entered = vi.fn();
@@ -351,6 +357,46 @@ describe("KernelRouteTransport's signals", () => {
     model.fromKernel({ type: "sig_answer", n, id: request.id, reply: { ok: true } });
     expect(entered).toHaveBeenCalledWith({ ok: true });
     transport.disconnect();
+  });
+
+  it("sends the signals of one turn of the event loop as one message, in order", async () => {
+    const { model, transport, n } = await opened();
+    const answer = vi.fn();
+    // Each ICE candidate comes in a task of its own: what comes before the queue is sent joins it.
+    transport.request("signal", candidate(0), answer);
+    await Promise.resolve();
+    transport.request("signal", candidate(1), answer);
+    transport.request("signal", candidate(2), answer);
+    expect(model.messages).toHaveLength(1); // only the sig_connect so far
+    await settle();
+    expect(model.messages.slice(1)).toEqual([{ type: "sig_signals", n, payloads: [candidate(0), candidate(1), candidate(2)] }]);
+    expect(answer).toHaveBeenCalledTimes(3);
+    transport.disconnect();
+  });
+
+  it("sends what waits before a request or a chunk, and at most MAX_ROUTE_SIGNALS in one", async () => {
+    const { model, transport, n } = await opened();
+    const many = Array.from({ length: MAX_ROUTE_SIGNALS + 1 }, (_, i) => candidate(i));
+    for (const payload of many) transport.request("signal", payload, vi.fn());
+    // The full batch went at once; the one more waits for the turn's end, or for what follows.
+    expect(model.messages.slice(1)).toEqual([{ type: "sig_signals", n, payloads: many.slice(0, -1) }]);
+    transport.request("leave", {}, vi.fn());
+    expect(model.messages.slice(2)).toEqual([
+      { type: "sig_request", n, id: 0, event: "signal", payload: many.at(-1) },
+      { type: "sig_request", n, id: 1, event: "leave", payload: {} },
+    ]);
+    transport.request("signal", candidate(99), vi.fn());
+    transport.send("frame", { id: "f" }, new ArrayBuffer(1));
+    expect(model.messages.slice(4).map((message) => (message as { type: string }).type)).toEqual(["sig_request", "sig_send"]);
+    transport.disconnect();
+  });
+
+  it("drops the signals still waiting when it disconnects", async () => {
+    const { model, transport } = await opened();
+    transport.request("signal", candidate(0), vi.fn());
+    transport.disconnect();
+    await settle();
+    expect(model.messages.map((message) => (message as { type: string }).type)).toEqual(["sig_connect", "sig_close"]);
   });
 });
 

@@ -13,8 +13,14 @@
  * `sig_send {n, event, payload}` (+ one binary buffer); `sig_close {n}`; and from the signaller
  * `sig_event {n, event, data}`, `sig_dropped {n, reason}`. Each connect takes a new `n`
  * (KernelLink.nextRoute), so what is left of an older connection is dropped on both sides.
+ *
+ * The signals of one turn of the event loop (an offer and the ICE candidates gathered after it,
+ * each of which comes in a task of its own) go as one `sig_signals {n, payloads}`: every comm
+ * message costs the kernel its `status` busy and idle, and the Jupyter server and this page the
+ * handling of all three, far more than its bytes; on two busy cores that took the route from
+ * about 70 ms slower than direct to about 20 (docs/performance.md).
  */
-import { ROUTE_REQUESTS, ROUTE_SENDS } from "./contract";
+import { MAX_ROUTE_SIGNALS, ROUTE_REQUESTS, ROUTE_SENDS } from "./contract";
 import type { KernelLink } from "./kernel";
 import { KERNEL_ROUTE } from "./route";
 import type { SignalingTransport, TransportListener } from "./transport";
@@ -52,6 +58,9 @@ export class KernelRouteTransport implements SignalingTransport {
   private noticed = false;
   private readonly release: () => void;
   private readonly unwatch: () => void;
+  /** Signals to go at the end of this turn of the event loop, as one message. */
+  private signals: unknown[] = [];
+  private signalTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(kernel: KernelLink, { now = () => Date.now() }: { now?: () => number } = {}) {
     this.kernel = kernel;
@@ -124,10 +133,13 @@ export class KernelRouteTransport implements SignalingTransport {
     if (known === "signal") {
       // Not answered over the kernel route (id 0): a signal's answer only ever fed a debug line
       // (members.ts), and each would be one more kernel → page message while the call sets up.
-      this.kernel.send({ type: "sig_request", n: this.n, id: 0, event: known, payload });
+      this.signals.push(payload);
+      if (this.signals.length >= MAX_ROUTE_SIGNALS) this.flushSignals();
+      else this.signalTimer ??= setTimeout(() => this.flushSignals(), 0);
       queueMicrotask(() => answer({ ok: true }));
       return;
     }
+    this.flushSignals();
     this.lastId += 1;
     this.answers.set(this.lastId, answer);
     this.kernel.send({ type: "sig_request", n: this.n, id: this.lastId, event: known, payload });
@@ -137,9 +149,22 @@ export class KernelRouteTransport implements SignalingTransport {
   send(event: string, payload: unknown, binary?: ArrayBuffer): void {
     const known = ROUTE_SENDS.find((name) => name === event);
     if (!this.connected || known === undefined) return;
+    this.flushSignals();
     const message = { type: "sig_send", n: this.n, event: known, payload } as const;
     if (binary === undefined) this.kernel.send(message);
     else this.kernel.send(message, [binary]);
+  }
+
+  /** Send the signals queued in this turn of the event loop: one message for all of them. */
+  private flushSignals(): void {
+    if (this.signalTimer !== null) clearTimeout(this.signalTimer);
+    this.signalTimer = null;
+    const payloads = this.signals;
+    if (payloads.length === 0) return;
+    this.signals = [];
+    if (!this.connected) return;
+    if (payloads.length === 1) this.kernel.send({ type: "sig_request", n: this.n, id: 0, event: "signal", payload: payloads[0] });
+    else this.kernel.send({ type: "sig_signals", n: this.n, payloads });
   }
 
   listen(listener: TransportListener): () => void {
@@ -149,6 +174,9 @@ export class KernelRouteTransport implements SignalingTransport {
 
   disconnect(): void {
     if (this.closed) return;
+    if (this.signalTimer !== null) clearTimeout(this.signalTimer);
+    this.signalTimer = null;
+    this.signals = []; // moot once the connection closes
     this.closed = true;
     const n = this.n;
     this.n = 0;

@@ -278,6 +278,13 @@ export interface RouteRequest {
   payload: unknown;
 }
 
+/** Browser → kernel: several signals at once, each as a `sig_request` with `id` 0, in order. */
+export interface RouteSignals {
+  type: "sig_signals";
+  n: number;
+  payloads: unknown[];
+}
+
 /** Browser → kernel: send `event` (a snapshot's chunk, its bytes the one buffer), unanswered. */
 export interface RouteSend {
   type: "sig_send";
@@ -300,6 +307,7 @@ export type BrowserMessage =
   | TokenRequest
   | RouteConnect
   | RouteRequest
+  | RouteSignals
   | RouteSend
   | RouteClose;
 

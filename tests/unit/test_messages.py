@@ -121,6 +121,9 @@ def test_route_messages_are_read_into_clean_copies() -> None:
     # id 0: a request that wants no answer (the page's signals on the kernel route).
     unanswered = {"type": "sig_request", "n": 3, "id": 0, "event": "signal", "payload": {"to": "x"}}
     assert parse_browser_message(unanswered, []) == unanswered
+    # Several at once, each as one with id 0.
+    signals = {"type": "sig_signals", "n": 3, "payloads": [{"to": "x"}, {"to": "y", "c": 1}]}
+    assert parse_browser_message(signals, []) == signals
     assert parse_browser_message({**send, "payload": {"id": "f", "error": "no video"}}, []) == {
         **send,
         "payload": {"id": "f", "error": "no video"},
@@ -129,6 +132,7 @@ def test_route_messages_are_read_into_clean_copies() -> None:
 
 REQUEST = {"type": "sig_request", "n": 1, "id": 1, "event": "signal", "payload": {"to": "x"}}
 SEND = {"type": "sig_send", "n": 1, "event": "frame", "payload": {"id": "f"}}
+SIGNALS = {"type": "sig_signals", "n": 1, "payloads": [{"to": "x"}]}
 CHUNK = b"\0" * messages.MAX_ROUTE_BUFFER
 
 
@@ -157,6 +161,18 @@ CHUNK = b"\0" * messages.MAX_ROUTE_BUFFER
             f"at most {messages.MAX_ROUTE_PAYLOAD} characters",
         ),
         (REQUEST, [b"x"], "at most 0 buffer"),
+        ({**SIGNALS, "payloads": []}, [], "payloads must be a list of 1 to 16 objects"),
+        ({**SIGNALS, "payloads": {"to": "x"}}, [], "payloads must be a list of 1 to 16"),
+        ({**SIGNALS, "payloads": [{"to": "x"}] * 17}, [], "payloads must be a list of 1 to 16"),
+        ({**SIGNALS, "payloads": [{"to": "x"}, "y"]}, [], "payloads must be an object"),
+        ({**SIGNALS, "payloads": [{"x": float("inf")}]}, [], "payloads must be plain JSON"),
+        (
+            {**SIGNALS, "payloads": [{"sdp": "x" * messages.MAX_ROUTE_PAYLOAD}]},
+            [],
+            f"at most {messages.MAX_ROUTE_PAYLOAD} characters",
+        ),
+        ({**SIGNALS, "n": 0}, [], "n must be"),
+        (SIGNALS, [b"x"], "at most 0 buffer"),
         ({**SEND, "event": "enter"}, [], "event must be one of 'frame'"),
         (SEND, [b"", b""], "at most 1 buffer"),
         (SEND, [CHUNK + b"\0"], "at most 1 buffer"),

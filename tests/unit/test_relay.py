@@ -205,6 +205,21 @@ def test_a_call_is_signalled_through_the_widget_and_meets_a_direct_page(
         )
         relayed = {"from": ada, "description": unanswered["description"]}
         _until(lambda: relayed in [data for name, data in grace.events if name == "signal"])
+        # Several at once (what the page had in one turn of its loop): relayed in order.
+        host = "1 udp 1 192.0.2.1 9 typ host"
+        burst = [
+            {"to": grace_id, "candidate": {"candidate": f"candidate:{i} {host}", "sdpMid": "0"}}
+            for i in range(3)
+        ]
+        page.send({"type": "sig_signals", "n": 7, "payloads": burst})
+        sent = [c["candidate"]["candidate"] for c in burst]
+
+        def burst_heard() -> list[str]:
+            signals = [data for name, data in grace.events if name == "signal"]
+            texts = [data["candidate"]["candidate"] for data in signals if "candidate" in data]
+            return [text for text in texts if text in sent]
+
+        _until(lambda: burst_heard() == sent)
         candidate = {"candidate": "candidate:1 1 udp 1 192.0.2.1 9 typ host", "sdpMid": "0",
                      "sdpMLineIndex": 0}  # fmt: skip
         grace.run(grace.sio.emit("signal", {"to": ada, "candidate": candidate}))
