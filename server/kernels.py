@@ -264,12 +264,7 @@ class KernelHub:
 
     async def _attach(self, conn: Connection, *args: Any) -> dict[str, Any]:
         payload = v.mapping(_one(args, "kernel_attach"), "kernel_attach payload")
-        challenge = self._challenges.pop(conn.sid, None)
-        if challenge is None or not proof_matches(
-            self._secret, "kernel", self.port, challenge, payload.get("proof")
-        ):
-            self.signaller.drop(conn)
-            raise v.Refused("forbidden", "that is not the proof of a kernel of this user")
+        self._check_proof(conn, payload)
         if conn.sid in self._by_sid:
             raise v.Refused("already_attached", "this connection is attached already")
         kernel = payload.get("kernel")
@@ -312,6 +307,16 @@ class KernelHub:
         self._wake()
         log.info("ipymeet: kernel %s attached to the shared signaller", kernel)
         return {"ok": True, **self._host.state()}
+
+    def _check_proof(self, conn: Connection, payload: dict[str, Any]) -> None:
+        """Refuse (and drop) ``conn`` unless ``payload`` proves it a kernel of this user: the
+        answer to this host's challenge (server/hub.py checks a JupyterHub token instead)."""
+        challenge = self._challenges.pop(conn.sid, None)
+        if challenge is None or not proof_matches(
+            self._secret, "kernel", self.port, challenge, payload.get("proof")
+        ):
+            self.signaller.drop(conn)
+            raise v.Refused("forbidden", "that is not the proof of a kernel of this user")
 
     def _attached_link(self, conn: Connection) -> _Link:
         link = self._by_sid.get(conn.sid)
