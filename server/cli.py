@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import tokens
+from . import tokens, turn
 from .app import create_app
 from .runner import exposure_warning, public_host
 from .settings import TLS, Settings
@@ -117,6 +117,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--secret", metavar="SOURCE", help=SECRET_HELP)
     serve.add_argument(
+        "--turn-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a TURN server each member gets short-lived credentials for, e.g. "
+        "turn:turn.example.org:3478?transport=udp (repeatable; needs --turn-secret)",
+    )
+    serve.add_argument(
+        "--turn-secret",
+        metavar="SOURCE",
+        help="the TURN server's static-auth-secret (coturn's use-auth-secret), from env:NAME or "
+        "file:PATH; never the secret itself",
+    )
+    serve.add_argument(
+        "--turn-ttl",
+        type=int,
+        default=turn.DEFAULT_TURN_TTL,
+        metavar="SECONDS",
+        help=f"how long a member's TURN credentials stay valid (default {turn.DEFAULT_TURN_TTL}); "
+        "longer than the longest call",
+    )
+    serve.add_argument(
         "--invite",
         action="append",
         default=[],
@@ -197,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
             max_backlog_bytes=args.max_backlog,
             secret=None if args.secret is None else read_secret(args.secret),
             tls=_tls(args),
+            turn_urls=tuple(turn.check_turn_url(url) for url in args.turn_url),
+            turn_secret=None
+            if args.turn_secret is None
+            else turn.read_turn_secret(args.turn_secret),
+            turn_ttl=args.turn_ttl,
             **extra,
         )
         if args.token_ttl <= 0:
@@ -214,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"TLS certificate SHA-256 fingerprint: {served.fingerprint}", flush=True)
     if settings.secret is not None:
         print("Join tokens: required (the secret is not shown)", flush=True)
+    if settings.turn_urls:
+        print(
+            f"TURN: {', '.join(settings.turn_urls)}, credentials valid {settings.turn_ttl} s "
+            "(the secret is not shown)",
+            flush=True,
+        )
     for room in args.invite:
         until = ""
         link = invite(public, room, settings.secret, args.token_ttl)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .tokens import check_secret
+from .turn import DEFAULT_TURN_TTL, check_turn_url, read_turn_secret, split_urls
 
 #: ``Settings.tls``: a certificate and its key (PEM files), or "self-signed" for one made at start.
 TLS = tuple[str | Path, str | Path] | Literal["self-signed"] | None
@@ -66,6 +67,14 @@ class Settings:
     #: HTTPS and WSS: ``(certfile, keyfile)`` (PEM), or ``"self-signed"`` for a certificate made
     #: at start for this machine's names and addresses (see server/tls.py); None for plain HTTP.
     tls: TLS = None
+    #: TURN servers (``turn:`` / ``turns:`` URLs) whose credentials each member gets in its
+    #: ``enter`` acknowledgement, beside ``ice_servers`` (server/turn.py). Needs ``turn_secret``.
+    turn_urls: tuple[str, ...] = ()
+    #: The secret shared with the TURN server (coturn's ``static-auth-secret``), from which the
+    #: short-lived credentials are made. Never shown: it is left out of the repr.
+    turn_secret: str | None = field(default=None, repr=False)
+    #: Seconds a member's TURN credentials stay valid after it enters.
+    turn_ttl: int = DEFAULT_TURN_TTL
 
     def __post_init__(self) -> None:
         if not 2 <= self.max_peers <= 64:
@@ -82,6 +91,21 @@ class Settings:
             raise ValueError("max_backlog_bytes must hold at least one message (max_message_bytes)")
         if self.secret is not None:
             check_secret(self.secret)
+        for url in self.turn_urls:
+            check_turn_url(url)
+        if self.turn_secret is not None and not self.turn_urls:
+            raise ValueError(
+                "a TURN secret without a TURN server: give --turn-url (IPYMEET_TURN_URLS) as well"
+            )
+        if self.turn_urls and not self.turn_secret:
+            raise ValueError(
+                "a TURN server without its secret: give --turn-secret (IPYMEET_TURN_SECRET) "
+                "env:NAME or file:PATH, the TURN server's static-auth-secret"
+            )
+        if not isinstance(self.turn_ttl, int) or self.turn_ttl < 1:
+            raise ValueError(
+                f"turn_ttl must be a whole number of seconds, at least 1, not {self.turn_ttl!r}"
+            )
         if self.tls is not None and self.tls != "self-signed":
             if not (isinstance(self.tls, tuple) and len(self.tls) == 2):
                 raise ValueError("tls must be (certfile, keyfile), 'self-signed' or None")
@@ -105,8 +129,11 @@ class Settings:
         """Settings for the kernel's signaller, read from ``IPYMEET_*`` environment variables.
 
         ``IPYMEET_ICE_SERVERS`` is a JSON list of RTCIceServer dicts (``[]`` for host candidates
-        only, as the tests use); ``IPYMEET_MAX_PEERS`` an integer. (``IPYMEET_PORT`` and
-        ``IPYMEET_SHARE`` are the shared signaller's: see :func:`port_from_env`.)
+        only, as the tests use); ``IPYMEET_MAX_PEERS`` an integer. TURN: ``IPYMEET_TURN_URLS``
+        (``turn:`` / ``turns:`` URLs, separated by commas or spaces), ``IPYMEET_TURN_SECRET``
+        (``env:NAME`` or ``file:PATH``, as ``ipymeet serve --turn-secret``) and
+        ``IPYMEET_TURN_TTL`` (seconds). (``IPYMEET_PORT`` and ``IPYMEET_SHARE`` are the shared
+        signaller's: see :func:`port_from_env`.)
         """
         values: dict[str, Any] = {}
         raw = os.environ.get("IPYMEET_ICE_SERVERS")
@@ -117,6 +144,17 @@ class Settings:
             values["ice_servers"] = tuple(servers)
         if "IPYMEET_MAX_PEERS" in os.environ:
             values["max_peers"] = int(os.environ["IPYMEET_MAX_PEERS"])
+        urls = os.environ.get("IPYMEET_TURN_URLS", "").strip()
+        if urls:
+            values["turn_urls"] = split_urls(urls)
+        source = os.environ.get("IPYMEET_TURN_SECRET", "").strip()
+        if source:
+            values["turn_secret"] = read_turn_secret(source, "IPYMEET_TURN_SECRET")
+        ttl = os.environ.get("IPYMEET_TURN_TTL", "").strip()
+        if ttl:
+            if not ttl.isdigit():
+                raise ValueError(f"IPYMEET_TURN_TTL must be a whole number of seconds, not {ttl!r}")
+            values["turn_ttl"] = int(ttl)
         values.update(overrides)
         return cls(**values)
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import socketio
 
-from . import internals, tokens
+from . import internals, tokens, turn
 from . import validation as v
 from .capacity import RoomCapacity
 from .frames import FrameInbox
@@ -471,7 +471,8 @@ class Signaller:
             "room": room,
             "peers": [{"id": m.id, "name": m.name} for m in before],
             "capacity": capacity,
-            "ice_servers": [dict(server) for server in self.settings.ice_servers],
+            # With TURN, this member's own short-lived credentials (server/turn.py).
+            "ice_servers": turn.ice_servers_for(self.settings, peer),
         }
 
     async def _admits(self, conn: Connection) -> bool:

@@ -122,6 +122,11 @@ class VideoRoom(anywidget.AnyWidget):
     route = traitlets.Enum(("auto", "direct", "proxy", "kernel"), "auto").tag(sync=True)
     """How the page reaches the kernel's signaller: try each in turn ("auto": direct, then
     jupyter-server-proxy, then through this widget's comm and its kernel), or force one."""
+    relay_only = traitlets.Bool(False).tag(sync=True)
+    """Send media only through a TURN relay (``iceTransportPolicy: "relay"``): the others never
+    see this page's addresses, and a call that works so works across any NAT or firewall that
+    lets the TURN server through. Needs a signaller with TURN (``ipymeet serve --turn-url``,
+    ``IPYMEET_TURN_URLS``); without one, joining fails with ``ErrorCode.NO_RELAY``."""
 
     # -- reported by the browser ---------------------------------------------------------------
     state = ContractEnum(CallState, CallState.IDLE).tag(sync=True)
@@ -188,6 +193,7 @@ class VideoRoom(anywidget.AnyWidget):
         video: bool = True,
         signaling_url: str = "",
         route: str = "auto",
+        relay_only: bool = False,
         max_peers: int | None = None,
         secure: bool = False,
         host: str | None = None,
@@ -229,6 +235,7 @@ class VideoRoom(anywidget.AnyWidget):
             video=video,
             signaling_url=signaling_url,
             route=route,
+            relay_only=relay_only,
             _client=client,
             _port=0 if server is None else server.port,
             _secure=secure_now,

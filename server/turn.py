@@ -1,0 +1,107 @@
+"""TURN with short-lived credentials: what the signaller hands each member for a relay.
+
+The TURN REST scheme that coturn's ``use-auth-secret`` checks: the signaller and the TURN server
+share a secret (coturn's ``static-auth-secret``); a member's username is ``EXPIRY:member`` (EXPIRY
+in Unix seconds) and its password the base64 of HMAC-SHA1(secret, username). The TURN server
+recomputes the password and refuses it once EXPIRY is past, so a credential copied out of a page
+works for ``turn_ttl`` seconds only, and the secret itself never leaves the signaller.
+
+Example::
+
+    settings = Settings(turn_urls=("turn:turn.example.org:3478",), turn_secret="s3cret")
+    ice_servers_for(settings, "Zm9vYmFy")
+    # [{"urls": "stun:stun.l.google.com:19302"},
+    #  {"urls": ["turn:turn.example.org:3478"], "username": "1767225600:Zm9vYmFy",
+    #   "credential": "..."}]
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+log = logging.getLogger("ipymeet.server")
+
+#: How long a member's TURN credentials live unless configured (``--turn-ttl``). They must outlast
+#: the call: coturn checks the expiry on every request it authenticates, including the browser's
+#: refreshes of its relay, so a relayed call longer than this loses its relay. Four hours covers
+#: a lesson or a long meeting.
+DEFAULT_TURN_TTL = 4 * 3600
+
+#: The URL schemes of a TURN server (RFC 7065).
+TURN_SCHEMES = ("turn:", "turns:")
+
+
+def credentials(secret: str, member: str, expiry: int) -> tuple[str, str]:
+    """The TURN REST username and password of ``member`` valid until ``expiry`` (Unix seconds)."""
+    username = f"{expiry}:{member}"
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode("ascii")
+
+
+def ice_servers_for(
+    settings: Settings, member: str, now: float | None = None
+) -> list[dict[str, Any]]:
+    """``settings.ice_servers`` plus, with TURN configured, one RTCIceServer with ``member``'s
+    credentials, valid ``settings.turn_ttl`` seconds from ``now`` (default: the clock)."""
+    servers = [dict(server) for server in settings.ice_servers]
+    if settings.turn_urls and settings.turn_secret is not None:
+        expiry = int(time.time() if now is None else now) + settings.turn_ttl
+        username, password = credentials(settings.turn_secret, member, expiry)
+        servers.append(
+            {"urls": list(settings.turn_urls), "username": username, "credential": password}
+        )
+    return servers
+
+
+def check_turn_url(url: str) -> str:
+    """``url`` if it names a TURN server (``turn:`` or ``turns:``), else ValueError."""
+    if not isinstance(url, str) or not url.startswith(TURN_SCHEMES) or len(url) <= len("turn:"):
+        raise ValueError(
+            f"TURN URL {url!r} must start with turn: or turns:, e.g. turn:turn.example.org:3478"
+            "?transport=udp"
+        )
+    return url
+
+
+def split_urls(raw: str) -> tuple[str, ...]:
+    """``IPYMEET_TURN_URLS``: URLs separated by commas or spaces, each checked."""
+    return tuple(check_turn_url(url) for url in raw.replace(",", " ").split())
+
+
+def read_turn_secret(source: str, option: str = "--turn-secret") -> str:
+    """The TURN secret named by ``env:NAME`` or ``file:PATH`` (as ``--secret`` reads its SOURCE,
+    but never made up: it must be the TURN server's ``static-auth-secret``)."""
+    kind, _, where = source.partition(":")
+    if kind == "env" and where:
+        value = os.environ.get(where)
+        if value is None:
+            raise ValueError(f"{option} env:{where}: the environment variable {where} is not set")
+        secret = value.strip()
+    elif kind == "file" and where:
+        path = Path(where).expanduser()
+        try:
+            secret = path.read_text().strip()
+        except FileNotFoundError:
+            raise ValueError(f"{option} file:{where}: no such file") from None
+        except OSError as error:
+            raise ValueError(f"{option} file:{where}: cannot read it ({error.strerror})") from None
+        if path.stat().st_mode & 0o077:
+            log.warning("ipymeet: warning: %s can be read by other users; chmod 600 it", path)
+    else:
+        # Not echoed: it may be the secret itself, given by mistake.
+        raise ValueError(
+            f"{option}: use env:NAME or file:PATH (never the secret itself: it would show in `ps`)"
+        )
+    if not secret:
+        raise ValueError(f"{option} {kind}:{where}: the secret is empty")
+    return secret
