@@ -19,6 +19,17 @@ describe("candidateUrls", () => {
     }
   });
 
+  it("takes a signaling_url that is a path on the page's own origin (the hub's service)", () => {
+    const hub = { ...base, pageOrigin: "https://hub.example.org", pageHostname: "hub.example.org" };
+    expect(candidateUrls({ ...hub, signalingUrl: "/services/ipymeet/" })).toEqual([
+      "https://hub.example.org/services/ipymeet/",
+    ]);
+    expect(socketTarget(candidateUrls({ ...hub, signalingUrl: "/services/ipymeet/" })[0])).toEqual({
+      origin: "https://hub.example.org",
+      path: "/services/ipymeet/socket.io",
+    });
+  });
+
   it("tries direct first when the page itself is on loopback, then the proxy, then the kernel", () => {
     expect(candidateUrls(base)).toEqual(["http://127.0.0.1:8765", "http://127.0.0.1:8888/proxy/8765/", "kernel"]);
     expect(candidateUrls({ ...base, pageOrigin: "http://localhost:8888", pageHostname: "localhost" })).toEqual([

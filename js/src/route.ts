@@ -1,7 +1,8 @@
 /**
  * Where the page connects to the signaller.
  *
- * An explicit `signaling_url` wins, and is then the only way tried. Otherwise the kernel's
+ * An explicit `signaling_url` wins, and is then the only way tried (a path is on the page's own
+ * origin: the hub's ipymeet service, server/hub.py, sets one). Otherwise the kernel's
  * signaller listens on 127.0.0.1:_port, which the page reaches directly (only when the browser
  * runs on the kernel's machine), through jupyter-server-proxy on the page's own origin (remote
  * Jupyter, HTTPS, JupyterHub), or, when neither answers, through the widget's own comm and its
@@ -42,7 +43,9 @@ export function isLoopbackHost(hostname: string): boolean {
  * explicit URL and no kernel signaller's port).
  */
 export function candidateUrls(inputs: RouteInputs): string[] {
-  if (inputs.signalingUrl.trim() !== "") return [inputs.signalingUrl.trim()];
+  const explicit = inputs.signalingUrl.trim();
+  // A path ("/services/ipymeet/": a JupyterHub service) is on the page's own origin.
+  if (explicit !== "") return [explicit.startsWith("/") ? new URL(explicit, inputs.pageOrigin).href : explicit];
   if (!Number.isInteger(inputs.port) || inputs.port <= 0) return [];
   const direct = `http://127.0.0.1:${inputs.port}`;
   const proxy =
