@@ -96,6 +96,7 @@ KERNEL_MESSAGE_TYPES = (
     "sig_event",
     "sig_answer",
     "sig_dropped",
+    "diagnose",
 )
 
 #: The ``type`` of every custom message the browser sends the kernel.
@@ -109,6 +110,7 @@ BROWSER_MESSAGE_TYPES = (
     "sig_signals",
     "sig_send",
     "sig_close",
+    "diagnose_request",
 )
 
 #: The events the signaller sends a dialect-2 client unasked (docs/protocol.md); the kernel route

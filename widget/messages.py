@@ -212,6 +212,26 @@ class RouteDropped(TypedDict):
     reason: str
 
 
+class DiagnoseMessage(TypedDict):
+    """Kernel → browser: run the connection doctor (widget/diagnose.py, js/src/diagnose.ts) and
+    write its report, with this ``id``, into the ``diagnosis`` trait. ``ice_servers`` are the
+    RTCIceServer dicts to gather candidates with (TURN credentials made for this check only: never
+    in a trait), or None when the kernel does not know them (a widget with a ``signaling_url``):
+    the page then uses those of its call."""
+
+    type: Literal["diagnose"]
+    id: str
+    ice_servers: list[dict[str, Any]] | None
+
+
+class DiagnoseRequest(TypedDict):
+    """Browser → kernel: the view's "Check connection" asks for a check with this ``id``; the
+    kernel answers with a :class:`DiagnoseMessage` of the same ``id``."""
+
+    type: Literal["diagnose_request"]
+    id: str
+
+
 RouteMessage = RouteConnect | RouteRequest | RouteSignals | RouteSend | RouteClose
 
 KernelMessage = (
@@ -223,6 +243,7 @@ KernelMessage = (
     | RouteEvent
     | RouteAnswer
     | RouteDropped
+    | DiagnoseMessage
 )
 BrowserMessage = (
     ChatMessage
@@ -235,6 +256,7 @@ BrowserMessage = (
     | RouteSignals
     | RouteSend
     | RouteClose
+    | DiagnoseRequest
 )
 
 
@@ -305,6 +327,8 @@ def parse_browser_message(content: Any, buffers: Sequence[bytes]) -> BrowserMess
         if not ROOM_RE.fullmatch(room):
             raise MalformedMessage(kind, f"a token request for an invalid room: {room!r}")
         return {"type": "token_request", "room": room}
+    if kind == "diagnose_request":
+        return {"type": "diagnose_request", "id": fields.text("id", MAX_ID, empty=False)}
     # "error": whatever it says is only logged, so any text goes (shortened).
     message = content.get("message")
     return {"type": "error", "message": str(message)[:MAX_ERROR]}

@@ -24,11 +24,11 @@ export const ERROR_CODES = ["room_full", "unreachable", "bad_request", "camera_d
 export type ErrorCode = "" | (typeof ERROR_CODES)[number];
 
 /** The `type` of every custom message the kernel sends the browser. */
-export const KERNEL_MESSAGE_TYPES = ["chat", "snapshot", "token", "error", "sig_open", "sig_event", "sig_answer", "sig_dropped"] as const;
+export const KERNEL_MESSAGE_TYPES = ["chat", "snapshot", "token", "error", "sig_open", "sig_event", "sig_answer", "sig_dropped", "diagnose"] as const;
 export type KernelMessageType = (typeof KERNEL_MESSAGE_TYPES)[number];
 
 /** The `type` of every custom message the browser sends the kernel. */
-export const BROWSER_MESSAGE_TYPES = ["chat", "frame", "error", "token_request", "sig_connect", "sig_request", "sig_signals", "sig_send", "sig_close"] as const;
+export const BROWSER_MESSAGE_TYPES = ["chat", "frame", "error", "token_request", "sig_connect", "sig_request", "sig_signals", "sig_send", "sig_close", "diagnose_request"] as const;
 export type BrowserMessageType = (typeof BROWSER_MESSAGE_TYPES)[number];
 
 /** The events the signaller sends unasked; the kernel route relays exactly these. */

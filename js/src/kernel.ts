@@ -1,10 +1,10 @@
 /**
  * The widget's custom messages with its kernel: one listener on `msg:custom` for every type
- * (chat, snapshot, token, error, and the kernel route's sig_*), checked by messages.ts and handed
- * to whoever took that type (the Call takes chat and snapshot, the token source tokens.ts takes
- * token, the kernel route's transport kernelroute.ts the sig_* ones). A message that is unknown
- * or malformed is answered with an `error` message; the kernel's own `error` answers are logged
- * once per distinct text.
+ * (chat, snapshot, token, error, diagnose, and the kernel route's sig_*), checked by messages.ts
+ * and handed to whoever took that type (the Call takes chat and snapshot, the token source
+ * tokens.ts takes token, the connection doctor diagnose.ts diagnose, the kernel route's transport
+ * kernelroute.ts the sig_* ones). A message that is unknown or malformed is answered with an
+ * `error` message; the kernel's own `error` answers are logged once per distinct text.
  *
  * It also says whether the kernel is running a cell (`busy`: what this page sends it waits
  * meanwhile) and whether the page has been waiting on it long enough to say so (`waiting`).
@@ -111,6 +111,7 @@ export class KernelLink {
       sig_event: (message) => this.handlers.sig_event?.(message),
       sig_answer: (message) => this.handlers.sig_answer?.(message),
       sig_dropped: (message) => this.handlers.sig_dropped?.(message),
+      diagnose: (message) => this.handlers.diagnose?.(message),
       error: ({ message }) => {
         if (this.logged.has(message)) return;
         this.logged.add(message);

@@ -134,6 +134,7 @@ function handlersWith(given: Partial<KernelHandlers> = {}): KernelHandlers {
     sig_event: vi.fn(),
     sig_answer: vi.fn(),
     sig_dropped: vi.fn(),
+    diagnose: vi.fn(),
     ...given,
   };
 }

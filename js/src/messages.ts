@@ -126,6 +126,14 @@ export function dispatchKernelMessage(content: unknown, handlers: KernelHandlers
       handlers.sig_dropped({ type: "sig_dropped", n, reason: reason.slice(0, MAX_REASON) || "dropped" });
       return null;
     }
+    case "diagnose": {
+      const { id } = fields;
+      if (typeof id !== "string" || id === "" || id.length > MAX_REQUEST_ID) return refuse("a diagnose message needs an id");
+      const servers = iceServers(fields.ice_servers);
+      if (servers === undefined) return refuse("a diagnose message's ice_servers must be RTCIceServer objects or null");
+      handlers.diagnose({ type: "diagnose", id, ice_servers: servers });
+      return null;
+    }
     case "error": {
       // Never answered with an error of our own: two sides that disagree must not loop.
       const message = typeof fields.message === "string" ? fields.message.slice(0, MAX_ERROR) : "";
@@ -135,6 +143,29 @@ export function dispatchKernelMessage(content: unknown, handlers: KernelHandlers
     default:
       return refuse(`unknown message type ${JSON.stringify(type ?? null)}`);
   }
+}
+
+/** Most ICE servers one `diagnose` message may carry. */
+const MAX_ICE_SERVERS = 16;
+
+/** RTCIceServer objects (`urls` a string or strings; `username`, `credential` strings), or null; undefined when not. */
+function iceServers(value: unknown): RTCIceServer[] | null | undefined {
+  if (value === null) return null;
+  if (!Array.isArray(value) || value.length > MAX_ICE_SERVERS) return undefined;
+  const servers: RTCIceServer[] = [];
+  for (const server of value) {
+    if (!isRecord(server)) return undefined;
+    const { urls, username, credential } = server;
+    const list = typeof urls === "string" ? [urls] : urls;
+    if (!Array.isArray(list) || list.length === 0 || !list.every((url) => typeof url === "string" && url.length <= 512)) return undefined;
+    if (username !== undefined && typeof username !== "string") return undefined;
+    if (credential !== undefined && typeof credential !== "string") return undefined;
+    const clean: RTCIceServer = { urls: urls as string | string[] };
+    if (username !== undefined) clean.username = username;
+    if (credential !== undefined) clean.credential = credential;
+    servers.push(clean);
+  }
+  return servers;
 }
 
 function refuse(message: string): ErrorMessage {

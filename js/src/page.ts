@@ -53,6 +53,7 @@ export class PageModel implements WidgetModel {
       microphones: [],
       messages: [],
       stats: {},
+      diagnosis: {},
       peers: [],
       ...initial,
     };

@@ -15,6 +15,7 @@ import type {
   RouteSendEvent,
   SignallerEvent,
 } from "./contract";
+import type { Diagnosis } from "./diagnose";
 
 export type { CallState, ErrorCode } from "./contract";
 
@@ -141,6 +142,8 @@ export interface Model {
   messages: ChatEntry[];
   /** Call quality per peer id, for the current members. */
   stats: Record<string, PeerStats>;
+  /** The connection doctor's last report (diagnose.ts); `{}` before the first check. */
+  diagnosis: Diagnosis | Record<string, never>;
   // derived in the kernel from the signaller's registry and `_browser_peers`; read-only here
   peers: BrowserPeer[];
 }
@@ -227,6 +230,17 @@ export interface RouteDropped {
   reason: string;
 }
 
+/**
+ * Kernel → browser: run the connection doctor (diagnose.ts) and write its report, with this `id`,
+ * into `diagnosis`. `ice_servers`: the servers to gather candidates with (TURN credentials made
+ * for this check, never in a trait), or null when the kernel does not know them (the call's then).
+ */
+export interface DiagnoseMessage {
+  type: "diagnose";
+  id: string;
+  ice_servers: RTCIceServer[] | null;
+}
+
 /** Everything the kernel may send. */
 export type KernelMessage =
   | ChatRequest
@@ -236,7 +250,8 @@ export type KernelMessage =
   | RouteOpen
   | RouteEvent
   | RouteAnswer
-  | RouteDropped;
+  | RouteDropped
+  | DiagnoseMessage;
 
 /** Browser → kernel: a join token for `room`, please (answered by a `TokenMessage`). */
 export interface TokenRequest {
@@ -299,6 +314,12 @@ export interface RouteClose {
   n: number;
 }
 
+/** Browser → kernel: the view's "Check connection" asks for a `DiagnoseMessage` with this `id`. */
+export interface DiagnoseRequest {
+  type: "diagnose_request";
+  id: string;
+}
+
 /** Everything the browser may send. */
 export type BrowserMessage =
   | ChatMessage
@@ -309,7 +330,8 @@ export type BrowserMessage =
   | RouteRequest
   | RouteSignals
   | RouteSend
-  | RouteClose;
+  | RouteClose
+  | DiagnoseRequest;
 
 /** True when the two unions of names are the same set. */
 type SameNames<A extends string, B extends string> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
