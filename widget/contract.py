@@ -80,6 +80,12 @@ class ErrorCode(str, enum.Enum):
     TIMEOUT = "timeout"
     UNKNOWN_WIDGET = "unknown_widget"
     INTERNAL_ERROR = "internal_error"
+    #: ``relay_only`` (``?relay=1``), but the signaller offers no TURN server: nothing can connect.
+    NO_RELAY = "no_relay"
+    #: The TURN server refused the credentials the signaller handed out (wrong secret, or expired).
+    TURN_REFUSED = "turn_refused"
+    #: With relay only, a connection failed: the TURN server was not reached or relayed nothing.
+    RELAY_FAILED = "relay_failed"
 
     def __str__(self) -> str:
         return self.value

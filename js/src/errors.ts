@@ -20,6 +20,8 @@ export interface ErrorContext {
   url?: string;
   /** The addresses tried, for `unreachable`. */
   urls?: readonly string[];
+  /** The TURN server's URL, for the relay's problems. */
+  turn?: string;
 }
 
 export interface ErrorEntry {
@@ -90,6 +92,27 @@ export const ERRORS: { readonly [C in Exclude<ErrorCode, "">]: ErrorEntry } = {
       "Re-run the cell that shows the room.",
   },
   internal_error: { final: false, message: refused },
+  no_relay: {
+    final: true,
+    message: () =>
+      "Relay only was asked for (relay_only=True, or ?relay=1 in the address), but the signaller offers no " +
+      "TURN server, so no connection can be made. Start the signaller with --turn-url and --turn-secret " +
+      "(IPYMEET_TURN_URLS and IPYMEET_TURN_SECRET for a kernel's), or turn relay only off.",
+  },
+  turn_refused: {
+    final: false,
+    message: ({ turn }) =>
+      `The TURN server${turn === undefined ? "" : ` (${turn})`} refused this page's credentials: they are ` +
+      "wrong or expired, so media cannot be relayed. The signaller's --turn-secret must be the TURN server's " +
+      "static-auth-secret, and both machines' clocks must be right; then Hang up and Connect again.",
+  },
+  relay_failed: {
+    final: false,
+    message: ({ turn }) =>
+      `A connection through the TURN server${turn === undefined ? "" : ` (${turn})`} failed: it was not ` +
+      "reached, or relayed nothing. Check that it runs and that its port (and its relay ports) are open " +
+      "from this network, then Hang up and Connect again.",
+  },
 };
 
 /** `code` if it is one of the contract's codes, else "". */

@@ -9,10 +9,14 @@
  * A little over 400 lines: the connections and their liveness act on the same members (a probe's
  * verdict replaces or drops a connection, a connection's events start a probe), so they stay in
  * one class, with the decisions themselves out in liveness.ts.
+ *
+ * The relay (`relay_only`, TURN): with relay only and no TURN server in the `enter` answer the call
+ * cannot connect, which the host hears at once; a TURN server's refusal of the credentials (401:
+ * wrong or expired), or a connection that fails with relay only, once per session.
  */
 import { LINGER_MS, PROBE_LEFT_MS, PROBE_REENTER_MS, judge, type LivenessEvent } from "./liveness";
 import { Outbox, newMessageId, parsePeerMessage } from "./messages";
-import type { Peer, PeerOptions } from "./peer";
+import type { IceServerError, Peer, PeerOptions } from "./peer";
 import { maxBitrateFor, measureEach, type StatsSnapshot } from "./quality";
 import type { EnterAccepted, IncomingSignal, LeftReason, OutgoingSignal, PeerInfo } from "./signaling";
 import type { BrowserPeer, ChatPeerMessage, PeerStats, RemotePeer } from "./types";
@@ -39,6 +43,24 @@ interface Member {
   snapshot: StatsSnapshot | null;
 }
 
+/** What went wrong with the relay: see errors.ts for what each says. */
+export type RelayProblem = "no_relay" | "turn_refused" | "relay_failed";
+
+/** Whether `url` names a TURN server (not STUN). */
+export function isTurnUrl(url: string): boolean {
+  return /^turns?:/i.test(url);
+}
+
+/** The first TURN URL among `servers`, or null when they have none. */
+export function turnUrlOf(servers: readonly RTCIceServer[]): string | null {
+  for (const server of servers) {
+    const urls = typeof server.urls === "string" ? [server.urls] : server.urls;
+    const turn = urls.find(isTurnUrl);
+    if (turn !== undefined) return turn;
+  }
+  return null;
+}
+
 /** What the members need from their call. */
 export interface MembersHost {
   createPeer(options: PeerOptions): Peer;
@@ -52,6 +74,10 @@ export interface MembersHost {
   changed(): void;
   /** A chat line came from `from` (its id and signaller name). */
   chat(from: { id: string; name: string }, message: ChatPeerMessage): void;
+  /** Whether media may go through a TURN relay only (`relay_only`). */
+  relayOnly(): boolean;
+  /** The relay cannot work, or failed (`turn`: the TURN server's URL, when there is one). */
+  relayProblem(problem: RelayProblem, turn: string | null): void;
 }
 
 export class Members {
@@ -61,6 +87,8 @@ export class Members {
   private readonly byId = new Map<string, Member>();
   private closed = false;
   private measuring = false;
+  /** A relay problem was reported in this session: once is enough. */
+  private relayReported = false;
 
   constructor(host: MembersHost) {
     this.host = host;
@@ -115,6 +143,11 @@ export class Members {
     }
     this.selfId = accepted.self;
     this.iceServers = accepted.ice_servers;
+    if (this.host.relayOnly() && turnUrlOf(this.iceServers) === null) {
+      // Relay only, and no relay to use: no connection could ever be made.
+      this.host.relayProblem("no_relay", null);
+      return;
+    }
     const listed = new Set<string>();
     for (const info of accepted.peers) {
       listed.add(info.id);
@@ -320,10 +353,13 @@ export class Members {
 
   private connect(member: Member, initiator: boolean): Peer {
     const mine = (): boolean => !this.closed && member.peer === peer;
+    const iceServers = this.iceServers;
+    const relayOnly = this.host.relayOnly();
     const peer: Peer = this.host.createPeer({
       selfId: this.selfId,
       peerId: member.id,
-      iceServers: this.iceServers,
+      iceServers,
+      relayOnly,
       localStream: this.host.outgoing(),
       initiator,
       send: (signal) => {
@@ -337,8 +373,13 @@ export class Members {
       onRemoteStream: () => {
         if (mine()) this.host.changed();
       },
-      onConnectionState: () => {
-        if (mine()) this.host.changed();
+      onConnectionState: (state) => {
+        if (!mine()) return;
+        if (state === "failed" && relayOnly) this.reportRelay("relay_failed", turnUrlOf(iceServers));
+        this.host.changed();
+      },
+      onIceError: (error) => {
+        if (mine()) this.iceError(member, error);
       },
       onError: (error) => console.warn(`ipymeet: connection to ${member.id} failed a step`, error),
       onChannelOpen: () => {
@@ -358,6 +399,18 @@ export class Members {
       },
     });
     return peer;
+  }
+
+  private iceError(member: Member, error: IceServerError): void {
+    console.debug(`ipymeet: ${member.id}: ICE server ${error.url} failed: ${error.code} ${error.text}`);
+    // 401 after the credentials were sent: the TURN server does not take them (wrong secret, or expired).
+    if (error.code === 401 && isTurnUrl(error.url)) this.reportRelay("turn_refused", error.url);
+  }
+
+  private reportRelay(problem: RelayProblem, turn: string | null): void {
+    if (this.relayReported || this.closed) return;
+    this.relayReported = true;
+    this.host.relayProblem(problem, turn);
   }
 
   /** Give `member` a new connection (its old one is dead, or the other page made a new one). */

@@ -34,6 +34,7 @@ export class PageModel implements WidgetModel {
       microphone: "",
       signaling_url: "",
       route: "auto",
+      relay_only: false,
       _port: 0,
       _client: "",
       _desired: false,
@@ -103,7 +104,8 @@ declare global {
 
 /**
  * Show a room in `el`, talking to the signaller at `options.signalingUrl`. With `?autojoin=1` in
- * the page's address it joins at once; otherwise it waits for Connect. Returns the model (also
+ * the page's address it joins at once; otherwise it waits for Connect. `?relay=1` sends media only
+ * through the signaller's TURN server (`relay_only`). Returns the model (also
  * at `window.ipymeet.model`, and the Call at `window.ipymeet.call`, e.g.
  * `window.ipymeet.call.sendChat("hi")`, for browser tests).
  */
@@ -114,6 +116,7 @@ export function mountPage(el: HTMLElement, options: PageOptions = {}): PageModel
     room: ROOM_RE.test(options.room ?? "") ? (options.room ?? "") : "",
     name: [...(options.name ?? "")].slice(0, MAX_NAME).join(""),
     signaling_url: options.signalingUrl ?? location.origin,
+    relay_only: query.get("relay") === "1",
     // No widget key: a page is nobody's widget (a kernel's signaller admits keys it issued only).
     _client: "",
   });

@@ -11,6 +11,7 @@ class FakePC {
   remoteDescription: RTCSessionDescriptionInit | null = null;
   onnegotiationneeded: (() => void) | null = null;
   onicecandidate: ((event: { candidate: unknown }) => void) | null = null;
+  onicecandidateerror: ((event: unknown) => void) | null = null;
   ontrack: unknown = null;
   onconnectionstatechange: (() => void) | null = null;
   transceivers: { kind: string; direction: string; mid: string | null; currentDirection: string | null; stop: () => void }[] = [];
@@ -126,6 +127,7 @@ function makePeer(overrides: Partial<PeerOptions> & { selfId: string; peerId: st
   const sent: PeerSignal[] = [];
   const errors: unknown[] = [];
   let pc!: FakePC;
+  let config!: RTCConfiguration;
   const peer = new Peer({
     iceServers: [],
     localStream: null,
@@ -134,13 +136,14 @@ function makePeer(overrides: Partial<PeerOptions> & { selfId: string; peerId: st
     onRemoteStream: () => undefined,
     onConnectionState: () => undefined,
     onError: (error) => errors.push(error),
-    createConnection: () => {
+    createConnection: (given) => {
+      config = given;
       pc = new FakePC(overrides.selfId);
       return pc as unknown as RTCPeerConnection;
     },
     ...overrides,
   });
-  return { peer, pc, sent, errors };
+  return { peer, pc, sent, errors, config };
 }
 
 const offer = (from: string): RTCSessionDescriptionInit => ({ type: "offer", sdp: `offer from ${from}` });
@@ -425,5 +428,23 @@ describe("Peer recovery", () => {
     expect(peer.isFromAnotherConnection({ type: "offer", sdp: sdp("AA") })).toBe(false); // a renegotiation
     expect(peer.isFromAnotherConnection({ type: "offer", sdp: sdp("BB") })).toBe(true);
     expect(peer.isFromAnotherConnection({ type: "answer", sdp: sdp("BB") })).toBe(false);
+  });
+
+  it("gathers relay candidates only when relayOnly, and hands on a TURN server's refusal", () => {
+    const servers = [{ urls: ["turn:10.0.0.1:3478"], username: "1:me", credential: "x" }];
+    expect(makePeer({ selfId: "a", peerId: "b", iceServers: servers }).config).toEqual({ iceServers: servers });
+    const iceErrors: unknown[] = [];
+    const { pc, peer, config } = makePeer({
+      selfId: "a",
+      peerId: "b",
+      iceServers: servers,
+      relayOnly: true,
+      onIceError: (error) => iceErrors.push(error),
+    });
+    expect(config).toEqual({ iceServers: servers, iceTransportPolicy: "relay" });
+    pc.onicecandidateerror!({ errorCode: 401, url: "turn:10.0.0.1:3478?transport=udp", errorText: "Unauthorized", address: null });
+    expect(iceErrors).toEqual([{ code: 401, url: "turn:10.0.0.1:3478?transport=udp", text: "Unauthorized" }]);
+    peer.close();
+    expect(pc.onicecandidateerror).toBeNull();
   });
 });

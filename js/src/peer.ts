@@ -19,6 +19,9 @@
  *   itself) or `failed` restarts ICE, and again with growing pauses until it is connected: the
  *   network may be back only later, and the offer of an attempt made while the signaller was
  *   unreachable was lost. An offer still unanswered at the next attempt is rolled back first.
+ * - `relayOnly` gathers relay candidates only (`iceTransportPolicy: "relay"`): media goes through
+ *   the TURN server, and the others never learn this page's addresses. A TURN server's refusal
+ *   (`icecandidateerror`, e.g. 401 for wrong or expired credentials) goes to `onIceError`.
  *
  * About 500 lines, one class: negotiation, the ICE restarts, the data channel, the bit rate caps and
  * the small start all act on the one RTCPeerConnection and its events, in an order that matters (a
@@ -49,6 +52,15 @@ export function isPolite(selfId: string, peerId: string): boolean {
   return selfId < peerId;
 }
 
+/** An ICE server's failure while gathering (`icecandidateerror`), as the browser reports it. */
+export interface IceServerError {
+  /** A STUN error code: 401 for credentials the TURN server refused; 700-799 when it was not reached. */
+  code: number;
+  /** The server's URL, as configured. */
+  url: string;
+  text: string;
+}
+
 /** What a Peer sends: a description or a candidate, addressed by the Call. */
 export type PeerSignal = { description: RTCSessionDescriptionInit } | { candidate: RTCIceCandidateInit };
 
@@ -56,6 +68,8 @@ export interface PeerOptions {
   selfId: string;
   peerId: string;
   iceServers: RTCIceServer[];
+  /** Relayed candidates only (`iceTransportPolicy: "relay"`). */
+  relayOnly?: boolean;
   /** Local tracks to send, or null when receive-only. */
   localStream: MediaStream | null;
   /** True for the newcomer, which offers first. */
@@ -64,6 +78,8 @@ export interface PeerOptions {
   onRemoteStream(stream: MediaStream): void;
   onConnectionState(state: RTCPeerConnectionState): void;
   onError(error: unknown): void;
+  /** An ICE server failed while gathering (a TURN server refused the credentials, or is out of reach). */
+  onIceError?(error: IceServerError): void;
   /** The data channel opened: the Call sends the mute flags and what waited. */
   onChannelOpen?(): void;
   /** A text message arrived on the data channel (unchecked). */
@@ -115,6 +131,7 @@ export class Peer {
     this.polite = isPolite(options.selfId, options.peerId);
     this.mayOffer = options.initiator;
     const config: RTCConfiguration = { iceServers: options.iceServers };
+    if (options.relayOnly === true) config.iceTransportPolicy = "relay";
     this.pc = options.createConnection ? options.createConnection(config) : new RTCPeerConnection(config);
 
     const pc = this.pc;
@@ -143,6 +160,10 @@ export class Peer {
       // A null candidate marks the end of gathering: docs/protocol.md says not to forward it.
       if (candidate === null || candidate.candidate === "") return;
       this.options.send({ candidate: candidate.toJSON() });
+    };
+    pc.onicecandidateerror = (event) => {
+      const { errorCode, url, errorText } = event as RTCPeerConnectionIceErrorEvent;
+      if (!this.closed) this.options.onIceError?.({ code: errorCode, url, text: errorText });
     };
     pc.ontrack = (event) => {
       const stream = event.streams[0] ?? this.remoteStream ?? new MediaStream();
@@ -329,6 +350,7 @@ export class Peer {
     pc.onsignalingstatechange = null;
     pc.onnegotiationneeded = null;
     pc.onicecandidate = null;
+    pc.onicecandidateerror = null;
     pc.ontrack = null;
     pc.onconnectionstatechange = null;
     this.stopRecovering();

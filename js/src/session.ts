@@ -81,6 +81,14 @@ export class Session {
       flags: () => JSON.stringify(this.outgoing.flags()),
       changed: () => live() && host.membersChanged(),
       chat: (from, message) => live() && host.chat(from, message),
+      relayOnly: () => host.model.get("relay_only"),
+      relayProblem: (problem, turn) => {
+        if (!live()) return;
+        const context = { room, hint: host.deps.unreachableHint, ...(turn === null ? {} : { turn }) };
+        const message = ERRORS[problem].message(context);
+        if (ERRORS[problem].final) host.failed(problem, message);
+        else host.report({ error: message, error_code: problem });
+      },
     });
     this.outgoing = new Outgoing({
       model: host.model,
@@ -212,6 +220,7 @@ export class Session {
       console.debug(`ipymeet: entered again, with ${accepted.peers.map((p) => p.id).join(", ") || "no one"}`);
     }
     this.members.entered(accepted);
+    if (this.closed) return; // it could not go on (relay only, and no relay)
     const wasLost = this.lostSince !== null;
     this.lostSince = null;
     this.host.entered(wasLost);

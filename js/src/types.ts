@@ -100,6 +100,8 @@ export interface Model {
   microphone: string;
   signaling_url: string;
   route: Route;
+  /** Media through a TURN relay only (`iceTransportPolicy: "relay"`); the page's `?relay=1`. */
+  relay_only: boolean;
   _port: number;
   _client: string;
   _desired: boolean;
