@@ -180,3 +180,68 @@ describe("Members: flags and quality", () => {
     expect(peers[0]!.statsCalls).toBe(calls);
   });
 });
+
+describe("Members: the relay", () => {
+  const turn = { urls: ["turn:10.9.9.1:3478?transport=udp"], username: "1700003600:me", credential: "c" };
+
+  it("with relay only and no TURN server offered, fails at once with no connection made", async () => {
+    const { model, server, join, peers, states } = setup();
+    model.set("relay_only", true);
+    server.enterAnswer = { ok: true, self: "me", peers: [{ id: "a", name: "A" }], capacity: 4, ice_servers: [{ urls: "stun:x" }] };
+    join();
+    await settle();
+    expect(peers).toHaveLength(0);
+    expect(states.at(-1)).toBe("failed");
+    expect(model.get("error_code")).toBe("no_relay");
+    expect(model.get("error")).toContain("--turn-url");
+  });
+
+  it("with relay only, each connection gathers relay candidates only, with the member's credentials", async () => {
+    const { model, server, join, peers } = setup();
+    model.set("relay_only", true);
+    server.enterAnswer = { ok: true, self: "me", peers: [{ id: "a", name: "A" }], capacity: 4, ice_servers: [{ urls: "stun:x" }, turn] };
+    join();
+    await settle();
+    server.serve("peer_joined", { id: "b", name: "B" });
+    expect(peers.map((p) => [p.options.relayOnly, p.options.iceServers])).toEqual([
+      [true, [{ urls: "stun:x" }, turn]],
+      [true, [{ urls: "stun:x" }, turn]],
+    ]);
+    expect(model.get("error_code")).toBe("");
+  });
+
+  it("says once, without ending the call, that the TURN server refused the credentials", async () => {
+    const { model, server, join, peers, states } = setup();
+    server.enterAnswer = { ok: true, self: "me", peers: [{ id: "a", name: "A" }, { id: "b", name: "B" }], capacity: 4, ice_servers: [turn] };
+    join();
+    await settle();
+    expect(peers[0]!.options.relayOnly).toBe(false);
+    peers[0]!.options.onIceError!({ code: 701, url: "stun:x", text: "STUN host lookup received error." });
+    expect(model.get("error_code")).toBe("");
+    peers[0]!.options.onIceError!({ code: 401, url: "turn:10.9.9.1:3478?transport=udp", text: "Unauthorized" });
+    await settle();
+    expect(model.get("error_code")).toBe("turn_refused");
+    expect(model.get("error")).toContain("turn:10.9.9.1:3478?transport=udp");
+    expect(model.get("error")).toContain("wrong or expired");
+    model.set("error", "seen");
+    peers[1]!.options.onIceError!({ code: 401, url: "turn:10.9.9.1:3478?transport=udp", text: "Unauthorized" });
+    await settle();
+    expect(model.get("error")).toBe("seen");
+    expect(states.at(-1)).toBe("waiting");
+    // Without relay only a failed connection is no relay's fault.
+    peers[1]!.become("failed");
+    expect(model.get("error_code")).toBe("turn_refused");
+  });
+
+  it("with relay only, a connection that fails says the relay failed", async () => {
+    const { model, server, join, peers } = setup();
+    model.set("relay_only", true);
+    server.enterAnswer = { ok: true, self: "me", peers: [{ id: "a", name: "A" }], capacity: 4, ice_servers: [turn] };
+    join();
+    await settle();
+    peers[0]!.become("failed");
+    await settle();
+    expect(model.get("error_code")).toBe("relay_failed");
+    expect(model.get("error")).toContain("turn:10.9.9.1:3478?transport=udp");
+  });
+});

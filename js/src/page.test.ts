@@ -1,6 +1,7 @@
+// @vitest-environment happy-dom
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { setup, settle } from "./harness";
-import { PageModel, followTheCall } from "./page";
+import { PageModel, followTheCall, mountPage } from "./page";
 
 beforeEach(() => {
   vi.spyOn(console, "warn").mockImplementation(() => undefined);
@@ -36,5 +37,16 @@ describe("followTheCall (page mode plays Python's part)", () => {
     join();
     await settle();
     expect(states).toEqual(["idle", "joining", "failed", "joining", "waiting"]);
+  });
+});
+
+describe("mountPage", () => {
+  it("asks for relayed media only with ?relay=1 in the address", () => {
+    for (const [search, relay] of [["?room=lab-1&relay=1", true], ["?room=lab-1", false], ["?room=lab-1&relay=0", false]] as const) {
+      history.replaceState(null, "", `/${search}`);
+      const model = mountPage(document.createElement("div"));
+      expect([search, model.get("relay_only")]).toEqual([search, relay]);
+      dispatchEvent(new Event("pagehide"));
+    }
   });
 });
