@@ -139,6 +139,14 @@ def _parser() -> argparse.ArgumentParser:
         "longer than the longest call",
     )
     serve.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("IPYMEET_REDIS_URL") or None,
+        help="share the rooms with the other `ipymeet serve` processes on this Redis, e.g. "
+        "redis://127.0.0.1:6379/0 (default: $IPYMEET_REDIS_URL; put a URL with a password "
+        "there, not on the command line)",
+    )
+    serve.add_argument(
         "--invite",
         action="append",
         default=[],
@@ -173,6 +181,15 @@ def _ttl(parser: argparse.ArgumentParser) -> None:
         metavar="HOURS",
         help="how long an invite link's token stays valid (default 24)",
     )
+
+
+def _reach_redis(url: str) -> None:
+    """ConnectionError (or ImportError) with a plain message unless Redis answers at ``url``."""
+    try:
+        from .cluster import reach
+    except ImportError:
+        raise ImportError("--redis needs the redis package: pip install 'ipymeet[redis]'") from None
+    reach(url)
 
 
 def _tls(args: argparse.Namespace) -> TLS:
@@ -224,12 +241,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.turn_secret is None
             else turn.read_turn_secret(args.turn_secret),
             turn_ttl=args.turn_ttl,
+            redis_url=args.redis,
             **extra,
         )
         if args.token_ttl <= 0:
             raise ValueError("--token-ttl must be positive")
+        if settings.redis_url is not None:
+            _reach_redis(settings.redis_url)
         served = serve_tls(settings.tls, settings.host)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, ImportError) as exc:
         print(f"ipymeet serve: {exc}", file=sys.stderr)
         return 2
     scheme = "http" if served is None else "https"
@@ -247,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
             "(the secret is not shown)",
             flush=True,
         )
+    if settings.redis_url is not None:
+        from .cluster import shown_url
+
+        print(f"Rooms shared through Redis at {shown_url(settings.redis_url)}", flush=True)
     for room in args.invite:
         until = ""
         link = invite(public, room, settings.secret, args.token_ttl)

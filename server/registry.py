@@ -4,6 +4,10 @@ The registry is changed only on the signaller's event loop, but read from other 
 kernel's widgets show who is in their room while a cell is busy), so every access holds a lock and
 readers get copies. Listeners are called on the signaller's thread after each change, outside the
 lock, and must be quick and thread-safe.
+
+The signaller itself goes through :class:`Rooms`, the interface both registries offer: this one in
+one process (:class:`LocalRooms`, a thin async face on :class:`Registry`), or Redis when several
+processes share the rooms (server/cluster.py, ``ipymeet serve --redis``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .validation import Refused
 
@@ -28,13 +33,15 @@ class Member:
 
     ``sid`` is its Socket.IO connection; ``id`` how the others address it: the sid, or in dialect 2
     an id derived from the page's session key, which stays the same when the page reconnects.
-    ``client`` is the key a widget sent when connecting, or "".
+    ``client`` is the key a widget sent when connecting, or "". ``node`` is the signaller process
+    that holds its connection when several share the rooms (server/cluster.py), else "".
     """
 
     sid: str
     name: str = ""
     client: str = ""
     id: str = ""
+    node: str = ""
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -138,6 +145,12 @@ class Registry:
             current = self._rooms.get(room)
             return list(current.members.values()) if current else []
 
+    def room(self, room: str) -> tuple[int | None, list[Member]]:
+        """The dialect of ``room`` (None: no such room) and its members in arrival order."""
+        with self._lock:
+            current = self._rooms.get(room)
+            return (current.dialect, list(current.members.values())) if current else (None, [])
+
     def dialect(self, room: str) -> int | None:
         with self._lock:
             current = self._rooms.get(room)
@@ -162,6 +175,11 @@ class Registry:
         with self._lock:
             current = self._rooms.get(room)
             return None if current is None else current.members.get(member_id)
+
+    def sids(self) -> list[str]:
+        """The connections in any room."""
+        with self._lock:
+            return list(self._rooms_of)
 
     def counts(self) -> dict[str, int]:
         """Room and membership totals, for health checks and benchmarks."""
@@ -190,3 +208,65 @@ class Registry:
                 listener(room)
             except Exception:  # a widget's bug must not break signalling
                 log.exception("room listener failed")
+
+
+class Rooms(Protocol):
+    """What the signaller asks of a registry: :class:`LocalRooms` in one process, or
+    server/cluster.py's ``Cluster`` when several processes share the rooms through Redis.
+
+    The reads about one connection's own rooms (``rooms_of``, ``is_member``) are asked only for
+    connections of this process, and are answered from memory either way.
+    """
+
+    async def add(self, room: str, member: Member, *, dialect: int, capacity: int) -> list[Member]:
+        """As :meth:`Registry.add`."""
+        ...
+
+    async def remove(self, room: str, sid: str) -> Departure | None:
+        """As :meth:`Registry.remove`."""
+        ...
+
+    async def remove_everywhere(self, sid: str) -> list[Departure]:
+        """As :meth:`Registry.remove_everywhere`."""
+        ...
+
+    async def room(self, room: str) -> tuple[int | None, list[Member]]:
+        """The dialect of ``room`` (None: no such room) and its members in arrival order."""
+        ...
+
+    async def find(self, room: str, member_id: str) -> Member | None:
+        """As :meth:`Registry.find`."""
+        ...
+
+    def rooms_of(self, sid: str, dialect: int | None = None) -> list[str]:
+        """As :meth:`Registry.rooms_of`."""
+        ...
+
+    def is_member(self, room: str, sid: str) -> bool:
+        """As :meth:`Registry.is_member`."""
+        ...
+
+
+class LocalRooms:
+    """:class:`Rooms` on one process's :class:`Registry`: each call is the registry's own, with
+    nothing awaited (so one process relays as fast as it did before there was an interface)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.rooms_of = registry.rooms_of
+        self.is_member = registry.is_member
+
+    async def add(self, room: str, member: Member, *, dialect: int, capacity: int) -> list[Member]:
+        return self.registry.add(room, member, dialect=dialect, capacity=capacity)
+
+    async def remove(self, room: str, sid: str) -> Departure | None:
+        return self.registry.remove(room, sid)
+
+    async def remove_everywhere(self, sid: str) -> list[Departure]:
+        return self.registry.remove_everywhere(sid)
+
+    async def room(self, room: str) -> tuple[int | None, list[Member]]:
+        return self.registry.room(room)
+
+    async def find(self, room: str, member_id: str) -> Member | None:
+        return self.registry.find(room, member_id)

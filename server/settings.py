@@ -14,6 +14,9 @@ from .turn import DEFAULT_TURN_TTL, check_turn_url, read_turn_secret, split_urls
 #: ``Settings.tls``: a certificate and its key (PEM files), or "self-signed" for one made at start.
 TLS = tuple[str | Path, str | Path] | Literal["self-signed"] | None
 
+#: What ``Settings.redis_url`` may start with (``SCHEME://``).
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
 #: The tutorial's choice, kept as the default outside tests: Google's public STUN servers.
 DEFAULT_ICE_SERVERS: tuple[dict[str, Any], ...] = ({"urls": "stun:stun.l.google.com:19302"},)
 
@@ -75,6 +78,11 @@ class Settings:
     turn_secret: str | None = field(default=None, repr=False)
     #: Seconds a member's TURN credentials stay valid after it enters.
     turn_ttl: int = DEFAULT_TURN_TTL
+    #: A Redis shared with other signaller processes (``redis://HOST:PORT/DB``, ``rediss://``,
+    #: ``unix://``): the rooms live there and events cross between the processes
+    #: (server/cluster.py; ``ipymeet serve --redis``, ``IPYMEET_REDIS_URL``). None: this process
+    #: alone. Left out of the repr: it may hold a password.
+    redis_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not 2 <= self.max_peers <= 64:
@@ -106,6 +114,8 @@ class Settings:
             raise ValueError(
                 f"turn_ttl must be a whole number of seconds, at least 1, not {self.turn_ttl!r}"
             )
+        if self.redis_url is not None and self.redis_url.split("://", 1)[0] not in REDIS_SCHEMES:
+            raise ValueError("redis_url: use redis://HOST:PORT/DB, rediss://... or unix://PATH")
         if self.tls is not None and self.tls != "self-signed":
             if not (isinstance(self.tls, tuple) and len(self.tls) == 2):
                 raise ValueError("tls must be (certfile, keyfile), 'self-signed' or None")

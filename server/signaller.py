@@ -35,11 +35,12 @@ from .guard import (
     current_request,
 )
 from .ratelimit import TokenBucket
-from .registry import MESH, TUTORIAL, Departure, Member, Registry
+from .registry import MESH, TUTORIAL, Departure, LocalRooms, Member, Registry, Rooms
 from .settings import Settings
 from .tuning import json_module
 
 if TYPE_CHECKING:
+    from .cluster import Cluster
     from .kernels import KernelHub
 
 log = logging.getLogger("ipymeet.server")
@@ -128,7 +129,20 @@ class Signaller:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.registry = Registry()
+        #: Rooms shared with other processes through Redis (``settings.redis_url``), or None.
+        self.cluster: Cluster | None = None
+        manager = None
+        if settings.redis_url is not None:
+            from .cluster import Cluster  # needs the redis package (ipymeet[redis])
+
+            self.cluster = Cluster(settings.redis_url)
+            manager = self.cluster.manager()
+        #: This process's members (with a cluster, only its own: the rest are in Redis).
+        self.registry = Registry() if self.cluster is None else self.cluster.local
+        #: Where the handlers change and read the rooms (server/registry.py's ``Rooms``).
+        self.rooms: Rooms = LocalRooms(self.registry) if self.cluster is None else self.cluster
+        #: The process holding a member's connection, as ``Member.node`` says ("": this alone).
+        self.node = "" if self.cluster is None else self.cluster.node
         #: Rooms a widget asked to hold other than ``settings.max_peers`` (server/capacity.py).
         self.room_capacity = RoomCapacity()
         self.frames = FrameInbox()
@@ -157,6 +171,7 @@ class Signaller:
             ping_timeout=settings.ping_timeout,
             logger=False,
             engineio_logger=self.guard.engine_log,
+            client_manager=manager,
         )
         self.guard.install(self.sio)
         self.guard.on_end = self._end_connection
@@ -191,8 +206,16 @@ class Signaller:
     # -- plumbing ----------------------------------------------------------------------------
 
     def attach(self, app: Any) -> None:
-        """Serve Socket.IO on ``app`` (an aiohttp application) at ``/socket.io/``."""
+        """Serve Socket.IO on ``app`` (an aiohttp application) at ``/socket.io/``; with a
+        cluster, join it when ``app`` starts (failing to start if Redis cannot be reached)."""
         self.guard.attach(app)
+        if self.cluster is not None:
+            cluster = self.cluster
+
+            async def join_cluster(_: Any) -> None:
+                await cluster.start(self.sio, self._announce_departure, self._reconnect_all)
+
+            app.on_startup.append(join_cluster)
 
     def origin_allowed(self, origin: str | None, environ: dict[str, Any] | None = None) -> bool:
         """CORS for polling and WebSocket: loopback pages, our own origin, configured ones.
@@ -267,7 +290,8 @@ class Signaller:
         if acked and ack_requested.get():
             return {"ok": False, **refusal.payload()}
         if not conn.closing:
-            await self.sio.emit("error", {**refusal.payload(), "event": event}, to=conn.sid)
+            payload = {**refusal.payload(), "event": event}
+            await self.sio.emit("error", payload, to=conn.sid, ignore_queue=True)
         return None
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
@@ -289,6 +313,8 @@ class Signaller:
         for member in members:
             conn = self.connections.get(member.sid)
             if conn is None:
+                if member.node != self.node:  # held by another process: through Redis
+                    await self.sio.emit(event, data, to=member.sid)
                 continue  # disconnected meanwhile; as emit, skip it
             eio_sid = conn.eio_sid
             if eio_sid is None:
@@ -299,12 +325,12 @@ class Signaller:
             for piece in pieces:
                 await eio.send(eio_sid, piece)
 
-    def _others(self, room: str, sid: str) -> list[Member]:
+    async def _others(self, room: str, sid: str) -> list[Member]:
         """The other members of a dialect-1 room the sender is in (relays stay in the room)."""
-        members = self.registry.members(room)
+        dialect, members = await self.rooms.room(room)
         if not any(m.sid == sid for m in members):
             raise v.Refused("not_in_room", f"you are not in room '{room}'")
-        if self.registry.dialect(room) != TUTORIAL:
+        if dialect != TUTORIAL:
             raise v.Refused(
                 "wrong_dialect", f"room '{room}' uses 'signal', not the tutorial's events"
             )
@@ -337,7 +363,7 @@ class Signaller:
         conn = self.connections.pop(sid, None)
         if conn is not None and conn.eio_sid is not None:
             self._by_engine.pop(conn.eio_sid, None)
-        for departure in self.registry.remove_everywhere(sid):
+        for departure in await self.rooms.remove_everywhere(sid):
             await self._announce_departure(departure, "disconnected")
         if conn is not None and self.kernels is not None:
             self.kernels.disconnected(conn)
@@ -350,6 +376,16 @@ class Signaller:
         if conn is not None:
             conn.closing = True
             await self.sio.disconnect(conn.sid)
+
+    async def _reconnect_all(self) -> None:
+        """Close every connection's Engine.IO session (not Socket.IO's disconnect, after which a
+        client stays away): the pages reconnect and enter again (server/cluster.py, a node that
+        was presumed dead)."""
+        for conn in list(self.connections.values()):
+            if conn.eio_sid is not None:
+                await self.sio.eio.disconnect(conn.eio_sid)
+            else:
+                await self.sio.disconnect(conn.sid)
 
     async def _announce_departure(self, departure: Departure, reason: str) -> None:
         """``peer_left`` to the rest: ``reason`` "left" (hung up) or "disconnected" (its connection
@@ -384,6 +420,8 @@ class Signaller:
         deadline = asyncio.get_running_loop().time() + 1.0
         while self.guard.links and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - no event to wait on
             await asyncio.sleep(0.01)
+        if self.cluster is not None:
+            await self.cluster.close()
         await self.sio.shutdown()
 
     # -- dialect 1: the tutorial's protocol ---------------------------------------------------
@@ -395,13 +433,13 @@ class Signaller:
             # then an `error` that says why.
             await self.sio.emit("full_room", room, to=conn.sid)
             raise v.Refused("forbidden", DIALECT1_NEEDS_TOKEN)
-        if self.registry.is_member(room, conn.sid):
+        if self.rooms.is_member(room, conn.sid):
             raise v.Refused("already_in_room", f"already in room '{room}'")
-        if len(self.registry.rooms_of(conn.sid, TUTORIAL)) >= self.settings.max_tutorial_rooms:
+        if len(self.rooms.rooms_of(conn.sid, TUTORIAL)) >= self.settings.max_tutorial_rooms:
             limit = self.settings.max_tutorial_rooms
             raise v.Refused("too_many_rooms", f"a connection may be in at most {limit} rooms")
         try:
-            before = self.registry.add(
+            before = await self.rooms.add(
                 room, Member(conn.sid, "", conn.client), dialect=TUTORIAL, capacity=2
             )
         except v.Refused as refusal:
@@ -413,15 +451,15 @@ class Signaller:
 
     async def _start_call(self, conn: Connection, *args: Any) -> None:
         room = v.room_id(self._one(args, "start_call"))
-        for member in self._others(room, conn.sid):
-            await self.sio.emit("start_call", to=member.sid)
+        for member in await self._others(room, conn.sid):
+            await self.sio.emit("start_call", to=member.sid, ignore_queue=member.node == self.node)
 
     async def _relay_description(self, conn: Connection, event: str, args: Any) -> None:
         payload = v.mapping(self._one(args, event), f"{event} payload")
         room = v.room_id(payload.get("roomId"))
         expect = "offer" if event == "webrtc_offer" else "answer"
         sdp = v.session_description(payload.get("sdp"), self.settings.max_sdp_bytes, expect=expect)
-        await self._send_all(event, sdp, self._others(room, conn.sid))
+        await self._send_all(event, sdp, await self._others(room, conn.sid))
 
     async def _webrtc_offer(self, conn: Connection, *args: Any) -> None:
         await self._relay_description(conn, "webrtc_offer", args)
@@ -431,7 +469,7 @@ class Signaller:
 
     async def _webrtc_ice_candidate(self, conn: Connection, *args: Any) -> None:
         event = v.tutorial_candidate(self._one(args, "webrtc_ice_candidate"))
-        others = self._others(event["roomId"], conn.sid)
+        others = await self._others(event["roomId"], conn.sid)
         await self._send_all("webrtc_ice_candidate", event, others)
 
     # -- dialect 2: ipymeet rooms ---------------------------------------------------------------
@@ -459,8 +497,8 @@ class Signaller:
             raise v.Refused("already_in_room", f"already in room '{conn.mesh_room}'; leave first")
         capacity = self.room_capacity.get(room, self.settings.max_peers)
         peer = member_id(conn.sid, session)
-        self._take_over(room, peer)
-        before = self.registry.add(
+        await self._take_over(room, peer)
+        before = await self.rooms.add(
             room, Member(conn.sid, name, conn.client, peer), dialect=MESH, capacity=capacity
         )
         conn.mesh_room, conn.peer_id = room, peer
@@ -486,19 +524,22 @@ class Signaller:
             return False
         return self.connections.get(conn.sid) is conn and not conn.closing
 
-    def _take_over(self, room: str, peer: str) -> None:
+    async def _take_over(self, room: str, peer: str) -> None:
         """A page entering again with its session key while its old connection is still in the
         room (the signaller has not noticed yet that it dropped): the new connection takes its
         place. The others hear nothing: the member they know stays, under the same id."""
-        old = self.registry.find(room, peer)
+        dialect, members = await self.rooms.room(room)
+        old = next((m for m in members if m.id == peer), None)
         # Only a dialect-2 member is taken over: without a session key the id is the sid, so a
         # connection entering a tutorial room it is in would otherwise take over (and drop) itself.
-        if old is None or self.registry.dialect(room) != MESH:
+        if old is None or dialect != MESH:
             return
-        self.registry.remove(room, old.sid)
+        await self.rooms.remove(room, old.sid)
         stale = self.connections.get(old.sid)
         if stale is not None:
             stale.mesh_room, stale.peer_id, stale.closing = None, "", True
+            self._spawn(self.sio.disconnect(old.sid))
+        elif old.node != self.node:  # its old connection is another process's: it closes it
             self._spawn(self.sio.disconnect(old.sid))
 
     async def _signal(self, conn: Connection, *args: Any) -> dict[str, Any]:
@@ -513,17 +554,18 @@ class Signaller:
         else:
             message["candidate"] = v.ice_candidate(candidate)
         room = conn.mesh_room
-        target = None if room is None or to == conn.peer_id else self.registry.find(room, to)
+        target = None if room is None or to == conn.peer_id else await self.rooms.find(room, to)
         if target is None:
             raise v.Refused("not_in_room", "you and that peer are not in the same room")
-        await self.sio.emit("signal", message, to=target.sid)
+        # Another process's member: through Redis; this one's: straight to its socket.
+        await self.sio.emit("signal", message, to=target.sid, ignore_queue=target.node == self.node)
         return {"ok": True}
 
     async def _leave(self, conn: Connection, *args: Any) -> dict[str, Any]:
         if len(args) > 1 or (args and not isinstance(args[0], dict)):
             raise v.bad("'leave' takes one object, {}")
         room = conn.mesh_room
-        departure = None if room is None else self.registry.remove(room, conn.sid)
+        departure = None if room is None else await self.rooms.remove(room, conn.sid)
         if departure is None:
             raise v.Refused("not_in_room", "you are not in a room")
         conn.mesh_room, conn.peer_id = None, ""
