@@ -18,12 +18,13 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 INIT = '''"""ipymeet: video calls inside Jupyter. See https://pypi.org/project/ipymeet/."""
 {path_line}
 from ipymeet.server import Settings, SignallerThread, create_app, kernel_signaller
-from ipymeet.widget import CallState, ErrorCode, VideoRoom
+from ipymeet.widget import CallState, ErrorCode, KernelPeer, VideoRoom
 
 __version__ = "{version}"
 __all__ = [
     "CallState",
     "ErrorCode",
+    "KernelPeer",
     "Settings",
     "SignallerThread",
     "VideoRoom",
