@@ -338,13 +338,23 @@ def kernel_signaller(settings: Settings | None = None) -> SignallerThread | Kern
     Otherwise (or with ``IPYMEET_SHARE=0``) one of this process's own: 127.0.0.1, in a kernel on
     the port :func:`kernel_port` gives unless it is taken, else a free one.
 
+    With ``IPYMEET_SIGNALLER`` set (a JupyterHub's spawner sets it), the hub's ipymeet service,
+    which this kernel attaches to with its hub token (server/hub.py), wherever the kernel runs.
+
     Settings come from ``IPYMEET_*`` environment variables (:meth:`Settings.from_env`) unless given;
     they apply only to the first call, which starts it (and, shared, only if this kernel hosts).
     """
     global _kernel_signaller, _shared_signaller
-    from . import sharing  # imports this module
+    from . import hub, sharing  # both import this module
 
     with _kernel_lock:
+        target = hub.service_from_env()
+        if target is not None:
+            if _shared_signaller is None or not _shared_signaller.running:
+                _shared_signaller = hub.ServiceSignaller(target, settings or Settings.from_env())
+                _shared_signaller.start()
+                atexit.register(_shared_signaller.stop)
+            return _shared_signaller
         if sharing.enabled():
             if _shared_signaller is None or not _shared_signaller.running:
                 _shared_signaller = sharing.KernelSignaller(settings or Settings.from_env())

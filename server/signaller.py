@@ -79,6 +79,8 @@ class Connection:
     #: How the others address it in ``mesh_room`` (see :func:`member_id`).
     peer_id: str = ""
     closing: bool = False
+    #: The hub user it connected as, behind a JupyterHub (server/hub.py); "" elsewhere.
+    user: str = ""
 
 
 def member_id(sid: str, session: str | None) -> str:
@@ -155,6 +157,9 @@ class Signaller:
         #: The kernels attached to this signaller when a kernel hosts it for its user
         #: (server/kernels.py): their events, their widgets' keys and frames. None otherwise.
         self.kernels: KernelHub | None = None
+        #: Who may connect at all, when not everyone may (a JupyterHub service, server/hub.py):
+        #: ``authorize(sid, environ, auth)`` gives the user's name, or None to refuse.
+        self.authorize: Callable[[str, dict[str, Any], Any], Awaitable[str | None]] | None = None
         #: Whether this signaller runs on internals.py's fast path.
         self.fast = internals.active()
         self.guard = Guard(
@@ -352,9 +357,15 @@ class Signaller:
         client = auth.get("client") if isinstance(auth, dict) else None
         if not isinstance(client, str) or len(client) > 64:
             client = ""
+        user = ""
+        if self.authorize is not None:
+            found = await self.authorize(sid, environ, auth)
+            if found is None:
+                return False
+            user = found
         bucket = TokenBucket(self.settings.rate, self.settings.burst)
         eio_sid = connecting_engine_sid()
-        self.connections[sid] = Connection(sid, client, bucket, eio_sid=eio_sid)
+        self.connections[sid] = Connection(sid, client, bucket, eio_sid=eio_sid, user=user)
         if eio_sid is not None:
             self._by_engine[eio_sid] = sid
         return True
@@ -477,7 +488,8 @@ class Signaller:
     async def _enter(self, conn: Connection, *args: Any) -> dict[str, Any]:
         payload = v.mapping(self._one(args, "enter"), "enter payload")
         room = v.room_id(payload.get("room"))
-        name = v.display_name(payload.get("name"))
+        # Behind a JupyterHub, a member who gives no name is shown under its hub user's.
+        name = v.display_name(payload.get("name")) or v.display_name(conn.user[: v.MAX_NAME])
         token = payload.get("token")
         if token is not None and (not isinstance(token, str) or len(token) > 4096):
             raise v.bad("token must be a string")

@@ -154,6 +154,11 @@ class KernelBinding:
 
         unsubscribe = (server.subscribe(members_changed), server.on_change(server_changed))
         server.register(client)
+        # The hub's ipymeet service (server/hub.py): the page reaches it at a path of its own
+        # origin, not at the kernel's port.
+        page_url = getattr(server, "page_url", "")
+        if page_url and follow_port is not None and hasattr(follow_port, "signaling_url"):
+            follow_port.set_trait("signaling_url", page_url)
         self._release = weakref.finalize(
             self, _release, server, client, unsubscribe, self._capacity
         )

@@ -1,0 +1,715 @@
+"""``ipymeet serve --jupyterhub``: the signaller as a JupyterHub managed service, and the way the
+users' kernels attach to it (docs/deploy-hub.md).
+
+The service side. The hub starts ``ipymeet serve --jupyterhub`` with its ``JUPYTERHUB_*``
+environment; it serves under ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/ipymeet/``, which the
+hub's proxy forwards to it whole) and lets in only what the hub vouches for:
+
+- **the standalone page** needs the hub's login for this service: without it the page redirects
+  to the hub's OAuth (``/hub/api/oauth2/authorize``), and the callback exchanges the code for a
+  token (with PKCE) and keeps it in a signed, HttpOnly cookie of the service's path;
+- **a Socket.IO connection** needs one of: that cookie, with a token the hub's API still takes
+  and which carries the service's access scope (``JUPYTERHUB_OAUTH_ACCESS_SCOPES``); the key of a
+  widget that an attached kernel registered; or, for a kernel itself, ``auth.jupyterhub_token``,
+  the token it inherits from its single-user server, which the hub's API names the owner of.
+  Anything else is refused at connect.
+
+A member who gives no name is shown under its hub user's name.
+
+The kernel side. With ``IPYMEET_SIGNALLER`` in a kernel's environment (the hub's
+``c.Spawner.environment`` sets it), every ``VideoRoom`` of the kernel uses that signaller: the
+kernel attaches to it as a kernel attaches to its user's shared signaller (server/attach.py,
+server/kernels.py: its widgets' keys, its rooms' members first-hand, frames), proving itself with
+``JUPYTERHUB_API_TOKEN`` instead of the runtime file's secret, and its widgets' pages reach it on
+their own origin at the URL's path (the hub's proxy). A kernel that loses the service (it
+restarted) attaches again, with its keys and rooms' capacities, as a failover would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+import socketio
+from aiohttp import web
+
+from . import validation as v
+from .app import SIGNALLER, create_app
+from .attach import ATTACH_TIMEOUT, Attachment, HostState, Loop
+from .kernels import KERNEL_ID_RE, KernelHub
+from .runtime import RuntimeInfo
+from .settings import Settings
+from .sharing import KernelSignaller
+from .signaller import Connection, Signaller, own_origin
+
+log = logging.getLogger("ipymeet.server")
+
+#: The kernel's environment variable naming the hub's ipymeet service (as the kernel reaches it).
+SIGNALLER_ENV = "IPYMEET_SIGNALLER"
+#: The Socket.IO ``auth`` field in which a kernel sends its single-user server's token.
+TOKEN_AUTH = "jupyterhub_token"
+#: Seconds the hub's answer about a token is trusted before it is asked again.
+IDENTITY_TTL = 60.0
+MAX_CACHED = 4096
+#: Seconds an OAuth login may take between the redirect to the hub and its callback.
+STATE_TTL = 600.0
+MAX_PENDING = 1024
+#: Seconds the hub's API may take to answer.
+API_TIMEOUT = 10.0
+COOKIE = "ipymeet-hub-login"
+STATE_COOKIE = "ipymeet-hub-oauth-state"
+
+
+# -- the service's configuration -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """What a managed service learns from the hub's environment (``JUPYTERHUB_*``).
+
+    Example::
+
+        config = HubConfig.from_env()     # in the process the hub started
+        config.prefix                     # "/services/ipymeet/"
+    """
+
+    #: The hub's REST API, e.g. ``http://127.0.0.1:8081/hub/api``.
+    api_url: str
+    #: The service's own token: its OAuth client secret too.
+    api_token: str = field(repr=False)
+    #: Where the hub's proxy sends this service's requests (their path keeps it).
+    prefix: str = "/services/ipymeet/"
+    #: The service's OAuth client id (``service-NAME``).
+    client_id: str = "service-ipymeet"
+    #: The OAuth redirect the hub registered for the service.
+    callback_url: str = "/services/ipymeet/oauth_callback"
+    #: The hub's own pages, as the browser reaches them (``/hub/``).
+    hub_prefix: str = "/hub/"
+    #: Scopes that grant access to this service; a login token must carry one of them.
+    access_scopes: frozenset[str] = frozenset()
+    #: Where to listen (``JUPYTERHUB_SERVICE_URL``: the service's ``url`` in the hub's config).
+    bind_host: str = "127.0.0.1"
+    bind_port: int = 0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HubConfig:
+        """Read the hub's environment; ValueError naming what is missing."""
+        env = os.environ if environ is None else environ
+        missing = [n for n in ("JUPYTERHUB_API_URL", "JUPYTERHUB_API_TOKEN") if not env.get(n)]
+        if missing:
+            raise ValueError(
+                f"--jupyterhub: {' and '.join(missing)} not set; run ipymeet serve --jupyterhub "
+                "as a service the hub starts (c.JupyterHub.services, docs/deploy-hub.md)"
+            )
+        name = env.get("JUPYTERHUB_SERVICE_NAME", "ipymeet")
+        prefix = _slashed(env.get("JUPYTERHUB_SERVICE_PREFIX") or f"/services/{name}/")
+        base = _slashed(env.get("JUPYTERHUB_BASE_URL", "/"))
+        raw_scopes = env.get("JUPYTERHUB_OAUTH_ACCESS_SCOPES", "")
+        scopes: list[Any] = json.loads(raw_scopes) if raw_scopes else []
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise ValueError("JUPYTERHUB_OAUTH_ACCESS_SCOPES must be a JSON list of scopes")
+        if not scopes:
+            scopes = [f"access:services!service={name}", "access:services"]
+        url = urlsplit(env.get("JUPYTERHUB_SERVICE_URL", ""))
+        return cls(
+            api_url=env["JUPYTERHUB_API_URL"].rstrip("/"),
+            api_token=env["JUPYTERHUB_API_TOKEN"],
+            prefix=prefix,
+            client_id=env.get("JUPYTERHUB_CLIENT_ID") or f"service-{name}",
+            callback_url=env.get("JUPYTERHUB_OAUTH_CALLBACK_URL") or f"{prefix}oauth_callback",
+            hub_prefix=f"{base}hub/",
+            access_scopes=frozenset(scopes),
+            bind_host=url.hostname or "127.0.0.1",
+            bind_port=url.port or 0,
+        )
+
+
+def _slashed(path: str) -> str:
+    path = path if path.startswith("/") else f"/{path}"
+    return path if path.endswith("/") else f"{path}/"
+
+
+# -- the hub's API ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HubUser:
+    """Whom the hub says a token belongs to, and what the token may do."""
+
+    name: str
+    scopes: frozenset[str] = frozenset()
+
+
+class HubAPI:
+    """The few calls of the hub's REST API the service makes, answers about tokens cached for
+    :data:`IDENTITY_TTL` seconds (pages reconnect; the hub need not hear each time)."""
+
+    def __init__(self, config: HubConfig) -> None:
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+        self._cache: dict[str, tuple[float, HubUser | None]] = {}
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=API_TIMEOUT)
+        self._session = aiohttp.ClientSession(timeout=timeout)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def user_for_token(self, token: str) -> HubUser | None:
+        """The hub user whose token ``token`` is (None: no such token, or a service's)."""
+        if not token or len(token) > 4096:
+            return None
+        key = hashlib.sha256(token.encode()).hexdigest()  # never kept as itself
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        user = await self._identify(token)
+        if len(self._cache) >= MAX_CACHED:
+            self._cache = {k: e for k, e in self._cache.items() if e[0] > now}
+            if len(self._cache) >= MAX_CACHED:
+                self._cache.clear()
+        self._cache[key] = (now + IDENTITY_TTL, user)
+        return user
+
+    async def _identify(self, token: str) -> HubUser | None:
+        session = self._require_session()
+        headers = {"Authorization": f"token {token}"}
+        try:
+            async with session.get(f"{self.config.api_url}/user", headers=headers) as reply:
+                if reply.status in (401, 403, 404):
+                    return None
+                reply.raise_for_status()
+                model = await reply.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as failed:
+            log.warning("ipymeet: the hub's API did not answer about a token: %s", failed)
+            return None
+        if not isinstance(model, dict) or model.get("kind", "user") != "user":
+            return None
+        name, scopes = model.get("name"), model.get("scopes", [])
+        if not isinstance(name, str) or not name or not isinstance(scopes, list):
+            return None
+        return HubUser(name, frozenset(s for s in scopes if isinstance(s, str)))
+
+    async def token_for_code(self, code: str, verifier: str) -> str:
+        """The OAuth access token for a login's ``code`` (RuntimeError if the hub refuses)."""
+        config = self.config
+        form = {
+            "client_id": config.client_id,
+            "client_secret": config.api_token,
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": config.callback_url,
+            "code_verifier": verifier,
+        }
+        session = self._require_session()
+        try:
+            async with session.post(f"{config.api_url}/oauth2/token", data=form) as reply:
+                answer = await reply.json(content_type=None)
+                status = reply.status
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as failed:
+            raise RuntimeError(f"the hub's API did not answer: {failed}") from None
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        if status != 200 or not isinstance(token, str):
+            raise RuntimeError(f"the hub refused the login (HTTP {status})")
+        return token
+
+    def _require_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("HubAPI.start() first")
+        return self._session
+
+
+# -- the standalone page's login -------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    expires: float
+    next_url: str
+    verifier: str
+
+
+class Login:
+    """The standalone page behind the hub's login for this service (OAuth, as the hub's own
+    services do it), and the cookie that login leaves, which Socket.IO connections carry too."""
+
+    def __init__(self, api: HubAPI) -> None:
+        self.api = api
+        self.config = api.config
+        # Cookies stay valid across a restart of the service: the key comes from its hub token.
+        self._key = hashlib.sha256(b"ipymeet-hub-cookie|" + self.config.api_token.encode()).digest()
+        self._pending: dict[str, _Pending] = {}
+
+    # The cookie: the hub's token for this login, and an HMAC of it, so that junk is refused
+    # without asking the hub.
+
+    def _sign(self, token: str) -> str:
+        mac = hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
+        return f"{base64.urlsafe_b64encode(token.encode()).decode()}.{mac}"
+
+    def _unsign(self, value: str) -> str | None:
+        data, _, mac = value.rpartition(".")
+        try:
+            token = base64.urlsafe_b64decode(data.encode()).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        expected = hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
+        return token if hmac.compare_digest(expected, mac) else None
+
+    async def user_of_cookies(self, header: str | None) -> HubUser | None:
+        """The hub user logged in to this service by the ``Cookie`` header (None: nobody)."""
+        if not header:
+            return None
+        try:
+            jar = SimpleCookie(header)
+        except CookieError:
+            return None
+        morsel = jar.get(COOKIE)
+        token = None if morsel is None else self._unsign(morsel.value)
+        if token is None:
+            return None
+        user = await self.api.user_for_token(token)
+        if user is None or user.scopes.isdisjoint(self.config.access_scopes):
+            return None
+        return user
+
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """The standalone page (``/``) only for a hub login; everything else passes."""
+        if (
+            request.method in ("GET", "HEAD")
+            and request.path == self.config.prefix
+            and await self.user_of_cookies(request.headers.get("Cookie")) is None
+        ):
+            return self._to_hub(request)
+        return await handler(request)
+
+    def _to_hub(self, request: web.Request) -> web.StreamResponse:
+        now = time.monotonic()
+        self._pending = {k: p for k, p in self._pending.items() if p.expires > now}
+        if len(self._pending) >= MAX_PENDING:
+            raise web.HTTPServiceUnavailable(text="too many logins under way; try again soon")
+        state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
+        self._pending[state] = _Pending(now + STATE_TTL, request.path_qs, verifier)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        query = {
+            "client_id": self.config.client_id,
+            "redirect_uri": self.config.callback_url,
+            "response_type": "code",
+            "state": state,
+            "code_challenge": challenge.decode().rstrip("="),
+            "code_challenge_method": "S256",
+        }
+        url = f"{self.config.hub_prefix}api/oauth2/authorize?{urlencode(query)}"
+        response = _redirect(url)
+        self._set_cookie(response, request, STATE_COOKIE, state, max_age=int(STATE_TTL))
+        return response
+
+    async def callback(self, request: web.Request) -> web.StreamResponse:
+        """The hub sends the browser back here with a code: exchange it, set the cookie."""
+        state = request.query.get("state", "")
+        pending = self._pending.pop(state, None) if state else None
+        if (
+            pending is None
+            or pending.expires < time.monotonic()
+            or not hmac.compare_digest(request.cookies.get(STATE_COOKIE, ""), state)
+        ):
+            raise web.HTTPForbidden(text="this login is not one this service started: try again")
+        code = request.query.get("code")
+        if not code:
+            raise web.HTTPForbidden(text=f"the hub gave no login: {request.query.get('error')}")
+        try:
+            token = await self.api.token_for_code(code, pending.verifier)
+        except RuntimeError as refused:
+            raise web.HTTPForbidden(text=str(refused)) from None
+        if await self.api.user_for_token(token) is None:
+            raise web.HTTPForbidden(text="the hub's login token does not name a user")
+        next_url = pending.next_url if pending.next_url.startswith(self.config.prefix) else "./"
+        response = _redirect(next_url)
+        self._set_cookie(response, request, COOKIE, self._sign(token))
+        response.del_cookie(STATE_COOKIE, path=self.config.prefix)
+        return response
+
+    def _set_cookie(
+        self,
+        response: web.StreamResponse,
+        request: web.Request,
+        name: str,
+        value: str,
+        max_age: int | None = None,
+    ) -> None:
+        secure = own_origin(request).startswith("https:")
+        response.set_cookie(
+            name,
+            value,
+            path=self.config.prefix,
+            max_age=max_age,
+            httponly=True,
+            secure=secure,
+            samesite="Lax",
+        )
+
+
+def _redirect(url: str) -> web.Response:
+    # A response, not aiohttp's HTTPFound raised: it carries cookies.
+    return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
+
+
+# -- the kernels of the hub's users ----------------------------------------------------------------
+
+
+class _ServiceHost:
+    """The ``HostSide`` of a service: no kernel hosts it, and no user's kernel changes what the
+    service allows every user (join tokens, the default capacity)."""
+
+    def __init__(self, signaller: Signaller, port: Callable[[], int]) -> None:
+        self._signaller = signaller
+        self._port = port
+
+    def state(self) -> dict[str, Any]:
+        settings = self._signaller.settings
+        url = f"http://127.0.0.1:{self._port()}"
+        return HostState(
+            port=self._port() or 1,
+            url=url,
+            public_url=url,
+            host=settings.host,
+            scheme="http",
+            tls=None,
+            fingerprint=None,
+            max_peers=settings.max_peers,
+        ).to_wire()
+
+    def apply(
+        self, *, require_tokens: bool, token_secret: bytes | None, max_peers: int | None
+    ) -> None:
+        pass
+
+    def admits(self, client: str) -> bool:
+        return False
+
+
+class ServiceHub(KernelHub):
+    """The hub users' kernels attached to the service, and who may connect at all.
+
+    A kernel connects with its hub token (``auth.jupyterhub_token``), which the hub's API names
+    the owner of, then ``kernel_attach`` without a proof (``kernel_hello`` is refused). Its
+    kernel id is kept under its user's, so that no user's kernel can take another's place.
+    """
+
+    def __init__(self, signaller: Signaller, login: Login) -> None:
+        port = lambda: self.port  # noqa: E731 - known once the service listens
+        super().__init__(
+            signaller,
+            secrets.token_bytes(32),  # unused: kernels prove themselves with the hub's token
+            _ServiceHost(signaller, port),
+            kernel="ipymeet-service",
+            # Just started (perhaps restarted): pages may come back before their kernels have
+            # attached again, so a key not known yet is waited for a moment, as after a takeover.
+            took_over=True,
+        )
+        self.login = login
+        self._kernel_users: dict[str, str] = {}  # sid -> user, kernels proven at connect
+        self._users: dict[str, str] = {}  # (scoped) kernel id -> user
+
+    def install(self) -> None:
+        super().install()
+        self.signaller.authorize = self.authorize
+
+    async def authorize(self, sid: str, environ: dict[str, Any], auth: Any) -> str | None:
+        """Who connects (a hub user's name), or None to refuse the connection."""
+        fields = auth if isinstance(auth, dict) else {}
+        token = fields.get(TOKEN_AUTH)
+        if token is not None:
+            kernel_user = await self.login.api.user_for_token(str(token))
+            if kernel_user is None:
+                log.info("ipymeet: refused a kernel whose token the hub does not know")
+                return None
+            self._kernel_users[sid] = kernel_user.name
+            return kernel_user.name
+        page_user = await self.login.user_of_cookies(environ.get("HTTP_COOKIE"))
+        if page_user is not None:
+            return page_user.name
+        client = fields.get("client")
+        if isinstance(client, str) and 0 < len(client) <= 64 and await self.wait_for_key(client):
+            return self.user_of_key(client)
+        return None
+
+    def user_of_key(self, client: str) -> str:
+        """The hub user whose kernel registered widget key ``client`` ("" if none did)."""
+        with self._lock:
+            kernel = self._owners.get(client)
+        return "" if kernel is None else self._users.get(kernel, "")
+
+    async def _hello(self, conn: Connection, *args: Any) -> dict[str, Any]:
+        raise v.Refused(
+            "forbidden", "this is a JupyterHub service: a kernel attaches with its hub token"
+        )
+
+    def _check_proof(self, conn: Connection, payload: dict[str, Any]) -> None:
+        if conn.sid not in self._kernel_users:
+            self.signaller.drop(conn)
+            raise v.Refused(
+                "forbidden", "connect with the kernel's JupyterHub token (auth.jupyterhub_token)"
+            )
+
+    async def _attach(self, conn: Connection, *args: Any) -> dict[str, Any]:
+        if len(args) != 1:
+            raise v.bad(f"'kernel_attach' takes exactly one argument, got {len(args)}")
+        payload = dict(v.mapping(args[0], "kernel_attach payload"))
+        user = self._kernel_users.get(conn.sid)
+        kernel = payload.get("kernel")
+        if user is not None and isinstance(kernel, str) and KERNEL_ID_RE.fullmatch(kernel):
+            scope = hashlib.sha256(user.encode()).hexdigest()[:16]
+            payload["kernel"] = f"{scope}-{kernel[:47]}"
+            self._users[payload["kernel"]] = user
+        answer = await super()._attach(conn, payload)
+        log.info("ipymeet: a kernel of hub user %s attached", user)
+        return answer
+
+    def disconnected(self, conn: Connection) -> None:
+        self._kernel_users.pop(conn.sid, None)
+        super().disconnected(conn)
+
+    def _revoke(self, link: Any) -> None:
+        super()._revoke(link)
+        if link.kernel not in self._links:
+            self._users.pop(link.kernel, None)
+
+
+# -- the service's application ---------------------------------------------------------------------
+
+
+def create_hub_app(settings: Settings, config: HubConfig) -> web.Application:
+    """The signaller's application under ``config.prefix``, behind the hub's login.
+
+    Example (what ``ipymeet serve --jupyterhub`` runs)::
+
+        config = HubConfig.from_env()
+        web.run_app(create_hub_app(Settings(), config), host=config.bind_host,
+                    port=config.bind_port)
+    """
+    if settings.secret is not None:
+        raise ValueError("--jupyterhub: the hub's login admits users; join tokens do not apply")
+    app = create_app(settings)
+    signaller = app[SIGNALLER]
+    api = HubAPI(config)
+    login = Login(api)
+    hub = ServiceHub(signaller, login)
+    hub.install()
+    app.middlewares.append(login.middleware)
+    callback = urlsplit(config.callback_url).path
+    if callback.startswith(config.prefix):
+        app.router.add_get(f"/{callback[len(config.prefix) :]}", login.callback)
+    root = web.Application(client_max_size=settings.max_message_bytes)
+    root[HUB] = hub
+
+    async def without_slash(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(config.prefix + (f"?{request.query_string}" if request.query else ""))
+
+    root.router.add_get(config.prefix.rstrip("/"), without_slash)
+    root.add_subapp(config.prefix.rstrip("/"), app)
+
+    async def started(_: web.Application) -> None:
+        await api.start()
+        hub.loop = asyncio.get_running_loop()
+
+    async def stopped(_: web.Application) -> None:
+        hub.close()
+        await api.close()
+
+    root.on_startup.append(started)
+    root.on_cleanup.append(stopped)
+    return root
+
+
+HUB: web.AppKey[ServiceHub] = web.AppKey("ipymeet.hub", ServiceHub)
+
+
+# -- the kernel's side -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceTarget:
+    """The hub's ipymeet service as a kernel reaches it, and the token it proves itself with."""
+
+    #: As the kernel reaches it, e.g. ``http://127.0.0.1:8000/services/ipymeet/``.
+    url: str
+    token: str = field(repr=False)
+
+    @property
+    def origin(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def path(self) -> str:
+        """Its path, which the pages use on their own origin (the hub's)."""
+        return _slashed(urlsplit(self.url).path or "/")
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def service_from_env(environ: Mapping[str, str] | None = None) -> ServiceTarget | None:
+    """``IPYMEET_SIGNALLER``, with the kernel's ``JUPYTERHUB_API_TOKEN``; None when unset."""
+    env = os.environ if environ is None else environ
+    url = env.get(SIGNALLER_ENV, "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"{SIGNALLER_ENV} must be the service's URL as the kernel reaches it, e.g. "
+            f"http://127.0.0.1:8000/services/ipymeet/, not {url!r}"
+        )
+    token = env.get("JUPYTERHUB_API_TOKEN", "")
+    if not token:
+        raise ValueError(
+            f"{SIGNALLER_ENV} is set but JUPYTERHUB_API_TOKEN is not: a kernel attaches to the "
+            "hub's ipymeet service with its single-user server's token"
+        )
+    return ServiceTarget(_slashed_url(url), token)
+
+
+def _slashed_url(url: str) -> str:
+    return url if url.endswith("/") else f"{url}/"
+
+
+class ServiceAttachment(Attachment):
+    """An attach connection to the hub's service: the hub's token instead of the secret's proof."""
+
+    def __init__(self, target: ServiceTarget, *args: Any, **kwargs: Any) -> None:
+        info = RuntimeInfo(target.port, 0, target.url, b"", "")
+        super().__init__(info, *args, **kwargs)
+        self.target = target
+
+    async def open(self, request: dict[str, Any]) -> HostState:
+        target = self.target
+        sio = socketio.AsyncClient(
+            reconnection=False, handle_sigint=False, logger=False, engineio_logger=False
+        )
+        self.sio = sio
+        sio.on("kernel_members", self._on_members)
+        sio.on("kernel_state", self._on_state)
+        sio.on("kernel_frame", self._on_frame)
+        sio.on("disconnect", self._on_disconnect)
+        try:
+            await sio.connect(
+                target.origin,
+                socketio_path=f"{target.path}socket.io",
+                auth={TOKEN_AUTH: target.token},
+                transports=["websocket"],
+                wait_timeout=ATTACH_TIMEOUT,
+            )
+            answer = await sio.call("kernel_attach", request, timeout=ATTACH_TIMEOUT)
+            if not isinstance(answer, dict) or answer.get("ok") is not True:
+                raise RuntimeError(f"the hub's ipymeet service refused this kernel: {answer}")
+            return HostState.from_wire(answer)
+        except BaseException:
+            self.closing = True
+            with contextlib.suppress(Exception):  # it failed already: that error is the one
+                await sio.disconnect()
+            raise
+
+
+class ServiceSignaller(KernelSignaller):
+    """This kernel's way to the hub's ipymeet service: attached to it, never hosting; attaches
+    again when the connection drops (the service restarted). The API of ``KernelSignaller``;
+    ``page_url`` is where this kernel's widgets' pages reach it (a path on their own origin).
+
+    Example::
+
+        server = ServiceSignaller(service_from_env()).start()
+        server.register(widget_key)       # its page may now enter
+    """
+
+    def __init__(self, target: ServiceTarget, settings: Settings | None = None) -> None:
+        super().__init__(settings, port=target.port)
+        self.target = target
+
+    @property
+    def page_url(self) -> str:
+        return self.target.path
+
+    def _find_or_host(self, old: HostState | None) -> None:
+        if self._stopping:
+            return
+        if self._loop is None:
+            self._loop = Loop()
+        previous = self._role if isinstance(self._role, Attachment) else None
+        with self._keys_lock:
+            sent, sent_rooms = set(self._clients), self._claims.rooms()
+        request: dict[str, Any] = {
+            "kernel": self.kernel_id,
+            "clients": sorted(sent),
+            "rooms": previous.rooms() if previous is not None else [],
+        }
+        if sent_rooms:
+            request["room_capacity"] = sent_rooms
+        attachment = ServiceAttachment(
+            self.target,
+            self._loop,
+            self._frames,
+            on_members=self._members_changed,
+            on_state=self._host_changed,
+            on_lost=self._lost,
+        )
+        try:
+            state = self._loop.run(attachment.open(request), 2 * ATTACH_TIMEOUT + 1)
+        except Exception as failed:
+            raise RuntimeError(
+                f"could not attach to the hub's ipymeet service at {self.target.url}: {failed}"
+            ) from None
+        self._mirror = self._seen_here(state)
+        self._switch(attachment, sent, sent_rooms)
+        log.info("ipymeet: attached to the hub's ipymeet service at %s", self.target.url)
+
+    def _seen_here(self, state: HostState) -> HostState:
+        """The service's state with its addresses as this kernel reaches it."""
+        url = self.target.url.rstrip("/")
+        parts = urlsplit(url)
+        return replace(
+            state,
+            port=self.target.port,
+            url=url,
+            public_url=url,
+            host=parts.hostname or state.host,
+            scheme=parts.scheme,
+            token_secret=None,
+        )
+
+    def _host_changed(self, attachment: Attachment, state: HostState) -> None:
+        super()._host_changed(attachment, self._seen_here(state))
+
+    def require_tokens(self, secret: bytes | None = None) -> None:
+        """Nothing to do: the hub's login already keeps out everyone who is not a hub user
+        (and a user's kernel may not change what the service requires of everyone)."""
+
+    def set_max_peers(self, max_peers: int) -> None:
+        raise ValueError(
+            "the hub's ipymeet service serves every user: its default capacity is its own "
+            "(ipymeet serve --max-peers); VideoRoom(room, max_peers=N) sets a room's"
+        )

@@ -1,0 +1,228 @@
+"""The JupyterHub service's parts that need no hub (server/hub.py): its configuration from the
+hub's environment, the kernel's ``IPYMEET_SIGNALLER``, the login cookie, and the service's app
+refusing what the hub has not vouched for (a hub that does not answer vouches for nobody). The
+paths a real hub vouches for are in tests/e2e/test_hub.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+import socketio
+from aiohttp import web
+
+from ipymeet.server import Settings, hub
+from ipymeet.server.attach import HostState
+from ipymeet.server.hub import HubAPI, HubConfig, Login, ServiceSignaller, service_from_env
+
+from ..support import free_port
+
+#: What a hub sets for a managed service named ipymeet (JupyterHub 5-6).
+SERVICE_ENV = {
+    "JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api",
+    "JUPYTERHUB_API_TOKEN": "service-token-0123456789",
+    "JUPYTERHUB_BASE_URL": "/",
+    "JUPYTERHUB_CLIENT_ID": "service-ipymeet",
+    "JUPYTERHUB_SERVICE_NAME": "ipymeet",
+    "JUPYTERHUB_SERVICE_PREFIX": "/services/ipymeet/",
+    "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:10101/",
+    "JUPYTERHUB_OAUTH_CALLBACK_URL": "/services/ipymeet/oauth_callback",
+    "JUPYTERHUB_OAUTH_ACCESS_SCOPES": '["access:services!service=ipymeet", "access:services"]',
+}
+
+
+def test_the_service_reads_the_hubs_environment() -> None:
+    config = HubConfig.from_env(SERVICE_ENV)
+    assert config.api_url == "http://127.0.0.1:8081/hub/api"
+    assert config.prefix == "/services/ipymeet/"
+    assert config.client_id == "service-ipymeet"
+    assert config.callback_url == "/services/ipymeet/oauth_callback"
+    assert config.hub_prefix == "/hub/"
+    assert config.access_scopes == {"access:services!service=ipymeet", "access:services"}
+    assert (config.bind_host, config.bind_port) == ("127.0.0.1", 10101)
+    assert "service-token" not in repr(config)
+
+
+def test_defaults_follow_the_service_name_and_base_url() -> None:
+    config = HubConfig.from_env(
+        {
+            "JUPYTERHUB_API_URL": "http://hub:8081/jh/hub/api/",
+            "JUPYTERHUB_API_TOKEN": "t",
+            "JUPYTERHUB_SERVICE_NAME": "meet",
+            "JUPYTERHUB_BASE_URL": "/jh/",
+        }
+    )
+    assert config.api_url == "http://hub:8081/jh/hub/api"
+    assert config.prefix == "/services/meet/"
+    assert config.client_id == "service-meet"
+    assert config.callback_url == "/services/meet/oauth_callback"
+    assert config.hub_prefix == "/jh/hub/"
+    assert config.access_scopes == {"access:services!service=meet", "access:services"}
+
+
+def test_outside_a_hub_the_service_says_what_is_missing() -> None:
+    with pytest.raises(ValueError, match="JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN"):
+        HubConfig.from_env({})
+    with pytest.raises(ValueError, match="JSON list"):
+        HubConfig.from_env({**SERVICE_ENV, "JUPYTERHUB_OAUTH_ACCESS_SCOPES": '"access"'})
+
+
+def test_a_kernel_finds_the_service_in_its_environment() -> None:
+    assert service_from_env({}) is None
+    target = service_from_env(
+        {
+            "IPYMEET_SIGNALLER": "http://127.0.0.1:8000/services/ipymeet",
+            "JUPYTERHUB_API_TOKEN": "user-server-token",
+        }
+    )
+    assert target is not None
+    assert target.url == "http://127.0.0.1:8000/services/ipymeet/"
+    assert (target.origin, target.path, target.port) == (
+        "http://127.0.0.1:8000",
+        "/services/ipymeet/",
+        8000,
+    )
+    assert "user-server-token" not in repr(target)
+    https = service_from_env(
+        {"IPYMEET_SIGNALLER": "https://hub.example.org/", "JUPYTERHUB_API_TOKEN": "t"}
+    )
+    assert https is not None
+    assert (https.port, https.path) == (443, "/")
+
+
+def test_a_kernel_without_its_hub_token_or_with_a_bad_url_says_so() -> None:
+    with pytest.raises(ValueError, match="JUPYTERHUB_API_TOKEN is not"):
+        service_from_env({"IPYMEET_SIGNALLER": "http://127.0.0.1:8000/services/ipymeet/"})
+    with pytest.raises(ValueError, match="as the kernel reaches it"):
+        service_from_env({"IPYMEET_SIGNALLER": "/services/ipymeet/", "JUPYTERHUB_API_TOKEN": "t"})
+
+
+def test_the_kernels_view_of_the_service_is_its_own_address_and_never_a_token_secret() -> None:
+    target = service_from_env(
+        {"IPYMEET_SIGNALLER": "http://10.0.0.5:8000/services/ipymeet/", "JUPYTERHUB_API_TOKEN": "t"}
+    )
+    assert target is not None
+    server = ServiceSignaller(target, Settings(ice_servers=()))
+    assert server.page_url == "/services/ipymeet/"
+    told = HostState(
+        port=10101,
+        url="http://127.0.0.1:10101",
+        public_url="http://127.0.0.1:10101",
+        host="127.0.0.1",
+        scheme="http",
+        tls=None,
+        fingerprint=None,
+        max_peers=6,
+        token_secret=b"x" * 32,
+    )
+    seen = server._seen_here(told)
+    assert (seen.url, seen.public_url, seen.port, seen.host) == (
+        "http://10.0.0.5:8000/services/ipymeet",
+        "http://10.0.0.5:8000/services/ipymeet",
+        8000,
+        "10.0.0.5",
+    )
+    assert not seen.requires_tokens
+    server.require_tokens()  # nothing to turn on: the hub's login is the gate
+    with pytest.raises(ValueError, match="--max-peers"):
+        server.set_max_peers(3)
+
+
+def test_the_login_cookie_is_signed_with_a_key_from_the_services_token() -> None:
+    login = Login(HubAPI(HubConfig.from_env(SERVICE_ENV)))
+    value = login._sign("oauth-token-of-ada")
+    assert "oauth-token-of-ada" not in value  # not readable at a glance in a cookie jar either
+    assert login._unsign(value) == "oauth-token-of-ada"
+    data, _, mac = value.rpartition(".")
+    assert login._unsign(f"{data}.{'0' * len(mac)}") is None
+    assert login._unsign("junk") is None
+    other = Login(HubAPI(HubConfig.from_env({**SERVICE_ENV, "JUPYTERHUB_API_TOKEN": "other"})))
+    assert other._unsign(value) is None
+
+
+def test_join_tokens_do_not_apply_behind_the_hub() -> None:
+    config = HubConfig.from_env(SERVICE_ENV)
+    with pytest.raises(ValueError, match="join tokens do not apply"):
+        hub.create_hub_app(Settings(secret=b"s" * 32), config)
+
+
+# -- the service's app, with a hub that does not answer -------------------------------------------
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[str]:
+    """The service's app on a free port, its hub's API on a closed one."""
+    env = {**SERVICE_ENV, "JUPYTERHUB_API_URL": f"http://127.0.0.1:{free_port()}/hub/api"}
+    app = hub.create_hub_app(Settings(ice_servers=()), HubConfig.from_env(env))
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_page_without_a_login_goes_to_the_hubs_oauth(service: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{service}/services/ipymeet/?room=class", allow_redirects=False) as r:
+            assert r.status == 302
+            where = urlsplit(r.headers["Location"])
+            state_cookie = r.cookies[hub.STATE_COOKIE]
+        assert where.path == "/hub/api/oauth2/authorize"
+        query = {k: v[0] for k, v in parse_qs(where.query).items()}
+        assert query["client_id"] == "service-ipymeet"
+        assert query["redirect_uri"] == "/services/ipymeet/oauth_callback"
+        assert query["response_type"] == "code"
+        assert query["code_challenge_method"] == "S256"
+        assert query["state"] == state_cookie.value
+        assert state_cookie["path"] == "/services/ipymeet/"
+        assert state_cookie["httponly"]
+        # A forged login cookie is not a login either.
+        headers = {"Cookie": f"{hub.COOKIE}=bm90LWEtdG9rZW4.deadbeef"}
+        async with http.get(
+            f"{service}/services/ipymeet/", headers=headers, allow_redirects=False
+        ) as r:
+            assert r.status == 302
+        # Without the slash, to the page (which then asks for the login).
+        async with http.get(f"{service}/services/ipymeet?room=a", allow_redirects=False) as r:
+            assert (r.status, r.headers["Location"]) == (302, "/services/ipymeet/?room=a")
+        # The page's assets and the health check need no login.
+        async with http.get(f"{service}/services/ipymeet/healthz") as r:
+            assert r.status == 200
+
+
+async def test_a_callback_the_service_did_not_start_is_refused(service: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        url = f"{service}/services/ipymeet/oauth_callback?code=c&state=forged"
+        async with http.get(url, allow_redirects=False) as r:
+            assert r.status == 403
+            assert hub.COOKIE not in r.cookies
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [None, {"client": "0123456789abcdef"}, {"jupyterhub_token": "not-a-token"}],
+    ids=["nothing", "unknown-widget-key", "token-the-hub-does-not-vouch-for"],
+)
+async def test_socketio_without_the_hubs_word_is_refused(service: str, auth: Any) -> None:
+    client = socketio.AsyncClient(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await asyncio.wait_for(
+            client.connect(
+                service,
+                socketio_path="/services/ipymeet/socket.io",
+                auth=auth,
+                transports=["websocket"],
+                wait_timeout=10,
+            ),
+            20,
+        )
+    assert not client.connected
+    await client.disconnect()
