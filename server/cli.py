@@ -72,8 +72,21 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ipymeet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the signaller and its standalone call page")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    serve.add_argument(
+        "--host",
+        help="address to bind (default 127.0.0.1; with --jupyterhub, JUPYTERHUB_SERVICE_URL's)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        help="port to listen on (default 8765; with --jupyterhub, JUPYTERHUB_SERVICE_URL's)",
+    )
+    serve.add_argument(
+        "--jupyterhub",
+        action="store_true",
+        help="run as a JupyterHub managed service: under JUPYTERHUB_SERVICE_PREFIX, behind the "
+        "hub's login, for the hub's users and their kernels (docs/deploy-hub.md)",
+    )
     serve.add_argument("--max-peers", type=int, default=6, help="capacity of a room (default 6)")
     serve.add_argument(
         "--allow-origin",
@@ -215,6 +228,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
+        hub_config = None
+        if args.jupyterhub:
+            from .hub import HubConfig
+
+            hub_config = HubConfig.from_env()
+            args.host = hub_config.bind_host if args.host is None else args.host
+            args.port = (hub_config.bind_port or None) if args.port is None else args.port
+        args.host = "127.0.0.1" if args.host is None else args.host
+        args.port = 8765 if args.port is None else args.port
         extra: dict[str, Any] = {}
         if args.ice_servers is not None:
             servers = json.loads(args.ice_servers)
@@ -248,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--token-ttl must be positive")
         if settings.redis_url is not None:
             _reach_redis(settings.redis_url)
+        if hub_config is None:
+            app, path = create_app(settings), "/"
+        else:
+            from .hub import create_hub_app
+
+            app, path = create_hub_app(settings, hub_config), hub_config.prefix
         served = serve_tls(settings.tls, settings.host)
     except (ValueError, OSError, ImportError) as exc:
         print(f"ipymeet serve: {exc}", file=sys.stderr)
@@ -255,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     scheme = "http" if served is None else "https"
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     shown = f"[{shown}]" if ":" in shown else shown
-    print(f"ipymeet signaller on {scheme}://{shown}:{args.port}/  (open /?room=NAME)", flush=True)
+    where = "open /?room=NAME" if hub_config is None else "a JupyterHub service, behind its login"
+    print(f"ipymeet signaller on {scheme}://{shown}:{args.port}{path}  ({where})", flush=True)
     public = f"{scheme}://{public_host(args.host)}:{args.port}"
     if served is not None:
         print(f"TLS certificate SHA-256 fingerprint: {served.fingerprint}", flush=True)
@@ -286,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_process()
     try:
         web.run_app(
-            create_app(settings),
+            app,
             host=args.host,
             port=args.port,
             print=None,
