@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from ..server import tokens
 from ..server.settings import TLS
 from ..server.validation import ROOM_RE
-from . import binding, cells, relay, snapshots
+from . import binding, cells, diagnose, relay, snapshots
 from .contract import MAX_CHAT, MAX_NAME, CallState, ErrorCode
 from .messages import (
     ChatRequest,
@@ -150,6 +150,11 @@ class VideoRoom(anywidget.AnyWidget):
     """Call quality per peer id, updated about once a second: ``rtt_ms``, ``bitrate_in_kbps``,
     ``bitrate_out_kbps``, ``fps_in``, ``fps_out``, ``width``, ``height``, ``packet_loss`` (0-1),
     ``candidate_type`` ("host", "srflx", "prflx" or "relay")."""
+    diagnosis = traitlets.Dict().tag(sync=True)
+    """The connection doctor's last report, from the page (``diagnose()``, the view's "Check
+    connection"): ``{"id", "state", "checks": [{"name", "title", "status", "detail", "fix"}],
+    "routes", "ice", "devices", "problems", ...}``; ``{}`` before the first check. Never holds a
+    credential: the ICE servers are listed by URL only."""
 
     # -- derived in the kernel -----------------------------------------------------------------
     peers = traitlets.List(traitlets.Dict(), read_only=True).tag(sync=True)
@@ -182,6 +187,7 @@ class VideoRoom(anywidget.AnyWidget):
 
     _binding: binding.KernelBinding | None = None
     _route: relay.KernelRoute | None = None
+    _diagnosis: diagnose.Diagnosis | None = None
     _unwatch_busy: Callable[[], None] | None = None
 
     def __init__(
@@ -365,6 +371,8 @@ class VideoRoom(anywidget.AnyWidget):
             self._snapshots.on_frame(message, buffers)
         elif message["type"] == "token_request":
             self._send_token(message["room"])
+        elif message["type"] == "diagnose_request":
+            self._start_check(message["id"])
         elif message["type"] == "error":  # never answered: the two sides must not argue forever
             log.warning("ipymeet: the browser could not handle a message: %s", message["message"])
         else:
@@ -389,6 +397,48 @@ class VideoRoom(anywidget.AnyWidget):
         # On the thread running the cell, at its start and its end.
         if self.comm is not None:
             self._kernel_busy = busy
+
+    # -- the connection doctor ------------------------------------------------------------------
+
+    def diagnose(self) -> diagnose.Diagnosis:
+        """Check what a call needs, in the browser that shows this room, and report each problem
+        with a plain fix: the secure context, the camera and microphone, each route to the
+        signaller (tried, answered, how fast), the ICE candidates gathered (host / srflx / relay)
+        with the room's ICE servers, and whether the TURN server answers.
+
+        Returns at once with a live report: the page's answer reaches the kernel only after the
+        cell that asked has finished (what a page sends its kernel waits while a cell runs), so
+        show the report (the last line of the cell) and it fills in then; in a later cell,
+        ``report.done``, ``report.problems`` and ``room.diagnosis`` have the answer. The room's
+        view shows the same report at once (its "Check connection" button runs the same check)::
+
+            report = room.diagnose()
+            report                  # fills in when the page answers
+            report.problems         # later: [{"name": "camera", "fix": "Allow the camera ..."}]
+
+        The camera check asks the browser for the camera (as Connect does), so the browser may
+        ask the person first. Needs the room to be displayed: without a page nothing answers.
+        """
+        if self.comm is None:
+            raise RuntimeError("this room is closed: make a new VideoRoom")
+        check = diagnose.new_check_id()
+        if self._diagnosis is not None:
+            self.unobserve(self._follow_diagnosis, names="diagnosis")
+            self._diagnosis.close()
+        self._diagnosis = diagnose.Diagnosis(check, lambda: dict(self.diagnosis))
+        self.observe(self._follow_diagnosis, names="diagnosis")
+        self._start_check(check)
+        return self._diagnosis
+
+    def _start_check(self, check: str) -> None:
+        """Ask the page to run check ``check``, with ICE servers made for it (never a trait)."""
+        server = None if self._binding is None else self._binding.server
+        servers = diagnose.ice_servers(server, check)
+        self.send_msg({"type": "diagnose", "id": check, "ice_servers": servers})
+
+    def _follow_diagnosis(self, _: dict[str, Any]) -> None:
+        if self._diagnosis is not None:
+            self._diagnosis.changed()
 
     # -- snapshots -----------------------------------------------------------------------------
 
@@ -485,4 +535,6 @@ class VideoRoom(anywidget.AnyWidget):
         snapshots_ = getattr(self, "_snapshots", None)  # None if __init__ failed before it
         if snapshots_ is not None:
             snapshots_.close()
+        if self._diagnosis is not None:
+            self._diagnosis.close()
         super().close()

@@ -156,6 +156,11 @@ export class Call {
     return this.session?.outgoing.sharing ?? false;
   }
 
+  /** The ICE servers of the call's last `enter` ([] before one): the connection doctor's fallback. */
+  get iceServers(): readonly RTCIceServer[] {
+    return this.session?.members.iceServers ?? [];
+  }
+
   get remotePeers(): RemotePeer[] {
     return this.session?.members.remotePeers ?? [];
   }

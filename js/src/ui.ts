@@ -1,11 +1,14 @@
 /**
- * The view: the controls, the stage and the chat (view/), each following only the traits and the
- * Call topics it shows. It owns DOM and listeners only; the camera, the connections and the chat
- * history belong to the Call (one per model), so a widget displayed twice shows the same call twice.
+ * The view: the controls, the connection doctor's button and panel, the stage and the chat
+ * (view/), each following only the traits and the Call topics it shows. It owns DOM and listeners
+ * only; the camera, the connections and the chat history belong to the Call (one per model), so a
+ * widget displayed twice shows the same call twice.
  */
+import { Doctor } from "./doctor";
 import type { WidgetModel } from "./types";
 import { Chat } from "./view/chat";
 import { Controls } from "./view/controls";
+import { DoctorPanel } from "./view/doctor";
 import { Bindings, h, setData } from "./view/dom";
 import type { CallSource } from "./view/source";
 import { Stage } from "./view/stage";
@@ -21,17 +24,30 @@ export class RoomView {
   private readonly controls: Controls;
   private readonly stage: Stage;
   private readonly chat: Chat;
+  private readonly doctor: DoctorPanel;
+  /** The doctor this view made itself (none was given: the standalone page), disposed with it. */
+  private readonly ownDoctor: Doctor | null = null;
   private readonly bindings = new Bindings();
   private destroyed = false;
 
-  constructor(el: HTMLElement, model: WidgetModel, call: CallSource) {
+  /** `doctor`: the model's connection doctor (diagnose.ts); without one the view makes its own. */
+  constructor(el: HTMLElement, model: WidgetModel, call: CallSource, doctor?: Doctor) {
     const id = `ipymeet-${++viewCount}`;
     this.controls = new Controls(id, model, call);
     this.stage = new Stage(model, call);
     const main = h("div", { class: "ipymeet-main" }, this.stage.root);
     this.chat = new Chat(id, model, call, main);
     main.append(this.chat.root);
-    this.root = h("div", { class: "ipymeet-root" }, ...this.controls.nodes, main);
+    if (doctor === undefined) {
+      this.ownDoctor = new Doctor(model, call, null);
+      this.ownDoctor.start();
+    }
+    this.doctor = new DoctorPanel(model, doctor ?? this.ownDoctor!);
+    // The doctor's button shares the status line's row; its panel goes below the error banner.
+    const nodes = this.controls.nodes.map((node) =>
+      node.dataset.testid === "status" ? h("div", { class: "ipymeet-status-row" }, node, this.doctor.button) : node,
+    );
+    this.root = h("div", { class: "ipymeet-root" }, ...nodes, this.doctor.panel, main);
     const showState = (): void => setData(this.root, "state", model.get("state"));
     this.bindings.traits(model, ["state"], showState);
     showState();
@@ -46,6 +62,8 @@ export class RoomView {
     this.controls.dispose();
     this.stage.dispose();
     this.chat.dispose();
+    this.doctor.dispose();
+    this.ownDoctor?.dispose();
     this.root.remove();
   }
 }

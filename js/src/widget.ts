@@ -4,6 +4,7 @@
  */
 import type { Initialize, Render } from "@anywidget/types";
 import { Call } from "./call";
+import { Doctor } from "./doctor";
 import { KernelLink } from "./kernel";
 import { mountPage } from "./page";
 import { KernelTokens } from "./tokens";
@@ -17,40 +18,50 @@ import { RoomView } from "./ui";
  * is no key (a WeakMap of it would give each view a Call of its own). The Call also listens through
  * initialize's proxy, whose listeners outlive the views.
  */
-const calls = new Map<string, Call>();
+const calls = new Map<string, { call: Call; doctor: Doctor }>();
 
 const initialize: Initialize<Model> = ({ model }) => {
   const key = model.get("_client");
   if (key === "") return; // no key to find it by: each view then runs its own call (render)
-  calls.get(key)?.dispose(); // a re-initialize (hot reload) replaces the old call
+  const old = calls.get(key); // a re-initialize (hot reload) replaces the old call
+  old?.call.dispose();
+  old?.doctor.dispose();
   // One listener for all the kernel's custom messages; join tokens come that way, never in a trait.
   const kernel = new KernelLink(model);
   const tokens = new KernelTokens(model, kernel);
   const call = new Call(model, { token: tokens.get }, kernel);
-  calls.set(key, call);
+  // The connection doctor, like the Call at model level: the kernel's `diagnose` may come before a view.
+  const doctor = new Doctor(model, call, kernel);
+  const entry = { call, doctor };
+  calls.set(key, entry);
   call.start();
+  doctor.start();
   return () => {
+    doctor.dispose();
     call.dispose();
     tokens.dispose();
     kernel.dispose();
-    if (calls.get(key) === call) calls.delete(key);
+    if (calls.get(key) === entry) calls.delete(key);
   };
 };
 
 const render: Render<Model> = ({ model, el }) => {
   const shared = calls.get(model.get("_client"));
   if (shared !== undefined) {
-    const view = new RoomView(el, model, shared);
+    const view = new RoomView(el, model, shared.call, shared.doctor);
     return () => view.destroy();
   }
   // A host that never called initialize, or a widget without a key: the view owns its call.
   const kernel = new KernelLink(model);
   const tokens = new KernelTokens(model, kernel);
   const own = new Call(model, { token: tokens.get }, kernel);
+  const doctor = new Doctor(model, own, kernel);
   own.start();
-  const view = new RoomView(el, model, own);
+  doctor.start();
+  const view = new RoomView(el, model, own, doctor);
   return () => {
     view.destroy();
+    doctor.dispose();
     own.dispose();
     tokens.dispose();
     kernel.dispose();
