@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
-import importlib.util
+import importlib
 import logging
 import secrets
 import threading
@@ -92,19 +92,17 @@ VIDEO_CLOCK = fractions.Fraction(1, 90_000)
 
 def require_extra() -> None:
     """ImportError with the install command unless aiortc, PyAV and numpy can be imported."""
-    missing = [name for name in ("aiortc", "av", "numpy") if importlib.util.find_spec(name) is None]
+    missing = []
+    for module in ("numpy", "av", "aiortc"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
     if missing:
         raise ImportError(
-            f"KernelPeer needs {', '.join(missing)}, the optional dependencies of Python in the "
-            f"call: {EXTRA_HINT}"
+            f"KernelPeer needs {', '.join(missing)}, the optional dependencies of Python in "
+            f"the call: {EXTRA_HINT}"
         )
-    try:
-        import aiortc  # noqa: F401
-        import av  # noqa: F401
-    except ImportError as problem:
-        raise ImportError(
-            f"KernelPeer could not import its media stack ({problem}): {EXTRA_HINT}"
-        ) from problem
 
 
 class _Member:
