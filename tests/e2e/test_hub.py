@@ -1,0 +1,198 @@
+"""``ipymeet serve --jupyterhub`` behind a real JupyterHub (tests/e2e/hubserver.py): what the hub
+vouches for gets in, nothing else does, and two hub users, each in a notebook of their own
+server, meet with video both ways, each kernel naming the other.
+
+The tests without a browser come first: sync Playwright, once started in this module, keeps an
+event loop marked running in this thread.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+import socketio
+
+from ipymeet.server.hub import COOKIE, ServiceSignaller, ServiceTarget
+
+from ..support import KERNEL_IDLE_JS, write_notebook
+from .conftest import ARTIFACTS, wait_remote_video
+from .hubserver import PASSWORD, Hub, start_hub, stop_hub
+from .test_jupyter import LOGGER, wait_kernel
+
+pytestmark = [pytest.mark.jupyter]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    hub = start_hub(tmp_path_factory.mktemp("hub"))
+    try:
+        yield hub
+    finally:
+        stop_hub(hub)
+
+
+def sio_connect(hub: Hub, **kwargs: Any) -> socketio.Client:
+    client = socketio.Client(reconnection=False)
+    client.connect(
+        hub.url.rstrip("/"),
+        socketio_path="/services/ipymeet/socket.io",
+        transports=["websocket"],
+        wait_timeout=10,
+        **kwargs,
+    )
+    return client
+
+
+def hub_login(hub: Hub, user: str, start: str) -> tuple[requests.Session, requests.Response]:
+    """Log ``user`` in as a browser would, starting at ``start`` (a page behind the login);
+    the session and the last answer."""
+    http = requests.Session()
+    page = http.get(start, timeout=30)
+    assert urlsplit(page.url).path == "/hub/login", page.url  # sent to the hub's login
+    xsrf = re.search(r'name="_xsrf"[^>]*value="([^"]+)"', page.text)
+    form = {"username": user, "password": PASSWORD, "_xsrf": xsrf.group(1) if xsrf else ""}
+    return http, http.post(page.url, data=form, timeout=30)
+
+
+def user_token(hub: Hub, user: str) -> str:
+    """A hub API token of ``user`` (as a single-user server inherits one), via the test-only
+    service."""
+    headers = {"Authorization": f"token {hub.tester_token}"}
+    made = requests.post(f"{hub.url}hub/api/users/{user}", headers=headers, timeout=30)
+    assert made.status_code in (201, 409), made.text
+    reply = requests.post(
+        f"{hub.url}hub/api/users/{user}/tokens",
+        headers=headers,
+        json={"note": "ipymeet test kernel"},
+        timeout=30,
+    )
+    assert reply.status_code == 201, reply.text
+    return str(reply.json()["token"])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what} never held"
+        time.sleep(0.05)
+
+
+def test_without_the_hubs_word_nothing_connects(hub: Hub) -> None:
+    """Socket.IO to /services/ipymeet/ is refused with no login, a forged cookie, a token the
+    hub does not know, or a widget key no kernel registered; and a kernel may not use the
+    runtime file's handshake there."""
+    refusals = [
+        {},
+        {"headers": {"Cookie": f"{COOKIE}=Zm9yZ2Vk.0000"}},
+        {"auth": {"jupyterhub_token": secrets.token_hex(16)}},
+        {"auth": {"client": secrets.token_hex(8)}},
+    ]
+    for kwargs in refusals:
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            sio_connect(hub, **kwargs)
+    kernel = sio_connect(hub, auth={"jupyterhub_token": user_token(hub, "eve")})
+    try:
+        answer = kernel.call("kernel_hello", {"challenge": "0" * 64}, timeout=10)
+        assert answer["ok"] is False, answer
+        assert answer["code"] == "forbidden", answer
+    finally:
+        kernel.disconnect()
+
+
+def test_a_hub_login_and_a_kernels_token_get_in_under_the_users_names(hub: Hub) -> None:
+    """carol logs in through the hub (OAuth, no confirmation page) and her standalone page is
+    served; her Socket.IO connection carries the service's cookie. dave's "kernel" attaches with
+    his hub token and registers a widget key, whose page gets in. Neither gives a name: each is
+    shown under the hub user's, and dave's kernel hears both first-hand."""
+    http, page = hub_login(hub, "carol", f"{hub.service_url}?room=hubroom")
+    assert page.status_code == 200, page.text[:500]
+    assert urlsplit(page.url).path == "/services/ipymeet/", page.url
+    assert 'id="app"' in page.text
+    cookie = http.cookies.get(COOKIE, path="/services/ipymeet/")
+    assert cookie, http.cookies
+    joined: list[dict[str, Any]] = []
+    carol = sio_connect(hub, headers={"Cookie": f"{COOKIE}={cookie}"})
+    carol.on("peer_joined", joined.append)
+    server = ServiceSignaller(ServiceTarget(hub.service_url, user_token(hub, "dave"))).start()
+    widget = None
+    try:
+        entered = carol.call("enter", {"room": "hubroom", "name": ""}, timeout=10)
+        assert entered["ok"] is True, entered
+        key = secrets.token_hex(8)
+        server.register(key)
+        widget = sio_connect(hub, auth={"client": key})
+        answer = widget.call("enter", {"room": "hubroom", "name": ""}, timeout=10)
+        assert answer["ok"] is True, answer
+        assert [peer["name"] for peer in answer["peers"]] == ["carol"]
+        wait_for(lambda: joined, what="carol hearing dave")
+        assert joined[0]["name"] == "dave", joined
+        wait_for(
+            lambda: [m.name for m in server.members("hubroom")] == ["carol", "dave"],
+            what="dave's kernel hearing the room",
+        )
+    finally:
+        for client in (carol, widget):
+            if client is not None:
+                client.disconnect()
+        server.stop()
+
+
+@pytest.mark.browser
+def test_two_hub_users_meet_from_their_own_servers(hub: Hub, new_page: Callable[..., Any]) -> None:
+    """alice and bob log in to the hub in two browsers; each opens a notebook in their own
+    server with ``VideoRoom("class")`` and joins: video plays both ways through the service at
+    /services/ipymeet/ on the hub's origin, and each kernel's ``peers`` names the other. A
+    browser without a hub login opening the service's page lands on the hub's login."""
+    users = ("alice", "bob")
+    logs = {user: hub.home(user) / "kernel.jsonl" for user in users}
+    for user in users:
+        write_notebook(
+            hub.home(user) / "class.ipynb",
+            [
+                LOGGER.format(log=str(logs[user])),
+                "room = VideoRoom('class')\n"
+                "record('me', room)\n"
+                "room.observe(lambda change: note('peers', sorted(p['name'] for p in change.new)),"
+                " names='peers')\n"
+                "room",
+                "room.join()",
+            ],
+        )
+    pages = {user: new_page() for user in users}
+    for user, page in pages.items():
+        page.goto(f"{hub.url}hub/login")
+        page.fill("#username_input", user)
+        page.fill("#password_input", PASSWORD)
+        page.click("#login_submit")
+    for user, page in pages.items():
+        page.wait_for_url(re.compile(rf"/user/{user}/lab"), timeout=150_000)
+        page.goto(f"{hub.url}user/{user}/lab/tree/class.ipynb?reset")
+        page.wait_for_function(KERNEL_IDLE_JS, timeout=120_000)
+    for page in pages.values():
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    for page in pages.values():
+        wait_remote_video(page, timeout=90)
+    seen = {
+        user: wait_kernel(logs[user], lambda e, other=other: ["peers", [other]] in e, timeout=60)
+        for user, other in (("alice", "bob"), ("bob", "alice"))
+    }
+    for entries in seen.values():
+        via = [e[2] for e in entries if e[:2] == ["me", "connected_via"]]
+        assert f"{hub.url}services/ipymeet/" in via, entries
+        assert ["me", "state", "in_call"] in entries, entries
+    ARTIFACTS.mkdir(exist_ok=True)
+    for user, page in pages.items():
+        page.screenshot(path=str(ARTIFACTS / f"hub-call-{user}.png"), full_page=False)
+    stranger = new_page(f"{hub.service_url}?room=class")
+    assert urlsplit(stranger.url).path == "/hub/login", stranger.url
+    assert stranger.locator("#login_submit").is_visible()
