@@ -102,9 +102,10 @@ export const ERRORS: { readonly [C in Exclude<ErrorCode, "">]: ErrorEntry } = {
   turn_refused: {
     final: false,
     message: ({ turn }) =>
-      `The TURN server${turn === undefined ? "" : ` (${turn})`} refused this page's credentials: they are ` +
-      "wrong or expired, so media cannot be relayed. The signaller's --turn-secret must be the TURN server's " +
-      "static-auth-secret, and both machines' clocks must be right; then Hang up and Connect again.",
+      `The TURN server${turn === undefined ? "" : ` (${turn})`} refused this page's credentials, so media ` +
+      "cannot be relayed: they are wrong or expired. Hang up and Connect again for fresh ones; if it happens " +
+      "again, whoever runs the signaller must give it the TURN server's static-auth-secret as --turn-secret " +
+      "(and check both machines' clocks).",
   },
   relay_failed: {
     final: false,
