@@ -31,10 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ipymeet.server")
 
-#: How long a member's TURN credentials live unless configured (``--turn-ttl``). They must outlast
-#: the call: coturn checks the expiry on every request it authenticates, including the browser's
-#: refreshes of its relay, so a relayed call longer than this loses its relay. Four hours covers
-#: a lesson or a long meeting.
+#: How long a member's TURN credentials live unless configured (``--turn-ttl``). They should
+#: outlast the call: the browser renews its relay with the same credentials, which the TURN server
+#: refuses once they expired. Four hours covers a lesson or a long meeting.
 DEFAULT_TURN_TTL = 4 * 3600
 
 #: The URL schemes of a TURN server (RFC 7065).
