@@ -65,6 +65,8 @@ TOKEN_AUTH = "jupyterhub_token"
 #: Seconds the hub's answer about a token is trusted before it is asked again.
 IDENTITY_TTL = 60.0
 MAX_CACHED = 4096
+#: Requests about tokens the service makes to the hub's API at once.
+MAX_ASKING = 8
 #: Seconds an OAuth login may take between the redirect to the hub and its callback.
 STATE_TTL = 600.0
 MAX_PENDING = 1024
@@ -154,6 +156,10 @@ class HubUser:
     scopes: frozenset[str] = frozenset()
 
 
+class _Unanswered(Exception):
+    """The hub's API could not be asked (unreachable, timed out, not JSON)."""
+
+
 class HubAPI:
     """The few calls of the hub's REST API the service makes, answers about tokens cached for
     :data:`IDENTITY_TTL` seconds (pages reconnect; the hub need not hear each time)."""
@@ -162,6 +168,8 @@ class HubAPI:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
         self._cache: dict[str, tuple[float, HubUser | None]] = {}
+        # Tokens nobody has asked about yet each cost a request to the hub: a few at a time.
+        self._asking = asyncio.Semaphore(MAX_ASKING)
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=API_TIMEOUT)
@@ -181,7 +189,13 @@ class HubAPI:
         cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        user = await self._identify(token)
+        try:
+            async with self._asking:
+                user = await self._identify(token)
+        except _Unanswered as failed:
+            # Not cached: a kernel must not stay refused for a minute after the hub's blip.
+            log.warning("ipymeet: the hub's API did not answer about a token: %s", failed)
+            return None
         if len(self._cache) >= MAX_CACHED:
             self._cache = {k: e for k, e in self._cache.items() if e[0] > now}
             if len(self._cache) >= MAX_CACHED:
@@ -199,8 +213,7 @@ class HubAPI:
                 reply.raise_for_status()
                 model = await reply.json()
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as failed:
-            log.warning("ipymeet: the hub's API did not answer about a token: %s", failed)
-            return None
+            raise _Unanswered(str(failed) or type(failed).__name__) from None
         if not isinstance(model, dict) or model.get("kind", "user") != "user":
             return None
         name, scopes = model.get("name"), model.get("scopes", [])

@@ -10,6 +10,7 @@ started (users' servers and their kernels, the proxy, the service).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -49,6 +50,7 @@ c.Spawner.args = [
     "--LabApp.news_url=None",
     "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     "--LabApp.expose_app_in_browser=True",
+    "--LabApp.user_settings_dir={lab_settings}",
 ]
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
@@ -117,6 +119,12 @@ def start_hub(folder: Path) -> Hub:
         homes=str(folder / "homes"),
         singleuser=str(Path(sys.executable).parent / "jupyterhub-singleuser"),
         tester_token=tester_token,
+        lab_settings=str(folder / "lab-settings"),
+    )
+    news = folder / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True, exist_ok=True)
+    (news / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
     (folder / "jupyterhub_config.py").write_text(config)
     env = {

@@ -192,6 +192,7 @@ def test_two_hub_users_meet_from_their_own_servers(hub: Hub, new_page: Callable[
         assert ["me", "state", "in_call"] in entries, entries
     ARTIFACTS.mkdir(exist_ok=True)
     for user, page in pages.items():
+        page.locator("[data-testid=remote-video]").first.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / f"hub-call-{user}.png"), full_page=False)
     stranger = new_page(f"{hub.service_url}?room=class")
     assert urlsplit(stranger.url).path == "/hub/login", stranger.url
