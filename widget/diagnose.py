@@ -190,7 +190,8 @@ def summary(report: dict[str, Any]) -> str:
 def route_line(route: dict[str, Any]) -> str:
     """One route to the signaller, as the report lists it."""
     kind = str(route.get("kind", ""))
-    where = "kernel route" if kind == "kernel" else f"{kind} {route.get('url', '')}"
+    url = str(route.get("url", ""))
+    where = "kernel route" if kind == "kernel" else url if kind == "explicit" else f"{kind} {url}"
     ms = route.get("ms")
     took = f" in {round(ms)} ms" if isinstance(ms, int | float) else ""
     detail = str(route.get("detail", ""))

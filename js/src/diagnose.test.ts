@@ -6,6 +6,7 @@ import {
   judgeRoutes,
   judgeSecure,
   judgeTurn,
+  routeKind,
   untriedRoutes,
   type Diagnosis,
   type IceResult,
@@ -82,7 +83,7 @@ describe("the judgements: each problem with its fix", () => {
 
   it("a direct route that answers is enough, and says how fast", () => {
     const verdict = judgeRoutes([route({ kind: "direct", url: "http://127.0.0.1:8765", status: "answered", ms: 7.4 }), route({ kind: "kernel", url: "kernel" })], lab);
-    expect(verdict).toEqual(expect.objectContaining({ status: "ok", detail: "Reached through direct (http://127.0.0.1:8765) in 7 ms.", fix: "" }));
+    expect(verdict).toEqual(expect.objectContaining({ status: "ok", detail: "Reached the signaller through direct (http://127.0.0.1:8765) in 7 ms.", fix: "" }));
   });
 
   it("an explicit URL: is ipymeet serve running there; an https page and an http signaller", () => {
@@ -93,11 +94,21 @@ describe("the judgements: each problem with its fix", () => {
     const plain = judgeRoutes([route({ kind: "explicit", url: "http://10.0.0.5:8765" })], { ...explicit, pageOrigin: "http://10.0.0.5:8765" });
     expect(plain.fix).toContain("ipymeet serve");
     expect(plain.fix).toContain("--allow-origin http://10.0.0.5:8765");
+    const answered = judgeRoutes([route({ kind: "explicit", url: "https://meet.example.org", status: "answered", ms: 30 })], explicit);
+    expect(answered.detail).toBe("Reached the signaller at https://meet.example.org in 30 ms.");
   });
 
   it("no address at all, and routes still running", () => {
     expect(judgeRoutes([], { ...lab, port: 0 }).fix).toContain("Re-run the cell");
     expect(judgeRoutes([route({ status: "running", ms: null })], lab).status).toBe("running");
+  });
+
+  it("tells the routes apart, also a local Jupyter's proxy on 127.0.0.1", () => {
+    const local = { ...lab, pageOrigin: "http://127.0.0.1:8888", pageHostname: "127.0.0.1", baseUrl: "/" };
+    expect(routeKind("http://127.0.0.1:8765", local)).toBe("direct");
+    expect(routeKind("http://127.0.0.1:8888/proxy/8765/", local)).toBe("proxy");
+    expect(routeKind("kernel", local)).toBe("kernel");
+    expect(routeKind("http://127.0.0.1:8765", { ...local, signalingUrl: "http://127.0.0.1:8765" })).toBe("explicit");
   });
 
   it("the routes route.ts leaves out are listed with why", () => {

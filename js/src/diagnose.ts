@@ -173,7 +173,8 @@ export interface RouteContext {
 export function routeKind(url: string, context: RouteContext): RouteKind {
   if (context.signalingUrl.trim() !== "") return "explicit";
   if (url === KERNEL_ROUTE) return "kernel";
-  return url.startsWith("http://127.0.0.1:") ? "direct" : "proxy";
+  // The proxy's URL may be on 127.0.0.1 too (a local Jupyter): only the bare port is direct.
+  return url === `http://127.0.0.1:${context.port}` ? "direct" : "proxy";
 }
 
 /** The routes route.ts leaves out for this page, with why (shown beside those tried). */
@@ -212,10 +213,14 @@ export function judgeRoutes(routes: readonly RouteResult[], context: RouteContex
   }
   if (tried.some((route) => route.status === "running")) return check("signaller", "running", "Trying the routes…");
   const answered = tried.filter((route) => route.status === "answered");
-  const label = (route: RouteResult): string => (route.kind === "kernel" ? "the kernel route" : `${route.kind} (${route.url})`);
+  const label = (route: RouteResult): string =>
+    route.kind === "kernel" ? "the kernel route" : route.kind === "explicit" ? route.url : `${route.kind} (${route.url})`;
   const timing = (route: RouteResult): string => (route.ms === null ? "" : ` in ${Math.round(route.ms)} ms`);
   const direct = answered.find((route) => route.kind !== "kernel");
-  if (direct !== undefined) return check("signaller", "ok", `Reached through ${label(direct)}${timing(direct)}.`);
+  if (direct !== undefined) {
+    const how = direct.kind === "explicit" ? `at ${direct.url}` : `through ${label(direct)}`;
+    return check("signaller", "ok", `Reached the signaller ${how}${timing(direct)}.`);
+  }
   if (answered.length > 0) {
     const kernel = answered[0]!;
     return check(

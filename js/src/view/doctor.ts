@@ -135,7 +135,7 @@ function line(item: Check, routes: readonly RouteResult[]): HTMLElement {
 }
 
 function routeLine(route: RouteResult): HTMLElement {
-  const where = route.kind === "kernel" ? "kernel route" : `${route.kind} ${route.url}`;
+  const where = route.kind === "kernel" ? "kernel route" : route.kind === "explicit" ? route.url : `${route.kind} ${route.url}`;
   const ms = route.ms === null ? "" : ` in ${Math.round(route.ms)} ms`;
   const outcome = {
     running: "trying…",
