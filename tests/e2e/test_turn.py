@@ -279,3 +279,14 @@ def test_a_wrong_secret_or_expired_credentials_say_so_in_the_view(
         )
         assert "wrong or expired" in first.get_by_test_id("error").inner_text()
     assert any("check_stun_auth" in line or "401" in line for line in turn_server.log)
+
+
+def test_relay_only_on_a_signaller_without_turn_says_what_to_do(
+    signaller: Any, new_page: Callable[..., Any]
+) -> None:
+    page = new_page(f"http://127.0.0.1:{signaller.port}/?room=turn-none&autojoin=1&relay=1")
+    wait_state(page, "failed")
+    assert model(page, "error_code") == "no_relay"
+    banner = page.get_by_test_id("error").inner_text()
+    assert "offers no TURN server" in banner
+    assert "--turn-url" in banner
