@@ -16,6 +16,12 @@ Modes (one JSON line on stdout per measured server):
 - ``capacity``: join ``--clients`` (default 10,000) idle clients in rooms of two, then time the
   connect and join of ``--probes`` extra clients while they are all connected; report the server's
   RSS.
+- ``cluster``: start a ``redis-server`` of its own (``--redis-server``, a free port, a temporary
+  folder, no persistence) and measure, at the same ``--clients``, one ``ipymeet serve`` alone, then
+  two ``ipymeet serve --redis`` processes sharing the rooms with each pair's members on the same
+  process (``placement: same``, pairs alternating between the two), then with each pair's
+  members on different processes (``across``: every relay crosses Redis); then a line of ratios to
+  the one process. CPU and RSS are both processes' sums, and ``redis_cpu_us_per_msg`` Redis's own.
 
 Fields: ``connect_p50_ms``/``connect_p99_ms`` (WebSocket open to the Socket.IO connect answer),
 ``join_p50_ms``/``join_p99_ms`` (``join`` to ``room_created``/``room_joined``),
@@ -39,6 +45,7 @@ Examples::
     python benchmarks/signalling.py run --server ipymeet --clients 200 --rounds 5
     python benchmarks/signalling.py run --url http://127.0.0.1:8765 --pid 4242
     python benchmarks/signalling.py capacity                     # 10,000 idle clients
+    python benchmarks/signalling.py cluster --clients 400        # 1 process vs 2 behind Redis
 
 The Node server needs its dependencies installed in a copy of the reference folder, outside the
 repository (``--node-dir``, default ``/tmp/node-ref``)::
@@ -57,6 +64,7 @@ import multiprocessing
 import os
 import random
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -67,6 +75,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -349,7 +358,10 @@ class Client:
 class Job:
     """What one load process does: the pairs ``first .. first + pairs - 1``."""
 
-    url: str
+    #: The servers' URLs: pair ``p``'s A connects to ``urls[p % n]``, its B to the next one when
+    #: ``across``, else to the same.
+    urls: tuple[str, ...]
+    across: bool
     run_id: str
     first: int
     pairs: int
@@ -436,12 +448,10 @@ async def _load(job: Job, pipe: Connection) -> None:
     clients = [Client(stats, job.pace, job.pace_burst) for _ in range(2 * job.pairs)]
     gate = asyncio.Semaphore(job.connect_concurrency)
 
-    async def connect(client: Client) -> bool:
+    async def connect(client: Client, url: str) -> bool:
         async with gate:
             try:
-                stats.connect_ms.append(
-                    1000.0 * await client.connect(session, job.url, job.timeout)
-                )
+                stats.connect_ms.append(1000.0 * await client.connect(session, url, job.timeout))
                 return True
             except (OSError, aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
                 stats.failed_connects += 1
@@ -450,7 +460,9 @@ async def _load(job: Job, pipe: Connection) -> None:
 
     async def join(pair: int) -> bool:
         a, b = clients[2 * (pair - job.first)], clients[2 * (pair - job.first) + 1]
-        if not (await connect(a) and await connect(b)):
+        count = len(job.urls)
+        url_a, url_b = job.urls[pair % count], job.urls[(pair + job.across) % count]
+        if not (await connect(a, url_a) and await connect(b, url_b)):
             return False
         room = f"bm-{job.run_id}-{pair}"
         return await _join(a, room, "room_created", stats, job.timeout) and await _join(
@@ -492,7 +504,9 @@ def _worker(job: Job, pipe: Connection) -> None:
 class Load:
     """``procs`` load processes, each with its share of the pairs, driven in lock step."""
 
-    def __init__(self, url: str, clients: int, args: argparse.Namespace) -> None:
+    def __init__(
+        self, urls: tuple[str, ...], clients: int, args: argparse.Namespace, across: bool = False
+    ) -> None:
         pairs = max(1, clients // 2)
         procs = max(1, min(args.procs, pairs))
         run_id = f"{random.randrange(16**6):06x}"
@@ -503,7 +517,8 @@ class Load:
         for index in range(procs):
             share = pairs // procs + (1 if index < pairs % procs else 0)
             job = Job(
-                url,
+                urls,
+                across,
                 run_id,
                 first,
                 share,
@@ -581,8 +596,25 @@ class Server:
     url: str
     pid: int | None
     proc: subprocess.Popen[Any] | None = None
+    #: Other processes serving the same rooms (``cluster``): they take clients too (see
+    #: :class:`Job`), and their CPU and RSS count with this one's.
+    others: list[Server] = field(default_factory=list)
+    #: Whether each pair's members are on different processes.
+    across: bool = False
+    #: The Redis between them, whose CPU is reported on its own.
+    redis_pid: int | None = None
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return (self.url, *(other.url for other in self.others))
+
+    @property
+    def pids(self) -> list[int]:
+        return [pid for pid in (self.pid, *(other.pid for other in self.others)) if pid]
 
     def stop(self) -> None:
+        for other in self.others:
+            other.stop()
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGINT)
@@ -593,13 +625,16 @@ class Server:
             self.proc.wait(5)
 
 
-def start_server(name: str, args: argparse.Namespace) -> Server:
-    """Start ``ipymeet serve`` or the tutorial's Node server on a free loopback port."""
+def start_server(name: str, args: argparse.Namespace, redis_url: str | None = None) -> Server:
+    """Start ``ipymeet serve`` (sharing its rooms through ``redis_url`` if given) or the
+    tutorial's Node server on a free loopback port."""
     port = free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115 - the child writes to it until stopped
     if name == "ipymeet":
         command = [sys.executable, "-m", "ipymeet.server.cli", "serve", "--port", str(port)]
         command += ["--ice-servers", "[]"]
+        if redis_url is not None:
+            command += ["--redis", redis_url]
         proc = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_raise_nofile
         )
@@ -633,22 +668,24 @@ def start_server(name: str, args: argparse.Namespace) -> Server:
 
 
 class Probe:
-    """RSS (peak) and CPU time of the server process, when its pid is known."""
+    """RSS (peak of the sum) and CPU time (sum) of the server's processes, when their pids are
+    known."""
 
-    def __init__(self, pid: int | None) -> None:
-        self.proc = psutil.Process(pid) if (pid and psutil is not None) else None
+    def __init__(self, pid: int | list[int] | None) -> None:
+        pids = pid if isinstance(pid, list) else [pid] if pid else []
+        self.procs = [psutil.Process(p) for p in pids] if psutil is not None else []
+        self.proc = self.procs[0] if self.procs else None
         self.peak = 0
 
     def sample(self) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(psutil.Error):
-                self.peak = max(self.peak, self.proc.memory_info().rss)
+        with contextlib.suppress(psutil.Error):
+            if self.procs:
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in self.procs))
 
     def cpu(self) -> float:
-        if self.proc is None:
+        if not self.procs:
             return float("nan")
-        times = self.proc.cpu_times()
-        return float(times.user + times.system)
+        return float(sum(t.user + t.system for t in (p.cpu_times() for p in self.procs)))
 
 
 # -- reports ------------------------------------------------------------------------------------
@@ -677,19 +714,21 @@ def merge(parts: list[Stats]) -> Stats:
 
 def measure(server: Server, clients: int, args: argparse.Namespace) -> dict[str, Any]:
     """Drive ``clients`` clients in rooms of two against ``server``; one report."""
-    probe = Probe(server.pid)
-    load = Load(server.url, clients, args)
+    probe = Probe(server.pids)
+    redis = Probe(server.redis_pid)
+    load = Load(server.urls, clients, args, server.across)
     try:
         ready = load.gather("ready", args.timeout * 4 + clients / 20, probe.sample)
         setup = merge([message[1] for message in ready])
-        cpu_before = probe.cpu()
+        cpu_before, redis_before = probe.cpu(), redis.cpu()
         load.tell("go", time.monotonic() + 0.2)
         done = load.gather("done", args.timeout * (args.rounds + 2) + 60, probe.sample)
-        cpu_after = probe.cpu()
+        cpu_after, redis_after = probe.cpu(), redis.cpu()
         probe.sample()
     finally:
         load.close()
     relay = merge([message[1] for message in done])
+    relayed = max(relay.relayed, 1)
     start = min(message[2] for message in done)
     end = max(message[3] for message in done)
     duration = max(end - start, 1e-9)
@@ -699,6 +738,11 @@ def measure(server: Server, clients: int, args: argparse.Namespace) -> dict[str,
         "clients": clients,
         "rounds": args.rounds,
         "procs": len(load.procs),
+        **(
+            {"processes": len(server.urls), "placement": "across" if server.across else "same"}
+            if server.others
+            else {}
+        ),
         "connect_p50_ms": percentile(setup.connect_ms, 0.5),
         "connect_p99_ms": percentile(setup.connect_ms, 0.99),
         "join_p50_ms": percentile(setup.join_ms, 0.5),
@@ -712,6 +756,11 @@ def measure(server: Server, clients: int, args: argparse.Namespace) -> dict[str,
         "server_cpu_us_per_msg": round((cpu_after - cpu_before) / max(relay.relayed, 1) * 1e6, 1)
         if probe.proc
         else None,
+        **(
+            {"redis_cpu_us_per_msg": round((redis_after - redis_before) / relayed * 1e6, 1)}
+            if redis.proc
+            else {}
+        ),
         "client_cpu_share": round(max(message[4] for message in done) / duration, 2),
         "lost": setup.lost + relay.lost + setup.failed_connects,
         "errors": setup.errors + relay.errors,
@@ -746,7 +795,7 @@ def capacity(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     probe = Probe(server.pid)
     args.rounds = 0
     started = time.monotonic()
-    load = Load(server.url, args.clients, args)
+    load = Load(server.urls, args.clients, args)
     try:
         ready = load.gather("ready", args.timeout * 4 + args.clients / 10, probe.sample)
         setup_s = time.monotonic() - started
@@ -802,7 +851,8 @@ def _parser() -> argparse.ArgumentParser:
     run = modes.add_parser("run", help="measure one server (--url [--pid], or --server)")
     compare = modes.add_parser("compare", help="ipymeet serve and the Node server, side by side")
     cap = modes.add_parser("capacity", help="10,000 idle joined clients; RSS; extra joins' RTT")
-    for sub, clients in ((run, 1000), (compare, 1000), (cap, 10000)):
+    several = modes.add_parser("cluster", help="one ipymeet serve, then two behind Redis")
+    for sub, clients in ((run, 1000), (compare, 1000), (cap, 10000), (several, 1000)):
         sub.add_argument("--clients", type=int, default=clients, help=f"default {clients}")
         sub.add_argument(
             "--procs",
@@ -826,7 +876,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--node-dir", default=str(NODE_DIR), help=f"Node reference copy (default {NODE_DIR})"
         )
-    for sub in (run, compare):
+    for sub in (run, compare, several):
         sub.add_argument("--rounds", type=int, default=20, help="offer/answer rounds per pair")
     run.add_argument("--url", help="a running server, e.g. http://127.0.0.1:8765")
     run.add_argument("--pid", type=int, help="its process id (for RSS and CPU)")
@@ -839,15 +889,91 @@ def _parser() -> argparse.ArgumentParser:
     cap.add_argument("--url", help="a running server instead of starting one")
     cap.add_argument("--pid", type=int, help="its process id (for RSS)")
     cap.add_argument("--probes", type=int, default=40, help="extra clients timed (default 40)")
-    compare.add_argument(
-        "--repeat", type=int, default=1, help="measure both this many times, alternating order"
+    for sub in (compare, several):
+        sub.add_argument(
+            "--repeat", type=int, default=1, help="measure each this many times, alternating order"
+        )
+    several.add_argument(
+        "--redis-server",
+        default=shutil.which("redis-server") or "/usr/bin/redis-server",
+        help="the redis-server binary (default: on PATH, else /usr/bin/redis-server)",
     )
     return parser
+
+
+@contextlib.contextmanager
+def redis_server(binary: str) -> Iterator[tuple[str, int]]:
+    """A ``redis-server`` of the run's own on a free port, persistence off; (URL, pid)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as folder:
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no", "--dir", folder],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                    break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{binary} did not start on port {port}")
+                time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0", proc.pid
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def cluster(args: argparse.Namespace) -> int:
+    """One ``ipymeet serve``, then two behind Redis (pairs on one process, then across)."""
+    names = ("one", "same", "across")
+    reports: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    with redis_server(args.redis_server) as (url, redis_pid):
+        servers: dict[str, Server] = {"one": start_server("ipymeet", args)}
+        try:
+            first = start_server("ipymeet", args, url)
+            first.others.append(start_server("ipymeet", args, url))
+            first.name, first.redis_pid = "ipymeet x2 (redis)", redis_pid
+            servers["same"] = first
+            servers["across"] = Server(
+                first.name, first.url, first.pid, None, first.others, True, redis_pid
+            )
+            for repeat in range(args.repeat):
+                for name in names if repeat % 2 == 0 else names[::-1]:
+                    report = measure(servers[name], args.clients, args)
+                    reports[name].append(report)
+                    emit(report)
+        finally:
+            for server in servers.values():
+                server.stop()
+
+    def median(name: str, key: str) -> Any:
+        values = [r[key] for r in reports[name] if isinstance(r.get(key), (int, float))]
+        return statistics.median(values) if values else None
+
+    keys = ("relayed_per_s", "relay_p50_ms", "relay_p99_ms", "join_p99_ms", "connect_p99_ms")
+    keys += ("server_cpu_us_per_msg", "server_rss_mb")
+    for name in ("same", "across"):
+        emit(
+            {
+                "mode": "ratios",
+                "of": f"two processes behind Redis, pairs {name} / one process",
+                "clients": args.clients,
+                **{key: ratio(median(name, key), median("one", key)) for key in keys},
+                "lost": sum(r["lost"] for r in reports[name] + reports["one"]),
+            }
+        )
+    clean = all(r["lost"] == 0 and r["errors"] == 0 for rs in reports.values() for r in rs)
+    return 0 if clean else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _raise_nofile()
+    if args.mode == "cluster":
+        return cluster(args)
     if args.mode == "compare":
         servers = {name: start_server(name, args) for name in ("ipymeet", "node")}
         reports: dict[str, list[dict[str, Any]]] = {"ipymeet": [], "node": []}
