@@ -7,8 +7,10 @@ writes the same report into ``diagnosis``); the last test runs ``room.diagnose()
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,8 @@ import pytest
 from ipymeet.server import Settings, SignallerThread
 
 from ..support import Served, free_port, open_and_run, write_notebook
-from .conftest import ARTIFACTS, model
+from .conftest import ARTIFACTS, model, wait_state
+from .coturn import Coturn, coturn, free_udp_port
 
 pytestmark = pytest.mark.browser
 
@@ -204,3 +207,76 @@ def test_room_diagnose_in_jupyterlab_fills_in_after_its_cell(
     assert all(route["status"] == "answered" for route in seen["report"]["routes"]), seen
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "doctor-lab.png"), full_page=True)
+
+
+# -- TURN: Debian's coturn on this machine's address, the servers from the call's enter -----------
+
+
+@pytest.fixture
+def turn_server(tmp_path: Path) -> Iterator[Coturn]:
+    try:
+        with coturn(_this_machines_address(), secrets.token_urlsafe(24), tmp_path) as server:
+            yield server
+    except RuntimeError as error:
+        pytest.fail(str(error))
+
+
+def check_in_a_call(page: Any, signaller: SignallerThread, room: str) -> dict[str, Any]:
+    """Join ``room`` on the standalone page (the servers come with its ``enter``), then check."""
+    page.goto(f"{signaller.url}/?room={room}&autojoin=1")
+    wait_state(page, "waiting")
+    return check(page)
+
+
+def turn_check(report: dict[str, Any]) -> dict[str, Any]:
+    return dict(next(item for item in report["checks"] if item["name"] == "turn"))
+
+
+def test_a_turn_server_that_answers_gives_a_relay_candidate(
+    turn_server: Coturn, new_page: Callable[..., Any]
+) -> None:
+    settings = Settings(
+        ice_servers=(), turn_urls=(turn_server.url,), turn_secret=turn_server.secret
+    )
+    signaller = SignallerThread(settings).start()
+    try:
+        report = check_in_a_call(new_page(), signaller, "doctor-turn-ok")
+        assert report["ice"]["source"] == "call"
+        assert report["ice"]["candidates"]["relay"] > 0, report["ice"]
+        assert turn_check(report)["status"] == "ok"
+        assert report["problems"] == 0, report
+        assert report["ice"]["servers"] == [{"urls": [turn_server.url], "credential": True}]
+    finally:
+        signaller.stop()
+
+
+def test_a_wrong_turn_secret_is_refused_and_said_so(
+    turn_server: Coturn, new_page: Callable[..., Any]
+) -> None:
+    settings = Settings(ice_servers=(), turn_urls=(turn_server.url,), turn_secret="not-the-secret")
+    signaller = SignallerThread(settings).start()
+    try:
+        report = check_in_a_call(new_page(), signaller, "doctor-turn-401")
+        assert report["ice"]["candidates"]["relay"] == 0
+        assert [error["code"] for error in report["ice"]["errors"]][:1] == [401], report["ice"]
+        turn = turn_check(report)
+        assert turn["status"] == "problem"
+        assert "refused the credentials" in turn["detail"]
+        assert "--turn-secret" in turn["fix"]
+    finally:
+        signaller.stop()
+
+
+def test_an_unreachable_turn_server_is_said_so(new_page: Callable[..., Any]) -> None:
+    address = _this_machines_address()
+    nothing = f"turn:{address}:{free_udp_port(address)}?transport=udp"
+    settings = Settings(ice_servers=(), turn_urls=(nothing,), turn_secret="s" * 24)
+    signaller = SignallerThread(settings).start()
+    try:
+        report = check_in_a_call(new_page(), signaller, "doctor-turn-silent")
+        turn = turn_check(report)
+        assert turn["status"] == "problem", report
+        assert "did not answer" in turn["detail"]
+        assert "--turn-url" in turn["fix"]
+    finally:
+        signaller.stop()
