@@ -91,6 +91,8 @@ class Hub:
     service_port: int
     #: The token of the test-only service ``tester`` (makes users and their tokens).
     tester_token: str
+    #: The hub's REST API, as its services reach it.
+    api_url: str
 
     @property
     def service_url(self) -> str:
@@ -105,11 +107,11 @@ class Hub:
 def start_hub(folder: Path) -> Hub:
     """Start the hub in ``folder``; returns once it and its ipymeet service answer."""
     folder.mkdir(parents=True, exist_ok=True)
-    port, service_port = free_port(), free_port()
+    port, service_port, hub_port = free_port(), free_port(), free_port()
     tester_token = secrets.token_hex(32)
     config = CONFIG.format(
         port=port,
-        hub_port=free_port(),
+        hub_port=hub_port,
         proxy_api=free_port(),
         service_port=service_port,
         pid_file=str(folder / "proxy.pid"),
@@ -145,7 +147,15 @@ def start_hub(folder: Path) -> Hub:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the teardown stops all of it
         )
-    hub = Hub(f"http://127.0.0.1:{port}/", folder, proc, log, service_port, tester_token)
+    hub = Hub(
+        f"http://127.0.0.1:{port}/",
+        folder,
+        proc,
+        log,
+        service_port,
+        tester_token,
+        f"http://127.0.0.1:{hub_port}/hub/api",
+    )
     try:
         wait_http(f"{hub.url}hub/health", 90, proc)
         wait_http(f"{hub.service_url}healthz", 60, proc)

@@ -8,10 +8,14 @@ event loop marked running in this thread.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +25,7 @@ import socketio
 
 from ipymeet.server.hub import COOKIE, ServiceSignaller, ServiceTarget
 
-from ..support import KERNEL_IDLE_JS, write_notebook
+from ..support import KERNEL_IDLE_JS, free_port, wait_http, write_notebook
 from .conftest import ARTIFACTS, wait_remote_video
 from .hubserver import PASSWORD, Hub, start_hub, stop_hub
 from .test_jupyter import LOGGER, wait_kernel
@@ -38,10 +42,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         stop_hub(hub)
 
 
-def sio_connect(hub: Hub, **kwargs: Any) -> socketio.Client:
+def sio_connect(hub: Hub, *, base: str | None = None, **kwargs: Any) -> socketio.Client:
+    """A Socket.IO client of the service at ``/services/ipymeet/`` of ``base`` (the hub's)."""
     client = socketio.Client(reconnection=False)
     client.connect(
-        hub.url.rstrip("/"),
+        (base or hub.url).rstrip("/"),
         socketio_path="/services/ipymeet/socket.io",
         transports=["websocket"],
         wait_timeout=10,
@@ -91,7 +96,7 @@ def test_without_the_hubs_word_nothing_connects(hub: Hub) -> None:
     """Socket.IO to /services/ipymeet/ is refused with no login, a forged cookie, a token the
     hub does not know, or a widget key no kernel registered; and a kernel may not use the
     runtime file's handshake there."""
-    refusals = [
+    refusals: list[dict[str, Any]] = [
         {},
         {"headers": {"Cookie": f"{COOKIE}=Zm9yZ2Vk.0000"}},
         {"auth": {"jupyterhub_token": secrets.token_hex(16)}},
@@ -147,6 +152,80 @@ def test_a_hub_login_and_a_kernels_token_get_in_under_the_users_names(hub: Hub) 
         server.stop()
 
 
+def start_service(hub: Hub, port: int, log: Path) -> subprocess.Popen[Any]:
+    """``ipymeet serve --jupyterhub`` as the hub would start it, on ``port``, with the hub's API
+    (the test-only service's token stands for the service's own)."""
+    env = {
+        **os.environ,
+        "JUPYTERHUB_API_URL": hub.api_url,
+        "JUPYTERHUB_API_TOKEN": hub.tester_token,
+        "JUPYTERHUB_SERVICE_NAME": "ipymeet",
+        "JUPYTERHUB_SERVICE_PREFIX": "/services/ipymeet/",
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}/",
+        "PYTHONUNBUFFERED": "1",
+    }
+    argv = [sys.executable, "-m", "ipymeet.server.cli", "serve", "--jupyterhub"]
+    argv += ["--ice-servers", "[]"]
+    with log.open("a") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=out)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/services/ipymeet/healthz", 30, proc)
+    except BaseException:
+        proc.kill()
+        proc.wait(5)
+        raise
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def test_a_kernel_attaches_again_when_the_service_restarts(hub: Hub, tmp_path: Path) -> None:
+    """The service ends and starts again on its port (as the hub restarts a managed service):
+    frank's kernel attaches again on its own, with his widget's key, so his page gets back in
+    and his kernel hears the room again."""
+    port, log = free_port(), tmp_path / "service.log"
+    base = f"http://127.0.0.1:{port}"
+    proc = start_service(hub, port, log)
+    server = ServiceSignaller(
+        ServiceTarget(f"{base}/services/ipymeet/", user_token(hub, "frank"))
+    ).start()
+    page = None
+    try:
+        key = secrets.token_hex(8)
+        server.register(key)
+        page = sio_connect(hub, base=base, auth={"client": key})
+        assert page.call("enter", {"room": "again"}, timeout=10)["ok"] is True
+        wait_for(lambda: [m.name for m in server.members("again")] == ["frank"], what="members")
+        page.disconnect()
+        stop_process(proc)
+        proc = start_service(hub, port, log)
+        page = sio_connect(hub, base=base, auth={"client": key})  # waits for the key a moment
+        answer = page.call("enter", {"room": "again"}, timeout=10)
+        assert answer["ok"] is True, answer
+        wait_for(
+            lambda: [m.name for m in server.members("again")] == ["frank"],
+            what="the kernel attached again and hearing its room",
+        )
+    finally:
+        if page is not None:
+            page.disconnect()
+        server.stop()
+        stop_process(proc)
+    assert "a kernel of hub user frank attached" in log.read_text()
+
+
+def names_only(other: str) -> Callable[[list[list[Any]]], bool]:
+    """Whether a kernel's log has its ``peers`` naming ``other``, and only ``other``."""
+    return lambda entries: ["peers", [other]] in entries
+
+
 @pytest.mark.browser
 def test_two_hub_users_meet_from_their_own_servers(hub: Hub, new_page: Callable[..., Any]) -> None:
     """alice and bob log in to the hub in two browsers; each opens a notebook in their own
@@ -182,11 +261,8 @@ def test_two_hub_users_meet_from_their_own_servers(hub: Hub, new_page: Callable[
         page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
     for page in pages.values():
         wait_remote_video(page, timeout=90)
-    seen = {
-        user: wait_kernel(logs[user], lambda e, other=other: ["peers", [other]] in e, timeout=60)
-        for user, other in (("alice", "bob"), ("bob", "alice"))
-    }
-    for entries in seen.values():
+    for user, other in (("alice", "bob"), ("bob", "alice")):
+        entries = wait_kernel(logs[user], names_only(other), timeout=60)
         via = [e[2] for e in entries if e[:2] == ["me", "connected_via"]]
         assert f"{hub.url}services/ipymeet/" in via, entries
         assert ["me", "state", "in_call"] in entries, entries
