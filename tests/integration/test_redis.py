@@ -20,6 +20,10 @@ from typing import Any
 
 import pytest
 
+from ipymeet.server.cluster import Cluster
+from ipymeet.server.registry import MESH, TUTORIAL, Departure, LocalRooms, Member, Registry, Rooms
+from ipymeet.server.validation import Refused
+
 from ..support import free_port
 from .helpers import OFFER_SDP, Peer, enter, ice_candidate, tutorial_call
 from .redis_nodes import Node, RedisServer, running_nodes, running_redis
@@ -78,8 +82,8 @@ def _node_id(node: Node) -> str:
 
 
 def _room(redis_server: RedisServer, room: str) -> dict[str, str]:
-    fields: dict[str, str] = redis_server.client().hgetall(f"ipymeet:room:{room}")
-    return fields
+    fields: Any = redis_server.client().hgetall(f"ipymeet:room:{room}")
+    return dict(fields)
 
 
 async def test_members_on_two_processes_meet_and_signal(two_nodes: list[Node]) -> None:
@@ -170,7 +174,8 @@ async def test_concurrent_entries_on_both_processes_never_exceed_capacity(
                     joined = await peer.take(3 - len(before))
                     assert [e[0] for e in joined] == ["peer_joined"] * len(joined), joined
                     assert before | {e[1]["id"] for e in joined} == ids - {peer.sid}
-        await eventually(lambda room=room: not _room(redis_server, room), "an empty room", 5)
+        emptied: Callable[[], bool] = lambda room=room: not _room(redis_server, room)  # noqa: E731
+        await eventually(emptied, "an empty room", 5)
 
 
 async def test_concurrent_tutorial_joins_across_processes_hold_two(two_nodes: list[Node]) -> None:
@@ -356,3 +361,36 @@ async def test_a_process_stopped_with_ctrl_c_leaves_nothing_behind(
         assert [k for k in redis_server.client().keys("ipymeet:*") if stopped in k] == []
         assert redis_server.client().smembers("ipymeet:nodes") == {_node_id(two)}
         assert {k for k in _room(redis_server, "lab") if k.startswith("s:")} == {f"s:{b.sid}"}
+
+
+@pytest.mark.parametrize("kind", ["local", "redis"])
+async def test_both_registries_answer_alike(kind: str, redis_server: RedisServer) -> None:
+    """The ``Rooms`` the handlers use, in one process or in Redis: the same answers, in arrival
+    order, with the same refusals; a departure names who remains."""
+    cluster = Cluster(redis_server.url) if kind == "redis" else None
+    rooms: Rooms = LocalRooms(Registry()) if cluster is None else cluster
+    node = "" if cluster is None else cluster.node
+    ada, bo, cy = (Member(s, s.upper(), "", f"id-{s}", node) for s in ("a", "b", "c"))
+    assert await rooms.add("r", ada, dialect=MESH, capacity=2) == []
+    assert await rooms.add("r", bo, dialect=MESH, capacity=2) == [ada]
+    for member, dialect, code in (
+        (cy, MESH, "room_full"),
+        (Member("a", id="other"), MESH, "already_in_room"),
+        (Member("z", id="id-a"), MESH, "already_in_room"),
+        (cy, TUTORIAL, "wrong_dialect"),
+    ):
+        with pytest.raises(Refused) as refused:
+            await rooms.add("r", member, dialect=dialect, capacity=2)
+        assert refused.value.code == code
+    assert await rooms.room("r") == (MESH, [ada, bo])
+    assert await rooms.find("r", "id-b") == bo
+    assert await rooms.find("r", "id-z") is None
+    assert rooms.rooms_of("a") == ["r"]
+    assert rooms.is_member("r", "a")
+    assert await rooms.remove("r", "a") == Departure("r", MESH, [bo], ada)
+    assert await rooms.remove("r", "a") is None
+    assert await rooms.remove_everywhere("b") == [Departure("r", MESH, [], bo)]
+    assert await rooms.room("r") == (None, [])
+    if cluster is not None:
+        assert redis_server.client().keys("ipymeet:*") == []
+        await cluster.redis.aclose()
