@@ -323,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
             ssl_context=None if served is None else served.context,
             loop=new_event_loop(),
         )
+    except ConnectionError as exc:  # Redis gone between the check above and start-up
+        print(f"ipymeet serve: {exc}", file=sys.stderr)
+        return 2
     finally:
         if served is not None:
             served.cleanup()
