@@ -207,6 +207,7 @@ def test_room_diagnose_in_jupyterlab_fills_in_after_its_cell(
     assert all(route["status"] == "answered" for route in seen["report"]["routes"]), seen
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "doctor-lab.png"), full_page=True)
+    output.first.screenshot(path=str(ARTIFACTS / "doctor-lab-output.png"))
 
 
 # -- TURN: Debian's coturn on this machine's address, the servers from the call's enter -----------
