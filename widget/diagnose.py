@@ -56,7 +56,8 @@ def new_check_id() -> str:
 def ice_servers(server: KernelServer | None, check: str) -> list[dict[str, Any]] | None:
     """The ICE servers for check ``check`` of a widget on ``server``, the kernel's signaller, with
     TURN credentials of its own; None for a widget with a ``signaling_url`` (the kernel does not
-    know that signaller's servers: the page then uses those of its call)."""
+    know that signaller's servers). The page adds those of its call's last ``enter`` that are
+    not among them (a hub's service may hand out a TURN server the kernel knows nothing of)."""
     if server is None:
         return None
     servers: list[dict[str, Any]] = ice_servers_for(server.settings, f"doctor-{check}")

@@ -216,8 +216,8 @@ class DiagnoseMessage(TypedDict):
     """Kernel → browser: run the connection doctor (widget/diagnose.py, js/src/diagnose.ts) and
     write its report, with this ``id``, into the ``diagnosis`` trait. ``ice_servers`` are the
     RTCIceServer dicts to gather candidates with (TURN credentials made for this check only: never
-    in a trait), or None when the kernel does not know them (a widget with a ``signaling_url``):
-    the page then uses those of its call."""
+    in a trait), or None when the kernel does not know them (a widget with a ``signaling_url``).
+    The page adds those of its call's last ``enter`` that are not among them."""
 
     type: Literal["diagnose"]
     id: str

@@ -345,6 +345,14 @@ describe("the Doctor, on fakes", () => {
     expect((model.get("diagnosis") as Diagnosis).ice?.source).toBe("call");
   });
 
+  it("the call's servers the kernel did not give are added (a hub's TURN server); the same URLs once", async () => {
+    const call = { localStream: null, iceServers: [{ urls: "stun:a.example.org" }, { urls: ["turn:hub.example.org"], username: "u", credential: "c" }] };
+    const { doctor, connections, model } = doctorWith({ call, servers: { "http://127.0.0.1:8765": up() } }, { route: "direct" });
+    await doctor.run("k-11", [{ urls: "stun:a.example.org" }]);
+    expect(connections[0]!.config.iceServers).toEqual([{ urls: "stun:a.example.org" }, call.iceServers[1]]);
+    expect((model.get("diagnosis") as Diagnosis).ice?.source).toBe("kernel and call");
+  });
+
   it("a camera the call holds counts as working: it is not opened again", async () => {
     const getUserMedia = vi.fn(async () => fakeStream().stream);
     const { stream } = fakeStream();

@@ -13,7 +13,8 @@
  *
  * The ICE servers come from the kernel in the `diagnose` message, with TURN credentials made for
  * the check (never in a trait: the report lists each server's URLs and whether it had a
- * credential, nothing more), or else are the call's own from its last `enter`.
+ * credential, nothing more), together with those of the call's last `enter` that are not among
+ * them (or alone, when the kernel does not know the signaller's servers).
  *
  * The judgements are pure functions of what was found (`judge*`), each tested on its own; the
  * Doctor (doctor.ts) gathers the findings and writes the report as they come.
@@ -53,8 +54,8 @@ export interface RouteResult {
 export type CandidateKind = "host" | "srflx" | "prflx" | "relay";
 
 export interface IceResult {
-  /** Where the servers came from: the kernel (for this check), the call's `enter`, or nowhere. */
-  source: "kernel" | "call" | "none";
+  /** Where the servers came from: the kernel (for this check), the call's `enter`, both, or nowhere. */
+  source: "kernel" | "call" | "kernel and call" | "none";
   /** The servers' URLs and whether each had a credential; never the credential itself. */
   servers: { urls: string[]; credential: boolean }[];
   candidates: Record<CandidateKind, number>;
@@ -280,7 +281,7 @@ export function judgeIce(ice: IceResult): Check {
   const urls = ice.servers.flatMap((server) => server.urls);
   const stun = urls.filter(stunUrl);
   const turn = urls.filter(turnUrl);
-  const from = { kernel: " (from the kernel)", call: " (the call's)", none: "" }[ice.source];
+  const from = { kernel: " (from the kernel)", call: " (the call's)", "kernel and call": " (the kernel's and the call's)", none: "" }[ice.source];
   const servers =
     urls.length === 0
       ? "with no STUN or TURN server"

@@ -83,6 +83,11 @@ export interface DoctorCall {
   readonly iceServers?: readonly RTCIceServer[];
 }
 
+/** An ICE server's URLs, as one key (its credentials differ from one member to the next). */
+function serverKey(server: RTCIceServer): string {
+  return JSON.stringify(typeof server.urls === "string" ? [server.urls] : [...server.urls].sort());
+}
+
 /** Open one kind of device and close it again; what a call holding it already has counts. */
 export async function probeDevice(
   kind: "audio" | "video",
@@ -286,9 +291,14 @@ export class Doctor {
       pageHostname: page.hostname,
       baseUrl: page.baseUrl,
     };
+    // The call's servers, from its `enter`, beside the kernel's: a signaller the kernel only
+    // attaches to (a hub's service) may hand out a TURN server the kernel knows nothing of.
     const fromCall = this.call.iceServers ?? [];
-    const iceServers = servers ?? fromCall;
-    const source: IceResult["source"] = servers !== null ? "kernel" : fromCall.length > 0 ? "call" : "none";
+    const known = new Set((servers ?? []).map(serverKey));
+    const added = fromCall.filter((server) => !known.has(serverKey(server)));
+    const iceServers = [...(servers ?? []), ...added];
+    const source: IceResult["source"] =
+      servers === null ? (added.length > 0 ? "call" : "none") : added.length > 0 ? "kernel and call" : "kernel";
     const state = {
       id,
       started: deps.clock(),

@@ -235,7 +235,8 @@ export interface RouteDropped {
 /**
  * Kernel → browser: run the connection doctor (diagnose.ts) and write its report, with this `id`,
  * into `diagnosis`. `ice_servers`: the servers to gather candidates with (TURN credentials made
- * for this check, never in a trait), or null when the kernel does not know them (the call's then).
+ * for this check, never in a trait), or null when the kernel does not know them; the page adds
+ * those of its call's last `enter` that are not among them.
  */
 export interface DiagnoseMessage {
   type: "diagnose";
