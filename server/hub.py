@@ -395,15 +395,16 @@ class _ServiceHost:
     """The ``HostSide`` of a service: no kernel hosts it, and no user's kernel changes what the
     service allows every user (join tokens, the default capacity)."""
 
-    def __init__(self, signaller: Signaller, port: Callable[[], int]) -> None:
+    def __init__(self, signaller: Signaller) -> None:
         self._signaller = signaller
-        self._port = port
 
     def state(self) -> dict[str, Any]:
+        # A kernel knows the service by the URL it dialled (ServiceSignaller puts its own in
+        # place of these addresses, which behind the hub's proxy mean nothing to it).
         settings = self._signaller.settings
-        url = f"http://127.0.0.1:{self._port()}"
+        url = f"http://127.0.0.1:{settings.port or 80}"
         return HostState(
-            port=self._port() or 1,
+            port=settings.port or 80,
             url=url,
             public_url=url,
             host=settings.host,
@@ -431,11 +432,10 @@ class ServiceHub(KernelHub):
     """
 
     def __init__(self, signaller: Signaller, login: Login) -> None:
-        port = lambda: self.port  # noqa: E731 - known once the service listens
         super().__init__(
             signaller,
             secrets.token_bytes(32),  # unused: kernels prove themselves with the hub's token
-            _ServiceHost(signaller, port),
+            _ServiceHost(signaller),
             kernel="ipymeet-service",
             # Just started (perhaps restarted): pages may come back before their kernels have
             # attached again, so a key not known yet is waited for a moment, as after a takeover.
