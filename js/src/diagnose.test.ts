@@ -6,6 +6,7 @@ import {
   judgeRoutes,
   judgeSecure,
   judgeTurn,
+  report,
   routeKind,
   untriedRoutes,
   type Diagnosis,
@@ -13,7 +14,7 @@ import {
   type RouteContext,
   type RouteResult,
 } from "./diagnose";
-import { Doctor, type DoctorCall, type DoctorDeps, type GatheringConnection } from "./doctor";
+import { Doctor, UNFINISHED, type DoctorCall, type DoctorDeps, type GatheringConnection } from "./doctor";
 import { FakeServer, KernelModel, fakeStream, settle, wait } from "./harness";
 import { KernelLink } from "./kernel";
 import { SocketIoTransport } from "./socketio";
@@ -416,6 +417,26 @@ describe("the Doctor, on fakes", () => {
     await second;
     expect((model.get("diagnosis") as Diagnosis).id).toBe("new");
     expect((model.get("diagnosis") as Diagnosis).ice?.complete).toBe(false);
+  });
+
+  it("a report left running by a page that went away is marked unfinished, not 'Checking…' for ever", () => {
+    const stale = report({
+      id: "gone",
+      started: 1,
+      finished: null,
+      page: "http://127.0.0.1:8888",
+      secure: true,
+      checks: { secure_context: { name: "secure_context", title: "Secure page", status: "ok", detail: "fine", fix: "" } },
+      routes: [],
+      ice: null,
+      devices: { cameras: 0, microphones: 0 },
+    });
+    expect(stale.state).toBe("running");
+    const { model } = doctorWith({}, { diagnosis: stale });
+    const now = model.get("diagnosis") as Diagnosis;
+    expect(now.state).toBe("done");
+    expect(now.checks.map((c) => c.status)).toEqual(["ok", "skipped", "skipped", "skipped", "skipped", "skipped"]);
+    expect(now.checks[1]!.detail).toBe(UNFINISHED);
   });
 
   it("a malformed diagnose message is refused and runs nothing", () => {

@@ -83,6 +83,9 @@ export interface DoctorCall {
   readonly iceServers?: readonly RTCIceServer[];
 }
 
+/** What a check says that the page running it went away before it finished. */
+export const UNFINISHED = "Not finished: the page that ran this check was closed or reloaded. Check again.";
+
 /** An ICE server's URLs, as one key (its credentials differ from one member to the next). */
 function serverKey(server: RTCIceServer): string {
   return JSON.stringify(typeof server.urls === "string" ? [server.urls] : [...server.urls].sort());
@@ -229,8 +232,21 @@ export class Doctor {
   }
 
   /** Take the kernel's `diagnose` messages. */
+  /**
+   * Take the kernel's `diagnose` messages. A report still "running" in the model is a page's that
+   * went away mid-check (a reload): nothing finishes it now, so its unfinished checks are marked
+   * so (else the view would say "Checking…" for ever).
+   */
   start(): void {
     if (this.kernel !== null) this.release = this.kernel.handle({ diagnose: (message) => this.onKernel(message) });
+    const stale = this.report;
+    if (stale !== null && stale.state === "running") {
+      const checks = stale.checks.map((item) =>
+        item.status === "running" ? { ...item, status: "skipped" as const, detail: UNFINISHED } : item,
+      );
+      this.model.set("diagnosis", { ...stale, checks, state: "done" });
+      this.model.save_changes();
+    }
   }
 
   /** The last report, or null before any. */
