@@ -28,7 +28,7 @@ import {
 } from "./diagnose";
 import { openRoute } from "./deps";
 import type { KernelLink } from "./kernel";
-import { classifyMediaError } from "./media";
+import { classifyMediaError, listDevices } from "./media";
 import { KERNEL_ROUTE, candidateUrls, readBaseUrl } from "./route";
 import type { SignalingTransport } from "./transport";
 import type { DiagnoseMessage, WidgetModel } from "./types";
@@ -351,16 +351,15 @@ export class Doctor {
     const devices = async (): Promise<void> => {
       const camera = await probeDevice("video", media, page.secure, this.call.localStream);
       const microphone = await probeDevice("audio", media, page.secure, this.call.localStream);
-      let listed: Pick<MediaDeviceInfo, "kind">[] = [];
+      let listed: Pick<MediaDeviceInfo, "deviceId" | "kind" | "label">[] = [];
       try {
         if (typeof media?.enumerateDevices === "function") listed = await media.enumerateDevices();
       } catch {
         listed = [];
       }
-      state.devices = {
-        cameras: listed.filter((device) => device.kind === "videoinput").length,
-        microphones: listed.filter((device) => device.kind === "audioinput").length,
-      };
+      // Each device once: "default" and "communications" are aliases (media.ts's listDevices).
+      const { cameras, microphones } = listDevices(listed);
+      state.devices = { cameras: cameras.length, microphones: microphones.length };
       if (!live()) return;
       state.checks.camera = judgeDevice("camera", camera, state.devices.cameras);
       state.checks.microphone = judgeDevice("microphone", microphone, state.devices.microphones);
