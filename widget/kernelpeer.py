@@ -184,7 +184,8 @@ class KernelPeer:
         self._pacer: Pacer | None = None
         self._publishing = False
         self._closed = False
-        self._state_changed = threading.Condition(self._lock)
+        # Its own lock: wait_for's predicate reads the properties, which take self._lock.
+        self._state_changed = threading.Condition()
         # At exit (a kernel's shutdown too): leave the room and end the threads.
         # (weakref.finalize also runs at interpreter exit, before the signaller's atexit stop.)
         self._finalizer = weakref.finalize(self, _at_exit, weakref.ref(self))
@@ -238,13 +239,11 @@ class KernelPeer:
         """Block until ``predicate(self)`` holds (checked at each change of state or peers, and
         every 0.1 s); TimeoutError after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        with self._state_changed:
-            while not predicate(self):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(
-                        f"condition not met within {timeout:g} s (state {self._state})"
-                    )
+        while not predicate(self):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"condition not met within {timeout:g} s (state {self._state})")
+            with self._state_changed:
                 self._state_changed.wait(min(left, 0.1))
 
     def __repr__(self) -> str:
@@ -408,7 +407,11 @@ class KernelPeer:
 
     def _set_state_locked(self, state: CallState) -> None:
         self._state = state
-        self._state_changed.notify_all()
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._state_changed:
+            self._state_changed.notify_all()
 
     def _set_state(self, state: CallState) -> None:
         with self._lock:
@@ -425,7 +428,7 @@ class KernelPeer:
             self._peers = peers
             if self._state in (CallState.WAITING, CallState.IN_CALL):
                 self._set_state_locked(CallState.IN_CALL if connected else CallState.WAITING)
-            self._state_changed.notify_all()
+        self._notify()
 
     def _deliver(
         self, callbacks: list[Callable[..., Any]], kind: str, member: _Member
