@@ -54,6 +54,8 @@ HEARTBEAT, TTL = 1.0, 3.0
 PREFIX = "ipymeet:"
 #: Seconds a Redis command, or a connection to it, may take before Redis counts as lost.
 REDIS_TIMEOUT = 2.0
+#: Connections to Redis for the rooms, and how long a command may wait for one of them.
+POOL, POOL_WAIT = 16, 10.0
 #: The capacity the memory of a node's own members is given: Redis is the one that checks.
 _UNCHECKED = 1 << 30
 
@@ -225,9 +227,17 @@ class Cluster:
         self.local = Registry()
         self.heartbeat, self.ttl, self.prefix = heartbeat, ttl, prefix
         self.channel = f"{prefix}events"
-        self.redis = aioredis.Redis.from_url(
-            url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+        # A bounded pool that makes commands wait for a connection: redis-py's default opens one
+        # more connection for every command sent while the others are busy, and a thousand
+        # members entering at once then opened hundreds, timing out (benchmarks/signalling.py).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL,
+            timeout=POOL_WAIT,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
         )
+        self.redis = aioredis.Redis.from_pool(pool)
         self._add = self.redis.register_script(_ADD)
         self._remove = self.redis.register_script(_REMOVE)
         self._reap = self.redis.register_script(_REAP)
