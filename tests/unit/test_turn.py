@@ -265,7 +265,8 @@ def test_relay_only_is_a_synced_trait_and_no_credential_is_in_the_widgets_state(
         other = VideoRoom("turn-4")
         assert other.relay_only is False
         other.close()
-        text = repr(state)
+        # Every synced value but the front end's own code (the bundle, which handles credentials).
+        text = repr({k: v for k, v in state.items() if k not in ("_esm", "_css")})
         assert "credential" not in text
         assert "username" not in text
         assert SECRET not in text
