@@ -122,7 +122,7 @@ def test_settings_refuse_a_bad_turn_configuration() -> None:
         ({"turn_urls": TURN, "turn_secret": SECRET, "turn_ttl": 0}, "turn_ttl"),
     ):
         with pytest.raises(ValueError, match=expected):
-            Settings(**kwargs)  # type: ignore[arg-type]
+            Settings(**kwargs)
     settings = Settings(turn_urls=TURN, turn_secret=SECRET)
     assert SECRET not in repr(settings)
 
