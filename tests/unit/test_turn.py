@@ -17,7 +17,7 @@ import pytest
 import socketio
 
 from ipymeet import VideoRoom
-from ipymeet.server import Settings, cli
+from ipymeet.server import Settings, SignallerThread, cli
 from ipymeet.server.turn import DEFAULT_TURN_TTL, credentials, ice_servers_for
 
 from ..e2e.coturn import coturn
@@ -272,3 +272,27 @@ def test_relay_only_is_a_synced_trait_and_no_credential_is_in_the_widgets_state(
         assert SECRET not in text
     finally:
         room.close()
+
+
+async def test_a_kernels_signaller_configured_by_the_environment_hands_out_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``IPYMEET_TURN_*`` reach the acknowledgement of a signaller made as a kernel makes its own
+    (``Settings.from_env``, server/runner.py)."""
+    monkeypatch.setenv("IPYMEET_TURN_URLS", TURN[0])
+    monkeypatch.setenv("MY_TURN_SECRET", SECRET)
+    monkeypatch.setenv("IPYMEET_TURN_SECRET", "env:MY_TURN_SECRET")
+    monkeypatch.setenv("IPYMEET_TURN_TTL", "90")
+    server = SignallerThread(Settings.from_env(ice_servers=())).start()
+    client = socketio.AsyncClient(reconnection=False)
+    try:
+        await client.connect(server.url, transports=["websocket"])
+        ack = await client.call("enter", {"room": "turn-env"})
+    finally:
+        await client.disconnect()
+        server.stop()
+    [relay] = ack["ice_servers"]
+    expiry = int(relay["username"].split(":")[0])
+    assert relay["urls"] == [TURN[0]]
+    assert relay["credential"] == credentials(SECRET, ack["self"], expiry)[1]
+    assert int(time.time()) + 85 <= expiry <= int(time.time()) + 90
