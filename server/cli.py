@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "--jupyterhub",
         action="store_true",
         help="run as a JupyterHub managed service: under JUPYTERHUB_SERVICE_PREFIX, behind the "
-        "hub's login, for the hub's users and their kernels (docs/deploy-hub.md)",
+        "hub's login, for the hub's users and their kernels (docs/deploy.md, JupyterHub)",
     )
     serve.add_argument("--max-peers", type=int, default=6, help="capacity of a room (default 6)")
     serve.add_argument(

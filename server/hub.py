@@ -1,5 +1,5 @@
 """``ipymeet serve --jupyterhub``: the signaller as a JupyterHub managed service, and the way the
-users' kernels attach to it (docs/deploy-hub.md).
+users' kernels attach to it (docs/deploy.md, "JupyterHub").
 
 The service side. The hub starts ``ipymeet serve --jupyterhub`` with its ``JUPYTERHUB_*``
 environment; it serves under ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/ipymeet/``, which the
@@ -115,7 +115,7 @@ class HubConfig:
         if missing:
             raise ValueError(
                 f"--jupyterhub: {' and '.join(missing)} not set; run ipymeet serve --jupyterhub "
-                "as a service the hub starts (c.JupyterHub.services, docs/deploy-hub.md)"
+                "as a service the hub starts (c.JupyterHub.services, docs/deploy.md, JupyterHub)"
             )
         name = env.get("JUPYTERHUB_SERVICE_NAME", "ipymeet")
         prefix = _slashed(env.get("JUPYTERHUB_SERVICE_PREFIX") or f"/services/{name}/")

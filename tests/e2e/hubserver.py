@@ -1,6 +1,6 @@
 """A real JupyterHub for the tests: DummyAuthenticator, SimpleLocalProcessSpawner (JupyterLab with
 ipymeet from this venv), configurable-http-proxy, and ``ipymeet serve --jupyterhub`` as its
-managed service at ``/services/ipymeet/``, configured as docs/deploy-hub.md says.
+managed service at ``/services/ipymeet/``, configured as docs/deploy.md ("JupyterHub") says.
 
 Everything lives in one temporary folder (database, cookie secret, proxy pid file, the users'
 homes) and listens on free loopback ports; :func:`stop_hub` stops the hub and everything it
@@ -55,7 +55,7 @@ c.Spawner.args = [
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 
-# --- what docs/deploy-hub.md tells a deployer to add (ports and paths are the test's) ---
+# --- what docs/deploy.md (JupyterHub) tells a deployer to add (ports, paths: the test's) ---
 c.JupyterHub.services = [
     {{
         "name": "ipymeet",
