@@ -212,10 +212,10 @@ describe("Members: the relay", () => {
 
   it("says once, without ending the call, that the TURN server refused the credentials", async () => {
     const { model, server, join, peers, states } = setup();
+    model.set("relay_only", true);
     server.enterAnswer = { ok: true, self: "me", peers: [{ id: "a", name: "A" }, { id: "b", name: "B" }], capacity: 4, ice_servers: [turn] };
     join();
     await settle();
-    expect(peers[0]!.options.relayOnly).toBe(false);
     peers[0]!.options.onIceError!({ code: 701, url: "stun:x", text: "STUN host lookup received error." });
     expect(model.get("error_code")).toBe("");
     peers[0]!.options.onIceError!({ code: 401, url: "turn:10.9.9.1:3478?transport=udp", text: "Unauthorized" });
@@ -228,9 +228,24 @@ describe("Members: the relay", () => {
     await settle();
     expect(model.get("error")).toBe("seen");
     expect(states.at(-1)).toBe("waiting");
-    // Without relay only a failed connection is no relay's fault.
     peers[1]!.become("failed");
     expect(model.get("error_code")).toBe("turn_refused");
+  });
+
+  it("without relay only, a refused TURN server is said only when a connection then fails", async () => {
+    const { model, server, join, peers } = setup();
+    server.enterAnswer = { ok: true, self: "me", peers: [{ id: "a", name: "A" }, { id: "b", name: "B" }], capacity: 4, ice_servers: [turn] };
+    join();
+    await settle();
+    expect(peers[0]!.options.relayOnly).toBe(false);
+    peers[0]!.options.onIceError!({ code: 401, url: "turn:10.9.9.1:3478?transport=udp", text: "Unauthorized" });
+    peers[0]!.become("connected"); // directly: the relay was not needed
+    await settle();
+    expect(model.get("error_code")).toBe("");
+    peers[1]!.become("failed"); // this one needed it
+    await settle();
+    expect(model.get("error_code")).toBe("turn_refused");
+    expect(model.get("error")).toContain("turn:10.9.9.1:3478?transport=udp");
   });
 
   it("with relay only, a connection that fails says the relay failed", async () => {

@@ -12,7 +12,9 @@
  *
  * The relay (`relay_only`, TURN): with relay only and no TURN server in the `enter` answer the call
  * cannot connect, which the host hears at once; a TURN server's refusal of the credentials (401:
- * wrong or expired), or a connection that fails with relay only, once per session.
+ * wrong or expired: at once with relay only, else when a connection then fails, since a call
+ * that connects directly never needed it), or a connection that fails with relay only, once per
+ * session.
  */
 import { LINGER_MS, PROBE_LEFT_MS, PROBE_REENTER_MS, judge, type LivenessEvent } from "./liveness";
 import { Outbox, newMessageId, parsePeerMessage } from "./messages";
@@ -89,6 +91,8 @@ export class Members {
   private measuring = false;
   /** A relay problem was reported in this session: once is enough. */
   private relayReported = false;
+  /** The TURN server that refused this session's credentials (a 401), if one did. */
+  private refusedTurn: string | null = null;
 
   constructor(host: MembersHost) {
     this.host = host;
@@ -375,11 +379,16 @@ export class Members {
       },
       onConnectionState: (state) => {
         if (!mine()) return;
-        if (state === "failed" && relayOnly) this.reportRelay("relay_failed", turnUrlOf(iceServers));
+        if (state === "failed" && relayOnly) {
+          if (this.refusedTurn !== null) this.reportRelay("turn_refused", this.refusedTurn);
+          else this.reportRelay("relay_failed", turnUrlOf(iceServers));
+        }
+        // Without relay only, a refused TURN server matters once the connection fails for it.
+        if (state === "failed" && !relayOnly && this.refusedTurn !== null) this.reportRelay("turn_refused", this.refusedTurn);
         this.host.changed();
       },
       onIceError: (error) => {
-        if (mine()) this.iceError(member, error);
+        if (mine()) this.iceError(member, error, relayOnly);
       },
       onError: (error) => console.warn(`ipymeet: connection to ${member.id} failed a step`, error),
       onChannelOpen: () => {
@@ -401,10 +410,14 @@ export class Members {
     return peer;
   }
 
-  private iceError(member: Member, error: IceServerError): void {
+  private iceError(member: Member, error: IceServerError, relayOnly: boolean): void {
     console.debug(`ipymeet: ${member.id}: ICE server ${error.url} failed: ${error.code} ${error.text}`);
-    // 401 after the credentials were sent: the TURN server does not take them (wrong secret, or expired).
-    if (error.code === 401 && isTurnUrl(error.url)) this.reportRelay("turn_refused", error.url);
+    // 401 after the credentials were sent: the TURN server does not take them (wrong secret, or
+    // expired). With relay only nothing else can connect, so say so now; otherwise the call may
+    // well connect directly, and it is said only if a connection then fails.
+    if (error.code !== 401 || !isTurnUrl(error.url)) return;
+    this.refusedTurn = error.url;
+    if (relayOnly) this.reportRelay("turn_refused", error.url);
   }
 
   private reportRelay(problem: RelayProblem, turn: string | null): void {
