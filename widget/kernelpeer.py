@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import importlib
 import logging
 import secrets
@@ -60,6 +59,7 @@ from .contract import MAX_NAME, CallState, ErrorCode
 from .messages import Sender
 from .peermedia import (
     AUDIO_RATE,
+    VIDEO_CLOCK,
     AudioWindow,
     Counters,
     LatestSlot,
@@ -86,8 +86,6 @@ REQUEST_TIMEOUT = 5.0
 LINGER_S = 30.0
 #: Lifetime of the join tokens the peer mints for itself on a signaller that requires them.
 TOKEN_TTL = 600.0
-#: The clock of outgoing video frames (RTP's video clock).
-VIDEO_CLOCK = fractions.Fraction(1, 90_000)
 
 
 def require_extra() -> None:
@@ -318,12 +316,10 @@ class KernelPeer:
 
     def send_frame(self, array: Any) -> None:
         """Send one HxWx3 uint8 RGB array as this peer's video now (any thread)."""
-        import av
-
-        frame = av.VideoFrame.from_ndarray(rgb_frame(array), format="rgb24")
-        frame.pts = int((time.monotonic() - self._t0) / VIDEO_CLOCK)
-        frame.time_base = VIDEO_CLOCK
-        self.outgoing.set(frame)
+        # The array, not an av.VideoFrame: each connection makes its own frame of it, since two
+        # encoders converting one frame at once share its swscale context (a segfault, seen).
+        pts = int((time.monotonic() - self._t0) / VIDEO_CLOCK)
+        self.outgoing.set((rgb_frame(array), pts))
 
     @property
     def _sends_video(self) -> bool:

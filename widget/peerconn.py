@@ -32,6 +32,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import av
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -42,7 +43,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 
-from .peermedia import Outgoing
+from .peermedia import VIDEO_CLOCK, Outgoing
 
 log = logging.getLogger("ipymeet")
 
@@ -90,7 +91,9 @@ def _line(sdp: str | None, key: str) -> str | None:
 class OutgoingTrack(MediaStreamTrack):
     """One connection's view of the peer's outgoing video: ``recv`` gives the newest frame of
     :class:`Outgoing` once it is newer than the one this track gave last (so a slow encoder
-    skips frames, never queues them)."""
+    skips frames, never queues them), as an ``av.VideoFrame`` of this track's own (aiortc's
+    encoders convert it on executor threads; one frame shared by two would share its swscale
+    context)."""
 
     kind = "video"
 
@@ -111,9 +114,12 @@ class OutgoingTrack(MediaStreamTrack):
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
-            seq, frame = self._outgoing.newest()
-            if seq > self._last and frame is not None:
+            seq, newest = self._outgoing.newest()
+            if seq > self._last and newest is not None:
                 self._last = seq
+                array, pts = newest
+                frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+                frame.pts, frame.time_base = pts, VIDEO_CLOCK
                 self._on_sent()
                 return frame
             self._wake.clear()

@@ -21,6 +21,7 @@ guarded by a lock or a condition, never by the loop.
 
 from __future__ import annotations
 
+import fractions
 import logging
 import threading
 import time
@@ -35,6 +36,8 @@ log = logging.getLogger("ipymeet")
 
 T = TypeVar("T")
 
+#: The clock of outgoing video frames (RTP's video clock).
+VIDEO_CLOCK = fractions.Fraction(1, 90_000)
 #: Audio arrives as 16-bit samples at this rate (Opus decodes to it), ``(samples, channels)``.
 AUDIO_RATE = 48_000
 #: The most audio an ``on_audio`` callback is handed at once: older samples are dropped.
@@ -239,9 +242,10 @@ def rgb_frame(array: Any) -> NDArray[np.uint8]:
 class Outgoing:
     """The peer's one outgoing video: the newest frame, from any thread.
 
-    ``set(array)`` converts it (HxWx3 uint8 RGB) and makes it the frame every connection sends
-    next; a connection's sender waits in :meth:`wait_newer` (on the media loop, through an
-    ``asyncio`` wrapper of kernelpeer's) for a frame newer than the last it sent.
+    ``set((array, pts))`` (an HxWx3 uint8 RGB array, see :func:`rgb_frame`, and its time in
+    :data:`VIDEO_CLOCK` units) makes it the frame every connection sends next; each connection's
+    track (peerconn.py) waits, on the media loop, for one newer than the last it sent, woken by
+    :meth:`listen`, and makes an ``av.VideoFrame`` of its own from it.
     """
 
     def __init__(self) -> None:
@@ -255,8 +259,8 @@ class Outgoing:
     def seq(self) -> int:
         return self._seq
 
-    def set(self, frame: Any) -> None:
-        """Make ``frame`` (an ``av.VideoFrame``, see :func:`rgb_frame`) the newest."""
+    def set(self, frame: tuple[NDArray[np.uint8], int]) -> None:
+        """Make ``frame`` (array, pts) the newest."""
         with self._cond:
             if self._closed:
                 return
