@@ -43,6 +43,7 @@ threads.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import importlib
 import logging
@@ -184,9 +185,11 @@ class KernelPeer:
         self._closed = False
         # Its own lock: wait_for's predicate reads the properties, which take self._lock.
         self._state_changed = threading.Condition()
-        # At exit (a kernel's shutdown too): leave the room and end the threads.
-        # (weakref.finalize also runs at interpreter exit, before the signaller's atexit stop.)
+        # At exit (a kernel's shutdown too): leave the room and end the threads. Registered
+        # here, after the kernel's signaller started, so it runs before that one stops (atexit
+        # runs last-registered first) and the others hear "left" rather than a dropped member.
         self._finalizer = weakref.finalize(self, _at_exit, weakref.ref(self))
+        atexit.register(self._finalizer)
 
     # -- what is known of the call (any thread) --------------------------------------------------
 
@@ -371,6 +374,7 @@ class KernelPeer:
         self.leave()
         self.outgoing.close()
         self._finalizer.detach()
+        atexit.unregister(self._finalizer)
 
     # -- the media loop --------------------------------------------------------------------------
 

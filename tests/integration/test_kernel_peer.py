@@ -190,6 +190,85 @@ def test_a_full_room_and_a_missing_token_fail_with_their_codes(
         with_link.close()
 
 
+EXITING = """
+import sys
+from ipymeet import KernelPeer
+bot = KernelPeer("kp-exit", name="exiting", signaling_url=sys.argv[1])
+bot.publish(lambda: None)
+bot.join()
+bot.wait_for(lambda p: p.state == "in_call", timeout=30)
+print("in call", flush=True)
+sys.stdin.readline()
+# The end of the script, with the peer still in the call: the process's exit ends it.
+"""
+
+
+def test_the_end_of_the_process_leaves_the_room(make_signaller: MakeSignaller) -> None:
+    """A kernel that shuts down (here: a process that ends) with a peer in a call leaves the
+    room on its way out: the others hear ``peer_left`` "left" at once, and the process does not
+    hang on the peer's threads."""
+    server = make_signaller(max_peers=4)
+    stay = KernelPeer("kp-exit", name="stays", signaling_url=server.url)
+    stay.publish(lambda: PATTERN)
+    try:
+        stay.join()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", EXITING, server.url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdin is not None
+            assert proc.stdout.readline().strip() == "in call", proc.stderr
+            stay.wait_for(lambda p: [x["name"] for x in p.peers] == ["exiting"])
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            assert proc.wait(20) == 0
+        finally:
+            proc.kill()
+        # Left, not dropped: a dropped member would linger in the peers for 30 s.
+        stay.wait_for(lambda p: p.peers == [], timeout=5)
+        assert [m.name for m in server.members("kp-exit")] == ["stays"]
+    finally:
+        stay.close()
+
+
+def test_a_kernel_shutting_down_leaves_the_room(make_signaller: MakeSignaller) -> None:
+    """A real ipykernel with a KernelPeer in a call, shut down as Jupyter does (a shutdown
+    request): the others hear it leave at once."""
+    from jupyter_client import KernelManager
+
+    server = make_signaller(max_peers=4)
+    stay = KernelPeer("kp-kernel", name="stays", signaling_url=server.url)
+    stay.publish(lambda: PATTERN)
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(env={**os.environ, "IPYMEET_ICE_SERVERS": "[]"})
+    try:
+        stay.join()
+        client = manager.client()
+        client.start_channels()
+        client.wait_for_ready(60)
+        reply = client.execute_interactive(
+            "from ipymeet import KernelPeer\n"
+            f"bot = KernelPeer('kp-kernel', name='in kernel', signaling_url={server.url!r})\n"
+            "bot.join()\n"
+            "bot.wait_for(lambda p: p.state == 'in_call', timeout=30)",
+            timeout=60,
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+        stay.wait_for(lambda p: [x["name"] for x in p.peers] == ["in kernel"])
+        client.stop_channels()
+        manager.shutdown_kernel(now=False)
+        stay.wait_for(lambda p: p.peers == [], timeout=5)  # a dropped member would linger 30 s
+    finally:
+        if manager.is_alive():
+            manager.shutdown_kernel(now=True)
+        stay.close()
+
+
 # -- the signaller a user's kernels share ------------------------------------------------------
 
 KERNEL = """
