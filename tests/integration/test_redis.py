@@ -394,3 +394,38 @@ async def test_both_registries_answer_alike(kind: str, redis_server: RedisServer
     if cluster is not None:
         assert redis_server.client().keys("ipymeet:*") == []
         await cluster.redis.aclose()
+
+
+def test_the_benchmark_measures_two_processes_behind_redis() -> None:
+    """``benchmarks/signalling.py cluster``: one process, then two behind its own Redis (pairs on
+    one process, then across), every message relayed, and the ratios."""
+    benchmark = Path(__file__).resolve().parents[2] / "benchmarks" / "signalling.py"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(benchmark),
+            "cluster",
+            "--clients",
+            "8",
+            "--rounds",
+            "1",
+            "--procs",
+            "2",
+            "--timeout",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    reports = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    relays = [r for r in reports if r["mode"] == "relay"]
+    assert [r.get("placement", "one") for r in relays] == ["one", "same", "across"]
+    for report in relays:
+        assert report["relayed"] == 4 * (1 + 1 + 1 + 8), report
+        assert (report["lost"], report["errors"]) == (0, 0), report
+    assert all(r["processes"] == 2 and r["redis_cpu_us_per_msg"] >= 0 for r in relays[1:])
+    ratios = [r for r in reports if r["mode"] == "ratios"]
+    assert len(ratios) == 2
+    assert all(r["lost"] == 0 for r in ratios)
