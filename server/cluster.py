@@ -5,7 +5,8 @@ scripts, which Redis runs one at a time: so a room's capacity holds when members
 different nodes at the same moment, and a dead node's members are removed (and announced) once.
 python-socketio's ``AsyncRedisManager`` carries the events between the nodes: an emit to a sid
 that another node holds is published, and that node writes it to the socket. What a node
-delivers to its own connections never goes through Redis.
+delivers to its own connections never goes through Redis, and a member it holds is found in its
+own memory (``local``): a signal between two members of one node asks Redis nothing.
 
 Keys (``ipymeet:`` then):
 
@@ -369,11 +370,12 @@ class Cluster:
         self._pending.clear()
         for departure in await self._reap_node(self.node, force=True):
             await self._tell(departure)
+        # Beating again before the pages come back: what they enter is not reaped as ours was.
+        await self._beat_once(first=True)
         for sid in self.local.sids():
             self.local.remove_everywhere(sid)
         if self._drop_all is not None:
             await self._drop_all()
-        await self._beat_once(first=True)
 
     async def _flush_pending(self) -> None:
         while self._pending:
