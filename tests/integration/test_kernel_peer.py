@@ -5,6 +5,7 @@ and the message when the optional dependencies are missing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -395,3 +396,58 @@ def test_without_aiortc_importing_works_and_a_kernel_peer_says_what_to_install()
     message = done.stdout.strip()
     assert 'pip install "ipymeet[python]"' in message
     assert "aiortc" in message
+
+
+# -- negotiation without rollback ------------------------------------------------------------------
+
+
+class _Wire:
+    """Two MemberConnections' host: what one signals reaches the other (as the signaller
+    relays, in order); tracks and changes are noted."""
+
+    def __init__(self) -> None:
+        self.ends: dict[str, Any] = {}
+        self.sent: list[tuple[str, str]] = []
+        self.tracks: list[str] = []
+
+    def signal(self, to: str, payload: dict[str, Any]) -> None:
+        kind = payload["description"]["type"] if "description" in payload else "candidate"
+        self.sent.append((to, kind))
+        self.ends[to].receive({"from": "", **payload})
+
+    def track(self, connection: Any, track: Any) -> None:
+        self.tracks.append(f"{connection.peer_id}:{track.kind}")
+
+    def changed(self) -> None:
+        pass
+
+    def flags(self, connection: Any, flags: dict[str, bool]) -> None:
+        pass
+
+    def sent_frame(self, connection: Any) -> None:
+        pass
+
+
+async def test_in_a_collision_the_polite_side_replaces_its_connection_and_answers() -> None:
+    """Both offer at once (glare). aiortc cannot roll back: the impolite side ignores the other's
+    offer, the polite one (the lower id) drops its own connection for a new one that answers,
+    and the two connect."""
+    from ipymeet.widget.peerconn import MemberConnection
+
+    wire = _Wire()
+    # "a" < "b": the connection of "a" to "b" is the polite one.
+    polite = MemberConnection(wire, "a", "b", initiator=True, ice=[], outgoing=None)
+    impolite = MemberConnection(wire, "b", "a", initiator=True, ice=[], outgoing=None)
+    wire.ends = {"b": impolite, "a": polite}
+    try:
+        deadline = time.monotonic() + 20
+        while not (polite.state == impolite.state == "connected"):
+            assert time.monotonic() < deadline, (polite.state, impolite.state, wire.sent)
+            await asyncio.sleep(0.05)
+        assert polite.replacements == 1
+        assert impolite.replacements == 0
+        # Each offered; only the polite side answered (the impolite one ignored its offer).
+        assert sorted(wire.sent) == [("a", "offer"), ("b", "answer"), ("b", "offer")]
+    finally:
+        await polite.close()
+        await impolite.close()
