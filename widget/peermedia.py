@@ -1,6 +1,6 @@
 """The media plumbing of a :class:`~ipymeet.widget.kernelpeer.KernelPeer`, without aiortc.
 
-Three pieces, each usable (and tested) without a network:
+The pieces, each usable (and tested) without a network:
 
 - :class:`LatestSlot`: the hand-over from the media loop to a callback thread. It holds the newest
   item only; putting one while the previous is still unread replaces it and counts a drop. A slow
@@ -12,8 +12,9 @@ Three pieces, each usable (and tested) without a network:
   :class:`Counters`; the thread goes on.
 - :class:`Outgoing`: the peer's one outgoing video, the newest frame set from any thread (a
   callback's result, ``publish``); each connection reads it through a track of its own
-  (:meth:`Outgoing.track`, made by kernelpeer's aiortc side), which waits for a frame newer than
-  the one it sent last, so a frame is never sent twice and none wait in a queue.
+  (``OutgoingTrack`` in peerconn.py), which waits for a frame newer than the one it sent last,
+  so a frame is never sent twice and none wait in a queue.
+- :class:`Pacer` and :func:`frames_of`: ``publish``'s thread and its source.
 
 Threads: puts come from the media loop's thread, takes from the worker's; everything here is
 guarded by a lock or a condition, never by the loop.
