@@ -906,9 +906,10 @@ def redis_server(binary: str) -> Iterator[tuple[str, int]]:
     """A ``redis-server`` of the run's own on a free port, persistence off; (URL, pid)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
+        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--appendonly", "no", "--dir", folder]
         proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--dir", folder],
+            argv,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
