@@ -954,8 +954,8 @@ def cluster(args: argparse.Namespace) -> int:
         values = [r[key] for r in reports[name] if isinstance(r.get(key), (int, float))]
         return statistics.median(values) if values else None
 
-    keys = ("relayed_per_s", "relay_p50_ms", "relay_p99_ms", "join_p99_ms", "connect_p99_ms")
-    keys += ("server_cpu_us_per_msg", "server_rss_mb")
+    keys = ["relayed_per_s", "relay_p50_ms", "relay_p99_ms", "join_p99_ms", "connect_p99_ms"]
+    keys += ["server_cpu_us_per_msg", "server_rss_mb"]
     for name in ("same", "across"):
         emit(
             {
