@@ -85,4 +85,7 @@ async def _health(request: web.Request) -> web.Response:
         "connections": len(signaller.connections),
         **signaller.registry.counts(),
     }
+    if signaller.cluster is not None:  # counts are this process's; the rooms are in Redis
+        body["node"] = signaller.cluster.node
+        body["redis"] = "lost" if signaller.cluster.down else "ok"
     return web.json_response(body)

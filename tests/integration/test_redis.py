@@ -327,10 +327,13 @@ async def test_redis_lost_while_running(two_nodes: list[Node], redis_server: Red
             assert "Redis" in refused["message"]
         for node in two_nodes:
             assert node.log().count("lost Redis") == 1, node.log()
+            assert _health(node)["redis"] == "lost"
         redis_server.start()
         for peer in (a, b, c):
             await asyncio.wait_for(peer.disconnected.wait(), 15)
     await eventually(lambda: all("Redis is back" in n.log() for n in two_nodes), "the logs", 10)
+    assert [_health(node)["redis"] for node in two_nodes] == ["ok", "ok"]
+    assert [_health(node)["node"] for node in two_nodes] == [_node_id(n) for n in two_nodes]
     # A pair across the nodes meets again. python-socketio's own subscription comes back on its
     # own schedule (pauses from 1 s, doubling): a pair that missed it tries again.
     loop = asyncio.get_running_loop()
