@@ -131,6 +131,10 @@ class KernelPeer:
     kernel's own signaller is used, the one its ``VideoRoom``\\ s use (started if needed), and a
     token is minted when it requires them. Needs ``pip install "ipymeet[python]"``.
 
+    ``only(sender)``, when given, picks whose media reaches the callbacks: the tracks of a member
+    it refuses are read and discarded (never converted to arrays). ``sends_video`` fixes whether
+    the peer sends a video; None decides at ``join()`` (see :meth:`join`).
+
     Callbacks (see :meth:`on_frame`, :meth:`on_audio`) run on a thread per received track, never
     on the media loop; a callback that raises is logged once and counted
     (``counters["callback_errors"]``), and the call goes on.
@@ -143,6 +147,8 @@ class KernelPeer:
         name: str = "",
         signaling_url: str | None = None,
         token: str | None = None,
+        only: Callable[[Sender], bool] | None = None,
+        sends_video: bool | None = None,
     ) -> None:
         if not isinstance(room, str) or not ROOM_RE.fullmatch(room):
             raise ValueError(
@@ -157,6 +163,8 @@ class KernelPeer:
             raise ValueError("signaling_url must be an http:// or https:// URL (or None)")
         if token is not None and signaling_url is None:
             raise ValueError("token is for a signaller given by signaling_url")
+        if only is not None and not callable(only):
+            raise TypeError(f"only must be callable, not {type(only).__name__}")
         require_extra()
         self.room = room
         self.name = name
@@ -182,6 +190,8 @@ class KernelPeer:
         self._stop: asyncio.Event | None = None
         self._pacer: Pacer | None = None
         self._publishing = False
+        self._only = only
+        self._sends = sends_video
         self._closed = False
         # Its own lock: wait_for's predicate reads the properties, which take self._lock.
         self._state_changed = threading.Condition()
@@ -326,6 +336,8 @@ class KernelPeer:
 
     @property
     def _sends_video(self) -> bool:
+        if self._sends is not None:
+            return self._sends
         with self._lock:
             return self._publishing or bool(self._frame_callbacks)
 
@@ -733,6 +745,10 @@ class _Session:
 
         kind = track.kind
         peer = self.peer
+        only = peer._only
+        if only is not None and not _accepts(only, member):
+            await _drain(track)
+            return
         slot: LatestSlot[Any]
         if kind == "video":
             slot = LatestSlot()
@@ -833,6 +849,23 @@ class _Session:
 
 async def _run_session(peer: KernelPeer) -> None:
     await _Session(peer).run()
+
+
+def _accepts(only: Callable[[Sender], bool], member: _Member) -> bool:
+    try:
+        return bool(only(Sender(member.id, member.name)))
+    except Exception:
+        log.exception("ipymeet: the kernel peer's only() raised; the member's media is skipped")
+        return False
+
+
+async def _drain(track: Any) -> None:
+    """Read ``track`` to its end and keep nothing (aiortc's queue of decoded frames would grow)."""
+    from aiortc.mediastreams import MediaStreamError
+
+    with contextlib.suppress(MediaStreamError, asyncio.CancelledError):
+        while True:
+            await track.recv()
 
 
 def _video_array(frame: Any) -> Any:

@@ -184,11 +184,16 @@ class VideoRoom(anywidget.AnyWidget):
     """Whether other kernels of this user can join the kernel's signaller (the view says so)."""
     _invite_base = traitlets.Unicode("").tag(sync=True)
     """The signaller's public URL without a token: the view's invite link while alone."""
+    _processed_by = traitlets.Unicode("").tag(sync=True)
+    """Kernel: the member id of this widget's processor (:meth:`process`), whose tile the view
+    labels "You (processed)"; "" when nothing processes the camera."""
 
     _binding: binding.KernelBinding | None = None
     _route: relay.KernelRoute | None = None
     _diagnosis: diagnose.Diagnosis | None = None
     _unwatch_busy: Callable[[], None] | None = None
+    _processor: Any = None
+    _recorder: Any = None
 
     def __init__(
         self,
@@ -274,6 +279,11 @@ class VideoRoom(anywidget.AnyWidget):
     def _follow_room(self, change: dict[str, Any]) -> None:
         if self._binding is not None:
             self._binding.hold_capacity(change["new"], self._max_peers)
+        if self._processor is not None:  # the processor goes where the camera goes
+            fn = self._processor.fn
+            self.process(None)
+            if change["new"]:
+                self.process(fn)
 
     @traitlets.validate("name")
     def _check_name(self, proposal: dict[str, Any]) -> str:
@@ -472,6 +482,115 @@ class VideoRoom(anywidget.AnyWidget):
             raise ValueError(f"no peer {peer!r} in room {self.room!r}; in it: {names}")
         return peer
 
+    # -- Python in the call (widget/process.py, widget/record.py) -----------------------------
+
+    def process(self, fn: Callable[[NDArray[Any]], NDArray[Any]] | None) -> None:
+        """Send your own camera through ``fn`` in the kernel and show what it returns as a tile
+        of its own, labelled "You (processed)"; ``process(None)`` stops and removes the tile.
+
+        ``fn(frame)`` takes an HxWx3 uint8 RGB array and returns one (any size)::
+
+            room.process(lambda frame: frame[:, ::-1])      # mirrored
+            room.process(lambda frame: 255 - frame)         # inverted
+            room.process(None)
+
+        A kernel peer of this widget's own (:class:`~ipymeet.KernelPeer`, named "<your name>
+        (processed)") joins the room, takes this widget's camera only, and sends the processed
+        video: the others in the room see it too. It sees only the newest frame, so a slow
+        ``fn`` lowers the processed tile's frame rate, never adds a queue. If ``fn`` raises,
+        :attr:`error` (shown in the view) says so, once; the call goes on. Needs the kernel's
+        own signaller (no ``signaling_url``) and ``pip install "ipymeet[python]"``; calling
+        it again replaces the function; it follows :attr:`room` when that changes.
+        """
+        if self._processor is not None:
+            processor, self._processor = self._processor, None
+            processor.stop()
+        if fn is None:
+            return
+        if not callable(fn):
+            raise TypeError(f"process() takes a function of a frame or None, not {fn!r}")
+        if self._binding is None:
+            raise ValueError(
+                "room.process needs the kernel's own signaller (this room has a signaling_url); "
+                "use a KernelPeer with on_frame there"
+            )
+        if not self.room:
+            raise ValueError("choose a room first: VideoRoom('lab-42') or room.room = 'lab-42'")
+        from . import process
+
+        server, client = self._binding.server, self._client
+
+        def own_member(sender: Sender) -> bool:
+            return any(m.id == sender.id and m.client == client for m in server.members(self.room))
+
+        try:
+            self._processor = process.Processor(
+                self.room,
+                self.name,
+                fn,
+                own_member=own_member,
+                on_id=lambda member: self.set_trait("_processed_by", member),
+                report=self._kernel_error,
+            )
+        except ImportError as problem:
+            self._kernel_error(str(problem))
+            raise
+
+    def record(
+        self,
+        path: str | Path,
+        members: list[str] | None = None,
+        *,
+        fps: float = 15.0,
+        size: tuple[int, int] = (1280, 720),
+    ) -> None:
+        """Record the call into ``path`` on the kernel's disk until :meth:`stop_recording`:
+        every member's video and audio (or only ``members``, names or ids), you included.
+
+        ``.webm`` (VP8 and Opus), ``.mkv`` (the same in Matroska) or ``.mp4`` (H.264 and AAC):
+        one video, a grid of the members at ``size`` and ``fps``, and one audio, everyone
+        mixed (widget/record.py says why). A kernel peer named "Recording" joins the room to
+        receive the media, so everyone sees that the call is recorded. Needs ``pip install
+        "ipymeet[python]"``::
+
+            room.record("call.webm")
+            ...
+            room.stop_recording()      # the file's path
+        """
+        if self._recorder is not None:
+            raise RuntimeError(
+                f"already recording to {self._recorder.path}; room.stop_recording() first"
+            )
+        if not self.room:
+            raise ValueError("choose a room first: VideoRoom('lab-42') or room.room = 'lab-42'")
+        from . import record
+
+        options: dict[str, Any] = {}
+        if self._binding is None:
+            options = {"signaling_url": self.signaling_url, "token": self._join_token}
+        try:
+            self._recorder = record.Recorder(
+                self.room, path, members=members, fps=fps, size=size, **options
+            )
+        except ImportError as problem:
+            self._kernel_error(str(problem))
+            raise
+
+    def stop_recording(self) -> Path:
+        """Finish the recording :meth:`record` started; returns the file's path."""
+        recorder, self._recorder = self._recorder, None
+        if recorder is None:
+            raise RuntimeError("not recording: room.record(path) starts a recording")
+        path: Path = recorder.stop()
+        return path
+
+    def _kernel_error(self, message: str) -> None:
+        """A problem found in the kernel, shown as the browser's are (any thread)."""
+        log.warning("ipymeet: %s", message)
+        with self.hold_sync():
+            self.error = message
+            self.error_code = ErrorCode.INTERNAL_ERROR
+
     # -- tokens and links ----------------------------------------------------------------------
 
     def _send_token(self, room: str) -> None:
@@ -537,4 +656,8 @@ class VideoRoom(anywidget.AnyWidget):
             snapshots_.close()
         if self._diagnosis is not None:
             self._diagnosis.close()
+        if self._processor is not None:
+            self.process(None)
+        if self._recorder is not None:
+            self.stop_recording()
         super().close()

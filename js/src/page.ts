@@ -43,6 +43,7 @@ export class PageModel implements WidgetModel {
       _kernel_busy: false,
       _shared: false,
       _invite_base: "",
+      _processed_by: "",
       _call_ended: 0,
       _screen_ended: 0,
       state: "idle",

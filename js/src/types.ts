@@ -121,6 +121,8 @@ export interface Model {
   _shared: boolean;
   /** The signaller's public URL without a token, the invite link's base ("" on the standalone page). */
   _invite_base: string;
+  /** Written by the kernel: the member id of this widget's processor (`room.process`), whose tile shows "You (processed)"; "" when none. */
+  _processed_by: string;
   // reported by the browser's Call
   /**
    * The `_joins` the Call ended on its own (a refusal, a failure): while it equals `_joins` the

@@ -5,7 +5,7 @@ import { FakeCall, remotePeer } from "../harness";
 import { PageModel } from "../page";
 import type { Model } from "../types";
 import { type AloneFacts, aloneText, COPIED_MS } from "./alone";
-import { columnsFor, Stage } from "./stage";
+import { columnsFor, PROCESSED_LABEL, Stage } from "./stage";
 
 describe("columnsFor", () => {
   it("lays out everyone (you included) as 2 side by side, 2 over 1, 2×2, then 3×2", () => {
@@ -183,5 +183,22 @@ describe("the stage while alone", () => {
     observer.disconnect();
     records.push(...observer.takeRecords());
     expect(records).toEqual([]);
+  });
+});
+
+describe("the processed tile (room.process)", () => {
+  it("labels the processor's tile as your processed camera while _processed_by names it", () => {
+    const { model, call, stage } = mount({ state: "in_call" });
+    call.members = [remotePeer("bea", { name: "Bea" }), remotePeer("proc", { name: "Ada (processed)" })];
+    call.emit("members");
+    const name = (id: string) => stage.root.querySelector(`[data-peer-id=${id}] .ipymeet-tile-name-text`)?.textContent;
+    expect(name("proc")).toBe("Ada (processed)");
+    model.set("_processed_by", "proc");
+    expect(name("proc")).toBe(PROCESSED_LABEL);
+    expect(stage.root.querySelector<HTMLElement>("[data-peer-id=proc]")?.dataset.processed).toBe("true");
+    expect(name("bea")).toBe("Bea");
+    call.members = [remotePeer("bea", { name: "Bea" })];
+    call.emit("members");
+    expect(stage.root.querySelector("[data-peer-id=proc]")).toBeNull();
   });
 });

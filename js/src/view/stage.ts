@@ -11,6 +11,9 @@ import { Bindings, detach, h, mutedMark, setClass, setData, setHidden, setPresen
 import type { CallSource } from "./source";
 import { initial, Tile } from "./tile";
 
+/** The label of the tile of this widget's own camera processed in Python (`room.process`). */
+export const PROCESSED_LABEL = "You (processed)";
+
 export class Stage {
   /** The stage's box, for the view's main area. */
   readonly root: HTMLElement;
@@ -56,7 +59,9 @@ export class Stage {
     this.root = h("div", { class: "ipymeet-stage-box" }, this.stage);
 
     const b = this.bindings;
-    b.traits(model, ["state", "room", "_invite_base", "_shared", "_secure", "signaling_url", "connected_via"], () => this.renderMembers());
+    b.traits(model, ["state", "room", "_invite_base", "_shared", "_secure", "signaling_url", "connected_via", "_processed_by"], () =>
+      this.renderMembers(),
+    );
     b.traits(model, ["state", "audio", "video", "name"], () => this.renderSelf());
     b.add(call.subscribe("members", () => this.renderMembers()));
     b.add(call.subscribe("local", () => this.renderSelf()));
@@ -80,6 +85,7 @@ export class Stage {
     const peers = this.call.remotePeers;
     const shown = active ? peers : [];
     const seen = new Set<string>();
+    const processed = this.model.get("_processed_by") ?? "";
     for (const peer of shown) {
       seen.add(peer.id);
       let tile = this.tiles.get(peer.id);
@@ -88,7 +94,9 @@ export class Stage {
         this.tiles.set(peer.id, tile);
         this.grid.append(tile.root);
       }
-      tile.update(peer);
+      const mine = processed !== "" && peer.id === processed;
+      tile.update(mine ? { ...peer, name: PROCESSED_LABEL } : peer);
+      setData(tile.root, "processed", mine ? "true" : "false");
     }
     for (const [id, tile] of this.tiles) {
       if (seen.has(id)) continue;

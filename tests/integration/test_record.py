@@ -1,0 +1,171 @@
+"""Recording a call through a kernel peer (widget/record.py), with real aiortc and PyAV: two kernel
+peers publish known pictures, a Recorder joins, and the file it writes is read back with PyAV
+(duration, frames, what is in them)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from ipymeet import KernelPeer
+from ipymeet.widget.record import Recorder, compose, grid_shape
+
+from ..support import MakeSignaller
+from .test_kernel_peer import PATTERN, peer_threads
+
+#: What B sends: the inverse of A's pattern.
+INVERSE = 255 - PATTERN
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+def read_back(path: Path) -> dict[str, Any]:
+    """Duration, streams, decoded video frames (RGB arrays) and audio samples of ``path``."""
+    with av.open(str(path)) as container:
+        duration = None if container.duration is None else container.duration / 1e6
+        kinds = [s.type for s in container.streams]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        audio = sum(f.samples for f in container.decode(audio=0))
+    return {"duration": duration, "kinds": kinds, "frames": frames, "audio_samples": audio}
+
+
+def cell_colour(frame: Any, x: float, y: float) -> Any:
+    """The mean colour of a 9x9 patch at (x, y), fractions of the frame's width and height."""
+    h, w = frame.shape[:2]
+    cx, cy = int(x * w), int(y * h)
+    return frame[cy - 4 : cy + 5, cx - 4 : cx + 5].reshape(-1, 3).mean(0)
+
+
+@pytest.mark.parametrize("suffix", [".webm", ".mp4"])
+def test_a_five_second_call_is_recorded_as_a_grid_that_plays(
+    make_signaller: MakeSignaller, tmp_path: Path, suffix: str
+) -> None:
+    """A sends a known pattern, B its inverse; a recording of about 5 s holds about 5 s of video
+    (15 frames a second) and of audio, each frame a grid of the two (A's pattern on one side, B's
+    inverse on the other, in the order they were met), and the recorder leaves cleanly."""
+    server = make_signaller(max_peers=4)
+    room = "rec-grid"
+    a = KernelPeer(room, name="Ada", signaling_url=server.url)
+    b = KernelPeer(room, name="Bob", signaling_url=server.url)
+    a.publish(lambda: PATTERN)
+    b.publish(lambda: INVERSE)
+    path = tmp_path / f"call{suffix}"
+    recorder: Recorder | None = None
+    try:
+        a.join()
+        a.wait_for(lambda p: p.state == "waiting")
+        b.join()
+        b.wait_for(lambda p: p.state == "in_call")
+        recorder = Recorder(room, path, signaling_url=server.url)
+        peer = recorder.peer
+        peer.wait_for(
+            lambda p: (
+                len(p.peers) == 2
+                and all(x["connection"] == "connected" for x in p.peers)
+                and p.counters["frames_processed"] > 10
+            ),
+            timeout=30,
+        )
+        assert sorted(p["name"] for p in a.peers) == ["Bob", "Recording"]
+        assert [p["video"] for p in a.peers if p["name"] == "Recording"] == [False]
+        started = recorder.duration
+        wait_until(lambda: recorder.duration >= started + 5, 20, "5 s of recording")
+        assert recorder.stop() == path
+        recorded = recorder.duration
+    finally:
+        if recorder is not None:
+            recorder.stop()
+        a.close()
+        b.close()
+    assert peer_threads() == []
+    back = read_back(path)
+    assert back["kinds"] == ["video", "audio"]
+    assert back["duration"] == pytest.approx(recorded, abs=0.5)
+    assert len(back["frames"]) == pytest.approx(recorded * 15, abs=8)
+    assert back["audio_samples"] / 48_000 == pytest.approx(recorded, abs=0.5)
+    last = back["frames"][-1]
+    assert last.shape == (720, 1280, 3)
+    # Two cells side by side (640x720 each): PATTERN's top-left red in the one, INVERSE's
+    # top-left (its inverse, cyan) in the other; which is left is who was met first.
+    left, right = cell_colour(last, 0.15, 0.4), cell_colour(last, 0.65, 0.4)
+    red, cyan = np.array(PATTERN[60, 80], float), np.array(INVERSE[60, 80], float)
+    sides = sorted([left, right], key=lambda c: float(c[0]), reverse=True)
+    assert np.abs(sides[0] - red).max() < 40, (left, right)
+    assert np.abs(sides[1] - cyan).max() < 40, (left, right)
+
+
+def test_only_the_members_named_are_recorded(make_signaller: MakeSignaller, tmp_path: Path) -> None:
+    """``members=["Ada"]``: the grid has one cell, Ada's pattern, fitted (4:3 in 16:9, centred);
+    Bob's video is read and discarded, never converted."""
+    server = make_signaller(max_peers=4)
+    room = "rec-only"
+    a = KernelPeer(room, name="Ada", signaling_url=server.url)
+    b = KernelPeer(room, name="Bob", signaling_url=server.url)
+    a.publish(lambda: PATTERN)
+    b.publish(lambda: INVERSE)
+    path = tmp_path / "ada.mkv"
+    recorder: Recorder | None = None
+    try:
+        a.join()
+        b.join()
+        b.wait_for(lambda p: p.state == "in_call")
+        recorder = Recorder(room, path, members=["Ada"], signaling_url=server.url)
+        recorder.peer.wait_for(
+            lambda p: (
+                len(p.peers) == 2
+                and all(x["connection"] == "connected" for x in p.peers)
+                and p.counters["frames_processed"] > 10
+            ),
+            timeout=30,
+        )
+        wait_until(lambda: recorder.duration >= 2, 20, "2 s of recording")
+        held = set(recorder._frames)
+        recorder.stop()
+    finally:
+        if recorder is not None:
+            recorder.stop()
+        a.close()
+        b.close()
+    # Bob's frames never reached the callbacks: only Ada's were handed over.
+    assert held == {a.id}
+    last = read_back(path)["frames"][-1]
+    # PATTERN's 320x240 fitted into 1280x720: 960x720 from x = 160.
+    assert cell_colour(last, 0.05, 0.5).max() < 30  # the black bar
+    assert np.abs(cell_colour(last, 0.3, 0.25) - PATTERN[60, 80]).max() < 40
+    assert np.abs(cell_colour(last, 0.7, 0.75) - PATTERN[180, 240]).max() < 40
+
+
+def test_the_grid_and_its_cells() -> None:
+    assert [grid_shape(n) for n in (1, 2, 3, 4, 5, 6, 7)] == [
+        (1, 1),
+        (2, 1),
+        (2, 2),
+        (2, 2),
+        (3, 2),
+        (3, 2),
+        (3, 3),
+    ]
+    red = np.zeros((2, 4, 3), np.uint8)
+    red[:, :, 0] = 255
+    canvas = compose([red], 8, 8)  # 4x2 in 8x8: 8x4, rows 2-5
+    assert canvas[:2].max() == 0
+    assert canvas[6:].max() == 0
+    assert (canvas[2:6, :, 0] == 255).all()
+    assert compose([], 8, 4).shape == (4, 8, 3)
+
+
+def test_a_suffix_it_cannot_write_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="webm"):
+        Recorder("rec-x", tmp_path / "call.avi", signaling_url="http://127.0.0.1:1")

@@ -1,0 +1,307 @@
+"""``VideoRoom.record(path)``: the call's media written to a file on the kernel's disk.
+
+A :class:`Recorder` is a :class:`~.kernelpeer.KernelPeer` that sends nothing and receives every
+member's video and audio (or only the members named), named "Recording" so that everyone in the
+call sees it is there. A thread of its own writes, with PyAV:
+
+- **one video stream, a grid** of the members' newest frames (each fitted into its cell, the
+  cells laid out as the view does: 1, 2 side by side, 2x2, 3x2, ...), ``fps`` times a second
+  (15 by default) at ``size`` (1280x720). A grid, not a stream per member, because a container's
+  streams are fixed once it starts, while members come and go during a call: a grid takes a
+  newcomer in its next frame, and every player plays it.
+- **one audio stream**, every member's audio mixed (summed, clipped) at 48 kHz stereo.
+- timestamps from the wall clock since the recording started, so the file lasts as long as the
+  recording did even when a frame is late or a member sent nothing for a while (its cell stays
+  black, its audio silent).
+
+The container follows the file's suffix: ``.webm`` (VP8 and Opus: plays in every browser, the
+default choice), ``.mkv`` (the same in Matroska), ``.mp4`` (H.264 and AAC).
+"""
+
+from __future__ import annotations
+
+import fractions
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .kernelpeer import KernelPeer
+from .messages import Sender
+from .peermedia import AUDIO_RATE
+
+log = logging.getLogger("ipymeet")
+
+#: Codecs (video, audio) and encoder options per suffix.
+CONTAINERS: dict[str, tuple[str, str, dict[str, str]]] = {
+    ".webm": ("libvpx", "libopus", {"deadline": "realtime", "cpu-used": "8"}),
+    ".mkv": ("libvpx", "libopus", {"deadline": "realtime", "cpu-used": "8"}),
+    ".mp4": ("libx264", "aac", {"preset": "veryfast", "tune": "zerolatency"}),
+}
+#: A member's audio held back at most this long (its clock may run ahead of ours).
+AUDIO_BACKLOG_S = 0.3
+
+
+def grid_shape(count: int) -> tuple[int, int]:
+    """(columns, rows) for ``count`` cells: 1x1, 2x1, 2x2, 3x2, 3x3, ..."""
+    columns = max(1, math.ceil(math.sqrt(count)))
+    return columns, max(1, math.ceil(count / columns))
+
+
+def fit(frame: NDArray[np.uint8], width: int, height: int) -> NDArray[np.uint8]:
+    """``frame`` scaled (nearest pixel, aspect kept) and centred on a black ``width`` x
+    ``height`` cell."""
+    cell = np.zeros((height, width, 3), dtype=np.uint8)
+    h, w = frame.shape[:2]
+    scale = min(width / w, height / h)
+    out_w, out_h = max(1, int(w * scale)), max(1, int(h * scale))
+    rows = np.minimum((np.arange(out_h) / scale).astype(np.intp), h - 1)
+    cols = np.minimum((np.arange(out_w) / scale).astype(np.intp), w - 1)
+    top, left = (height - out_h) // 2, (width - out_w) // 2
+    cell[top : top + out_h, left : left + out_w] = frame[rows[:, None], cols[None, :]]
+    return cell
+
+
+def compose(frames: list[NDArray[np.uint8]], width: int, height: int) -> NDArray[np.uint8]:
+    """The grid of ``frames`` on a ``width`` x ``height`` canvas (black where there are none)."""
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    if not frames:
+        return canvas
+    columns, rows = grid_shape(len(frames))
+    cell_w, cell_h = width // columns, height // rows
+    for index, frame in enumerate(frames):
+        row, column = divmod(index, columns)
+        y, x = row * cell_h, column * cell_w
+        canvas[y : y + cell_h, x : x + cell_w] = fit(frame, cell_w, cell_h)
+    return canvas
+
+
+class _Audio:
+    """One member's audio waiting to be mixed: int16 stereo chunks in order."""
+
+    def __init__(self) -> None:
+        self.chunks: list[NDArray[np.int16]] = []
+        self.samples = 0
+
+    def put(self, samples: NDArray[np.int16]) -> None:
+        if samples.ndim == 1:
+            samples = samples[:, None]
+        if samples.shape[1] == 1:
+            samples = np.repeat(samples, 2, axis=1)
+        self.chunks.append(np.ascontiguousarray(samples[:, :2]))
+        self.samples += len(samples)
+        limit = int(AUDIO_BACKLOG_S * AUDIO_RATE)
+        while self.samples > limit and len(self.chunks) > 1:
+            self.samples -= len(self.chunks.pop(0))
+
+    def take(self, n: int) -> NDArray[np.int16]:
+        """The next ``n`` samples, silence where there are none."""
+        out = np.zeros((n, 2), dtype=np.int16)
+        filled = 0
+        while filled < n and self.chunks:
+            chunk = self.chunks[0]
+            used = min(n - filled, len(chunk))
+            out[filled : filled + used] = chunk[:used]
+            filled += used
+            if used == len(chunk):
+                self.chunks.pop(0)
+            else:
+                self.chunks[0] = chunk[used:]
+        self.samples -= filled
+        return out
+
+
+class Recorder:
+    """Records room ``room`` into ``path`` (see the module's docstring) from when it is made
+    until :meth:`stop`. ``members``: names or ids of the members to record (None: everyone).
+    ``peer_options`` (``signaling_url``, ``token``) are the KernelPeer's."""
+
+    def __init__(
+        self,
+        room: str,
+        path: str | Path,
+        *,
+        members: Iterable[str] | None = None,
+        fps: float = 15.0,
+        size: tuple[int, int] = (1280, 720),
+        name: str = "Recording",
+        **peer_options: Any,
+    ) -> None:
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in CONTAINERS:
+            raise ValueError(
+                f"record() writes {', '.join(CONTAINERS)} files, not {self.path.name!r}"
+            )
+        if isinstance(members, str):
+            members = [members]
+        self.members = None if members is None else frozenset(members)
+        if not (1 <= fps <= 60):
+            raise ValueError("fps must be between 1 and 60")
+        width, height = (int(size[0]) & ~1, int(size[1]) & ~1)
+        if width < 16 or height < 16:
+            raise ValueError("size must be at least 16x16")
+        self.fps, self.size = fps, (width, height)
+        self._lock = threading.Lock()
+        self._frames: dict[str, NDArray[np.uint8]] = {}
+        self._audio: dict[str, _Audio] = {}
+        self._stop = threading.Event()
+        self.frames_written = 0
+        self.error: BaseException | None = None
+        self._container = self._open(suffix)
+        self.peer = KernelPeer(
+            room, name=name, only=self._wanted, sends_video=False, **peer_options
+        )
+        self.peer.on_frame(self._frame)
+        self.peer.on_audio(self._samples)
+        self._started = time.monotonic()
+        self._thread = threading.Thread(
+            target=self._run, name=f"ipymeet-record-{room}", daemon=True
+        )
+        self._thread.start()
+        self.peer.join()
+
+    def _wanted(self, sender: Sender) -> bool:
+        return self.members is None or sender.id in self.members or sender.name in self.members
+
+    def _open(self, suffix: str) -> Any:
+        import av
+
+        video_codec, audio_codec, options = CONTAINERS[suffix]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        container = av.open(str(self.path), mode="w")
+        try:
+            # Any: PyAV types add_stream's result as a union of every kind of stream.
+            video: Any = container.add_stream(video_codec, rate=fractions.Fraction(self.fps))
+            video.width, video.height = self.size
+            video.pix_fmt = "yuv420p"
+            video.bit_rate = 2_000_000
+            video.options = dict(options)
+            audio: Any = container.add_stream(audio_codec, rate=AUDIO_RATE)
+            audio.layout = "stereo"
+        except Exception:
+            container.close()
+            raise
+        self._video: Any = video
+        self._audio_stream: Any = audio
+        self._fifo = av.AudioFifo()
+        self._audio_written = 0
+        return container
+
+    # -- from the peer's callback threads ---------------------------------------------------------
+
+    def _frame(self, frame: NDArray[np.uint8], sender: Sender) -> None:
+        with self._lock:
+            self._frames[sender.id] = frame
+
+    def _samples(self, samples: NDArray[np.int16], sender: Sender) -> None:
+        with self._lock:
+            self._audio.setdefault(sender.id, _Audio()).put(samples)
+
+    # -- the writer thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        period = 1.0 / self.fps
+        index = -1
+        try:
+            while True:
+                stopping = self._stop.wait(
+                    max(0.0, self._started + (index + 1) * period - time.monotonic())
+                )
+                elapsed = time.monotonic() - self._started
+                target = int(elapsed * self.fps)
+                if target > index:
+                    index = target
+                    self._write_video(index)
+                self._write_audio(int(elapsed * AUDIO_RATE))
+                if stopping:
+                    break
+        except BaseException as problem:
+            self.error = problem
+            log.exception("ipymeet: the recording to %s failed", self.path)
+        finally:
+            self._finish()
+
+    def _write_video(self, index: int) -> None:
+        import av
+
+        present = [p["id"] for p in self.peer.peers]
+        with self._lock:
+            for gone in set(self._frames) - set(present):
+                del self._frames[gone]
+            frames = [self._frames[i] for i in present if i in self._frames]
+        frame = av.VideoFrame.from_ndarray(compose(frames, *self.size), format="rgb24")
+        frame.pts = index
+        frame.time_base = fractions.Fraction(1) / fractions.Fraction(self.fps)
+        for packet in self._video.encode(frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def _write_audio(self, due: int) -> None:
+        import av
+
+        n = due - self._audio_written
+        if n <= 0:
+            return
+        with self._lock:
+            present = {p["id"] for p in self.peer.peers}
+            for gone in set(self._audio) - present:
+                del self._audio[gone]
+            parts = [a.take(n) for a in self._audio.values()]
+        mixed = np.zeros((n, 2), dtype=np.int32)
+        for part in parts:
+            mixed += part
+        samples = np.clip(mixed, -32768, 32767).astype(np.int16)
+        chunk = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="stereo")
+        chunk.sample_rate = AUDIO_RATE
+        chunk.pts = self._audio_written
+        chunk.time_base = fractions.Fraction(1, AUDIO_RATE)
+        self._audio_written = due
+        self._fifo.write(chunk)
+        self._drain_audio(final=False)
+
+    def _drain_audio(self, *, final: bool) -> None:
+        size = self._audio_stream.codec_context.frame_size or 960
+        while self._fifo.samples >= size or (final and self._fifo.samples > 0):
+            frame = self._fifo.read(min(size, self._fifo.samples))
+            if frame is None:
+                break
+            for packet in self._audio_stream.encode(frame):
+                self._container.mux(packet)
+
+    def _finish(self) -> None:
+        try:
+            self._drain_audio(final=True)
+            for stream in (self._video, self._audio_stream):
+                for packet in stream.encode(None):
+                    self._container.mux(packet)
+        except Exception as problem:
+            if self.error is None:
+                self.error = problem
+                log.exception("ipymeet: the recording to %s could not be finished", self.path)
+        finally:
+            self._container.close()
+
+    # -- the end ----------------------------------------------------------------------------------
+
+    @property
+    def duration(self) -> float:
+        """Seconds recorded so far."""
+        return self.frames_written / self.fps
+
+    def stop(self, timeout: float = 10.0) -> Path:
+        """Leave the room and finish the file; returns its path. Idempotent. Raises what stopped
+        the writer, if anything did."""
+        self._stop.set()
+        self.peer.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if self.error is not None:
+            raise RuntimeError(f"the recording to {self.path} failed: {self.error}") from self.error
+        return self.path
