@@ -81,7 +81,7 @@ class Processor:
                 what = getattr(self.fn, "__qualname__", repr(self.fn))
                 self._report(
                     f"room.process: {what} failed on a frame: {type(problem).__name__}: "
-                    f"{problem} (the processed tile keeps its last good frame; fix the "
+                    f"{problem} (the processed tile keeps its last good frame, if any; fix the "
                     "function and call room.process again, or room.process(None) to stop)"
                 )
             raise

@@ -6,13 +6,17 @@ call sees it is there. A thread of its own writes, with PyAV:
 
 - **one video stream, a grid** of the members' newest frames (each fitted into its cell, the
   cells laid out as the view does: 1, 2 side by side, 2x2, 3x2, ...), ``fps`` times a second
-  (15 by default) at ``size`` (1280x720). A grid, not a stream per member, because a container's
+  (15 by default) at ``size`` (960x540). A grid, not a stream per member, because a container's
   streams are fixed once it starts, while members come and go during a call: a grid takes a
   newcomer in its next frame, and every player plays it.
 - **one audio stream**, every member's audio mixed (summed, clipped) at 48 kHz stereo.
 - timestamps from the wall clock since the recording started, so the file lasts as long as the
   recording did even when a frame is late or a member sent nothing for a while (its cell stays
-  black, its audio silent).
+  black, its audio silent). When the machine is too busy to encode every frame, the frames it
+  had no time for are skipped (``frames_skipped``) and the previous one shows that much longer.
+
+Encoding is the cost: VP8 in real-time mode at 960x540 took about 20-40 ms of one core per frame
+here (on a loaded 2-core machine), so 15 frames a second is a third to a half of a core.
 
 The container follows the file's suffix: ``.webm`` (VP8 and Opus: plays in every browser, the
 default choice), ``.mkv`` (the same in Matroska), ``.mp4`` (H.264 and AAC).
@@ -40,8 +44,8 @@ log = logging.getLogger("ipymeet")
 
 #: Codecs (video, audio) and encoder options per suffix.
 CONTAINERS: dict[str, tuple[str, str, dict[str, str]]] = {
-    ".webm": ("libvpx", "libopus", {"deadline": "realtime", "cpu-used": "8"}),
-    ".mkv": ("libvpx", "libopus", {"deadline": "realtime", "cpu-used": "8"}),
+    ".webm": ("libvpx", "libopus", {"deadline": "realtime", "cpu-used": "16"}),
+    ".mkv": ("libvpx", "libopus", {"deadline": "realtime", "cpu-used": "16"}),
     ".mp4": ("libx264", "aac", {"preset": "veryfast", "tune": "zerolatency"}),
 }
 #: A member's audio held back at most this long (its clock may run ahead of ours).
@@ -129,7 +133,7 @@ class Recorder:
         *,
         members: Iterable[str] | None = None,
         fps: float = 15.0,
-        size: tuple[int, int] = (1280, 720),
+        size: tuple[int, int] = (960, 540),
         name: str = "Recording",
         **peer_options: Any,
     ) -> None:
@@ -152,7 +156,10 @@ class Recorder:
         self._frames: dict[str, NDArray[np.uint8]] = {}
         self._audio: dict[str, _Audio] = {}
         self._stop = threading.Event()
+        #: Frames written, and frames skipped because the writer was late.
         self.frames_written = 0
+        self.frames_skipped = 0
+        self._index = -1
         self.error: BaseException | None = None
         self._container = self._open(suffix)
         self.peer = KernelPeer(
@@ -217,8 +224,10 @@ class Recorder:
                 elapsed = time.monotonic() - self._started
                 target = int(elapsed * self.fps)
                 if target > index:
+                    self.frames_skipped += target - index - 1
                     index = target
                     self._write_video(index)
+                    self._index = index
                 self._write_audio(int(elapsed * AUDIO_RATE))
                 if stopping:
                     break
@@ -292,16 +301,17 @@ class Recorder:
 
     @property
     def duration(self) -> float:
-        """Seconds recorded so far."""
-        return self.frames_written / self.fps
+        """Seconds of video recorded so far (to the end of the last frame written)."""
+        return (self._index + 1) / self.fps
 
     def stop(self, timeout: float = 10.0) -> Path:
         """Leave the room and finish the file; returns its path. Idempotent. Raises what stopped
         the writer, if anything did."""
         self._stop.set()
-        self.peer.close()
+        # The writer first: its last frame is of the members still in the call.
         if self._thread.is_alive():
             self._thread.join(timeout)
+        self.peer.close()
         if self.error is not None:
             raise RuntimeError(f"the recording to {self.path} failed: {self.error}") from self.error
         return self.path

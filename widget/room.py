@@ -542,7 +542,7 @@ class VideoRoom(anywidget.AnyWidget):
         members: list[str] | None = None,
         *,
         fps: float = 15.0,
-        size: tuple[int, int] = (1280, 720),
+        size: tuple[int, int] = (960, 540),
     ) -> None:
         """Record the call into ``path`` on the kernel's disk until :meth:`stop_recording`:
         every member's video and audio (or only ``members``, names or ids), you included.

@@ -84,6 +84,7 @@ def test_a_five_second_call_is_recorded_as_a_grid_that_plays(
         wait_until(lambda: recorder.duration >= started + 5, 20, "5 s of recording")
         assert recorder.stop() == path
         recorded = recorder.duration
+        written, skipped = recorder.frames_written, recorder.frames_skipped
     finally:
         if recorder is not None:
             recorder.stop()
@@ -93,11 +94,15 @@ def test_a_five_second_call_is_recorded_as_a_grid_that_plays(
     back = read_back(path)
     assert back["kinds"] == ["video", "audio"]
     assert back["duration"] == pytest.approx(recorded, abs=0.5)
-    assert len(back["frames"]) == pytest.approx(recorded * 15, abs=8)
+    # 15 frames a second of timestamps; a frame the writer was too late for is skipped and
+    # counted (the previous one shows longer), and most are written even on a busy machine.
+    assert len(back["frames"]) == written
+    assert written + skipped == round(recorded * 15)
+    assert written >= 0.5 * recorded * 15
     assert back["audio_samples"] / 48_000 == pytest.approx(recorded, abs=0.5)
     last = back["frames"][-1]
-    assert last.shape == (720, 1280, 3)
-    # Two cells side by side (640x720 each): PATTERN's top-left red in the one, INVERSE's
+    assert last.shape == (540, 960, 3)
+    # Two cells side by side (480x540 each): PATTERN's top-left red in the one, INVERSE's
     # top-left (its inverse, cyan) in the other; which is left is who was met first.
     left, right = cell_colour(last, 0.15, 0.4), cell_colour(last, 0.65, 0.4)
     red, cyan = np.array(PATTERN[60, 80], float), np.array(INVERSE[60, 80], float)
@@ -141,7 +146,7 @@ def test_only_the_members_named_are_recorded(make_signaller: MakeSignaller, tmp_
     # Bob's frames never reached the callbacks: only Ada's were handed over.
     assert held == {a.id}
     last = read_back(path)["frames"][-1]
-    # PATTERN's 320x240 fitted into 1280x720: 960x720 from x = 160.
+    # PATTERN's 320x240 fitted into 960x540: 720x540 from x = 120.
     assert cell_colour(last, 0.05, 0.5).max() < 30  # the black bar
     assert np.abs(cell_colour(last, 0.3, 0.25) - PATTERN[60, 80]).max() < 40
     assert np.abs(cell_colour(last, 0.7, 0.75) - PATTERN[180, 240]).max() < 40
