@@ -78,7 +78,7 @@ class Processor:
         except Exception as problem:
             if not self._reported:
                 self._reported = True
-                what = getattr(self.fn, "__qualname__", repr(self.fn))
+                what = getattr(self.fn, "__name__", repr(self.fn))
                 self._report(
                     f"room.process: {what} failed on a frame: {type(problem).__name__}: "
                     f"{problem} (the processed tile keeps its last good frame, if any; fix the "

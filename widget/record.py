@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .kernelpeer import KernelPeer
+from .kernelpeer import KernelPeer, require_extra
 from .messages import Sender
 from .peermedia import AUDIO_RATE
 
@@ -161,10 +161,15 @@ class Recorder:
         self.frames_skipped = 0
         self._index = -1
         self.error: BaseException | None = None
+        require_extra()  # before the file is made
         self._container = self._open(suffix)
-        self.peer = KernelPeer(
-            room, name=name, only=self._wanted, sends_video=False, **peer_options
-        )
+        try:
+            self.peer = KernelPeer(
+                room, name=name, only=self._wanted, sends_video=False, **peer_options
+            )
+        except BaseException:
+            self._container.close()
+            raise
         self.peer.on_frame(self._frame)
         self.peer.on_audio(self._samples)
         self._started = time.monotonic()

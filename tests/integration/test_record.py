@@ -4,6 +4,9 @@ peers publish known pictures, a Recorder joins, and the file it writes is read b
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -174,3 +177,48 @@ def test_the_grid_and_its_cells() -> None:
 def test_a_suffix_it_cannot_write_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="webm"):
         Recorder("rec-x", tmp_path / "call.avi", signaling_url="http://127.0.0.1:1")
+
+
+WITHOUT_AIORTC = """
+import sys
+
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name == "aiortc" or name.startswith("aiortc."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Hide())
+import json
+from ipymeet import VideoRoom
+room = VideoRoom("lab-42", name="Ada")
+said = {}
+for what, call in (("process", lambda: room.process(lambda f: f)),
+                   ("record", lambda: room.record("call.webm"))):
+    try:
+        call()
+    except ImportError as error:
+        said[what] = [str(error), room.error, room.error_code.value]
+        room.error = ""
+print(json.dumps(said))
+room.close()
+"""
+
+
+def test_without_aiortc_process_and_record_say_what_to_install(tmp_path: Path) -> None:
+    """The message of the missing extra is raised and is the widget's ``error`` (its banner)."""
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_AIORTC],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(said) == {"process", "record"}
+    for raised, error, code in said.values():
+        assert 'pip install "ipymeet[python]"' in raised
+        assert error == raised
+        assert code == "internal_error"
+    assert not (tmp_path / "call.webm").exists()
