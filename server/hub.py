@@ -672,16 +672,7 @@ class ServiceSignaller(KernelSignaller):
             return
         if self._loop is None:
             self._loop = Loop()
-        previous = self._role if isinstance(self._role, Attachment) else None
-        with self._keys_lock:
-            sent, sent_rooms = set(self._clients), self._claims.rooms()
-        request: dict[str, Any] = {
-            "kernel": self.kernel_id,
-            "clients": sorted(sent),
-            "rooms": previous.rooms() if previous is not None else [],
-        }
-        if sent_rooms:
-            request["room_capacity"] = sent_rooms
+        request, sent, sent_rooms = self._attach_request()
         attachment = ServiceAttachment(
             self.target,
             self._loop,

@@ -286,9 +286,9 @@ class KernelSignaller:
                 stale = info
             self._host(old, stale)
 
-    def _attach(self, info: RuntimeInfo, old: HostState | None) -> None:
-        if self._loop is None:
-            self._loop = Loop()
+    def _attach_request(self) -> tuple[dict[str, Any], set[str], dict[str, int]]:
+        """What an attachment tells its host of this kernel (its id, its widgets' keys, the rooms
+        it follows and the capacities its widgets claim), with the keys and claims it sent."""
         previous = self._role if isinstance(self._role, Attachment) else None
         with self._keys_lock:
             sent, sent_rooms = set(self._clients), self._claims.rooms()
@@ -299,6 +299,12 @@ class KernelSignaller:
         }
         if sent_rooms:
             request["room_capacity"] = sent_rooms
+        return request, sent, sent_rooms
+
+    def _attach(self, info: RuntimeInfo, old: HostState | None) -> None:
+        if self._loop is None:
+            self._loop = Loop()
+        request, sent, sent_rooms = self._attach_request()
         mirror = old if old is not None else self._mirror
         if mirror is not None:  # taking the shared settings along to the new host
             request["max_peers"] = mirror.max_peers
