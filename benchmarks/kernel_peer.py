@@ -1,0 +1,213 @@
+"""Camera -> Python -> the same page: a KernelPeer's round trip, frame rate and CPU per frame.
+
+One Chromium tab (real, headless) joins a room on a signaller in this process; its camera is a
+640x480 canvas at 30 fps whose frames carry the time they were drawn (16 bits of
+``performance.now()``, one black or white cell per bit; the instrument of
+tests/e2e/test_kernel_peer.py). A KernelPeer in a process of its own (the "kernel": nothing else
+runs there, so its CPU is the peer's alone) joins the room with a no-op callback,
+``return frame``: every frame it receives it sends back as its own video. The tab reads the stamp
+off each frame of the kernel peer's video it shows (``requestVideoFrameCallback``) and keeps
+``now - stamp``.
+
+Printed, one JSON line:
+
+- ``p50_ms`` / ``p90_ms``: the round trip, camera canvas drawn -> shown again in the same page
+  (the tab's encoder, the network over this machine's own interface, aiortc's decoder, the
+  callback, aiortc's encoder, the tab's decoder and compositor);
+- ``fps_shown``: the frames a second the tab shows of the kernel peer's video, and
+  ``fps_processed``: the frames a second the callback ran;
+- ``cpu_ms_per_frame``: the kernel process's CPU time (user + system, all its threads) over the
+  window, per frame the callback processed; ``cpu_cores``: the same as a share of one core;
+- ``size_in``: the size the kernel peer received. The tab keeps its 640x480
+  (``degradationPreference: "maintain-resolution"``) unless ``--adapt``: Chromium otherwise sends
+  480x360 here, as it would in a call whose encoder or bandwidth estimate is short.
+
+Example::
+
+    python benchmarks/kernel_peer.py --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ipymeet.server import Settings, SignallerThread  # noqa: E402
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.e2e.test_kernel_peer import STAMPED_CAMERA_JS  # noqa: E402
+
+#: The e2e instrument reads an inverted picture (a dark cell is a 1); the no-op callback sends
+#: the frame back as it came, so here a light cell is a 1.
+READ_INVERTED = ".data[1] < 128) t |= 1 << i;"
+CAMERA_JS = STAMPED_CAMERA_JS.replace(READ_INVERTED, ".data[1] >= 128) t |= 1 << i;")
+assert CAMERA_JS != STAMPED_CAMERA_JS, "the e2e instrument changed: update READ_INVERTED"
+
+#: The kernel: a KernelPeer with a no-op callback; answers each line on stdin with its counters,
+#: its stats and its CPU time so far.
+KERNEL = """
+import json, sys, time
+from ipymeet import KernelPeer
+peer = KernelPeer(sys.argv[1], name="echo", signaling_url=sys.argv[2])
+peer.on_frame(lambda frame, sender: frame)
+peer.join()
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    if line.strip() == "quit":
+        break
+    times = __import__("os").times()
+    print(json.dumps({"counters": peer.counters, "stats": peer.stats, "id": peer.id,
+                      "cpu": times.user + times.system, "t": time.monotonic()}), flush=True)
+peer.close()
+"""
+
+
+#: Keep the tab's camera at its full 640x480 (Chromium otherwise lowers the resolution of what it
+#: sends when its encoder or the bandwidth estimate is short, as a call does).
+FULL_SIZE_JS = """async (id) => {
+  const pc = window.ipymeet.call.session.members.byId.get(id).peer.pc;
+  for (const sender of pc.getSenders()) {
+    if (sender.track?.kind !== 'video') continue;
+    const parameters = sender.getParameters();
+    parameters.degradationPreference = 'maintain-resolution';
+    await sender.setParameters(parameters);
+  }
+}"""
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
+
+
+class Kernel:
+    """The kernel peer's process."""
+
+    def __init__(self, room: str, url: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", KERNEL, room, url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert json.loads(self.read())["ready"]
+
+    def read(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the kernel process ended")
+        return line
+
+    def ask(self) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write("report\n")
+        self.process.stdin.flush()
+        return dict(json.loads(self.read()))
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write("quit\n")
+            self.process.stdin.flush()
+            self.process.wait(15)
+        except Exception:
+            self.process.kill()
+
+
+def run(seconds: float, warmup: float, full_size: bool) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    signaller = SignallerThread(Settings(ice_servers=())).start()
+    room = f"bench-kp-{os.getpid()}"
+    kernel = Kernel(room, signaller.url)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            context = browser.new_context(permissions=["camera", "microphone"])
+            page = context.new_page()
+            page.add_init_script(CAMERA_JS)
+            page.goto(f"{signaller.url}/?room={room}&autojoin=1")
+            peer_id = kernel.ask()["id"]
+            tile = f".ipymeet-tile[data-peer-id='{peer_id}'] video"
+            page.wait_for_function(
+                "(s) => { const v = document.querySelector(s); return v && v.videoWidth > 0; }",
+                arg=tile,
+                timeout=60_000,
+            )
+            page.evaluate("(s) => window.__readStamps(s)", tile)
+            if full_size:
+                page.evaluate(FULL_SIZE_JS, peer_id)
+            # The page sends a quarter of its size until its bandwidth estimate allows more, at
+            # most 10 s (js/src/peer.ts, START_SCALE).
+            page.wait_for_timeout(warmup * 1000)
+            page.evaluate("() => { window.__latencies = []; }")
+            before = kernel.ask()
+            started = time.monotonic()
+            page.wait_for_timeout(seconds * 1000)
+            after = kernel.ask()
+            window = time.monotonic() - started
+            shown = page.evaluate("() => window.__latencies")
+            size = page.evaluate(
+                "(s) => ((v) => [v.videoWidth, v.videoHeight])(document.querySelector(s))", tile
+            )
+            browser.close()
+    finally:
+        kernel.close()
+        signaller.stop()
+    latencies = [float(lat) for _, lat in shown]
+    processed = after["counters"]["frames_processed"] - before["counters"]["frames_processed"]
+    cpu = after["cpu"] - before["cpu"]
+    span = after["t"] - before["t"]
+    stats = next(iter(after["stats"].values()), {})
+    return {
+        "benchmark": "kernel_peer",
+        "callback": "no-op (return frame)",
+        "camera": "640x480 canvas at 30 fps",
+        "degradation": "maintain-resolution" if full_size else "the browser's default",
+        "window_s": round(window, 1),
+        "frames_shown": len(latencies),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p90_ms": round(percentile(latencies, 0.9), 1),
+        "fps_shown": round(len(latencies) / window, 1),
+        "fps_processed": round(processed / span, 1),
+        "fps_sent": round(
+            (after["counters"]["frames_sent"] - before["counters"]["frames_sent"]) / span, 1
+        ),
+        "frames_dropped": after["counters"]["frames_dropped"]
+        - before["counters"]["frames_dropped"],
+        "cpu_ms_per_frame": round(cpu * 1000 / max(processed, 1), 2),
+        "cpu_cores": round(cpu / span, 2),
+        "size_in": [stats.get("width"), stats.get("height")],
+        "size_shown": size,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="the measured window")
+    parser.add_argument(
+        "--warmup", type=float, default=12.0, help="seconds before it (the page starts small)"
+    )
+    parser.add_argument(
+        "--adapt",
+        action="store_true",
+        help="let the tab lower its resolution as a call does (default: keep 640x480)",
+    )
+    args = parser.parse_args()
+    print(json.dumps(run(args.seconds, args.warmup, not args.adapt)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
