@@ -51,6 +51,16 @@ from tests.e2e.test_kernel_peer import STAMPED_CAMERA_JS  # noqa: E402
 READ_INVERTED = ".data[1] < 128) t |= 1 << i;"
 CAMERA_JS = STAMPED_CAMERA_JS.replace(READ_INVERTED, ".data[1] >= 128) t |= 1 << i;")
 assert CAMERA_JS != STAMPED_CAMERA_JS, "the e2e instrument changed: update READ_INVERTED"
+#: Every RTCPeerConnection a frame makes, for FULL_SIZE_JS (the same for both pages).
+CAMERA_JS += """
+(() => {
+  const Original = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.RTCPeerConnection = class extends Original {
+    constructor(...args) { super(...args); window.__pcs.push(this); }
+  };
+})();
+"""
 
 #: The kernel: a KernelPeer with a no-op callback; answers each line on stdin with its counters,
 #: its stats and its CPU time so far.
@@ -73,15 +83,156 @@ peer.close()
 
 #: Keep the tab's camera at its full 640x480 (Chromium otherwise lowers the resolution of what it
 #: sends when its encoder or the bandwidth estimate is short, as a call does).
-FULL_SIZE_JS = """async (id) => {
-  const pc = window.ipymeet.call.session.members.byId.get(id).peer.pc;
-  for (const sender of pc.getSenders()) {
-    if (sender.track?.kind !== 'video') continue;
-    const parameters = sender.getParameters();
-    parameters.degradationPreference = 'maintain-resolution';
-    await sender.setParameters(parameters);
+FULL_SIZE_JS = """async () => {
+  for (const pc of window.__pcs) {
+    for (const sender of pc.getSenders()) {
+      if (sender.track?.kind !== 'video') continue;
+      const parameters = sender.getParameters();
+      parameters.degradationPreference = 'maintain-resolution';
+      await sender.setParameters(parameters);
+    }
   }
 }"""
+
+
+#: streamlit-webrtc's way: ``video_frame_callback`` with the same no-op (the frame it got, back);
+#: the frames it processed go to a file, since its process is streamlit's own.
+STREAMLIT_APP = """
+import os, pathlib, threading
+from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+COUNT = pathlib.Path(os.environ["BENCH_COUNT_FILE"])
+seen = [0]
+lock = threading.Lock()
+
+
+def callback(frame):
+    with lock:
+        seen[0] += 1
+        if seen[0] % 10 == 0:
+            COUNT.write_text(str(seen[0]))
+    return frame
+
+
+webrtc_streamer(
+    key="bench",
+    mode=WebRtcMode.SENDRECV,
+    video_frame_callback=callback,
+    frontend_rtc_configuration={"iceServers": []},
+    server_rtc_configuration={"iceServers": []},
+    media_stream_constraints={"video": True, "audio": False},
+    desired_playing_state=True,
+)
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def streamlit_webrtc(seconds: float, warmup: float, full_size: bool, python: str) -> dict[str, Any]:
+    """The same measure of a streamlit-webrtc app (``python`` has streamlit and
+    streamlit-webrtc): its component's iframe gets the same camera and reads the same stamps
+    off the video it shows, the processed one."""
+    import socket
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    scratch = Path(tempfile.mkdtemp(prefix="bench-swrtc-"))
+    app, count = scratch / "app.py", scratch / "count"
+    app.write_text(STREAMLIT_APP)
+    count.write_text("0")
+    server = subprocess.Popen(
+        [
+            python,
+            "-m",
+            "streamlit",
+            "run",
+            str(app),
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "BENCH_COUNT_FILE": str(count)},
+        cwd=scratch,
+    )
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            context = browser.new_context(permissions=["camera", "microphone"])
+            page = context.new_page()
+            page.add_init_script(CAMERA_JS)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    page.goto(f"http://127.0.0.1:{port}/")
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+            frame = None
+            while frame is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no streamlit-webrtc component")
+                frame = next((f for f in page.frames if "streamlit_webrtc" in f.url), None)
+                page.wait_for_timeout(200)
+            frame.wait_for_function(
+                "() => { const v = document.querySelector('video');"
+                " return v && v.videoWidth > 0; }",
+                timeout=60_000,
+            )
+            frame.evaluate("(s) => window.__readStamps(s)", "video")
+            if full_size:
+                frame.evaluate(FULL_SIZE_JS)
+            page.wait_for_timeout(warmup * 1000)
+            frame.evaluate("() => { window.__latencies = []; }")
+            before = (int(count.read_text() or 0), cpu_seconds(server.pid), time.monotonic())
+            page.wait_for_timeout(seconds * 1000)
+            after = (int(count.read_text() or 0), cpu_seconds(server.pid), time.monotonic())
+            shown = frame.evaluate("() => window.__latencies")
+            size = frame.evaluate(
+                "() => ((v) => [v.videoWidth, v.videoHeight])(document.querySelector('video'))"
+            )
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    latencies = [float(lat) for _, lat in shown]
+    processed = after[0] - before[0]
+    span = after[2] - before[2]
+    cpu = after[1] - before[1]
+    return {
+        "benchmark": "streamlit_webrtc",
+        "callback": "no-op (return frame)",
+        "camera": "640x480 canvas at 30 fps",
+        "degradation": "maintain-resolution" if full_size else "the browser's default",
+        "window_s": round(span, 1),
+        "frames_shown": len(latencies),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p90_ms": round(percentile(latencies, 0.9), 1),
+        "fps_shown": round(len(latencies) / span, 1),
+        "fps_processed": round(processed / span, 1),
+        "cpu_ms_per_frame": round(cpu * 1000 / max(processed, 1), 2),
+        "cpu_cores": round(cpu / span, 2),
+        "size_shown": size,
+    }
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -148,7 +299,7 @@ def run(seconds: float, warmup: float, full_size: bool) -> dict[str, Any]:
             )
             page.evaluate("(s) => window.__readStamps(s)", tile)
             if full_size:
-                page.evaluate(FULL_SIZE_JS, peer_id)
+                page.evaluate(FULL_SIZE_JS)
             # The page sends a quarter of its size until its bandwidth estimate allows more, at
             # most 10 s (js/src/peer.ts, START_SCALE).
             page.wait_for_timeout(warmup * 1000)
@@ -205,8 +356,41 @@ def main() -> None:
         action="store_true",
         help="let the tab lower its resolution as a call does (default: keep 640x480)",
     )
+    parser.add_argument(
+        "--streamlit-python",
+        default="/tmp/swrtc-venv/bin/python",
+        help="a Python with streamlit and streamlit-webrtc, for the side-by-side measure",
+    )
+    parser.add_argument("--runs", type=int, default=1, help="runs of each, alternating")
     args = parser.parse_args()
-    print(json.dumps(run(args.seconds, args.warmup, not args.adapt)), flush=True)
+    python = args.streamlit_python
+    has_streamlit = Path(python).exists() and (
+        subprocess.run([python, "-c", "import streamlit_webrtc"], capture_output=True).returncode
+        == 0
+    )
+    rows: dict[str, list[dict[str, Any]]] = {"kernel_peer": [], "streamlit_webrtc": []}
+    for _ in range(args.runs):
+        rows["kernel_peer"].append(run(args.seconds, args.warmup, not args.adapt))
+        print(json.dumps(rows["kernel_peer"][-1]), flush=True)
+        if has_streamlit:
+            rows["streamlit_webrtc"].append(
+                streamlit_webrtc(args.seconds, args.warmup, not args.adapt, python)
+            )
+            print(json.dumps(rows["streamlit_webrtc"][-1]), flush=True)
+    if not has_streamlit:
+        print(json.dumps({"benchmark": "streamlit_webrtc", "skipped": f"not in {python}"}))
+        return
+    ours, theirs = (
+        statistics.median(r["p50_ms"] for r in rows[k]) for k in ("kernel_peer", "streamlit_webrtc")
+    )
+    print(
+        json.dumps(
+            {
+                "p50_ms": {"kernel_peer": ours, "streamlit_webrtc": theirs},
+                "ratio": round(ours / theirs, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
