@@ -22,9 +22,18 @@ Printed, one JSON line:
   (``degradationPreference: "maintain-resolution"``) unless ``--adapt``: Chromium otherwise sends
   480x360 here, as it would in a call whose encoder or bandwidth estimate is short.
 
+Side by side, when ``--streamlit-python`` (default ``/tmp/swrtc-venv/bin/python``) has
+``streamlit`` and ``streamlit-webrtc`` (``python -m venv /tmp/swrtc-venv && /tmp/swrtc-venv/bin/pip
+install streamlit streamlit-webrtc``, outside the project's environment): a streamlit app whose
+``webrtc_streamer`` has the same no-op ``video_frame_callback`` (it gets and returns an
+``av.VideoFrame``, never an array), its component's iframe given the same camera and reading the
+same stamps off the processed video it shows; its CPU is the streamlit process's. Runs alternate
+(``--runs``), and the last line is both medians of p50 and their ratio.
+
 Example::
 
     python benchmarks/kernel_peer.py --seconds 20
+    python benchmarks/kernel_peer.py --seconds 15 --runs 3
 """
 
 from __future__ import annotations
