@@ -310,7 +310,8 @@ def run(seconds: float, warmup: float, full_size: bool) -> dict[str, Any]:
             if full_size:
                 page.evaluate(FULL_SIZE_JS)
             # The page sends a quarter of its size until its bandwidth estimate allows more, at
-            # most 10 s (js/src/peer.ts, START_SCALE).
+            # most 10 s (js/src/peer.ts, START_SCALE); then its encoder, its bit rate still low
+            # against aiortc, skips frames for about 10 s.
             page.wait_for_timeout(warmup * 1000)
             page.evaluate("() => { window.__latencies = []; }")
             before = kernel.ask()
@@ -358,7 +359,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="the measured window")
     parser.add_argument(
-        "--warmup", type=float, default=12.0, help="seconds before it (the page starts small)"
+        "--warmup",
+        type=float,
+        default=25.0,
+        help="seconds before it: the page starts small (10 s at most), and its encoder drops "
+        "frames for about 10 s after it grows",
     )
     parser.add_argument(
         "--adapt",
