@@ -193,6 +193,7 @@ class VideoRoom(anywidget.AnyWidget):
     _diagnosis: diagnose.Diagnosis | None = None
     _unwatch_busy: Callable[[], None] | None = None
     _processor: Any = None
+    _process_fn: Callable[[Any], Any] | None = None
     _recorder: Any = None
 
     def __init__(
@@ -279,11 +280,10 @@ class VideoRoom(anywidget.AnyWidget):
     def _follow_room(self, change: dict[str, Any]) -> None:
         if self._binding is not None:
             self._binding.hold_capacity(change["new"], self._max_peers)
-        if self._processor is not None:  # the processor goes where the camera goes
-            fn = self._processor.fn
-            self.process(None)
-            if change["new"]:
-                self.process(fn)
+        if self._process_fn is not None:  # the processor goes where the camera goes
+            self._stop_processor()
+            if self._desired:
+                self._start_processor()
 
     @traitlets.validate("name")
     def _check_name(self, proposal: dict[str, Any]) -> str:
@@ -316,6 +316,11 @@ class VideoRoom(anywidget.AnyWidget):
     def _follow_desired(self, change: dict[str, Any]) -> None:
         if not change["new"]:
             self.screen = False  # a share is part of its call
+        if self._process_fn is not None:  # so is the processor of room.process
+            if change["new"]:
+                self._start_processor()
+            else:
+                self._stop_processor()
 
     @traitlets.observe("_call_ended")
     def _follow_call_ended(self, _: dict[str, Any]) -> None:
@@ -499,12 +504,12 @@ class VideoRoom(anywidget.AnyWidget):
         video: the others in the room see it too. It sees only the newest frame, so a slow
         ``fn`` lowers the processed tile's frame rate, never adds a queue. If ``fn`` raises,
         :attr:`error` (shown in the view) says so, once; the call goes on. Needs the kernel's
-        own signaller (no ``signaling_url``) and ``pip install "ipymeet[python]"``; calling
-        it again replaces the function; it follows :attr:`room` when that changes.
+        own signaller (no ``signaling_url``) and ``pip install "ipymeet[python]"``. The
+        processor is in the room while this widget is (from :meth:`join`, or now if joined,
+        until :meth:`leave`) and follows :attr:`room`; calling ``process`` again replaces ``fn``.
         """
-        if self._processor is not None:
-            processor, self._processor = self._processor, None
-            processor.stop()
+        self._process_fn = None
+        self._stop_processor()
         if fn is None:
             return
         if not callable(fn):
@@ -516,25 +521,43 @@ class VideoRoom(anywidget.AnyWidget):
             )
         if not self.room:
             raise ValueError("choose a room first: VideoRoom('lab-42') or room.room = 'lab-42'")
-        from . import process
-
-        server, client = self._binding.server, self._client
-
-        def own_member(sender: Sender) -> bool:
-            return any(m.id == sender.id and m.client == client for m in server.members(self.room))
+        from .kernelpeer import require_extra
 
         try:
-            self._processor = process.Processor(
-                self.room,
-                self.name,
-                fn,
-                own_member=own_member,
-                on_id=lambda member: self.set_trait("_processed_by", member),
-                report=self._kernel_error,
-            )
+            require_extra()
         except ImportError as problem:
             self._kernel_error(str(problem))
             raise
+        self._process_fn = fn
+        if self._desired:
+            self._start_processor()
+
+    def _start_processor(self) -> None:
+        """The processor of ``_process_fn`` in this widget's room (it is there while the widget
+        is: joining starts it, leaving stops it)."""
+        if self._binding is None or self._process_fn is None or not self.room:
+            return
+        from . import process
+
+        server, client, room = self._binding.server, self._client, self.room
+
+        def own_member(sender: Sender) -> bool:
+            return any(m.id == sender.id and m.client == client for m in server.members(room))
+
+        self._stop_processor()
+        self._processor = process.Processor(
+            room,
+            self.name,
+            self._process_fn,
+            own_member=own_member,
+            on_id=lambda member: self.set_trait("_processed_by", member),
+            report=self._kernel_error,
+        )
+
+    def _stop_processor(self) -> None:
+        processor, self._processor = self._processor, None
+        if processor is not None:
+            processor.stop()
 
     def record(
         self,
@@ -656,7 +679,7 @@ class VideoRoom(anywidget.AnyWidget):
             snapshots_.close()
         if self._diagnosis is not None:
             self._diagnosis.close()
-        if self._processor is not None:
+        if self._process_fn is not None or self._processor is not None:
             self.process(None)
         if self._recorder is not None:
             self.stop_recording()

@@ -5,6 +5,7 @@ first failure of ``fn`` once, and says its member id as it changes."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -107,3 +108,37 @@ def test_a_failing_function_is_reported_once_and_counted(make_signaller: MakeSig
         if processor is not None:
             processor.stop()
         own.close()
+
+
+def test_the_widgets_processor_is_in_the_room_while_the_widget_is() -> None:
+    """``room.process(fn)`` before ``join()`` waits for it; joining brings the processor in (its
+    id in ``_processed_by``), leaving takes it out, ``process(None)`` forgets ``fn``."""
+    from ipymeet import VideoRoom
+
+    room = VideoRoom("proc-follow", name="Ada")
+    try:
+        room.process(lambda frame: frame)
+        assert room._processor is None
+        room.join()
+        processor = room._processor
+        assert processor is not None
+        processor.peer.wait_for(lambda p: p.state == "waiting")
+        deadline = time.monotonic() + 10
+        while room._processed_by != processor.peer.id and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert room._processed_by == processor.peer.id
+        assert processor.peer.name == "Ada (processed)"
+        room.leave()
+        assert room._processor is None
+        assert room._processed_by == ""
+        assert processor.peer.state == "left"
+        room.join()
+        assert room._processor is not None
+        room.process(None)
+        assert room._processor is None
+        room.leave()
+        room.join()
+        assert room._processor is None
+    finally:
+        room.close()
+    assert peer_threads() == []
