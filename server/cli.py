@@ -24,6 +24,7 @@ from . import tokens, turn
 from .app import create_app
 from .runner import exposure_warning, public_host
 from .settings import TLS, Settings
+from .sources import read_source
 from .tls import serve_tls
 
 SECRET_HELP = (
@@ -34,28 +35,17 @@ SECRET_HELP = (
 
 
 def read_secret(source: str) -> bytes:
-    """The secret named by ``--secret SOURCE`` (see :data:`SECRET_HELP`)."""
+    """The secret named by ``--secret SOURCE`` (see :data:`SECRET_HELP`); a file that is not there
+    yet is made with a new one."""
     if source == "generate":
         return tokens.new_secret()
-    kind, _, where = source.partition(":")
-    if kind == "env" and where:
-        value = os.environ.get(where)
-        if value is None:
-            raise ValueError(f"--secret env:{where}: the environment variable {where} is not set")
-        return tokens.check_secret(value.strip().encode())
-    if kind == "file" and where:
-        path = Path(where).expanduser()
-        if not path.exists():
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as out:
-                out.write(tokens.new_secret().hex() + "\n")
-        elif path.stat().st_mode & 0o077:
-            print(
-                f"ipymeet: warning: {path} can be read by other users; chmod 600 it",
-                file=sys.stderr,
-            )
-        return tokens.check_secret(path.read_text().strip().encode())
-    raise ValueError(f"--secret {source!r}: use env:NAME, file:PATH or generate")
+    text = read_source(
+        source,
+        "--secret",
+        make=lambda: tokens.new_secret().hex(),
+        hint="use env:NAME, file:PATH or generate",
+    )
+    return tokens.check_secret(text.encode())
 
 
 def invite(base: str, room: str, secret: bytes | None, ttl_hours: float) -> str:

@@ -20,16 +20,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import logging
-import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .sources import read_source
 
 if TYPE_CHECKING:
     from .settings import Settings
-
-log = logging.getLogger("ipymeet.server")
 
 #: How long a member's TURN credentials live unless configured (``--turn-ttl``). They should
 #: outlast the call: the browser renews its relay with the same credentials, which the TURN server
@@ -78,29 +75,9 @@ def split_urls(raw: str) -> tuple[str, ...]:
 
 
 def read_turn_secret(source: str, option: str = "--turn-secret") -> str:
-    """The TURN secret named by ``env:NAME`` or ``file:PATH`` (as ``--secret`` reads its SOURCE,
-    but never made up: it must be the TURN server's ``static-auth-secret``)."""
-    kind, _, where = source.partition(":")
-    if kind == "env" and where:
-        value = os.environ.get(where)
-        if value is None:
-            raise ValueError(f"{option} env:{where}: the environment variable {where} is not set")
-        secret = value.strip()
-    elif kind == "file" and where:
-        path = Path(where).expanduser()
-        try:
-            secret = path.read_text().strip()
-        except FileNotFoundError:
-            raise ValueError(f"{option} file:{where}: no such file") from None
-        except OSError as error:
-            raise ValueError(f"{option} file:{where}: cannot read it ({error.strerror})") from None
-        if path.stat().st_mode & 0o077:
-            log.warning("ipymeet: warning: %s can be read by other users; chmod 600 it", path)
-    else:
-        # Not echoed: it may be the secret itself, given by mistake.
-        raise ValueError(
-            f"{option}: use env:NAME or file:PATH (never the secret itself: it would show in `ps`)"
-        )
+    """The TURN secret named by ``env:NAME`` or ``file:PATH`` (server/sources.py), never made up:
+    it must be the TURN server's ``static-auth-secret``."""
+    secret = read_source(source, option)
     if not secret:
-        raise ValueError(f"{option} {kind}:{where}: the secret is empty")
+        raise ValueError(f"{option} {source}: the secret is empty")
     return secret
