@@ -29,6 +29,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 20, what: str = "the condition"
+) -> Any:
+    """Poll ``predicate`` every 50 ms until it returns something true, and return that; fail
+    after ``timeout`` seconds, naming ``what`` (for state that nothing signals)."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"{what} never held within {timeout:g} s"
+        time.sleep(0.05)
+    return value
+
+
 def wait_for_file(path: Path, timeout: float = 60, what: str = "the notebook") -> str:
     """Wait until ``path`` exists and is not empty (a notebook cell writes it); its text."""
     deadline = time.monotonic() + timeout

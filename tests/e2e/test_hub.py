@@ -13,7 +13,6 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import socketio
 
 from ipymeet.server.hub import COOKIE, ServiceSignaller, ServiceTarget
 
-from ..support import KERNEL_IDLE_JS, free_port, wait_http, write_notebook
+from ..support import KERNEL_IDLE_JS, free_port, wait_http, wait_until, write_notebook
 from .conftest import ARTIFACTS, wait_remote_video
 from .hubserver import PASSWORD, Hub, start_hub, stop_hub
 from .test_jupyter import LOGGER, wait_kernel
@@ -82,16 +81,6 @@ def user_token(hub: Hub, user: str) -> str:
     return str(reply.json()["token"])
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} never held"
-        time.sleep(0.05)
-
-
 def test_without_the_hubs_word_nothing_connects(hub: Hub) -> None:
     """Socket.IO to /services/ipymeet/ is refused with no login, a forged cookie, a token the
     hub does not know, or a widget key no kernel registered; and a kernel may not use the
@@ -139,9 +128,9 @@ def test_a_hub_login_and_a_kernels_token_get_in_under_the_users_names(hub: Hub) 
         answer = widget.call("enter", {"room": "hubroom", "name": ""}, timeout=10)
         assert answer["ok"] is True, answer
         assert [peer["name"] for peer in answer["peers"]] == ["carol"]
-        wait_for(lambda: joined, what="carol hearing dave")
+        wait_until(lambda: joined, what="carol hearing dave")
         assert joined[0]["name"] == "dave", joined
-        wait_for(
+        wait_until(
             lambda: [m.name for m in server.members("hubroom")] == ["carol", "dave"],
             what="dave's kernel hearing the room",
         )
@@ -202,14 +191,14 @@ def test_a_kernel_attaches_again_when_the_service_restarts(hub: Hub, tmp_path: P
         server.register(key)
         page = sio_connect(hub, base=base, auth={"client": key})
         assert page.call("enter", {"room": "again"}, timeout=10)["ok"] is True
-        wait_for(lambda: [m.name for m in server.members("again")] == ["frank"], what="members")
+        wait_until(lambda: [m.name for m in server.members("again")] == ["frank"], what="members")
         page.disconnect()
         stop_process(proc)
         proc = start_service(hub, port, log)
         page = sio_connect(hub, base=base, auth={"client": key})  # waits for the key a moment
         answer = page.call("enter", {"room": "again"}, timeout=10)
         assert answer["ok"] is True, answer
-        wait_for(
+        wait_until(
             lambda: [m.name for m in server.members("again")] == ["frank"],
             what="the kernel attached again and hearing its room",
         )

@@ -5,7 +5,6 @@ first failure of ``fn`` once, and says its member id as it changes."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,7 @@ import numpy as np
 from ipymeet import KernelPeer
 from ipymeet.widget.process import Processor
 
-from ..support import MakeSignaller
+from ..support import MakeSignaller, wait_until
 from .test_kernel_peer import CODEC_TOLERANCE, PATTERN, peer_threads, quarter_means
 
 
@@ -123,10 +122,7 @@ def test_the_widgets_processor_is_in_the_room_while_the_widget_is() -> None:
         processor = room._processor
         assert processor is not None
         processor.peer.wait_for(lambda p: p.state == "waiting")
-        deadline = time.monotonic() + 10
-        while room._processed_by != processor.peer.id and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert room._processed_by == processor.peer.id
+        wait_until(lambda: room._processed_by == processor.peer.id, 10, "the processed tile's id")
         assert processor.peer.name == "Ada (processed)"
         room.leave()
         assert room._processor is None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +17,11 @@ import pytest
 from ipymeet import KernelPeer
 from ipymeet.widget.record import Recorder, compose, grid_shape
 
-from ..support import MakeSignaller
+from ..support import MakeSignaller, wait_until
 from .test_kernel_peer import PATTERN, peer_threads
 
 #: What B sends: the inverse of A's pattern.
 INVERSE = 255 - PATTERN
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
 
 
 def read_back(path: Path) -> dict[str, Any]:

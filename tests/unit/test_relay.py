@@ -26,7 +26,7 @@ from ipymeet.server import SignallerThread
 from ipymeet.widget import relay
 from ipymeet.widget.messages import parse_browser_message
 
-from ..support import MakeSignaller
+from ..support import MakeSignaller, wait_until
 
 Message = dict[str, Any]
 OFFER = {"type": "offer", "sdp": "v=0\r\n"}
@@ -157,13 +157,6 @@ def _connections(server: SignallerThread, client: str) -> int:
     return sum(1 for conn in list(server.signaller.connections.values()) if conn.client == client)
 
 
-def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 # -- a widget's page over the kernel route ---------------------------------------------------------
 
 
@@ -194,7 +187,7 @@ def test_a_call_is_signalled_through_the_widget_and_meets_a_direct_page(
             "event": "peer_joined",
             "data": {"id": grace_id, "name": "Grace"},
         }
-        _until(lambda: [p["name"] for p in room.peers] == ["Grace"])
+        wait_until(lambda: [p["name"] for p in room.peers] == ["Grace"])
 
         assert page.request(7, 2, "signal", {"to": grace_id, "description": OFFER}) == {"ok": True}
         assert grace.wait("signal") == {"from": ada, "description": OFFER}
@@ -204,7 +197,7 @@ def test_a_call_is_signalled_through_the_widget_and_meets_a_direct_page(
             {"type": "sig_request", "n": 7, "id": 0, "event": "signal", "payload": unanswered}
         )
         relayed = {"from": ada, "description": unanswered["description"]}
-        _until(lambda: relayed in [data for name, data in grace.events if name == "signal"])
+        wait_until(lambda: relayed in [data for name, data in grace.events if name == "signal"])
         # Several at once (what the page had in one turn of its loop): relayed in order.
         host = "1 udp 1 192.0.2.1 9 typ host"
         burst = [
@@ -219,7 +212,7 @@ def test_a_call_is_signalled_through_the_widget_and_meets_a_direct_page(
             texts = [data["candidate"]["candidate"] for data in signals if "candidate" in data]
             return [text for text in texts if text in sent]
 
-        _until(lambda: burst_heard() == sent)
+        wait_until(lambda: burst_heard() == sent)
         candidate = {"candidate": "candidate:1 1 udp 1 192.0.2.1 9 typ host", "sdpMid": "0",
                      "sdpMLineIndex": 0}  # fmt: skip
         grace.run(grace.sio.emit("signal", {"to": ada, "candidate": candidate}))
@@ -231,7 +224,7 @@ def test_a_call_is_signalled_through_the_widget_and_meets_a_direct_page(
         # Answers come in order: had the id-0 signal been answered, it would be here by now.
         assert sorted(m["id"] for m in page.of("sig_answer")) == [1, 2, 3]
         page.send({"type": "sig_close", "n": 7})
-        _until(lambda: _connections(server, room._client) == 0)
+        wait_until(lambda: _connections(server, room._client) == 0)
         assert page.of("sig_dropped") == []  # closed by the page: nothing to report
     finally:
         room.close()
@@ -285,7 +278,7 @@ def test_connections_are_numbered_and_a_new_one_replaces_the_old() -> None:
         for n in range(1, 31):
             page.send({"type": "sig_connect", "n": n})
         assert page.wait(lambda m: m["type"] == "sig_open" and m["n"] == 30)
-        _until(lambda: _connections(server, room._client) == 1)
+        wait_until(lambda: _connections(server, room._client) == 1)
         opened = [m["n"] for m in page.of("sig_open")]
         assert opened == sorted(opened)
         assert opened[-1] == 30
@@ -300,7 +293,7 @@ def test_connections_are_numbered_and_a_new_one_replaces_the_old() -> None:
         assert _connections(server, room._client) == 1
     finally:
         room.close()
-    _until(lambda: _connections(server, room._client) == 0)
+    wait_until(lambda: _connections(server, room._client) == 0)
 
 
 def test_closing_the_widget_closes_its_connection() -> None:
@@ -311,7 +304,7 @@ def test_closing_the_widget_closes_its_connection() -> None:
     assert page.request(1, 1, "enter", {"room": "relay-4", "name": "Ada"})["ok"] is True
     assert [m.client for m in server.members("relay-4")] == [room._client]
     room.close()
-    _until(lambda: _connections(server, room._client) == 0 and server.members("relay-4") == [])
+    wait_until(lambda: _connections(server, room._client) == 0 and server.members("relay-4") == [])
     assert page.of("sig_dropped") == []
 
 
@@ -394,7 +387,7 @@ def test_a_self_signed_signaller_is_reached_by_its_pinned_certificate(
     page = RoutePage(server, client="k-tls")
     try:
         assert page.connect(1) == {"type": "sig_open", "n": 1}
-        _until(lambda: _connections(server, "k-tls") == 1)
+        wait_until(lambda: _connections(server, "k-tls") == 1)
     finally:
         page.route.close()
 
