@@ -223,24 +223,32 @@ def streamlit_webrtc(seconds: float, warmup: float, full_size: bool, python: str
             server.wait(15)
         except subprocess.TimeoutExpired:
             server.kill()
-    latencies = [float(lat) for _, lat in shown]
-    processed = after[0] - before[0]
     span = after[2] - before[2]
-    cpu = after[1] - before[1]
+    processed, cpu = after[0] - before[0], after[1] - before[1]
+    figures = common_figures(
+        shown, span=span, window=span, processed=processed, cpu=cpu, full_size=full_size
+    )
+    return {"benchmark": "streamlit_webrtc", **figures, "size_shown": size}
+
+
+def common_figures(
+    shown: list[Any], *, span: float, window: float, processed: int, cpu: float, full_size: bool
+) -> dict[str, Any]:
+    """What both sides print: latency of the frames ``shown`` (stamp, ms) over ``window``
+    seconds, and frames processed and CPU seconds over ``span``."""
+    latencies = [float(lat) for _, lat in shown]
     return {
-        "benchmark": "streamlit_webrtc",
         "callback": "no-op (return frame)",
         "camera": "640x480 canvas at 30 fps",
         "degradation": "maintain-resolution" if full_size else "the browser's default",
-        "window_s": round(span, 1),
+        "window_s": round(window, 1),
         "frames_shown": len(latencies),
         "p50_ms": round(statistics.median(latencies), 1),
         "p90_ms": round(percentile(latencies, 0.9), 1),
-        "fps_shown": round(len(latencies) / span, 1),
+        "fps_shown": round(len(latencies) / window, 1),
         "fps_processed": round(processed / span, 1),
         "cpu_ms_per_frame": round(cpu * 1000 / max(processed, 1), 2),
         "cpu_cores": round(cpu / span, 2),
-        "size_shown": size,
     }
 
 
@@ -327,29 +335,19 @@ def run(seconds: float, warmup: float, full_size: bool) -> dict[str, Any]:
     finally:
         kernel.close()
         signaller.stop()
-    latencies = [float(lat) for _, lat in shown]
-    processed = after["counters"]["frames_processed"] - before["counters"]["frames_processed"]
-    cpu = after["cpu"] - before["cpu"]
+    counted = ("frames_processed", "frames_sent", "frames_dropped")
+    counters = {key: after["counters"][key] - before["counters"][key] for key in counted}
     span = after["t"] - before["t"]
+    processed, cpu = counters["frames_processed"], after["cpu"] - before["cpu"]
+    figures = common_figures(
+        shown, span=span, window=window, processed=processed, cpu=cpu, full_size=full_size
+    )
     stats = next(iter(after["stats"].values()), {})
     return {
         "benchmark": "kernel_peer",
-        "callback": "no-op (return frame)",
-        "camera": "640x480 canvas at 30 fps",
-        "degradation": "maintain-resolution" if full_size else "the browser's default",
-        "window_s": round(window, 1),
-        "frames_shown": len(latencies),
-        "p50_ms": round(statistics.median(latencies), 1),
-        "p90_ms": round(percentile(latencies, 0.9), 1),
-        "fps_shown": round(len(latencies) / window, 1),
-        "fps_processed": round(processed / span, 1),
-        "fps_sent": round(
-            (after["counters"]["frames_sent"] - before["counters"]["frames_sent"]) / span, 1
-        ),
-        "frames_dropped": after["counters"]["frames_dropped"]
-        - before["counters"]["frames_dropped"],
-        "cpu_ms_per_frame": round(cpu * 1000 / max(processed, 1), 2),
-        "cpu_cores": round(cpu / span, 2),
+        **figures,
+        "fps_sent": round(counters["frames_sent"] / span, 1),
+        "frames_dropped": counters["frames_dropped"],
         "size_in": [stats.get("width"), stats.get("height")],
         "size_shown": size,
     }
