@@ -927,10 +927,41 @@ def redis_server(binary: str) -> Iterator[tuple[str, int]]:
             proc.wait(10)
 
 
+#: The figures whose ratios compare two servers.
+RATIO_KEYS = (
+    "relayed_per_s",
+    "relay_p50_ms",
+    "relay_p99_ms",
+    "join_p99_ms",
+    "connect_p99_ms",
+    "server_cpu_us_per_msg",
+    "server_rss_mb",
+)
+
+
+def alternate(
+    servers: dict[str, Server], names: tuple[str, ...], args: argparse.Namespace
+) -> dict[str, list[dict[str, Any]]]:
+    """``args.repeat`` measures of each server, in ``names``' order then reversed, and so on (so
+    neither always runs first); each report printed as it comes."""
+    reports: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for repeat in range(args.repeat):
+        for name in names if repeat % 2 == 0 else names[::-1]:
+            report = measure(servers[name], args.clients, args)
+            reports[name].append(report)
+            emit(report)
+    return reports
+
+
+def median_of(reports: list[dict[str, Any]], key: str) -> Any:
+    """The median of ``key`` over ``reports`` (those that have it as a number), or None."""
+    values = [r[key] for r in reports if isinstance(r.get(key), (int, float))]
+    return statistics.median(values) if values else None
+
+
 def cluster(args: argparse.Namespace) -> int:
     """One ``ipymeet serve``, then two behind Redis (pairs on one process, then across)."""
     names = ("one", "same", "across")
-    reports: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     with redis_server(args.redis_server) as (url, redis_pid):
         servers: dict[str, Server] = {"one": start_server("ipymeet", args)}
         try:
@@ -941,28 +972,18 @@ def cluster(args: argparse.Namespace) -> int:
             servers["across"] = Server(
                 first.name, first.url, first.pid, None, first.others, True, redis_pid
             )
-            for repeat in range(args.repeat):
-                for name in names if repeat % 2 == 0 else names[::-1]:
-                    report = measure(servers[name], args.clients, args)
-                    reports[name].append(report)
-                    emit(report)
+            reports = alternate(servers, names, args)
         finally:
             for server in servers.values():
                 server.stop()
-
-    def median(name: str, key: str) -> Any:
-        values = [r[key] for r in reports[name] if isinstance(r.get(key), (int, float))]
-        return statistics.median(values) if values else None
-
-    keys = ["relayed_per_s", "relay_p50_ms", "relay_p99_ms", "join_p99_ms", "connect_p99_ms"]
-    keys += ["server_cpu_us_per_msg", "server_rss_mb"]
     for name in ("same", "across"):
+        of, one = reports[name], reports["one"]
         emit(
             {
                 "mode": "ratios",
                 "of": f"two processes behind Redis, pairs {name} / one process",
                 "clients": args.clients,
-                **{key: ratio(median(name, key), median("one", key)) for key in keys},
+                **{key: ratio(median_of(of, key), median_of(one, key)) for key in RATIO_KEYS},
                 "lost": sum(r["lost"] for r in reports[name] + reports["one"]),
             }
         )
@@ -977,39 +998,18 @@ def main(argv: list[str] | None = None) -> int:
         return cluster(args)
     if args.mode == "compare":
         servers = {name: start_server(name, args) for name in ("ipymeet", "node")}
-        reports: dict[str, list[dict[str, Any]]] = {"ipymeet": [], "node": []}
         try:
-            for repeat in range(args.repeat):
-                order = ("ipymeet", "node") if repeat % 2 == 0 else ("node", "ipymeet")
-                for name in order:
-                    report = measure(servers[name], args.clients, args)
-                    reports[name].append(report)
-                    emit(report)
+            reports = alternate(servers, ("ipymeet", "node"), args)
         finally:
             for server in servers.values():
                 server.stop()
-
-        def median(name: str, key: str) -> Any:
-            values = [r[key] for r in reports[name] if isinstance(r[key], (int, float))]
-            return statistics.median(values) if values else None
-
+        ours, node = reports["ipymeet"], reports["node"]
         emit(
             {
                 "mode": "ratios",
                 "of": "ipymeet / node",
                 "clients": args.clients,
-                **{
-                    f"{key}": ratio(median("ipymeet", key), median("node", key))
-                    for key in (
-                        "relayed_per_s",
-                        "relay_p50_ms",
-                        "relay_p99_ms",
-                        "join_p99_ms",
-                        "connect_p99_ms",
-                        "server_cpu_us_per_msg",
-                        "server_rss_mb",
-                    )
-                },
+                **{key: ratio(median_of(ours, key), median_of(node, key)) for key in RATIO_KEYS},
                 "lost": sum(r["lost"] for rs in reports.values() for r in rs),
             }
         )
