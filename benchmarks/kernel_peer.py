@@ -234,9 +234,10 @@ def streamlit_webrtc(seconds: float, warmup: float, full_size: bool, python: str
 def common_figures(
     shown: list[Any], *, span: float, window: float, processed: int, cpu: float, full_size: bool
 ) -> dict[str, Any]:
-    """What both sides print: latency of the frames ``shown`` (stamp, ms) over ``window``
-    seconds, and frames processed and CPU seconds over ``span``."""
-    latencies = [float(lat) for _, lat in shown]
+    """What both sides print: latency of the frames ``shown`` (the instrument's entries, read
+    at the page's reading of each frame) over ``window`` seconds, and frames processed and CPU
+    seconds over ``span``."""
+    latencies = [float(entry[1]) for entry in shown]
     return {
         "callback": "no-op (return frame)",
         "camera": "640x480 canvas at 30 fps",

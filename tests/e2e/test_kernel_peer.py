@@ -138,7 +138,12 @@ def test_an_ice_restart_from_the_tab_gets_a_new_connection_and_the_video_comes_b
 
 #: The tab's camera replaced by a canvas whose frames carry the time they were drawn (16 bits of
 #: performance.now() in ms, one black or white cell per bit); the tab reads the stamp back from
-#: each frame of the kernel peer's video (inverted: a dark cell is a 1) and keeps the latency.
+#: each frame of the kernel peer's video (inverted: a dark cell is a 1) and keeps, per frame,
+#: ``[now, shown, received, presented]``: the time of reading and the latency (ms since the stamp)
+#: at reading, when the frame's last packet reached the tab (``receiveTime`` of
+#: requestVideoFrameCallback) and when it went to the compositor (``presentationTime``). The
+#: reading runs in the next animation frame, which at 5 fps comes up to 30 ms after the
+#: presentation, so "received" and "presented" are the figures a bound can hold to.
 STAMPED_CAMERA_JS = """
 (() => {
   const W = 640, H = 480, CELL = 80, COLS = 8, BITS = 16;
@@ -171,7 +176,7 @@ STAMPED_CAMERA_JS = """
     const v = document.querySelector(selector);
     const c = document.createElement('canvas');
     const g = c.getContext('2d', { willReadFrequently: true });
-    const read = () => {
+    const read = (_, meta) => {
       const now = Math.floor(performance.now());
       c.width = v.videoWidth; c.height = v.videoHeight;
       g.drawImage(v, 0, 0);
@@ -181,7 +186,9 @@ STAMPED_CAMERA_JS = """
         const y = Math.floor((Math.floor(i / COLS) * CELL + CELL / 2) * v.videoHeight / H);
         if (g.getImageData(x, y, 1, 1).data[1] < 128) t |= 1 << i;
       }
-      window.__latencies.push([now, ((now & 0xffff) - t + 0x10000) & 0xffff]);
+      const since = (when) => ((Math.floor(when) & 0xffff) - t + 0x10000) & 0xffff;
+      const { receiveTime, presentationTime } = meta;
+      window.__latencies.push([now, since(now), since(receiveTime), since(presentationTime)]);
       v.requestVideoFrameCallback(read);
     };
     v.requestVideoFrameCallback(read);
@@ -190,29 +197,43 @@ STAMPED_CAMERA_JS = """
 """
 
 
-def latencies(page: Any, frames: int) -> list[float]:
-    """The latencies (ms) of the next ``frames`` frames the tab shows from the kernel peer."""
+def latencies(page: Any, frames: int) -> list[list[float]]:
+    """``[shown, received, presented]`` latencies (ms, see STAMPED_CAMERA_JS) of the next
+    ``frames`` frames the tab shows from the kernel peer."""
     page.evaluate("() => { window.__latencies = []; }")
     page.wait_for_function("(n) => window.__latencies.length >= n", arg=frames, timeout=60_000)
-    return [float(lat) for _, lat in page.evaluate("() => window.__latencies")][:frames]
+    return [[float(x) for x in entry[1:]] for entry in page.evaluate("() => window.__latencies")][
+        :frames
+    ]
+
+
+def medians(rows: list[list[float]]) -> list[float]:
+    return [statistics.median(column) for column in zip(*rows, strict=True)]
 
 
 def test_a_slow_callback_adds_its_own_time_and_no_queue(
     server: SignallerThread, new_page: Callable[..., Any], make_peer: Callable[..., KernelPeer]
 ) -> None:
     """Camera -> Python -> the same tab, with frames stamped in the tab: a callback of 200 ms
-    raises the latency by at most its own time and one frame period over a quick callback's,
-    and it does not grow while the tab keeps sending 30 frames a second (a queue would add
-    about 0.8 s every second); the frames it had no time for are counted as dropped."""
+    makes the video the tab receives later than with a quick callback by the callback's own time
+    (measured in Python) and at most one frame period of the tab's camera, the time the newest
+    frame waited for the callback to be free; it does not grow while the tab keeps sending 30
+    frames a second (a queue would add about 0.8 s every second); the frames the callback had no
+    time for are counted as dropped."""
     room = f"kp-{secrets.token_hex(3)}"
     bot = make_peer(room, name="slow", signaling_url=server.url)
     slow = {"on": False}
+    took: list[float] = []  # the slow callback's times, ms
 
     @bot.on_frame
     def process(frame: Any, sender: Any) -> Any:
+        started = time.perf_counter()
         if slow["on"]:
             time.sleep(0.2)
-        return 255 - frame
+        inverse = 255 - frame
+        if slow["on"]:
+            took.append((time.perf_counter() - started) * 1000)
+        return inverse
 
     bot.join()
     page = new_page()
@@ -225,7 +246,7 @@ def test_a_slow_callback_adds_its_own_time_and_no_queue(
     )
     page.evaluate("(s) => window.__readStamps(s)", tile(bot.id))
     latencies(page, 30)  # while the bandwidth ramps up
-    quick = latencies(page, 60)
+    quick = medians(latencies(page, 60))
     dropped_before = bot.counters["frames_dropped"]
     slow["on"] = True
     latencies(page, 2)  # the frames under way when it changed
@@ -233,20 +254,24 @@ def test_a_slow_callback_adds_its_own_time_and_no_queue(
     first, second = latencies(page, 10), latencies(page, 10)
     rate = 20 / (time.monotonic() - started)
     period = 1000 / 30
-    base = statistics.median(quick)
+    callback = statistics.median(took)
+    shown, received, presented = medians(first + second)
     report = {
-        "quick_p50": base,
-        "slow_p50": statistics.median(first + second),
-        "first": statistics.median(first),
-        "second": statistics.median(second),
+        "quick": quick,
+        "slow": [shown, received, presented],
+        "callback_ms": callback,
+        "received_first": medians(first)[1],
+        "received_second": medians(second)[1],
         "shown_per_s": rate,
     }
     print(json.dumps(report))  # the figures, for the record (pytest -s)
-    assert base < 500, report
-    assert statistics.median(first + second) <= base + 200 + period + 50, report
+    assert quick[1] < 500, report
+    # The newest frame waits for the busy callback, at most one period: about half on average.
+    assert received <= quick[1] + callback + period, report
+    assert presented <= quick[2] + callback + period, report
     # No growth (two periods: each median is of ten frames); a queue would add about 800 ms.
-    assert statistics.median(second) <= statistics.median(first) + 2 * period, report
-    assert max(second) <= base + 2 * 200 + 2 * period + 100, report
+    assert medians(second)[1] <= medians(first)[1] + 2 * period, report
+    assert max(row[1] for row in second) <= quick[1] + 2 * max(took) + 2 * period, report
     assert rate <= 6, report  # about one frame per callback
     assert bot.counters["frames_dropped"] - dropped_before > 30, bot.counters
 
