@@ -132,8 +132,11 @@ class KernelPeer:
     token is minted when it requires them. Needs ``pip install "ipymeet[python]"``.
 
     ``only(sender)``, when given, picks whose media reaches the callbacks: the tracks of a member
-    it refuses are read and discarded (never converted to arrays). ``sends_video`` fixes whether
-    the peer sends a video; None decides at ``join()`` (see :meth:`join`).
+    it refuses are read and discarded (never converted to arrays). ``sends_video=False`` makes it
+    receive only (a recorder); otherwise it can start sending at any time, before or after
+    ``join()``: the others see its video while frames come (an ``on_frame`` result,
+    :meth:`publish`, :meth:`send_frame`) and its placeholder before and after
+    (``publish(None)``).
 
     Callbacks (see :meth:`on_frame`, :meth:`on_audio`) run on a thread per received track, never
     on the media loop; a callback that raises is logged once and counted
@@ -189,7 +192,6 @@ class KernelPeer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._pacer: Pacer | None = None
-        self._publishing = False
         self._only = only
         self._sends = sends_video
         self._closed = False
@@ -300,21 +302,26 @@ class KernelPeer:
         """Send frames from Python as this peer's video, with no input at all: ``source`` is an
         iterator of HxWx3 uint8 arrays or a callable returning one (None: skip this tick), read
         about ``fps`` times a second on a thread of its own until it ends; ``publish(None)``
-        stops it. Also before ``join()``."""
+        stops it. Before or after ``join()``; while it does not send, the others see the
+        peer's placeholder."""
         if not (0 < fps <= 120):
             raise ValueError("fps must be between 0 and 120")
+        if source is not None and self._sends is False:
+            raise ValueError("this KernelPeer receives only (sends_video=False): it cannot publish")
         if self._pacer is not None:
             self._pacer.stop()
             self._pacer = None
+            if source is None:
+                self.outgoing.pause()
         if source is None:
             return
         next_frame = frames_of(source)
-        self._publishing = True
 
         def tick() -> None:
             try:
                 array = next_frame()
             except StopIteration:
+                self.outgoing.pause()
                 raise
             except Exception:
                 self._counters.failed(next_frame, "publish")
@@ -334,20 +341,11 @@ class KernelPeer:
         pts = int((time.monotonic() - self._t0) / VIDEO_CLOCK)
         self.outgoing.set((rgb_frame(array), pts))
 
-    @property
-    def _sends_video(self) -> bool:
-        if self._sends is not None:
-            return self._sends
-        with self._lock:
-            return self._publishing or bool(self._frame_callbacks)
-
     # -- joining and leaving ---------------------------------------------------------------------
 
     def join(self) -> None:
         """Enter the room, on a thread and loop of this peer's own; returns at once (``state``
-        follows: joining, then waiting or in_call). Whether the peer sends video is decided
-        here: it does if it publishes or has an ``on_frame`` callback (which may return frames).
-        """
+        follows: joining, then waiting or in_call)."""
         if self._closed:
             raise RuntimeError("this KernelPeer is closed; make a new one")
         with self._lock:
@@ -480,7 +478,8 @@ class _Session:
         self.leaving = False
         self.held: list[tuple[str, Any]] = []  # events that came before the enter ack
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.sends_video = peer._sends_video
+        self.sends_video = peer._sends is not False
+        self.announced = False  # what the members were last told: sending video or not
         options: dict[str, Any] = {}
         server = peer._server
         self.url = peer.signaling_url or (server.url if server is not None else "")
@@ -524,7 +523,11 @@ class _Session:
             )
             return
         self.spawn(self._measure())
-        await stop.wait()
+        unlisten = self.peer.outgoing.listen(self._outgoing_changed)
+        try:
+            await stop.wait()
+        finally:
+            unlisten()
         self.leaving = True
         if self.entered and self.sio.connected:
             with contextlib.suppress(Exception):
@@ -723,6 +726,21 @@ class _Session:
         if member is not None:
             member.frames_out += 1
         self.peer._counters.add("frames_sent")
+
+    def _outgoing_changed(self) -> None:  # any thread, after each frame set: keep it cheap
+        if self.peer.outgoing.live != self.announced:
+            with contextlib.suppress(RuntimeError):  # the loop has ended
+                self.loop.call_soon_threadsafe(self._announce)
+
+    def _announce(self) -> None:
+        """Tell every member whether this peer sends video now, once per change."""
+        live = self.peer.outgoing.live
+        if live == self.announced:
+            return
+        self.announced = live
+        for member in self.members.values():
+            if member.connection is not None:
+                member.connection.announce()
 
     def _changed(self) -> None:
         peers = [

@@ -161,6 +161,7 @@ class MemberConnection:
         self.closed = False
         #: Connections replaced so far (for tests and diagnostics).
         self.replacements = 0
+        self._channel: Any = None  # the current connection's data channel, once open
         self.pc = self._new_pc(initiator)
         self._worker = asyncio.get_running_loop().create_task(self._run())
 
@@ -175,9 +176,9 @@ class MemberConnection:
 
         @channel.on("open")
         def _open() -> None:
-            flags = {"audio": False, "video": self._outgoing is not None, "screen": False}
-            with contextlib.suppress(Exception):
-                channel.send(json.dumps({"t": "state", **flags}))
+            if pc is self.pc:
+                self._channel = channel
+                self.announce()
 
         @channel.on("message")
         def _message(data: Any) -> None:
@@ -202,6 +203,17 @@ class MemberConnection:
         if initiator:
             pc.addTransceiver("audio", direction="recvonly")
         return pc
+
+    def announce(self) -> None:
+        """Tell the member, on the data channel, whether this peer sends video now (the page
+        shows its placeholder while not); no sound, no screen."""
+        if self._channel is None or self.closed:
+            return
+        video = self._outgoing is not None and self._outgoing.live
+        with contextlib.suppress(Exception):  # the channel is closing: the next one says it
+            self._channel.send(
+                json.dumps({"t": "state", "audio": False, "video": video, "screen": False})
+            )
 
     def _channel_message(self, channel: Any, data: Any) -> None:
         if not isinstance(data, str) or len(data) > MAX_CHANNEL_MESSAGE:
@@ -304,6 +316,7 @@ class MemberConnection:
         old = self.pc
         self.replacements += 1
         self._pending.clear()
+        self._channel = None
         self.pc = self._new_pc(False)
         log.info("ipymeet: kernel peer -> %s: new connection (cannot roll back)", self.peer_id)
         await _close_pc(old)

@@ -246,19 +246,26 @@ class Outgoing:
     ``set((array, pts))`` (an HxWx3 uint8 RGB array, see :func:`rgb_frame`, and its time in
     :data:`VIDEO_CLOCK` units) makes it the frame every connection sends next; each connection's
     track (peerconn.py) waits, on the media loop, for one newer than the last it sent, woken by
-    :meth:`listen`, and makes an ``av.VideoFrame`` of its own from it.
+    :meth:`listen`, and makes an ``av.VideoFrame`` of its own from it. :attr:`live` says whether
+    frames come (the members are told, to show the peer's video or its placeholder).
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._frame: Any = None
         self._seq = 0
+        self._live = False
         self._closed = False
         self._listeners: list[Callable[[], None]] = []
 
     @property
     def seq(self) -> int:
         return self._seq
+
+    @property
+    def live(self) -> bool:
+        """Whether the peer sends video now: from a :meth:`set` to the next :meth:`pause`."""
+        return self._live
 
     def set(self, frame: tuple[NDArray[np.uint8], int]) -> None:
         """Make ``frame`` (array, pts) the newest."""
@@ -267,8 +274,20 @@ class Outgoing:
                 return
             self._frame = frame
             self._seq += 1
+            self._live = True
             listeners = list(self._listeners)
             self._cond.notify_all()
+        for listener in listeners:
+            listener()
+
+    def pause(self) -> None:
+        """No more frames for now (``publish(None)``): :attr:`live` is False until the next
+        :meth:`set`; the listeners are told."""
+        with self._cond:
+            if not self._live:
+                return
+            self._live = False
+            listeners = list(self._listeners)
         for listener in listeners:
             listener()
 

@@ -21,7 +21,7 @@ from ipymeet import KernelPeer
 from ipymeet.server import Settings, SignallerThread
 
 from ..support import Served, open_and_run, wait_for_file, write_notebook
-from .conftest import wait_remote_video, wait_state
+from .conftest import ARTIFACTS, wait_remote_video, wait_state
 from .test_jupyter import run_in_kernel
 
 pytestmark = pytest.mark.browser
@@ -103,6 +103,34 @@ def test_a_tab_receives_the_inverse_of_its_camera_from_a_kernel_peer(
     assert bot.counters["callback_errors"] == 0
     page.close()
     bot.wait_for(lambda p: p.peers == [] and p.state == "waiting", timeout=10)
+
+
+def test_a_tab_shows_a_kernel_peers_placeholder_until_it_publishes_after_joining(
+    server: SignallerThread, new_page: Callable[..., Any], make_peer: Callable[..., KernelPeer]
+) -> None:
+    """A kernel peer in the call with nothing to send is a placeholder tile (its name, no
+    video); ``publish`` after the call began shows its frames there, ``publish(None)`` the
+    placeholder again."""
+    room = f"kp-{secrets.token_hex(3)}"
+    bot = make_peer(room, name="Pattern", signaling_url=server.url)
+    bot.join()
+    page = new_page(f"{server.url}/?room={room}&autojoin=1")
+    bot.wait_for(lambda p: p.state == "in_call")
+    camera_off = "(id) => document.querySelector(`.ipymeet-tile[data-peer-id='${id}']`)"
+    off = f"(id) => ({camera_off})(id)?.classList.contains('ipymeet-tile-camera-off') === true"
+    page.wait_for_function(off, arg=bot.id)
+    frame = np.zeros((240, 320, 3), dtype=np.uint8)
+    frame[:, :, 2] = 220  # blue
+    bot.publish(lambda: frame)
+    page.wait_for_function(f"(id) => !({off})(id)", arg=bot.id)
+    wait_remote_video(page)
+    blue = grab(page, tile(bot.id))
+    assert blue[:, :, 2].mean() > 150, blue.mean(axis=(0, 1))
+    assert blue[:, :, 0].mean() < 60, blue.mean(axis=(0, 1))
+    page.screenshot(path=str(ARTIFACTS / "kernel-peer-publishing.png"))
+    bot.publish(None)
+    page.wait_for_function(off, arg=bot.id)
+    page.screenshot(path=str(ARTIFACTS / "kernel-peer-placeholder.png"))
 
 
 #: The tab's connection to member ``id`` (its Peer; ``pc`` is the RTCPeerConnection).

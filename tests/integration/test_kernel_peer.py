@@ -117,6 +117,42 @@ def test_two_kernel_peers_call_each_other_and_a_callback_inverts_the_video(
     assert peer_threads() == []
 
 
+def test_a_peer_can_start_and_stop_sending_after_it_joined(make_signaller: MakeSignaller) -> None:
+    """A joins with nothing to send: B sees it without video. A's publish() after the call
+    began reaches B (no renegotiation: a peer that may send always offers its video), and
+    B is told when it stops and when it sends again."""
+    server = make_signaller(max_peers=4)
+    a = KernelPeer("kp-later", name="Ada", signaling_url=server.url)
+    b = KernelPeer("kp-later", name="Bot", signaling_url=server.url)
+    received: list[Any] = []
+    b.on_frame(lambda frame, sender: received.append(frame))
+
+    def a_video(peer: KernelPeer) -> Any:
+        return next((p["video"] for p in peer.peers if p["connection"] == "connected"), None)
+
+    try:
+        a.join()
+        b.join()
+        b.wait_for(lambda p: a_video(p) is False)
+        assert received == []
+        assert a.counters["frames_sent"] == 0
+        a.publish(lambda: PATTERN)
+        b.wait_for(lambda p: a_video(p) is True and len(received) >= 5)
+        assert np.abs(quarter_means(received[-1]) - quarter_means(PATTERN)).max() < CODEC_TOLERANCE
+        a.publish(None)
+        b.wait_for(lambda p: a_video(p) is False)
+        sent = a.counters["frames_sent"]
+        a.publish(lambda: 255 - PATTERN)
+        b.wait_for(lambda p: a_video(p) is True)
+        a.wait_for(lambda p: p.counters["frames_sent"] > sent + 5)
+        inverse = quarter_means(255 - PATTERN)
+        b.wait_for(lambda p: np.abs(quarter_means(received[-1]) - inverse).max() < CODEC_TOLERANCE)
+    finally:
+        a.close()
+        b.close()
+    assert peer_threads() == []
+
+
 def test_a_raising_callback_is_counted_and_the_call_goes_on(make_signaller: MakeSignaller) -> None:
     server = make_signaller(max_peers=4)
     a = KernelPeer("kp-errors", name="a", signaling_url=server.url)

@@ -13,7 +13,7 @@ import pytest
 
 from ipymeet import KernelPeer
 from ipymeet.widget import kernelpeer, peermedia
-from ipymeet.widget.peermedia import AudioWindow, Closed, LatestSlot, Worker
+from ipymeet.widget.peermedia import AudioWindow, Closed, LatestSlot, Outgoing, Worker
 
 # -- the slot --------------------------------------------------------------------------------------
 
@@ -183,6 +183,31 @@ def test_publish_reads_an_iterator_until_its_end_at_its_pace() -> None:
     assert seq == 5
     assert last[0, 0, 0] == 4
     assert pts > 0
+    assert not peer.outgoing.live  # its end: the others are told it sends no video now
+    peer.publish([frames[0]])
+    peer._pacer.thread.join(5)
+    assert peer.outgoing.seq == 6
+    peer.close()
+
+
+def test_outgoing_is_live_from_a_frame_to_a_pause_and_tells_its_listeners() -> None:
+    outgoing = Outgoing()
+    heard: list[bool] = []
+    outgoing.listen(lambda: heard.append(outgoing.live))
+    assert not outgoing.live
+    outgoing.pause()  # not live: nothing to tell
+    outgoing.set((np.zeros((2, 2, 3), dtype=np.uint8), 0))
+    outgoing.set((np.zeros((2, 2, 3), dtype=np.uint8), 1))
+    outgoing.pause()
+    assert heard == [True, True, False]
+    assert not outgoing.live
+
+
+def test_a_receive_only_peer_refuses_to_publish() -> None:
+    peer = KernelPeer("unit-room", signaling_url="http://127.0.0.1:9", sends_video=False)
+    with pytest.raises(ValueError, match="receives only"):
+        peer.publish(lambda: None)
+    peer.publish(None)  # stopping is always fine
     peer.close()
 
 
