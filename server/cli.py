@@ -297,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             ends = datetime.now().astimezone() + timedelta(hours=args.token_ttl)
             until = f" (valid until {ends:%Y-%m-%d %H:%M %Z})"
         print(f"Invite to {room}: {link}{until}", flush=True)
-    warning = exposure_warning(settings, public)
+    hub_prefix = None if hub_config is None else hub_config.prefix
+    warning = exposure_warning(settings, public, hub_prefix=hub_prefix)
     if warning is not None:
         print(warning, file=sys.stderr, flush=True)
     from .tuning import new_event_loop, tune_process  # this process is the signaller's own

@@ -46,11 +46,32 @@ def public_host(host: str) -> str:
     return host
 
 
-def exposure_warning(settings: Settings, url: str) -> str | None:
-    """What a signaller bound beyond loopback exposes, in plain words; None on loopback."""
+def exposure_warning(settings: Settings, url: str, *, hub_prefix: str | None = None) -> str | None:
+    """What a signaller bound beyond loopback exposes, in plain words; None on loopback.
+
+    ``hub_prefix``: it is ``ipymeet serve --jupyterhub``, serving under that path behind the hub's
+    login (server/hub.py), which is then what guards it instead of join tokens.
+    """
     if not settings.exposed:
         return None
     where = f"{settings.host or '0.0.0.0'}:{url.rsplit(':', 1)[-1]}"
+    if hub_prefix is not None:
+        return (
+            f"ipymeet: the JupyterHub service listens on {where}, not only on this machine: "
+            "the hub's login guards it there as it does through the hub's proxy. "
+            f"Its page ({url}{hub_prefix}) needs a hub login with access to this service, and "
+            "a Socket.IO connection that login, a user's kernel's hub token, or a widget key "
+            "such a kernel registered; join tokens do not apply. Its health check and scripts "
+            "need no login. "
+            + (
+                "TLS: on (https/wss)."
+                if settings.tls is not None
+                else "TLS: OFF on this address - the hub's proxy may serve https, but what "
+                "reaches the service here directly (names, SDPs, the login cookie) travels "
+                "unencrypted."
+            )
+            + " See docs/deploy.md, JupyterHub."
+        )
     tokens_line = (
         "Join tokens: required (only invite links with a valid token enter a room)."
         if settings.secret is not None

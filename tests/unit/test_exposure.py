@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from ipymeet.server import Settings, SignallerThread
 from ipymeet.server.runner import exposure_warning
+
+from ..support import free_port
 
 
 def test_loopback_by_default_and_silent() -> None:
@@ -43,6 +52,67 @@ def test_the_warning_says_what_is_exposed_and_whether_tokens_and_tls_are_on(
         server = SignallerThread(Settings(host="0.0.0.0", ice_servers=())).start()
         server.stop()
     assert any("anyone who can reach" in r.getMessage() for r in caplog.records)
+
+
+def test_behind_the_hub_the_warning_names_the_hubs_login_not_join_tokens() -> None:
+    warning = exposure_warning(
+        Settings(host="0.0.0.0"), "http://192.168.1.5:10101", hub_prefix="/services/ipymeet/"
+    )
+    assert warning is not None
+    for words in (
+        "JupyterHub service listens on 0.0.0.0:10101",
+        "the hub's login guards it",
+        "page (http://192.168.1.5:10101/services/ipymeet/) needs a hub login",
+        "a user's kernel's hub token",
+        "join tokens do not apply",
+        "TLS: OFF on this address",
+        "docs/deploy.md, JupyterHub",
+    ):
+        assert words in warning, (words, warning)
+    assert "Join tokens: OFF" not in warning
+    assert "guesses a room name" not in warning
+    assert exposure_warning(Settings(), "http://127.0.0.1:1", hub_prefix="/s/") is None
+
+
+def test_ipymeet_serve_jupyterhub_on_all_interfaces_prints_what_guards_it() -> None:
+    """The command itself, as the hub would start it (its hub need not answer to start)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "JUPYTERHUB_API_URL": f"http://127.0.0.1:{free_port()}/hub/api",
+        "JUPYTERHUB_API_TOKEN": "service-token-0123456789",
+        "JUPYTERHUB_SERVICE_NAME": "ipymeet",
+        "JUPYTERHUB_SERVICE_PREFIX": "/services/ipymeet/",
+    }
+    command = [sys.executable, "-m", "ipymeet.server.cli", "serve", "--jupyterhub"]
+    command += ["--host", "0.0.0.0", "--port", str(port)]
+    serve = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert serve.stderr is not None
+
+    def read(stream: IO[str]) -> None:
+        for line in stream:
+            lines.put(line)
+
+    reader = threading.Thread(target=read, args=(serve.stderr,))
+    reader.start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not any("listens on" in line for line in seen):
+            assert serve.poll() is None, seen
+            try:
+                seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                pytest.fail(f"no warning within 30 s: {seen}")
+    finally:
+        serve.terminate()
+        serve.wait(10)
+        reader.join(10)
+    warning = next(line for line in seen if "listens on" in line)
+    assert f"JupyterHub service listens on 0.0.0.0:{port}" in warning
+    assert f":{port}/services/ipymeet/) needs a hub login" in warning
+    assert "Join tokens: OFF" not in warning
 
 
 def test_the_secret_is_never_in_a_repr_and_settings_are_checked(tmp_path: Path) -> None:
