@@ -47,6 +47,7 @@ import atexit
 import contextlib
 import importlib
 import logging
+import random
 import secrets
 import threading
 import time
@@ -83,6 +84,9 @@ EXTRA_HINT = 'pip install "ipymeet[python]"'
 #: How long the peer waits to reach the signaller and for each acknowledgement.
 CONNECT_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 5.0
+#: Reaching the signaller again after it dropped the peer: the first wait, doubled up to the
+#: last (each with a random part, so the members of a restarted signaller do not come at once).
+RECONNECT_DELAYS = (0.25, 5.0)
 #: A member whose signalling dropped (``peer_left`` "disconnected") is kept this long.
 LINGER_S = 30.0
 #: Lifetime of the join tokens the peer mints for itself on a signaller that requires them.
@@ -489,13 +493,10 @@ class _Session:
 
             digest = bytes.fromhex(fingerprint.replace(":", ""))
             options["websocket_extra_options"] = {"ssl": aiohttp.Fingerprint(digest)}
-        self.sio = socketio.AsyncClient(
-            reconnection=True,
-            reconnection_delay=0.25,
-            reconnection_delay_max=5,
-            handle_sigint=False,
-            **options,
-        )
+        # Reconnecting is ours (_reconnect): python-socketio's gives up when the signaller
+        # ends the connection itself, as one does when it stops or restarts.
+        self.sio = socketio.AsyncClient(reconnection=False, handle_sigint=False, **options)
+        self.reconnecting: asyncio.Task[None] | None = None
         # Plain functions, not coroutines: each runs to its end in arrival order (python-socketio
         # runs every event in a task of its own, and coroutines could interleave).
         self.sio.on("connect", self._connected)
@@ -529,6 +530,8 @@ class _Session:
         finally:
             unlisten()
         self.leaving = True
+        if self.reconnecting is not None:
+            self.reconnecting.cancel()
         if self.entered and self.sio.connected:
             with contextlib.suppress(Exception):
                 await self.sio.call("leave", {}, timeout=2)
@@ -547,8 +550,33 @@ class _Session:
 
     def _disconnected(self, *_: Any) -> None:
         self.entered = False
-        if not self.leaving and self.peer.state is not CallState.FAILED:
-            self.peer._set_state(CallState.RECONNECTING)
+        if self.leaving or self.peer.state is CallState.FAILED:
+            return
+        self.peer._set_state(CallState.RECONNECTING)
+        if self.reconnecting is None or self.reconnecting.done():
+            self.reconnecting = self.loop.create_task(self._reconnect())
+            self.tasks.add(self.reconnecting)
+            self.reconnecting.add_done_callback(self.tasks.discard)
+
+    async def _reconnect(self) -> None:
+        """Reach the signaller again until it answers or the peer leaves; entering follows
+        (``_connected``). The connections to the members go on meanwhile."""
+        delay, longest = RECONNECT_DELAYS
+        while not self.leaving:
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            if self.sio.connected:
+                return
+            try:
+                await asyncio.wait_for(
+                    self.sio.connect(
+                        self.url, transports=["websocket"], wait_timeout=CONNECT_TIMEOUT
+                    ),
+                    CONNECT_TIMEOUT + 1,
+                )
+                return
+            except Exception as problem:
+                log.debug("ipymeet: the kernel peer could not reach %s yet: %s", self.url, problem)
+                delay = min(delay * 2, longest)
 
     async def _enter(self) -> None:
         payload: dict[str, Any] = {

@@ -153,6 +153,43 @@ def test_a_peer_can_start_and_stop_sending_after_it_joined(make_signaller: MakeS
     assert peer_threads() == []
 
 
+def test_kernel_peers_enter_again_when_their_signaller_comes_back(
+    make_signaller: MakeSignaller,
+) -> None:
+    """The signaller stops mid-call: both peers say reconnecting, and their media goes on
+    (it never passed through the signaller). One started again on the same port gets them
+    back in the room, and a newcomer meets both."""
+    port = free_port()
+    first = make_signaller(max_peers=4, port=port)
+    a = KernelPeer("kp-back", name="Ada", signaling_url=first.url)
+    b = KernelPeer("kp-back", name="Bot", signaling_url=first.url)
+    c = KernelPeer("kp-back", name="Cy", signaling_url=first.url)
+    a.publish(lambda: PATTERN)
+    try:
+        a.join()
+        b.join()
+        b.wait_for(lambda p: p.state == "in_call" and p.counters["frames_received"] > 5)
+        first.stop()
+        for peer in (a, b):
+            peer.wait_for(lambda p: p.state == "reconnecting")
+        received = b.counters["frames_received"]
+        b.wait_for(lambda p: p.counters["frames_received"] > received + 10)
+        second = make_signaller(max_peers=4, port=port)
+        for peer in (a, b):
+            peer.wait_for(lambda p: p.state == "in_call", timeout=15)
+        assert sorted(m.name for m in second.members("kp-back")) == ["Ada", "Bot"]
+        c.join()
+        c.wait_for(
+            lambda p: sorted(m["name"] for m in p.peers if m["connection"] == "connected")
+            == ["Ada", "Bot"]
+        )
+        c.wait_for(lambda p: p.counters["frames_received"] > 5)
+    finally:
+        for peer in (a, b, c):
+            peer.close()
+    assert peer_threads() == []
+
+
 def test_a_raising_callback_is_counted_and_the_call_goes_on(make_signaller: MakeSignaller) -> None:
     server = make_signaller(max_peers=4)
     a = KernelPeer("kp-errors", name="a", signaling_url=server.url)
