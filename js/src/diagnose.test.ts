@@ -17,6 +17,8 @@ import {
 import { Doctor, UNFINISHED, type DoctorCall, type DoctorDeps, type GatheringConnection } from "./doctor";
 import { FakeServer, KernelModel, fakeStream, settle, wait } from "./harness";
 import { KernelLink } from "./kernel";
+import { openRoute } from "./deps";
+import { KERNEL_ROUTE } from "./route";
 import { SocketIoTransport } from "./socketio";
 import type { BrowserMessage } from "./types";
 
@@ -220,8 +222,9 @@ function doctorWith(fixture: Fixture = {}, traits: Record<string, unknown> = {})
         { deviceId: "m1", kind: "audioinput", label: "Mic", groupId: "", toJSON: () => ({}) },
       ],
     }),
-    openRoute: (url) => {
+    openRoute: (url, client, link) => {
       opened.push(url);
+      if (url === KERNEL_ROUTE && link !== undefined) return openRoute(url, { client, kernel: link });
       const server = fixture.servers?.[url];
       if (server === undefined) throw new Error(`no fake for ${url}`);
       return new SocketIoTransport(server, url);
@@ -375,6 +378,32 @@ describe("the Doctor, on fakes", () => {
     const report = viaKernel.model.get("diagnosis") as Diagnosis;
     expect(report.routes.find((r) => r.kind === "kernel")).toMatchObject({ status: "answered", detail: "this call is connected through it" });
     expect(report.checks.find((c) => c.name === "signaller")!.status).toBe("warning");
+  });
+
+  it("Connect pressed while the kernel route is tried: the call's connection replaces the check's, which is not counted as failed", async () => {
+    const { doctor, model } = doctorWith({}, { route: "kernel" });
+    const running = doctor.run("k-11", []);
+    await vi.waitFor(() => expect(model.messages.some((m) => m.type === "sig_connect")).toBe(true));
+    const [probe] = model.messages.filter((m): m is Extract<BrowserMessage, { type: "sig_connect" }> => m.type === "sig_connect");
+    model.set("state", "joining");
+    model.fromKernel({ type: "sig_dropped", n: probe!.n, reason: "replaced by a newer connection of this widget" });
+    await running;
+    const report = model.get("diagnosis") as Diagnosis;
+    expect(report.routes.find((r) => r.kind === "kernel")).toMatchObject({ status: "not_tried", detail: expect.stringContaining("the call began during the check") });
+    expect(report.checks.find((c) => c.name === "signaller")).toMatchObject({ status: "skipped", fix: expect.stringContaining("Check connection again") });
+    expect(report.problems).toBe(0);
+  });
+
+  it("the kernel route failing with no call begun is still a failure", async () => {
+    const { doctor, model } = doctorWith({}, { route: "kernel" });
+    const running = doctor.run("k-12", []);
+    await vi.waitFor(() => expect(model.messages.some((m) => m.type === "sig_connect")).toBe(true));
+    const [probe] = model.messages.filter((m): m is Extract<BrowserMessage, { type: "sig_connect" }> => m.type === "sig_connect");
+    model.fromKernel({ type: "sig_dropped", n: probe!.n, reason: "refused" });
+    await running;
+    const report = model.get("diagnosis") as Diagnosis;
+    expect(report.routes.find((r) => r.kind === "kernel")).toMatchObject({ status: "failed" });
+    expect(report.checks.find((c) => c.name === "signaller")!.status).toBe("problem");
   });
 
   it("the view's check asks the kernel for the servers and runs with its answer", async () => {

@@ -202,9 +202,15 @@ const mixedContent = (url: string, origin: string): boolean => {
   }
 };
 
+/** Why a kernel-route check that Connect cut short says nothing (doctor.ts). */
+export const INTERRUPTED_BY_CALL = "the call began during the check and took the kernel's one connection per widget";
+
 export function judgeRoutes(routes: readonly RouteResult[], context: RouteContext): Check {
   const tried = routes.filter((route) => route.status !== "not_tried");
   if (tried.length === 0) {
+    if (routes.some((route) => route.detail === INTERRUPTED_BY_CALL)) {
+      return check("signaller", "skipped", `Not checked: ${INTERRUPTED_BY_CALL}.`, "Press Check connection again once the call has connected.");
+    }
     return check(
       "signaller",
       "problem",

@@ -9,6 +9,7 @@
  * connection per widget: a second would replace the call's).
  */
 import {
+  INTERRUPTED_BY_CALL,
   judgeDevice,
   judgeIce,
   judgeRoutes,
@@ -196,6 +197,11 @@ export async function probeRoute(
   } finally {
     transport?.disconnect();
   }
+}
+
+/** Whether the call holds (or is making) its connection to the signaller. */
+function isActive(state: string): boolean {
+  return state === "joining" || state === "waiting" || state === "in_call" || state === "reconnecting";
 }
 
 /** A fresh id for a check the page starts itself. */
@@ -392,19 +398,24 @@ export class Doctor {
   }
 
   /** One route, unless trying it would disturb the call (the kernel route has one connection per widget). */
-  private probe(url: string, context: RouteContext): Promise<RouteResult> {
+  private async probe(url: string, context: RouteContext): Promise<RouteResult> {
     const kind = routeKind(url, context);
     const state = this.model.get("state");
-    const active = state === "joining" || state === "waiting" || state === "in_call" || state === "reconnecting";
-    if (url === KERNEL_ROUTE && active) {
+    if (url === KERNEL_ROUTE && isActive(state)) {
       if (this.model.get("connected_via") === KERNEL_ROUTE && state !== "reconnecting") {
-        return Promise.resolve({ kind, url, status: "answered", ms: null, detail: "this call is connected through it" });
+        return { kind, url, status: "answered", ms: null, detail: "this call is connected through it" };
       }
-      return Promise.resolve({ kind, url, status: "not_tried", ms: null, detail: "not tried during a call: the kernel holds one such connection per widget, the call's" });
+      return { kind, url, status: "not_tried", ms: null, detail: "not tried during a call: the kernel holds one such connection per widget, the call's" };
     }
     const client = this.model.get("_client");
     const kernel = this.kernel ?? undefined;
-    return probeRoute(url, kind, () => this.deps.openRoute(url, client, kernel), this.deps, this.deps.routeTimeoutMs);
+    const result = await probeRoute(url, kind, () => this.deps.openRoute(url, client, kernel), this.deps, this.deps.routeTimeoutMs);
+    // Connect pressed meanwhile: the call's kernel connection replaced the check's, which says
+    // nothing of the route then.
+    if (url === KERNEL_ROUTE && result.status === "failed" && isActive(this.model.get("state"))) {
+      return { kind, url, status: "not_tried", ms: null, detail: INTERRUPTED_BY_CALL };
+    }
+    return result;
   }
 
   private onKernel(message: DiagnoseMessage): void {
