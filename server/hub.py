@@ -14,7 +14,8 @@ hub's proxy forwards to it whole) and lets in only what the hub vouches for:
   the token it inherits from its single-user server, which the hub's API names the owner of.
   Anything else is refused at connect.
 
-A member who gives no name is shown under its hub user's name.
+A member who gives no name is shown under its hub user's name, which the standalone page's
+Name field starts with.
 
 The kernel side. With ``IPYMEET_SIGNALLER`` in a kernel's environment (the hub's
 ``c.Spawner.environment`` sets it), every ``VideoRoom`` of the kernel uses that signaller: the
@@ -32,6 +33,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import html
 import json
 import logging
 import os
@@ -48,7 +50,7 @@ import socketio
 from aiohttp import web
 
 from . import validation as v
-from .app import SIGNALLER, create_app
+from .app import PAGE, SIGNALLER, create_app
 from .attach import ATTACH_TIMEOUT, Attachment, HostState, Loop
 from .kernels import KERNEL_ID_RE, KernelHub
 from .runtime import RuntimeInfo
@@ -308,14 +310,19 @@ class Login:
     async def middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        """The standalone page (``/``) only for a hub login; everything else passes."""
-        if (
-            request.method in ("GET", "HEAD")
-            and request.path == self.config.prefix
-            and await self.user_of_cookies(request.headers.get("Cookie")) is None
-        ):
+        """The standalone page (``/``) only for a hub login, and with its user's name in the
+        Name field (:func:`page_for`); everything else passes."""
+        if request.method not in ("GET", "HEAD") or request.path != self.config.prefix:
+            return await handler(request)
+        user = await self.user_of_cookies(request.headers.get("Cookie"))
+        if user is None:
             return self._to_hub(request)
-        return await handler(request)
+        return web.Response(
+            text=page_for(user.name),
+            content_type="text/html",
+            # Not for a shared cache: the page carries the name of whoever logged in.
+            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        )
 
     def _to_hub(self, request: web.Request) -> web.StreamResponse:
         now = time.monotonic()
@@ -381,6 +388,14 @@ class Login:
             secure=secure,
             samesite="Lax",
         )
+
+
+def page_for(name: str) -> str:
+    """The standalone page (server/page.html) for hub user ``name``: the Name field starts with
+    it, as the room shows a member who gives no name (``<meta name="ipymeet-name">``, which
+    js/src/page.ts reads; an attribute, escaped, so a name is text and never markup)."""
+    meta = f'<meta name="ipymeet-name" content="{html.escape(name, quote=True)}" />'
+    return PAGE.read_text(encoding="utf-8").replace("<head>", f"<head>\n    {meta}", 1)
 
 
 def _redirect(url: str) -> web.Response:

@@ -49,4 +49,28 @@ describe("mountPage", () => {
       dispatchEvent(new Event("pagehide"));
     }
   });
+
+  it("starts with the name the server put in the page (the hub's login) unless given one", () => {
+    const served = `ada "the" </script><img src=x onerror=alert(1)>`;
+    const meta = document.createElement("meta");
+    meta.name = "ipymeet-name";
+    meta.content = served;
+    document.head.append(meta);
+    try {
+      history.replaceState(null, "", "/?room=lab-1");
+      const view = document.createElement("div");
+      const fromHub = mountPage(view);
+      expect(fromHub.get("name")).toBe(served);
+      expect(view.querySelector<HTMLInputElement>("[data-testid=name-input]")?.value).toBe(served);
+      dispatchEvent(new Event("pagehide"));
+      const given = mountPage(document.createElement("div"), { name: "Grace" });
+      expect(given.get("name")).toBe("Grace");
+      dispatchEvent(new Event("pagehide"));
+    } finally {
+      meta.remove();
+    }
+    const none = mountPage(document.createElement("div"));
+    expect(none.get("name")).toBe("");
+    dispatchEvent(new Event("pagehide"));
+  });
 });

@@ -11,6 +11,10 @@ import { RoomView } from "./ui";
 
 export interface PageOptions {
   room?: string;
+  /**
+   * The name to start with; without one, the page's `<meta name="ipymeet-name">` (the hub's
+   * ipymeet service puts its logged-in user's there, server/hub.py), else none.
+   */
   name?: string;
   /** Where the signaller is; defaults to the page's origin. */
   signalingUrl?: string;
@@ -115,7 +119,7 @@ export function mountPage(el: HTMLElement, options: PageOptions = {}): PageModel
   const invite = takeUrlToken();
   const model = new PageModel({
     room: ROOM_RE.test(options.room ?? "") ? (options.room ?? "") : "",
-    name: [...(options.name ?? "")].slice(0, MAX_NAME).join(""),
+    name: [...(options.name || servedName())].slice(0, MAX_NAME).join(""),
     signaling_url: options.signalingUrl ?? location.origin,
     relay_only: query.get("relay") === "1",
     // No widget key: a page is nobody's widget (a kernel's signaller admits keys it issued only).
@@ -141,6 +145,11 @@ export function mountPage(el: HTMLElement, options: PageOptions = {}): PageModel
     model.set("_desired", true);
   }
   return model;
+}
+
+/** The name the server put in the page for whoever it served (the hub's login), or "". */
+function servedName(): string {
+  return document.querySelector<HTMLMetaElement>('meta[name="ipymeet-name"]')?.content ?? "";
 }
 
 /**

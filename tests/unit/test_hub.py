@@ -6,7 +6,9 @@ paths a real hub vouches for are in tests/e2e/test_hub.py."""
 from __future__ import annotations
 
 import asyncio
+import html
 from collections.abc import AsyncIterator
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,7 +17,7 @@ import pytest
 import socketio
 from aiohttp import web
 
-from ipymeet.server import Settings, hub
+from ipymeet.server import Settings, app, hub
 from ipymeet.server.attach import HostState
 from ipymeet.server.hub import HubAPI, HubConfig, Login, ServiceSignaller, service_from_env
 
@@ -226,3 +228,73 @@ async def test_socketio_without_the_hubs_word_is_refused(service: str, auth: Any
         )
     assert not client.connected
     await client.disconnect()
+
+
+# -- the page of a login, with a hub that answers for one token -----------------------------------
+
+
+class _Tags(HTMLParser):
+    """The start tags of a page, with their attributes as parsed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ada", 'ada "the" <b>bold</b>', "x</script><script>alert(1)</script>", "o'brien & co"],
+    ids=["plain", "quotes-and-markup", "script-end", "apostrophe-and-ampersand"],
+)
+async def test_the_page_of_a_login_starts_with_its_hub_users_name_as_text(name: str) -> None:
+    """The hub's API (a small stand-in answering ``GET /user``) names ``name`` the owner of one
+    token; the page served for a cookie with that token carries the name as an attribute only."""
+    token = "oauth-token-of-the-user"
+
+    async def user(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"token {token}":
+            return web.json_response({"message": "no such token"}, status=403)
+        scopes = ["access:services!service=ipymeet"]
+        return web.json_response({"kind": "user", "name": name, "scopes": scopes})
+
+    hub_api = web.Application()
+    hub_api.router.add_get("/hub/api/user", user)
+    api_runner = web.AppRunner(hub_api, handle_signals=False)
+    await api_runner.setup()
+    await web.TCPSite(api_runner, "127.0.0.1", 0).start()
+    api_url = f"http://127.0.0.1:{api_runner.addresses[0][1]}/hub/api"
+    config = HubConfig.from_env({**SERVICE_ENV, "JUPYTERHUB_API_URL": api_url})
+    runner = web.AppRunner(hub.create_hub_app(Settings(ice_servers=()), config))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    service = f"http://127.0.0.1:{runner.addresses[0][1]}/services/ipymeet/"
+    cookie = {"Cookie": f"{hub.COOKIE}={Login(HubAPI(config))._sign(token)}"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(service, headers=cookie, allow_redirects=False) as r:
+                assert r.status == 200
+                assert r.headers["Cache-Control"] == "no-store"
+                assert r.content_type == "text/html"
+                page = await r.text()
+            async with http.get(service, allow_redirects=False) as r:
+                assert r.status == 302  # no cookie, no page (nor a name)
+    finally:
+        await runner.cleanup()
+        await api_runner.cleanup()
+    parsed = _Tags()
+    parsed.feed(page)
+    metas = [a for tag, a in parsed.tags if tag == "meta" and a.get("name") == "ipymeet-name"]
+    assert metas == [{"name": "ipymeet-name", "content": name}]
+    # The name added no element: the page's tags are the file's, and its one script its own.
+    unnamed = _Tags()
+    unnamed.feed(app.PAGE.read_text(encoding="utf-8"))
+    expected = [tag for tag, _ in unnamed.tags]
+    expected.insert(expected.index("head") + 1, "meta")
+    assert [tag for tag, _ in parsed.tags] == expected
+    assert page.count("<script") == 1
+    assert page.count("</script>") == 1
+    # Escaped: the name as it is only where it holds no character markup could take.
+    assert (name in page) == (html.escape(name) == name)
