@@ -1,7 +1,8 @@
 /**
  * The card on the stage while you are in the room alone: where the widget listens, and how others
  * get there — from Jupyter (the notebooks and dashboards that reach the same signaller) and from a
- * browser (the invite link, or where to get one when the room needs a token). `aloneText` decides
+ * browser (the invite link, or where to get one when the room needs a token); on a JupyterHub, the
+ * hub's ipymeet service and its login instead. `aloneText` decides
  * the words (a pure function, tested by table); `AloneCard` shows them, with a Copy button.
  */
 import { Bindings, h, setAttr, setHidden, setText } from "./dom";
@@ -19,6 +20,11 @@ export interface AloneFacts {
   explicit: boolean;
   /** `connected_via`: the route the page took ("kernel", a proxy URL, or the signaller's own). */
   via: string;
+  /**
+   * The hub's ipymeet service as this page reaches it, when the widget's kernel is attached to
+   * one (`signaling_url` is then its path on the page's own origin, server/hub.py); "" elsewhere.
+   */
+  hubService: string;
 }
 
 export interface AloneText {
@@ -38,6 +44,7 @@ export interface AloneText {
  * signaller's address is not known, as on the standalone page, where the address bar is the link).
  */
 export function aloneText(facts: AloneFacts): AloneText | null {
+  if (facts.hubService !== "") return hubText(facts.room, facts.hubService);
   const url = parseUrl(facts.base);
   if (url === null || facts.room === "") return null;
   const room = `“${facts.room}”`;
@@ -70,6 +77,33 @@ export function aloneText(facts: AloneFacts): AloneText | null {
   }
   const where = `Listening on ${url.host}${remote ? " on the server" : ""}, ${whose}.`;
   return { title: `No one else is in ${room} yet`, where, jupyter, link, browser };
+}
+
+/**
+ * On a JupyterHub every user's kernel attaches to the hub's service (IPYMEET_SIGNALLER), and the
+ * hub's login, not a join token, lets browsers in (docs/deploy.md, "JupyterHub").
+ */
+function hubText(roomName: string, service: string): AloneText | null {
+  const url = parseUrl(service);
+  if (url === null || roomName === "") return null;
+  const room = `“${roomName}”`;
+  return {
+    title: `No one else is in ${room} yet`,
+    where: `Listening on ${url.host}, the hub's ipymeet service.`,
+    jupyter: `Any notebook or Voilà dashboard on this hub, yours or another user's, that opens ${room}.`,
+    link: `${service.replace(/\/+$/, "")}/?room=${encodeURIComponent(roomName)}`,
+    browser: "Opens for anyone the hub lets into its ipymeet service, after the hub's login.",
+  };
+}
+
+/** `signaling_url` as `hubService`: a path is the hub's service on the page's own origin. */
+export function hubServiceOf(signalingUrl: string, page: string): string {
+  if (!signalingUrl.startsWith("/") || signalingUrl.startsWith("//")) return "";
+  try {
+    return new URL(signalingUrl, page).href;
+  } catch {
+    return "";
+  }
 }
 
 function parseUrl(base: string): URL | null {

@@ -4,7 +4,7 @@ import type { RemotePeer } from "../call";
 import { FakeCall, remotePeer } from "../harness";
 import { PageModel } from "../page";
 import type { Model } from "../types";
-import { type AloneFacts, aloneText, COPIED_MS } from "./alone";
+import { type AloneFacts, aloneText, COPIED_MS, hubServiceOf } from "./alone";
 import { columnsFor, PROCESSED_LABEL, Stage } from "./stage";
 
 describe("columnsFor", () => {
@@ -20,6 +20,7 @@ const facts = (overrides: Partial<AloneFacts> = {}): AloneFacts => ({
   secure: false,
   explicit: false,
   via: "http://127.0.0.1:24567",
+  hubService: "",
   ...overrides,
 });
 
@@ -72,6 +73,32 @@ describe("aloneText (the card while you are alone)", () => {
     }
     // A signaller listening beyond loopback: its link is worth giving, whatever the route.
     expect(aloneText(facts({ via: "kernel", base: "https://192.168.1.20:24567" }))?.link).toBe("https://192.168.1.20:24567/?room=lobby");
+  });
+
+  it("on a JupyterHub: the hub's service, every user's notebooks, and the hub's login", () => {
+    // As a hub user's kernel sees it: attached to the service (its signaling_url a path), shared,
+    // and its own address of the service, which may be one the browser cannot reach.
+    const hub = facts({
+      explicit: true,
+      base: "http://proxy-public/services/ipymeet",
+      via: "https://hub.example.org/services/ipymeet/",
+      hubService: "https://hub.example.org/services/ipymeet/",
+    });
+    expect(aloneText(hub)).toEqual({
+      title: "No one else is in “lobby” yet",
+      where: "Listening on hub.example.org, the hub's ipymeet service.",
+      jupyter: "Any notebook or Voilà dashboard on this hub, yours or another user's, that opens “lobby”.",
+      link: "https://hub.example.org/services/ipymeet/?room=lobby",
+      browser: "Opens for anyone the hub lets into its ipymeet service, after the hub's login.",
+    });
+    expect(JSON.stringify(aloneText(hub))).not.toContain("signaling_url");
+    expect(aloneText({ ...hub, room: "" })).toBeNull();
+  });
+
+  it("knows the hub's service by a signaling_url that is a path on the page's origin", () => {
+    const page = "https://hub.example.org/user/ada/lab/tree/call.ipynb";
+    expect(hubServiceOf("/services/ipymeet/", page)).toBe("https://hub.example.org/services/ipymeet/");
+    for (const other of ["", "https://meet.example.org", "//meet.example.org/x/"]) expect(hubServiceOf(other, page)).toBe("");
   });
 
   it("says nothing more than the usual line without an address or a room", () => {
@@ -148,6 +175,16 @@ describe("the stage while alone", () => {
     model.set("connected_via", "kernel");
     expect(linkRow.hidden).toBe(true);
     expect(card.querySelector("[data-testid=alone-where]")?.textContent).toContain("on the server");
+  });
+
+  it("in a hub user's kernel (signaling_url a path) names the hub's service and its link on the page's origin", () => {
+    const { card } = mount({ signaling_url: "/services/ipymeet/", _invite_base: "http://proxy-public/services/ipymeet" });
+    const text = (id: string): string | null | undefined => card.querySelector(`[data-testid=${id}]`)?.textContent;
+    expect(card.hidden).toBe(false);
+    expect(text("alone-where")).toBe(`Listening on ${location.host}, the hub's ipymeet service.`);
+    expect(text("alone-jupyter")).toBe("Any notebook or Voilà dashboard on this hub, yours or another user's, that opens “lobby”.");
+    expect(card.querySelector<HTMLInputElement>("[data-testid=invite-link]")?.value).toBe(`${location.origin}/services/ipymeet/?room=lobby`);
+    expect(text("alone-browser")).toBe("Opens for anyone the hub lets into its ipymeet service, after the hub's login.");
   });
 
   it("without the signaller's address (the standalone page) keeps the usual line", () => {

@@ -6,7 +6,7 @@
  */
 import { isActive } from "../state";
 import type { CallState, WidgetModel } from "../types";
-import { AloneCard, aloneText } from "./alone";
+import { AloneCard, aloneText, hubServiceOf } from "./alone";
 import { Bindings, detach, h, mutedMark, setClass, setData, setHidden, setPresent, setText } from "./dom";
 import type { CallSource } from "./source";
 import { initial, Tile } from "./tile";
@@ -114,6 +114,7 @@ export class Stage {
             secure: model.get("_secure") === true,
             explicit: model.get("signaling_url") !== "",
             via: model.get("connected_via"),
+            hubService: hubServiceOf(model.get("signaling_url"), location.href),
           })
         : null;
     this.alone.update(alone);
