@@ -16,6 +16,24 @@ group("describe (the status line)", () => {
     expect(describe("in_call", "lab", ["A", "B", "C", "D", "E"].map((n) => peer(n)))).toBe("In a call in “lab” with A, B and 3 others");
   });
 
+  it("never names the widget's processor (room.process) as someone you are in a call with", () => {
+    const processor = (connection: RTCPeerConnectionState = "connected"): RemotePeer =>
+      remotePeer("kp1", { name: "Ada (processed)", connection });
+    expect(describe("in_call", "lab", [processor()], "kp1")).toBe("In “lab” with your processed camera, waiting for others");
+    expect(describe("in_call", "lab", [processor(), peer("Bea")], "kp1")).toBe("In a call in “lab” with Bea");
+    expect(describe("in_call", "lab", [peer("Bea"), processor(), peer("Cy"), peer("Di")], "kp1")).toBe(
+      "In a call in “lab” with Bea, Cy and Di",
+    );
+    expect(describe("in_call", "lab", [processor(), peer("Bea", "connecting")], "kp1")).toBe(
+      "In “lab” with your processed camera, connecting to Bea…",
+    );
+    expect(describe("waiting", "lab", [processor("connecting"), peer("Bea", "connecting")], "kp1")).toBe(
+      "In “lab”, connecting to your processed camera and Bea…",
+    );
+    // Another widget's processor is someone else's camera: named as its member is.
+    expect(describe("in_call", "lab", [processor()], "kp2")).toBe("In a call in “lab” with Ada (processed)");
+  });
+
   it("says what the page waits for", () => {
     expect(describe("waiting", "lab", [])).toBe("In “lab”, waiting for others");
     expect(describe("waiting", "lab", [peer("Bea", "connecting")])).toBe("In “lab”, connecting to Bea…");
@@ -46,6 +64,20 @@ class WaitingCall implements CallSource {
     for (const entry of [...this.listeners]) if (entry.topic === "kernel") entry.listener();
   }
 }
+
+group("the status line of a processed camera", () => {
+  it("follows `_processed_by` and the members", () => {
+    const model = new PageModel({ room: "lab", state: "in_call" });
+    const call = new WaitingCall();
+    call.remotePeers = [remotePeer("kp1", { name: "Ada (processed)" })];
+    const controls = new Controls("t", model, call);
+    const status = controls.nodes.find((node) => node.dataset.testid === "status")!;
+    expect(status.textContent).toBe("In a call in “lab” with Ada (processed)");
+    model.set("_processed_by", "kp1");
+    expect(status.textContent).toBe("In “lab” with your processed camera, waiting for others");
+    controls.dispose();
+  });
+});
 
 group("the status line while the kernel runs a cell", () => {
   it("says why the call waits while the Call waits on its kernel, and the route once connected", () => {

@@ -125,7 +125,7 @@ export class Controls {
     b.traits(model, ["state", "room", "name"], () => this.renderFields());
     b.traits(model, ["state", "audio", "video", "screen"], () => this.renderMedia());
     b.traits(model, ["cameras", "microphones", "camera", "microphone"], () => this.renderDevices());
-    b.traits(model, ["state", "room", "connected_via"], () => this.renderStatus());
+    b.traits(model, ["state", "room", "connected_via", "_processed_by"], () => this.renderStatus());
     b.traits(model, ["state", "error", "error_code"], () => this.renderError());
     b.add(call.subscribe("local", () => this.renderMedia()));
     b.add(call.subscribe("members", () => this.renderStatus()));
@@ -278,7 +278,8 @@ export class Controls {
   private renderStatus(): void {
     const state = this.model.get("state");
     const waiting = this.call.waitingForKernel === true && isActive(state);
-    setText(this.statusText, waiting ? WAITING_FOR_KERNEL : describe(state, this.model.get("room"), this.call.remotePeers));
+    const processedBy = this.model.get("_processed_by") ?? "";
+    setText(this.statusText, waiting ? WAITING_FOR_KERNEL : describe(state, this.model.get("room"), this.call.remotePeers, processedBy));
     const via = this.model.get("connected_via");
     setText(this.statusVia, via && isActive(state) ? `via ${via}` : "");
   }
@@ -325,17 +326,28 @@ function fillSelect(select: HTMLSelectElement, devices: readonly DeviceInfo[], c
   setDisabled(select, devices.length === 0);
 }
 
-function names(peers: readonly RemotePeer[]): string {
-  const list = peers.map((peer) => peer.name || "a guest");
+function names(peers: readonly RemotePeer[], processedBy = ""): string {
+  const list = peers.map((peer) => (isProcessor(peer, processedBy) ? PROCESSED : peer.name || "a guest"));
   if (list.length <= 3) return list.join(", ").replace(/, ([^,]*)$/, " and $1");
   return `${list.slice(0, 2).join(", ")} and ${list.length - 2} others`;
 }
 
+function isProcessor(peer: RemotePeer, processedBy: string): boolean {
+  return processedBy !== "" && peer.id === processedBy;
+}
+
+/** The status line's words for this widget's processor (`room.process`): your camera, not a person. */
+const PROCESSED = "your processed camera";
+
 /** The status line while the page's signalling waits on a kernel busy with a cell. */
 export const WAITING_FOR_KERNEL = "Waiting for the kernel: a cell is running; the call connects when it ends";
 
-/** The status line. */
-export function describe(state: CallState, room: string, peers: readonly RemotePeer[]): string {
+/**
+ * The status line. `processedBy`: the member id of this widget's processor (`_processed_by`), a
+ * kernel peer showing your own camera back, named as such and never as someone you are in a call
+ * with.
+ */
+export function describe(state: CallState, room: string, peers: readonly RemotePeer[], processedBy = ""): string {
   switch (state) {
     case "idle":
       return "Not connected";
@@ -343,11 +355,15 @@ export function describe(state: CallState, room: string, peers: readonly RemoteP
       return `Joining “${room}”…`;
     case "waiting": {
       if (peers.length === 0) return `In “${room}”, waiting for others`;
-      return `In “${room}”, connecting to ${names(peers)}…`;
+      return `In “${room}”, connecting to ${names(peers, processedBy)}…`;
     }
     case "in_call": {
       const connected = peers.filter((peer) => peer.connection === "connected");
-      return `In a call in “${room}” with ${names(connected)}`;
+      const others = connected.filter((peer) => !isProcessor(peer, processedBy));
+      if (others.length > 0 || connected.length === 0) return `In a call in “${room}” with ${names(others)}`;
+      // Only your own camera is back: no one else is in the call yet.
+      const coming = peers.filter((peer) => !isProcessor(peer, processedBy) && peer.connection !== "connected");
+      return `In “${room}” with ${PROCESSED}, ${coming.length > 0 ? `connecting to ${names(coming)}…` : "waiting for others"}`;
     }
     case "reconnecting":
       return `Reconnecting to “${room}”… the call goes on meanwhile`;
