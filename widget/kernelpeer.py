@@ -501,7 +501,7 @@ class _Session:
         # runs every event in a task of its own, and coroutines could interleave).
         self.sio.on("connect", self._connected)
         self.sio.on("disconnect", self._disconnected)
-        for event in ("peer_joined", "peer_left", "signal", "error"):
+        for event in ("peer_joined", "peer_left", "signal", "error", "ice_servers"):
             self.sio.on(event, lambda data=None, _event=event: self._event(_event, data))
 
     def spawn(self, coroutine: Any) -> None:
@@ -619,7 +619,9 @@ class _Session:
                 await self._drop(member)
         self.self_id = str(ack["self"])
         self.peer._self_id = self.self_id
-        self.ice = ice_servers(ack.get("ice_servers"))
+        # In place: the member connections hold this list and make their next RTCPeerConnection
+        # with it (aiortc can neither change a connection's servers nor restart ICE).
+        self.ice[:] = ice_servers(ack.get("ice_servers"))
         self.entered = True
         self.peer._set_state(CallState.WAITING)
         listed = set()
@@ -670,6 +672,10 @@ class _Session:
                 member = self._add(data["from"], "", initiator=False)
             if member.connection is not None:
                 member.connection.receive(data)
+        elif event == "ice_servers" and isinstance(data.get("ice_servers"), list):
+            from .peerconn import ice_servers
+
+            self.ice[:] = ice_servers(data["ice_servers"])  # fresh TURN credentials, as above
         elif event == "error":
             log.warning(
                 "ipymeet: the signaller said to the kernel peer: %s", data.get("message", data)
