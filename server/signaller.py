@@ -149,6 +149,8 @@ class Signaller:
         self.room_capacity = RoomCapacity()
         self.frames = FrameInbox()
         self.connections: dict[str, Connection] = {}
+        #: Fresh TURN credentials for each member before its last ones expire (server/turn.py).
+        self.turn_renewals = turn.Renewals(settings, self._renew_turn)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         #: Which widget keys (``auth.client``) may enter a room; None: any. A kernel's widgets set
@@ -372,6 +374,7 @@ class Signaller:
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         conn = self.connections.pop(sid, None)
+        self.turn_renewals.stop(sid)
         if conn is not None and conn.eio_sid is not None:
             self._by_engine.pop(conn.eio_sid, None)
         for departure in await self.rooms.remove_everywhere(sid):
@@ -425,6 +428,7 @@ class Signaller:
         if self._closed:
             return
         self._closed = True
+        self.turn_renewals.close()
         for sid in list(self.connections):
             await self.sio.disconnect(sid)
         # Let the transports finish closing, so the web server need not wait them out.
@@ -515,6 +519,7 @@ class Signaller:
         )
         conn.mesh_room, conn.peer_id = room, peer
         await self._send_all("peer_joined", {"id": peer, "name": name}, before)
+        self.turn_renewals.start(conn.sid, peer)
         return {
             "ok": True,
             "self": peer,
@@ -550,6 +555,7 @@ class Signaller:
         stale = self.connections.get(old.sid)
         if stale is not None:
             stale.mesh_room, stale.peer_id, stale.closing = None, "", True
+            self.turn_renewals.stop(stale.sid)
             self._spawn(self.sio.disconnect(old.sid))
         elif old.node != self.node:  # its old connection is another process's: it closes it
             self._spawn(self.sio.disconnect(old.sid))
@@ -581,8 +587,18 @@ class Signaller:
         if departure is None:
             raise v.Refused("not_in_room", "you are not in a room")
         conn.mesh_room, conn.peer_id = None, ""
+        self.turn_renewals.stop(conn.sid)
         await self._announce_departure(departure, "left")
         return {"ok": True}
+
+    async def _renew_turn(self, sid: str, servers: list[dict[str, Any]]) -> bool:
+        """The ``ice_servers`` event: a member's fresh TURN credentials (turn.Renewals)."""
+        conn = self.connections.get(sid)
+        if conn is None or conn.closing or conn.mesh_room is None:
+            return False
+        # Its own connection, on this process (even with a cluster: the timer is where it is).
+        await self.sio.emit("ice_servers", {"ice_servers": servers}, to=sid, ignore_queue=True)
+        return True
 
     # -- frames for snapshots ---------------------------------------------------------------------
 

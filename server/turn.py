@@ -6,6 +6,12 @@ in Unix seconds) and its password the base64 of HMAC-SHA1(secret, username). The
 recomputes the password and refuses it once EXPIRY is past, so a credential copied out of a page
 works for ``turn_ttl`` seconds only, and the secret itself never leaves the signaller.
 
+The TURN server checks EXPIRY on every request it authenticates, not only the first: the
+allocation's refresh, each CreatePermission (every 5 minutes) and ChannelBind. A call that outlives
+its credentials would lose its relay, so :class:`Renewals` hands each member fresh ones (the
+``ice_servers`` event, docs/protocol.md) at three quarters of their lifetime, again and again
+while it stays in its room; the page then makes new allocations with them (an ICE restart).
+
 Example::
 
     settings = Settings(turn_urls=("turn:turn.example.org:3478",), turn_secret="s3cret")
@@ -17,10 +23,13 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .sources import read_source
@@ -28,10 +37,21 @@ from .sources import read_source
 if TYPE_CHECKING:
     from .settings import Settings
 
-#: How long a member's TURN credentials live unless configured (``--turn-ttl``). They should
-#: outlast the call: the browser renews its relay with the same credentials, which the TURN server
-#: refuses once they expired. Four hours covers a lesson or a long meeting.
+log = logging.getLogger("ipymeet.server")
+
+#: How long a member's TURN credentials live unless configured (``--turn-ttl``). A member still in
+#: its room gets fresh ones before they expire (:class:`Renewals`), so this bounds how long a
+#: credential copied out of a page stays of use, not how long a call may last.
 DEFAULT_TURN_TTL = 4 * 3600
+
+#: Fresh credentials go out when this fraction of the last ones' lifetime has passed. The quarter
+#: left must cover what can hold them up before the page has made new allocations: the ICE
+#: restart itself (a second or two), a page that is reconnecting to the signaller at that moment
+#: (it gets fresh ones in its ``enter`` acknowledgement, after up to ~10 s of reconnecting), and
+#: a TURN server whose clock runs ahead of the signaller's. A fraction rather than a fixed margin
+#: scales with ``--turn-ttl``: an hour at the default four, 15 s at one minute, 1 s at the tests'
+#: four seconds; and a member renews only once every ``0.75 * ttl``, never in a loop.
+RENEW_AT = 0.75
 
 #: The URL schemes of a TURN server (RFC 7065).
 TURN_SCHEMES = ("turn:", "turns:")
@@ -57,6 +77,83 @@ def ice_servers_for(
             {"urls": list(settings.turn_urls), "username": username, "credential": password}
         )
     return servers
+
+
+def renewal_delay(ttl: int) -> float:
+    """Seconds after credentials valid for ``ttl`` seconds were handed out when fresh ones go."""
+    return ttl * RENEW_AT
+
+
+#: ``send(sid, servers)``: give the member on connection ``sid`` its fresh ``ice_servers``; False
+#: when it is no longer in a room (its renewals then stop).
+Send = Callable[[str, list[dict[str, Any]]], Awaitable[bool]]
+
+
+class Renewals:
+    """One timer per member that was handed TURN credentials, which sends it fresh ones at
+    :data:`RENEW_AT` of their lifetime, and again at that pace while it stays.
+
+    Keyed by the member's connection (its Socket.IO sid): ``start`` when it enters (a new
+    ``start`` for the same sid replaces the old timer), ``stop`` when it leaves, is taken over or
+    its connection ends, ``close`` when the signaller stops; nothing is left behind (``len`` says
+    how many run). Without TURN configured nothing starts.
+
+    Example::
+
+        renewals = Renewals(settings, send)
+        renewals.start(conn.sid, member_id)   # at enter, beside ice_servers_for
+        renewals.stop(conn.sid)               # at leave / disconnect
+    """
+
+    def __init__(self, settings: Settings, send: Send) -> None:
+        self.settings = settings
+        self._send = send
+        self._timers: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """Whether members get TURN credentials at all."""
+        return bool(self.settings.turn_urls) and self.settings.turn_secret is not None
+
+    def __len__(self) -> int:
+        return len(self._timers)
+
+    def start(self, sid: str, member: str) -> None:
+        """Renew ``member``'s credentials (it is on connection ``sid``; it got them just now)."""
+        if not self.enabled:
+            return
+        self.stop(sid)
+        task = asyncio.ensure_future(self._renew(sid, member))
+        self._timers[sid] = task
+        task.add_done_callback(lambda done: self._forget(sid, done))
+
+    def stop(self, sid: str) -> None:
+        """No more renewals for the member on ``sid`` (idempotent)."""
+        task = self._timers.pop(sid, None)
+        if task is not None:
+            task.cancel()
+
+    def close(self) -> None:
+        """Stop every timer."""
+        for sid in list(self._timers):
+            self.stop(sid)
+
+    def _forget(self, sid: str, task: asyncio.Task[None]) -> None:
+        if self._timers.get(sid) is task:
+            del self._timers[sid]
+
+    async def _renew(self, sid: str, member: str) -> None:
+        delay = renewal_delay(self.settings.turn_ttl)
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                if not await self._send(sid, ice_servers_for(self.settings, member)):
+                    return
+            except Exception as error:  # a failed send must not end this member's renewals
+                # The type only: the message could quote the credentials.
+                log.warning(
+                    "could not renew a member's TURN credentials (%s)", type(error).__name__
+                )
 
 
 def check_turn_url(url: str) -> str:

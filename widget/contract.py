@@ -121,7 +121,7 @@ BROWSER_MESSAGE_TYPES = (
 
 #: The events the signaller sends a dialect-2 client unasked (docs/protocol.md); the kernel route
 #: relays exactly these to the page.
-SIGNALLER_EVENTS = ("peer_joined", "peer_left", "signal", "error")
+SIGNALLER_EVENTS = ("peer_joined", "peer_left", "signal", "error", "ice_servers")
 
 #: The requests (with an acknowledgement) the kernel route carries from the page to the signaller.
 ROUTE_REQUESTS = ("enter", "leave", "signal")

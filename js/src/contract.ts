@@ -32,7 +32,7 @@ export const BROWSER_MESSAGE_TYPES = ["chat", "frame", "error", "token_request",
 export type BrowserMessageType = (typeof BROWSER_MESSAGE_TYPES)[number];
 
 /** The events the signaller sends unasked; the kernel route relays exactly these. */
-export const SIGNALLER_EVENTS = ["peer_joined", "peer_left", "signal", "error"] as const;
+export const SIGNALLER_EVENTS = ["peer_joined", "peer_left", "signal", "error", "ice_servers"] as const;
 export type SignallerEvent = (typeof SIGNALLER_EVENTS)[number];
 
 /** The requests (acknowledged) the kernel route carries to the signaller. */

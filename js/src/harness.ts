@@ -92,6 +92,11 @@ export class FakePeer {
   resync() {
     this.resynced++;
   }
+  /** The servers of each `renewIceServers` call. */
+  renewals: RTCIceServer[][] = [];
+  renewIceServers(servers: RTCIceServer[]) {
+    this.renewals.push(servers);
+  }
   isFromAnotherConnection() {
     return this.anotherConnection;
   }

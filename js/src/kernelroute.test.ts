@@ -152,6 +152,18 @@ describe("KernelRouteTransport in a call", () => {
     expect(states).toEqual(["idle", "joining", "waiting", "in_call", "waiting", "left"]);
   });
 
+  it("brings the signaller's fresh TURN credentials to the connections, as its other events", async () => {
+    const { server, peers, join } = overTheKernel();
+    join();
+    await settle();
+    server.serve("peer_joined", { id: "zed", name: "Grace" });
+    await settle();
+    const fresh = [{ urls: ["turn:10.9.9.1:3478"], username: "1700006300:me", credential: "f" }];
+    server.serve("ice_servers", { ice_servers: fresh });
+    await settle();
+    expect(peers[0]!.renewals).toEqual([fresh]);
+  });
+
   it("carries a snapshot's chunks with their bytes, by the signaller's path", async () => {
     const bytes = new Uint8Array([1, 2, 3, 4]);
     const { model, join, kernel } = overTheKernel({
@@ -254,6 +266,7 @@ describe("KernelRouteTransport while a cell runs", () => {
       peerJoined: vi.fn(),
       peerLeft: vi.fn(),
       signal: vi.fn(),
+      iceServers: vi.fn(),
       error: vi.fn(),
       disconnected: dropped,
     });

@@ -259,4 +259,42 @@ describe("Members: the relay", () => {
     expect(model.get("error_code")).toBe("relay_failed");
     expect(model.get("error")).toContain("turn:10.9.9.1:3478?transport=udp");
   });
+
+  it("takes fresh credentials from the signaller: every connection renews, new ones start with them", async () => {
+    const { model, server, join, peers } = setup();
+    model.set("relay_only", true);
+    server.enterAnswer = { ok: true, self: "me", peers: [{ id: "a", name: "A" }], capacity: 4, ice_servers: [turn] };
+    join();
+    await settle();
+    server.serve("peer_joined", { id: "b", name: "B" });
+    const fresh = { ...turn, username: "1700006300:me", credential: "d" };
+    server.serve("ice_servers", { ice_servers: [fresh] });
+    expect(peers.map((p) => p.renewals)).toEqual([[[fresh]], [[fresh]]]);
+    server.serve("peer_joined", { id: "c", name: "C" });
+    expect(peers[2]!.options.iceServers).toEqual([fresh]);
+    expect(peers[2]!.renewals).toEqual([]);
+    server.serve("ice_servers", { servers: "not these" }); // malformed: nothing changes
+    expect(peers.map((p) => p.renewals.length)).toEqual([1, 1, 0]);
+    expect(model.get("error_code")).toBe("");
+  });
+
+  it("entering again brings fresh credentials to the connections kept, and only when they changed", async () => {
+    const { server, join, peers } = setup();
+    server.enterAnswer = { ok: true, self: "me", peers: [{ id: "a", name: "A" }], capacity: 4, ice_servers: [turn] };
+    join();
+    await settle();
+    peers[0]!.become("connected");
+    peers[0]!.open();
+    server.drop(); // the signaller is out of reach for a while, the media keeps flowing
+    await settle();
+    expect(server.enters).toHaveLength(2);
+    expect(peers[0]!.renewals).toEqual([]); // the same credentials: nothing to renew
+    const fresh = { ...turn, username: "1700009000:me", credential: "e" };
+    server.enterAnswer = { ok: true, self: "me", peers: [{ id: "a", name: "A" }], capacity: 4, ice_servers: [fresh] };
+    server.drop();
+    await settle();
+    expect(server.enters).toHaveLength(3);
+    expect(peers).toHaveLength(1);
+    expect(peers[0]!.renewals).toEqual([[fresh]]);
+  });
 });

@@ -14,7 +14,9 @@
  * cannot connect, which the host hears at once; a TURN server's refusal of the credentials (401:
  * wrong or expired: at once with relay only, else when a connection then fails, since a call
  * that connects directly never needed it), or a connection that fails with relay only, once per
- * session.
+ * session. The credentials expire (`--turn-ttl`); the signaller sends fresh ones before they do
+ * (`ice_servers`), and so does entering again: new connections take them, and every connection
+ * makes new relay allocations with them (`Peer.renewIceServers`).
  */
 import { LINGER_MS, PROBE_LEFT_MS, PROBE_REENTER_MS, judge, type LivenessEvent } from "./liveness";
 import { Outbox, newMessageId, parsePeerMessage } from "./messages";
@@ -146,6 +148,11 @@ export class Members {
       this.byId.clear();
     }
     this.selfId = accepted.self;
+    // Entering again brings fresh credentials: the connections kept renew theirs too, since the
+    // signaller's next renewal counts from now and may come after the old ones expire.
+    if (this.byId.size > 0 && JSON.stringify(accepted.ice_servers) !== JSON.stringify(this.iceServers)) {
+      this.renewed(accepted.ice_servers);
+    }
     this.iceServers = accepted.ice_servers;
     if (this.host.relayOnly() && turnUrlOf(this.iceServers) === null) {
       // Relay only, and no relay to use: no connection could ever be made.
@@ -209,6 +216,17 @@ export class Members {
     member.peer = this.connect(member, initiator);
     this.capBitrates();
     this.host.changed();
+  }
+
+  /**
+   * `ice_servers`: fresh TURN credentials. Connections made from now on take them, and each
+   * existing one renews its relay with them.
+   */
+  renewed(servers: RTCIceServer[]): void {
+    if (this.closed) return;
+    this.iceServers = servers;
+    console.debug(`ipymeet: new ICE servers for ${this.byId.size} connection(s)`);
+    for (const member of this.byId.values()) member.peer?.renewIceServers(servers);
   }
 
   /** `peer_left`. */

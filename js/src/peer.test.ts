@@ -69,6 +69,14 @@ class FakePC {
     if (this.remoteDescription === null) throw new Error("no remote description");
     this.candidates.push(candidate);
   }
+  configuration: RTCConfiguration = {};
+  getConfiguration() {
+    return this.configuration;
+  }
+  setConfiguration(configuration: RTCConfiguration) {
+    this.log.push("configuration");
+    this.configuration = configuration;
+  }
   restarts = 0;
   restartIce() {
     this.restarts++;
@@ -139,6 +147,7 @@ function makePeer(overrides: Partial<PeerOptions> & { selfId: string; peerId: st
     createConnection: (given) => {
       config = given;
       pc = new FakePC(overrides.selfId);
+      pc.configuration = given;
       return pc as unknown as RTCPeerConnection;
     },
     ...overrides,
@@ -446,5 +455,65 @@ describe("Peer recovery", () => {
     expect(iceErrors).toEqual([{ code: 401, url: "turn:10.0.0.1:3478?transport=udp", text: "Unauthorized" }]);
     peer.close();
     expect(pc.onicecandidateerror).toBeNull();
+  });
+});
+
+describe("Peer: fresh TURN credentials", () => {
+  const old = [{ urls: ["turn:10.0.0.1:3478"], username: "100:me", credential: "old" }];
+  const fresh = [{ urls: ["turn:10.0.0.1:3478"], username: "175:me", credential: "fresh" }];
+  const answer: RTCSessionDescriptionInit = { type: "answer", sdp: "answer from m" };
+  const settle = async () => {
+    for (let i = 0; i < 5; i++) await tick();
+  };
+
+  it("takes them into its configuration, relay policy kept, and restarts ICE to allocate with them", async () => {
+    const { peer, pc, sent } = makePeer({ selfId: "n", peerId: "m", initiator: true, iceServers: old, relayOnly: true });
+    pc.onnegotiationneeded!();
+    await settle();
+    peer.receive({ description: answer });
+    await settle();
+    expect(pc.signalingState).toBe("stable");
+    peer.renewIceServers(fresh);
+    expect(pc.configuration).toEqual({ iceServers: fresh, iceTransportPolicy: "relay" });
+    expect(pc.restarts).toBe(1);
+    await settle();
+    expect(sent.map((s) => ("description" in s ? s.description.type : "candidate"))).toEqual(["offer", "offer"]);
+    expect(peer.iceRestarts).toBe(1);
+    expect(pc.log).not.toContain("rollback"); // nothing was pending
+    peer.close();
+    peer.renewIceServers(old);
+    expect(pc.configuration.iceServers).toEqual(fresh);
+    expect(pc.restarts).toBe(1);
+  });
+
+  it("lets a negotiation under way finish first, then restarts once", async () => {
+    const { peer, pc, sent } = makePeer({ selfId: "n", peerId: "m", initiator: true, iceServers: old });
+    pc.onnegotiationneeded!();
+    await settle();
+    pc.remoteDescription = { type: "answer", sdp: "earlier" }; // negotiated before: this offer renegotiates
+    expect(pc.signalingState).toBe("have-local-offer");
+    peer.renewIceServers(fresh);
+    peer.renewIceServers(fresh);
+    expect(pc.configuration.iceServers).toEqual(fresh);
+    expect(pc.restarts).toBe(0); // its answer is on its way: no rollback
+    peer.receive({ description: answer });
+    await settle();
+    pc.onsignalingstatechange!();
+    expect(pc.restarts).toBe(1);
+    await settle();
+    expect(sent).toHaveLength(2);
+    pc.onsignalingstatechange!();
+    expect(pc.restarts).toBe(1);
+  });
+
+  it("restarts nothing before a first exchange, which gathers with them", async () => {
+    const { peer, pc, sent } = makePeer({ selfId: "m", peerId: "n", initiator: false, iceServers: old });
+    peer.renewIceServers(fresh);
+    expect(pc.configuration.iceServers).toEqual(fresh);
+    peer.receive({ description: offer("n") });
+    await settle();
+    pc.onsignalingstatechange!();
+    expect(pc.restarts).toBe(0);
+    expect(sent).toEqual([{ description: answer }]);
   });
 });

@@ -22,6 +22,10 @@
  * - `relayOnly` gathers relay candidates only (`iceTransportPolicy: "relay"`): media goes through
  *   the TURN server, and the others never learn this page's addresses. A TURN server's refusal
  *   (`icecandidateerror`, e.g. 401 for wrong or expired credentials) goes to `onIceError`.
+ * - Fresh TURN credentials (`renewIceServers`) replace the configuration's servers, then ICE
+ *   restarts, as for a recovery, once no negotiation is under way: the browser refreshes a relay
+ *   allocation with the credentials it was made with, so only new allocations use the new ones.
+ *   The old pair carries the media until the new one takes over.
  *
  * About 500 lines, one class: negotiation, the ICE restarts, the data channel, the bit rate caps and
  * the small start all act on the one RTCPeerConnection and its events, in an order that matters (a
@@ -117,6 +121,8 @@ export class Peer {
   private recoveryAttempts = 0;
   /** When ICE was last restarted (ms since the epoch): restarts on request are spaced. */
   private lastRestart = -Infinity;
+  /** New ICE servers were set: restart ICE with them once the signalling state is stable. */
+  private renewWanted = false;
   /** The cap for video senders (bits per second), null for none; applied one change at a time. */
   private maxVideoBitrate: number | null = null;
   private bitrateWork: Promise<void> = Promise.resolve();
@@ -147,7 +153,9 @@ export class Peer {
       if (!this.closed) this.options.onChannelClose?.();
     };
     pc.onsignalingstatechange = () => {
-      if (pc.signalingState === "stable") this.applyBitrate();
+      if (pc.signalingState !== "stable") return;
+      this.applyBitrate();
+      this.renewWhenStable();
     };
     pc.onnegotiationneeded = () => {
       if (!this.mayOffer) {
@@ -278,6 +286,28 @@ export class Peer {
     const description = this.pc.localDescription;
     if (this.closed || this.makingOffer || this.pc.signalingState !== "have-local-offer" || description === null) return;
     this.options.send({ description: { type: description.type, sdp: description.sdp } });
+  }
+
+  /**
+   * Use `iceServers` (fresh TURN credentials) from now on, and make new relay allocations with
+   * them: an ICE restart, once the signalling state is stable (a negotiation under way finishes
+   * first; its answer may be on its way). Not before a first exchange: that one gathers with
+   * these already.
+   */
+  renewIceServers(iceServers: RTCIceServer[]): void {
+    if (this.closed) return;
+    this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers });
+    this.renewWanted = true;
+    this.renewWhenStable();
+  }
+
+  private renewWhenStable(): void {
+    // An offer being made is under way too: its answer brings the state back to stable.
+    if (!this.renewWanted || this.closed || this.makingOffer || this.pc.signalingState !== "stable") return;
+    this.renewWanted = false;
+    if (this.pc.remoteDescription === null) return; // nothing gathered yet: the first offer will
+    console.debug(`ipymeet: ${this.id}: new ICE servers: restarting ICE`);
+    this.restartNow();
   }
 
   /** One scheduled attempt: give up after ICE_ATTEMPTS, else restart and wait longer. */

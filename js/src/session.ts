@@ -152,6 +152,7 @@ export class Session {
       peerJoined: (peer) => live() && this.members.add(peer, false),
       peerLeft: ({ id, reason }) => live() && this.members.left(id, reason),
       signal: (message) => live() && this.members.route(message),
+      iceServers: (servers) => live() && this.members.renewed(servers),
       error: (error) => live() && this.host.report({ error: error.message, error_code: knownCode(error.code) }),
       disconnected: () => {
         if (!live()) return;

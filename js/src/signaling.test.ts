@@ -46,6 +46,7 @@ function recorder() {
     peerJoined: (p) => log.push(`joined ${p.id} ${p.name}`),
     peerLeft: (p) => log.push(`left ${p.id}`),
     signal: (s) => log.push(`signal ${s.from} ${s.description?.type ?? "candidate"}`),
+    iceServers: (servers) => log.push(`ice_servers ${servers.map((server) => server.username ?? "-").join(" ")}`),
     error: (e) => log.push(`error ${e.code}`),
     disconnected: (reason) => log.push(`disconnected ${reason}`),
   };
@@ -72,6 +73,8 @@ describe("SignalingClient", () => {
     socket.serve("peer_joined", { id: "b", name: "Bo" });
     socket.serve("signal", { from: "a", description: { type: "offer", sdp: "v=0" } });
     socket.serve("peer_left", { id: "b" });
+    socket.serve("ice_servers", { ice_servers: [{ urls: "turn:t", username: "9:me", credential: "c" }] });
+    socket.serve("ice_servers", { ice_servers: "not a list" });
     expect(log).toEqual([]);
 
     socket.answer("enter", accepted);
@@ -80,7 +83,7 @@ describe("SignalingClient", () => {
     expect(log).toEqual([]); // still held until the caller has taken in the ack
 
     client.deliver();
-    expect(log).toEqual(["joined b Bo", "signal a offer", "left b"]);
+    expect(log).toEqual(["joined b Bo", "signal a offer", "left b", "ice_servers 9:me"]);
     socket.serve("signal", { from: "a", candidate: { candidate: "candidate:1" } });
     expect(log.at(-1)).toBe("signal a candidate");
   });

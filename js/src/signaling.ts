@@ -6,7 +6,7 @@
  * Every request carries an acknowledgement, answered exactly once by the server; a missing answer
  * times out here with a clear error, unless the transport says the answer is only held up
  * (`held`: a cell is running in the kernel that carries it), and then it waits again. Events that arrive before the `enter` acknowledgement
- * (`peer_joined`, `peer_left`, `signal`) are held back and delivered once the caller has taken in
+ * (`peer_joined`, `peer_left`, `signal`, `ice_servers`) are held back and delivered once the caller has taken in
  * the acknowledgement (`deliver()`), so it knows its own id and the members before any of them.
  *
  * A connection that drops is not the end of the client: `reconnect()` opens it again (the caller
@@ -74,6 +74,8 @@ export interface SignalingHandlers {
   peerJoined(peer: PeerInfo): void;
   peerLeft(peer: { id: string; reason: LeftReason }): void;
   signal(message: IncomingSignal): void;
+  /** `ice_servers`: fresh TURN credentials, before the last ones expire (docs/protocol.md). */
+  iceServers(servers: RTCIceServer[]): void;
   /** An `error` event: a refused request that had no acknowledgement. */
   error(error: ServerError): void;
   /** The connection dropped without `close()` being called; `reconnect()` may open it again. */
@@ -95,9 +97,8 @@ export class SignalingError extends Error {
 
 export const ACK_TIMEOUT_MS = 5000;
 
-type Held = { [K in "peerJoined" | "peerLeft" | "signal"]: [K, Parameters<SignalingHandlers[K]>[0]] }[
-  "peerJoined" | "peerLeft" | "signal"
-];
+type HeldEvent = "peerJoined" | "peerLeft" | "signal" | "iceServers";
+type Held = { [K in HeldEvent]: [K, Parameters<SignalingHandlers[K]>[0]] }[HeldEvent];
 
 /** One connection to the signaller speaking dialect 2, over `transport`. */
 export class SignalingClient {
@@ -226,6 +227,9 @@ export class SignalingClient {
       case "signal":
         if (isRecord(data) && typeof data.from === "string") this.dispatch(["signal", data as unknown as IncomingSignal]);
         return;
+      case "ice_servers":
+        if (isRecord(data) && Array.isArray(data.ice_servers)) this.dispatch(["iceServers", data.ice_servers as RTCIceServer[]]);
+        return;
       case "error": {
         const error = isRecord(data) ? data : {};
         this.handlers.error({
@@ -250,6 +254,8 @@ export class SignalingClient {
         return this.handlers.peerLeft(event[1]);
       case "signal":
         return this.handlers.signal(event[1]);
+      case "iceServers":
+        return this.handlers.iceServers(event[1]);
     }
   }
 

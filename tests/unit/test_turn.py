@@ -1,7 +1,8 @@
 """TURN with short-lived credentials (server/turn.py): the TURN REST maths, checked against an
 independent HMAC (openssl) and against Debian's coturn itself; the settings and ``ipymeet serve``
 options that configure it; the ``enter`` acknowledgement that hands the credentials out, directly
-and through the kernel route, with nothing of them in a log line or the widget's state."""
+and through the kernel route, with nothing of them in a log line or the widget's state; the timers
+that renew them (the ``ice_servers`` event itself: tests/integration/test_turn_renewal.py)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,21 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import socketio
 
 from ipymeet import VideoRoom
 from ipymeet.server import Settings, SignallerThread, cli
-from ipymeet.server.turn import DEFAULT_TURN_TTL, credentials, ice_servers_for
+from ipymeet.server.turn import (
+    DEFAULT_TURN_TTL,
+    RENEW_AT,
+    Renewals,
+    credentials,
+    ice_servers_for,
+    renewal_delay,
+)
 
 from ..e2e.coturn import coturn
 from ..support import MakeSignaller
@@ -296,3 +305,84 @@ async def test_a_kernels_signaller_configured_by_the_environment_hands_out_crede
     assert relay["urls"] == [TURN[0]]
     assert relay["credential"] == credentials(SECRET, ack["self"], expiry)[1]
     assert int(time.time()) + 85 <= expiry <= int(time.time()) + 90
+
+
+# -- renewals ------------------------------------------------------------------------------------
+
+
+def test_renewals_come_at_three_quarters_of_the_lifetime() -> None:
+    assert RENEW_AT == 0.75
+    assert renewal_delay(DEFAULT_TURN_TTL) == 3 * 3600  # an hour before the default 4 h are over
+    assert renewal_delay(4) == 3.0
+    assert renewal_delay(1) == 0.75
+
+
+async def test_a_renewal_timer_sends_fresh_credentials_again_and_again_until_stopped() -> None:
+    loop = asyncio.get_running_loop()
+    settings = Settings(ice_servers=(), turn_urls=TURN, turn_secret=SECRET, turn_ttl=1)
+    sent: list[tuple[str, list[dict[str, Any]], float]] = []
+    arrived = asyncio.Event()
+
+    async def send(sid: str, servers: list[dict[str, Any]]) -> bool:
+        sent.append((sid, servers, loop.time()))
+        arrived.set()
+        return True
+
+    async def until_sent(count: int) -> None:
+        while len(sent) < count:
+            arrived.clear()
+            await asyncio.wait_for(arrived.wait(), 5)
+
+    renewals = Renewals(settings, send)
+    started = loop.time()
+    renewals.start("sid-ada", "ada")
+    assert len(renewals) == 1
+    await until_sent(2)
+    assert [sid for sid, _, _ in sent] == ["sid-ada", "sid-ada"]
+    # Each 0.75 s after the last (the timer's own sleep: never early).
+    assert sent[0][2] - started >= 0.75
+    assert sent[1][2] - sent[0][2] >= 0.75
+    for _, servers, _ in sent:
+        [relay] = servers
+        expiry = int(relay["username"].split(":")[0])
+        assert relay["credential"] == credentials(SECRET, "ada", expiry)[1]
+        assert expiry >= int(time.time())
+    # A second start for the same connection replaces its timer; stop and close end them all.
+    renewals.start("sid-ada", "ada")
+    renewals.start("sid-bo", "bo")
+    assert len(renewals) == 2
+    renewals.stop("sid-ada")
+    renewals.stop("sid-ada")
+    assert len(renewals) == 1
+    renewals.close()
+    assert len(renewals) == 0
+
+
+async def test_a_renewal_timer_ends_when_its_member_is_gone_and_survives_a_failed_send(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = Settings(ice_servers=(), turn_urls=TURN, turn_secret=SECRET, turn_ttl=1)
+    calls: list[str] = []
+    passwords: list[str] = []
+
+    async def send(sid: str, servers: list[dict[str, Any]]) -> bool:
+        calls.append(sid)
+        passwords.append(servers[0]["credential"])
+        if len(calls) == 1:
+            raise ConnectionError(f"lost while sending {servers}")
+        return False  # the second time: no longer in a room
+
+    renewals = Renewals(settings, send)
+    renewals.start("sid-ada", "ada")
+    deadline = time.monotonic() + 5
+    while len(renewals):
+        assert time.monotonic() < deadline, calls
+        await asyncio.sleep(0.05)
+    assert calls == ["sid-ada", "sid-ada"]
+    assert "could not renew a member's TURN credentials (ConnectionError)" in caplog.text
+    # The error's message quoted the credentials: it is not logged.
+    assert passwords[0] not in caplog.text
+    # Without TURN nothing ever starts.
+    plain = Renewals(Settings(ice_servers=()), send)
+    plain.start("sid-bo", "bo")
+    assert len(plain) == 0
