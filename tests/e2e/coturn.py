@@ -18,7 +18,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,8 +64,9 @@ class Coturn:
         return f"turn:{self.address}:{self.port}?transport=udp"
 
 
-def config(address: str, port: int, secret: str, log_dir: Path) -> str:
-    """The turnserver.conf of a test: one address for listening and relaying, few relay ports."""
+def config(address: str, port: int, secret: str, log_dir: Path, extra: Sequence[str] = ()) -> str:
+    """The turnserver.conf of a test: one address for listening and relaying, few relay ports;
+    ``extra`` lines after (``max-allocate-lifetime=8``, say)."""
     low = 49152 + port % 8000 * 2
     return "\n".join(
         [
@@ -86,20 +87,22 @@ def config(address: str, port: int, secret: str, log_dir: Path) -> str:
             "simple-log",
             f"pidfile={log_dir / 'turnserver.pid'}",
             f"userdb={log_dir / 'turndb'}",
+            *extra,
             "",
         ]
     )
 
 
 @contextlib.contextmanager
-def coturn(address: str, secret: str, workdir: Path) -> Iterator[Coturn]:
-    """turnserver on ``address`` (a free port) with ``secret``, ready to allocate; stopped after."""
+def coturn(address: str, secret: str, workdir: Path, extra: Sequence[str] = ()) -> Iterator[Coturn]:
+    """turnserver on ``address`` (a free port) with ``secret`` (and ``extra`` config lines), ready
+    to allocate; stopped after."""
     if shutil.which(TURNSERVER) is None:
         raise RuntimeError("coturn's turnserver is missing: run `bash .ci/setup --browser`")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_udp_port(address)
     conf = workdir / "turnserver.conf"
-    conf.write_text(config(address, port, secret, workdir))
+    conf.write_text(config(address, port, secret, workdir, extra))
     server = Coturn(address, port, secret)
     process = subprocess.Popen(
         [TURNSERVER, "-c", str(conf)],

@@ -5,7 +5,8 @@ the other's: the only way between them is the TURN server, which listens (and re
 machine's side of the first namespace's link, where the second reaches it by a host route. The
 signaller is ``ipymeet serve --turn-url ... --turn-secret env:...``, which hands each page its own
 short-lived credentials in its ``enter`` acknowledgement (server/turn.py). Then the same with the
-wrong secret, and with credentials that expired before they were used: the view says so.
+wrong secret, and with credentials that expired before they were used: the view says so. Last, a
+call that outlives its first credentials: renewed, they move it to new relay allocations.
 """
 
 from __future__ import annotations
@@ -275,6 +276,9 @@ def test_a_wrong_secret_or_expired_credentials_say_so_in_the_view(
         url = f"{served.origin}/?room=turn-expired&autojoin=1&relay=1"
         first = browsers(near, url)
         wait_state(first, "waiting")
+        # The signaller renews a member's credentials every 0.75 s here (ice_servers): this page
+        # ignores them, as one that does not know the event, so its last ones expire.
+        first.evaluate("() => { window.ipymeet.call.session.members.renewed = () => {}; }")
         expiry = int(first.evaluate(CREDENTIALS_JS)[0]["username"].split(":")[0])
         while time.time() <= expiry + 1:  # coturn takes them while EXPIRY >= now
             first.wait_for_timeout(100)
@@ -295,3 +299,134 @@ def test_relay_only_on_a_signaller_without_turn_says_what_to_do(
     banner = page.get_by_test_id("error").inner_text()
     assert "offers no TURN server" in banner
     assert "--turn-url" in banner
+
+
+# -- credentials renewed during a call ------------------------------------------------------------
+
+#: coturn 4.6.1 grants an Allocate at most 8 s with this (its refreshes still 600 s), so Chromium
+#: refreshes each allocation once 4 s after making it (half a lifetime under two minutes): an
+#: authenticated request, for which coturn checks the credentials' expiry, within the test.
+#: ``verbose``: coturn logs each request with its username.
+SHORT_ALLOCATION = ("max-allocate-lifetime=8", "verbose")
+
+#: The credentials' lifetime in these calls: renewed after 15 s.
+SHORT_TTL = 20
+
+#: In the page, every 100 ms: the longest time the remote video went without a new frame, and
+#: every connection state seen.
+WATCH_JS = """
+() => {
+  const watch = { longest: 0, frames: -1, since: performance.now(), states: [] };
+  window.__watch = watch;
+  setInterval(() => {
+    const video = document.querySelector("[data-testid=remote-video]");
+    const frames = video === null ? -1 : video.getVideoPlaybackQuality().totalVideoFrames;
+    const now = performance.now();
+    if (frames !== watch.frames && frames > 0) {
+      watch.frames = frames;
+      watch.since = now;
+    }
+    watch.longest = Math.max(watch.longest, now - watch.since);
+    const state = window.ipymeet.call.remotePeers[0]?.connection ?? "none";
+    if (watch.states.at(-1) !== state) watch.states.push(state);
+  }, 100);
+}
+"""
+
+#: Each connection's selected local candidate (`relay ADDRESS:PORT`) and its ICE restarts.
+SELECTED_JS = """
+async () => {
+  const out = [];
+  for (const member of window.ipymeet.call.session.members.byId.values()) {
+    const stats = await member.peer.pc.getStats();
+    let local = null;
+    stats.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) {
+        const pair = stats.get(s.selectedCandidatePairId);
+        local = pair ? stats.get(pair.localCandidateId) : null;
+      }
+    });
+    out.push({
+      local: local ? `${local.candidateType} ${local.address}:${local.port}` : null,
+      restarts: member.peer.iceRestarts,
+    });
+  }
+  return out;
+}
+"""
+
+
+@pytest.fixture
+def short_turn_server(networks: Networks, tmp_path: Path) -> Iterator[Coturn]:
+    secret = secrets.token_urlsafe(24)
+    with coturn(networks.turn_address, secret, tmp_path / "coturn", SHORT_ALLOCATION) as server:
+        yield server
+
+
+def username_of(page: Any) -> str:
+    servers = page.evaluate(CREDENTIALS_JS)
+    assert len(servers) == 1, "no TURN server in the page's configuration"
+    username: str = servers[0]["username"]
+    return username
+
+
+def expiry(username: str) -> int:
+    return int(username.split(":")[0])
+
+
+def relay_call(
+    networks: Networks, served: Serve, browsers: Callable[[Namespace, str], Any], room: str
+) -> tuple[Any, ...]:
+    """Two pages, relay only, in the call and watched (``WATCH_JS``)."""
+    url = f"{served.origin}/?room={room}&autojoin=1&relay=1"
+    pages = meet(browsers(networks.near, url), browsers(networks.far, url))
+    for page in pages:
+        page.evaluate(WATCH_JS)
+    return pages
+
+
+def test_a_relay_only_call_outlives_its_first_credentials(
+    networks: Networks, short_turn_server: Coturn, browsers: Callable[[Namespace, str], Any]
+) -> None:
+    """Credentials of 20 s, renewed at 15 s: the call goes on well past the first ones' expiry,
+    each page on a new relay allocation made with renewed credentials, the video never held up."""
+    turn = short_turn_server
+    with serve(networks.turn_address, turn, turn.secret, ttl=SHORT_TTL) as served:
+        pages = relay_call(networks, served, browsers, "turn-renewed")
+        first = [username_of(page) for page in pages]
+        before = [page.evaluate(SELECTED_JS) for page in pages]
+        assert [[c["local"].split()[0] for c in conns] for conns in before] == [["relay"]] * 2
+        # Two renewals each (at 15 and 30 s), and 15 s past the first credentials' expiry:
+        # without renewals the relay would have been refused at about four refreshes by now.
+        until = max(expiry(name) for name in first) + 15
+        while time.time() < until:
+            pages[0].wait_for_timeout(250)
+        for page, name in zip(pages, first, strict=True):
+            assert model(page, "state") == "in_call"
+            assert model(page, "error") == "", page.lines[-30:]
+            watch = page.evaluate("() => window.__watch")
+            # The video never stopped for as long as a second, and the connection never dropped.
+            assert watch["longest"] < 1000, watch
+            assert watch["states"] == ["connected"], watch
+            now = username_of(page)
+            assert expiry(now) >= expiry(name) + 2 * (SHORT_TTL * 3 // 4) - 1, (name, now)
+            assert now.split(":")[1] == name.split(":")[1]  # the same member
+        wait_remote_video(pages[0])
+        wait_remote_video(pages[1])
+        after = [page.evaluate(SELECTED_JS) for page in pages]
+        for old, new in zip(before, after, strict=True):
+            assert new[0]["local"].startswith("relay "), new
+            assert new[0]["local"] != old[0]["local"], (old, new)  # a new allocation
+            assert new[0]["restarts"] >= 2, new
+        # The new allocations were made, and refreshed, with the renewed credentials, and
+        # coturn refused none of the refreshes.
+        requests = [line for line in turn.log if "incoming packet" in line]
+        for page in pages:
+            name = username_of(page)
+            for kind in ("ALLOCATE", "REFRESH"):
+                done = f"<{name}>: incoming packet {kind} processed, success"
+                assert any(done in line for line in requests), (done, requests[-20:])
+        assert not [line for line in requests if "REFRESH processed, error" in line]
+        for page in pages:
+            page.context.browser.close()
+    assert served.process.returncode == 0, served.output
