@@ -584,6 +584,14 @@ class ServiceTarget:
     #: As the kernel reaches it, e.g. ``http://127.0.0.1:8000/services/ipymeet/``.
     url: str
     token: str = field(repr=False)
+    #: As browsers reach it (invite links): the hub's public origin with the service's path
+    #: when the hub knows it (``JUPYTERHUB_PUBLIC_HUB_URL``, set by ``c.JupyterHub.public_url``),
+    #: else ``url``.
+    public: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.public:
+            object.__setattr__(self, "public", self.url)
 
     @property
     def origin(self) -> str:
@@ -619,7 +627,13 @@ def service_from_env(environ: Mapping[str, str] | None = None) -> ServiceTarget 
             f"{SIGNALLER_ENV} is set but JUPYTERHUB_API_TOKEN is not: a kernel attaches to the "
             "hub's ipymeet service with its single-user server's token"
         )
-    return ServiceTarget(_slashed_url(url), token)
+    # The kernel's way to the service may be an address only the cluster knows (a proxy's
+    # service name): browsers come through the hub's public address, when the hub was told it.
+    hub = urlsplit(env.get("JUPYTERHUB_PUBLIC_HUB_URL", "").strip())
+    public = ""
+    if hub.scheme in ("http", "https") and hub.netloc:
+        public = f"{hub.scheme}://{hub.netloc}{_slashed(parts.path or '/')}"
+    return ServiceTarget(_slashed_url(url), token, public)
 
 
 def _slashed_url(url: str) -> str:
@@ -707,14 +721,15 @@ class ServiceSignaller(KernelSignaller):
         log.info("ipymeet: attached to the hub's ipymeet service at %s", self.target.url)
 
     def _seen_here(self, state: HostState) -> HostState:
-        """The service's state with its addresses as this kernel reaches it."""
+        """The service's state with its addresses as this kernel reaches it (and, for invite
+        links, as browsers do)."""
         url = self.target.url.rstrip("/")
         parts = urlsplit(url)
         return replace(
             state,
             port=self.target.port,
             url=url,
-            public_url=url,
+            public_url=self.target.public.rstrip("/"),
             host=parts.hostname or state.host,
             scheme=parts.scheme,
             token_secret=None,

@@ -117,9 +117,14 @@ def test_a_hub_login_and_a_kernels_token_get_in_under_the_users_names(hub: Hub) 
     joined: list[dict[str, Any]] = []
     carol = sio_connect(hub, headers={"Cookie": f"{COOKIE}={cookie}"})
     carol.on("peer_joined", joined.append)
-    server = ServiceSignaller(ServiceTarget(hub.service_url, user_token(hub, "dave"))).start()
+    # Invite links are on the hub's public address (here the same port under another name).
+    public = hub.service_url.replace("127.0.0.1", "localhost")
+    target = ServiceTarget(hub.service_url, user_token(hub, "dave"), public)
+    server = ServiceSignaller(target).start()
     widget = None
     try:
+        assert server.public_url == public.rstrip("/")
+        assert server.url == hub.service_url.rstrip("/")
         entered = carol.call("enter", {"room": "hubroom", "name": ""}, timeout=10)
         assert entered["ok"] is True, entered
         key = secrets.token_hex(8)

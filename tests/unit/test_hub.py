@@ -96,6 +96,26 @@ def test_a_kernel_finds_the_service_in_its_environment() -> None:
     assert (https.port, https.path) == (443, "/")
 
 
+def test_invite_links_use_the_hubs_public_address_when_the_hub_knows_it() -> None:
+    """A kernel reaching the service at a cluster address (the proxy's service name) gives
+    invite links on the hub's public origin (``c.JupyterHub.public_url``, handed to every
+    server as JUPYTERHUB_PUBLIC_HUB_URL), with the service's path."""
+    env = {
+        "IPYMEET_SIGNALLER": "http://proxy-public/services/ipymeet/",
+        "JUPYTERHUB_API_TOKEN": "t",
+        "JUPYTERHUB_PUBLIC_HUB_URL": "https://hub.example.org/hub/",
+    }
+    target = service_from_env(env)
+    assert target is not None
+    assert target.url == "http://proxy-public/services/ipymeet/"
+    assert target.public == "https://hub.example.org/services/ipymeet/"
+    # Without it (the hub has no public_url, or it is empty): the kernel's own address.
+    for unset in ("", "not a url"):
+        bare = service_from_env({**env, "JUPYTERHUB_PUBLIC_HUB_URL": unset})
+        assert bare is not None
+        assert bare.public == bare.url
+
+
 def test_a_kernel_without_its_hub_token_or_with_a_bad_url_says_so() -> None:
     with pytest.raises(ValueError, match="JUPYTERHUB_API_TOKEN is not"):
         service_from_env({"IPYMEET_SIGNALLER": "http://127.0.0.1:8000/services/ipymeet/"})
@@ -129,6 +149,19 @@ def test_the_kernels_view_of_the_service_is_its_own_address_and_never_a_token_se
         "10.0.0.5",
     )
     assert not seen.requires_tokens
+    public = service_from_env(
+        {
+            "IPYMEET_SIGNALLER": "http://10.0.0.5:8000/services/ipymeet/",
+            "JUPYTERHUB_API_TOKEN": "t",
+            "JUPYTERHUB_PUBLIC_HUB_URL": "https://hub.example.org/hub/",
+        }
+    )
+    assert public is not None
+    seen = ServiceSignaller(public, Settings(ice_servers=()))._seen_here(told)
+    assert (seen.url, seen.public_url) == (
+        "http://10.0.0.5:8000/services/ipymeet",
+        "https://hub.example.org/services/ipymeet",
+    )
     server.require_tokens()  # nothing to turn on: the hub's login is the gate
     with pytest.raises(ValueError, match="--max-peers"):
         server.set_max_peers(3)
