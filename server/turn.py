@@ -6,10 +6,11 @@ in Unix seconds) and its password the base64 of HMAC-SHA1(secret, username). The
 recomputes the password and refuses it once EXPIRY is past, so a credential copied out of a page
 works for ``turn_ttl`` seconds only, and the secret itself never leaves the signaller.
 
-The TURN server checks EXPIRY on every request it authenticates, not only the first: the
-allocation's refresh, each CreatePermission (every 5 minutes) and ChannelBind. A call that outlives
-its credentials would lose its relay, so :class:`Renewals` hands each member fresh ones (the
-``ice_servers`` event, docs/protocol.md) at three quarters of their lifetime, again and again
+A call may outlive its credentials: every relay allocation made after they expired is refused
+(an ICE restart after a network change, a connection to a member who enters later), and a TURN
+server may refuse the refreshes of an allocation made before (coturn 4.6.1 does not: it keeps
+the key it authenticated the allocation with). So :class:`Renewals` hands each member fresh ones
+(the ``ice_servers`` event, docs/protocol.md) at three quarters of their lifetime, again and again
 while it stays in its room; the page then makes new allocations with them (an ICE restart).
 
 Example::

@@ -304,9 +304,9 @@ def test_relay_only_on_a_signaller_without_turn_says_what_to_do(
 # -- credentials renewed during a call ------------------------------------------------------------
 
 #: coturn 4.6.1 grants an Allocate at most 8 s with this (its refreshes still 600 s), so Chromium
-#: refreshes each allocation once 4 s after making it (half a lifetime under two minutes): an
-#: authenticated request, for which coturn checks the credentials' expiry, within the test.
-#: ``verbose``: coturn logs each request with its username.
+#: refreshes each allocation once, 4 s after making it (half a lifetime under two minutes): the
+#: test sees the new allocations refreshed with the renewed credentials too. ``verbose``: coturn
+#: logs each request with its username.
 SHORT_ALLOCATION = ("max-allocate-lifetime=8", "verbose")
 
 #: The credentials' lifetime in these calls: renewed after 15 s.
@@ -430,3 +430,39 @@ def test_a_relay_only_call_outlives_its_first_credentials(
         for page in pages:
             page.context.browser.close()
     assert served.process.returncode == 0, served.output
+
+
+#: Restart ICE on each of the page's connections now, as its recovery does after a network change.
+RESTART_JS = """
+() => {
+  for (const member of window.ipymeet.call.session.members.byId.values()) member.peer.restartNow();
+}
+"""
+
+
+def test_without_renewals_a_relay_made_after_the_credentials_expired_is_refused(
+    networks: Networks, short_turn_server: Coturn, browsers: Callable[[Namespace, str], Any]
+) -> None:
+    """What the renewals are for, on pages that ignore them (as a client that does not know
+    ``ice_servers``). coturn 4.6.1 does not re-check the credentials of a running allocation (it
+    was seen granting CreatePermission and ChannelBind with them 4 minutes after they expired),
+    so the call goes on; but any new allocation (an ICE restart after a network change, a
+    connection to a member who enters later) is refused once they expired."""
+    turn = short_turn_server
+    with serve(networks.turn_address, turn, turn.secret, ttl=SHORT_TTL) as served:
+        pages = relay_call(networks, served, browsers, "turn-unrenewed")
+        for page in pages:
+            page.evaluate("() => { window.ipymeet.call.session.members.renewed = () => {}; }")
+        first = [username_of(page) for page in pages]
+        ends = max(expiry(name) for name in first)
+        while time.time() <= ends + 1:  # coturn takes them while EXPIRY >= now
+            pages[0].wait_for_timeout(250)
+        assert [username_of(page) for page in pages] == first  # the renewals went unused
+        wait_remote_video(pages[0])
+        pages[0].evaluate(RESTART_JS)
+        pages[0].wait_for_function(
+            "() => window.ipymeet.model.get('error_code') === 'turn_refused'", timeout=30_000
+        )
+        assert "wrong or expired" in pages[0].get_by_test_id("error").inner_text()
+        for page in pages:
+            page.context.browser.close()
