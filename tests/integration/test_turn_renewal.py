@@ -1,6 +1,7 @@
 """Fresh TURN credentials before the old ones expire: the ``ice_servers`` event (docs/protocol.md,
 server/turn.py's ``Renewals``), with real Socket.IO clients against a real signaller on loopback,
-through the kernel route, and across two processes sharing their rooms through a real Redis.
+through the kernel route, across two processes sharing their rooms through a real Redis, and
+taken by a KernelPeer (real aiortc) for the relay of a connection it makes later (real coturn).
 
 A short ``turn_ttl`` makes the renewals come within the helpers' waits: with 4 s the first comes
 3 s after ``enter``, with 2 s every 1.5 s. That nothing is left behind is read from the
@@ -20,6 +21,7 @@ import pytest
 from ipymeet.server import SignallerThread
 from ipymeet.server.turn import credentials
 
+from ..e2e.coturn import coturn
 from ..support import MakeSignaller
 from ..unit.test_relay import RoutePage
 from .helpers import Event, Peer, connected, enter, until
@@ -200,3 +202,36 @@ async def test_each_process_renews_the_credentials_of_its_own_members(
         await bo.close()
     for node in (one, two):
         assert SECRET not in node.log()
+
+
+def test_a_kernel_peer_allocates_its_later_relays_with_the_renewed_credentials(
+    make_signaller: MakeSignaller, tmp_path: Path
+) -> None:
+    """A KernelPeer alone in its room gets two renewals; a member entering then meets it on a
+    connection the KernelPeer makes with the renewed servers: coturn allocates its relay under
+    the renewed username, not the one of the ``enter`` acknowledgement."""
+    pytest.importorskip("aiortc")
+    from ipymeet import KernelPeer
+
+    with coturn("127.0.0.1", SECRET, tmp_path / "coturn", ("verbose",)) as turn:
+        server = make_signaller(turn_urls=(turn.url,), turn_secret=SECRET, turn_ttl=2)
+        bot = KernelPeer("turn-kp", name="Bot", signaling_url=server.url)
+        guest = KernelPeer("turn-kp", name="Guest", signaling_url=server.url)
+        try:
+            bot.join()
+            bot.wait_for(lambda p: p.state == "waiting")
+            entered = time.time()  # the ack's credentials expire at int(entered) + 2 at most
+            # Two renewals, after 1.5 s and 3 s (the clock is what is waited for).
+            bot.wait_for(lambda p: p.state == "waiting" and time.time() >= entered + 3.2, 10)
+            guest.join()
+            bot.wait_for(lambda p: p.state == "in_call")
+            allocated = [
+                int(line.split(" user <")[1].split(":")[0])
+                for line in turn.log
+                if f":{bot.id}>: incoming packet ALLOCATE processed, success" in line
+            ]
+            assert allocated, turn.log[-20:]
+            assert min(allocated) > int(entered) + 2, (entered, allocated)
+        finally:
+            bot.close()
+            guest.close()
