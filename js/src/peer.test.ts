@@ -19,12 +19,18 @@ class FakePC {
   log: string[] = [];
   /** The selected pair's outgoing bandwidth estimate (bits/s); null: getStats fails. */
   estimate: number | null = null;
+  /** This side's candidate type in the pair in use; null: the stats list none. */
+  localCandidate: string | null = null;
 
   constructor(readonly who: string) {}
 
   async getStats(): Promise<Map<string, unknown>> {
-    if (this.estimate === null) throw new Error("no statistics in this fake");
-    return new Map([["pair", { type: "candidate-pair", nominated: true, availableOutgoingBitrate: this.estimate }]]);
+    if (this.estimate === null && this.localCandidate === null) throw new Error("no statistics in this fake");
+    const pair = { type: "candidate-pair", nominated: true, state: "succeeded", availableOutgoingBitrate: this.estimate ?? 0, localCandidateId: "local" };
+    return new Map<string, unknown>([
+      ["pair", pair],
+      ["local", { type: "local-candidate", candidateType: this.localCandidate ?? "host" }],
+    ]);
   }
   addTrack(track: { kind: string }) {
     this.addTransceiver(track.kind, { direction: "sendrecv" });
@@ -488,6 +494,7 @@ describe("Peer: fresh TURN credentials", () => {
 
   it("lets a negotiation under way finish first, then restarts once", async () => {
     const { peer, pc, sent } = makePeer({ selfId: "n", peerId: "m", initiator: true, iceServers: old });
+    pc.localCandidate = "relay";
     pc.onnegotiationneeded!();
     await settle();
     pc.remoteDescription = { type: "answer", sdp: "earlier" }; // negotiated before: this offer renegotiates
@@ -499,11 +506,30 @@ describe("Peer: fresh TURN credentials", () => {
     peer.receive({ description: answer });
     await settle();
     pc.onsignalingstatechange!();
+    await settle(); // the pair in use is looked up in the stats first
     expect(pc.restarts).toBe(1);
     await settle();
     expect(sent).toHaveLength(2);
     pc.onsignalingstatechange!();
+    await settle();
     expect(pc.restarts).toBe(1);
+  });
+
+  it("a pair this side's TURN server does not carry takes them for later and restarts nothing", async () => {
+    for (const type of ["host", "srflx", "prflx"]) {
+      const { peer, pc, sent } = makePeer({ selfId: "n", peerId: "m", initiator: true, iceServers: old });
+      pc.localCandidate = type;
+      pc.onnegotiationneeded!();
+      await settle();
+      peer.receive({ description: answer });
+      await settle();
+      peer.renewIceServers(fresh);
+      await settle();
+      expect(pc.configuration.iceServers).toEqual(fresh);
+      expect(pc.restarts).toBe(0);
+      expect(sent).toHaveLength(1);
+      peer.close();
+    }
   });
 
   it("restarts nothing before a first exchange, which gathers with them", async () => {

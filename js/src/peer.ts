@@ -22,15 +22,17 @@
  * - `relayOnly` gathers relay candidates only (`iceTransportPolicy: "relay"`): media goes through
  *   the TURN server, and the others never learn this page's addresses. A TURN server's refusal
  *   (`icecandidateerror`, e.g. 401 for wrong or expired credentials) goes to `onIceError`.
- * - Fresh TURN credentials (`renewIceServers`) replace the configuration's servers, then ICE
- *   restarts, as for a recovery, once no negotiation is under way: the browser refreshes a relay
- *   allocation with the credentials it was made with, so only new allocations use the new ones.
- *   The old pair carries the media until the new one takes over.
+ * - Fresh TURN credentials (`renewIceServers`) replace the configuration's servers, then, when
+ *   this side's candidate in use is a relay, ICE restarts, as for a recovery, once no negotiation
+ *   is under way: the browser refreshes a relay allocation with the credentials it was made with,
+ *   so only new allocations use the new ones. The old pair carries the media until the new one
+ *   takes over.
  *
  * About 500 lines, one class: negotiation, the ICE restarts, the data channel, the bit rate caps and
  * the small start all act on the one RTCPeerConnection and its events, in an order that matters (a
  * restart waits for a negotiation under way, a cap for the senders' encodings).
  */
+import { computeStats } from "./quality";
 
 /** After `disconnected`, how long to wait for the connection to come back by itself. */
 export const ICE_GRACE_MS = 2000;
@@ -306,8 +308,30 @@ export class Peer {
     if (!this.renewWanted || this.closed || this.makingOffer || this.pc.signalingState !== "stable") return;
     this.renewWanted = false;
     if (this.pc.remoteDescription === null) return; // nothing gathered yet: the first offer will
+    if (this.options.relayOnly === true) {
+      this.restartForRenewal();
+      return;
+    }
+    // A pair this side's TURN server does not carry has no allocation to renew (a restart would
+    // only cost a renegotiation, and a kernel peer its connection): its next gathering takes the
+    // new servers from the configuration.
+    void this.localCandidateType().then((type) => {
+      if (type === "relay" && !this.closed) this.restartForRenewal();
+    });
+  }
+
+  private restartForRenewal(): void {
     console.debug(`ipymeet: ${this.id}: new ICE servers: restarting ICE`);
     this.restartNow();
+  }
+
+  /** The type of this side's candidate in the pair in use, null when unknown. */
+  private async localCandidateType(): Promise<string | null> {
+    try {
+      return computeStats(null, await this.pc.getStats(), 0).stats.candidate_type;
+    } catch {
+      return null;
+    }
   }
 
   /** One scheduled attempt: give up after ICE_ATTEMPTS, else restart and wait longer. */
