@@ -293,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     for room in args.invite:
         until = ""
         link = invite(public, room, settings.secret, args.token_ttl)
+        if hub_config is not None:
+            # Browsers come through the hub's proxy, whose public address the service is not told.
+            link = f"{invite(hub_config.prefix, room, None, 0)} on the hub's address"
         if settings.secret is not None:
             ends = datetime.now().astimezone() + timedelta(hours=args.token_ttl)
             until = f" (valid until {ends:%Y-%m-%d %H:%M %Z})"

@@ -85,21 +85,23 @@ def test_ipymeet_serve_jupyterhub_on_all_interfaces_prints_what_guards_it() -> N
         "JUPYTERHUB_SERVICE_PREFIX": "/services/ipymeet/",
     }
     command = [sys.executable, "-m", "ipymeet.server.cli", "serve", "--jupyterhub"]
-    command += ["--host", "0.0.0.0", "--port", str(port)]
-    serve = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    command += ["--host", "0.0.0.0", "--port", str(port), "--invite", "class"]
+    serve = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     lines: queue.Queue[str] = queue.Queue()
-    assert serve.stderr is not None
+    assert serve.stdout is not None
 
     def read(stream: IO[str]) -> None:
         for line in stream:
             lines.put(line)
 
-    reader = threading.Thread(target=read, args=(serve.stderr,))
+    reader = threading.Thread(target=read, args=(serve.stdout,))
     reader.start()
     seen: list[str] = []
     try:
         deadline = time.monotonic() + 30
-        while not any("listens on" in line for line in seen):
+        while not all(any(text in line for line in seen) for text in ("listens on", "Invite")):
             assert serve.poll() is None, seen
             try:
                 seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
@@ -113,6 +115,9 @@ def test_ipymeet_serve_jupyterhub_on_all_interfaces_prints_what_guards_it() -> N
     assert f"JupyterHub service listens on 0.0.0.0:{port}" in warning
     assert f":{port}/services/ipymeet/) needs a hub login" in warning
     assert "Join tokens: OFF" not in warning
+    # The invite is on the hub's address (through its proxy), not the service's own port.
+    link = next(line for line in seen if "Invite" in line)
+    assert "Invite to class: /services/ipymeet/?room=class on the hub's address" in link
 
 
 def test_the_secret_is_never_in_a_repr_and_settings_are_checked(tmp_path: Path) -> None:
