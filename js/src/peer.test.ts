@@ -51,8 +51,13 @@ class FakePC {
   getTransceivers() {
     return this.transceivers;
   }
+  /** Offers fail (setLocalDescription without a description rejects). */
+  failOffers = false;
   async setLocalDescription(description?: RTCSessionDescriptionInit) {
     await tick();
+    if (this.failOffers && description === undefined && this.signalingState === "stable") {
+      throw new Error("the offer failed in this fake");
+    }
     if (description?.type === "rollback") {
       this.log.push("rollback");
       this.localDescription = null;
@@ -530,6 +535,22 @@ describe("Peer: fresh TURN credentials", () => {
       expect(sent).toHaveLength(1);
       peer.close();
     }
+  });
+
+  it("a renewal that came while an offer was made restarts when that offer fails", async () => {
+    const { peer, pc, errors } = makePeer({ selfId: "n", peerId: "m", initiator: true, iceServers: old, relayOnly: true });
+    pc.onnegotiationneeded!();
+    await settle();
+    peer.receive({ description: answer });
+    await settle();
+    pc.failOffers = true;
+    pc.onnegotiationneeded!(); // a renegotiation: its offer is being made
+    peer.renewIceServers(fresh);
+    expect(pc.restarts).toBe(0);
+    await settle();
+    expect(errors.length).toBeGreaterThan(0); // the offer failed, and said so
+    expect(pc.signalingState).toBe("stable");
+    expect(pc.restarts).toBe(1);
   });
 
   it("restarts nothing before a first exchange, which gathers with them", async () => {

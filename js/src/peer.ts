@@ -511,6 +511,8 @@ export class Peer {
       if (!this.closed) this.options.onError(error);
     } finally {
       this.makingOffer = false;
+      // A renewal waited for this offer; one that failed leaves the state stable, with no event.
+      this.renewWhenStable();
     }
   }
 
