@@ -5,7 +5,8 @@ member's video and audio (or only the members named), named "Recording" so that 
 call sees it is there. A thread of its own writes, with PyAV:
 
 - **one video stream, a grid** of the members' newest frames (each fitted into its cell, the
-  cells laid out as the view does: 1, 2 side by side, 2x2, 3x2, ...), ``fps`` times a second
+  cells laid out as the view does: 1, 2 side by side, 2x2, 3x2, ...), each with its member's
+  name at the bottom left as the view shows it (``labels=False``: none), ``fps`` times a second
   (15 by default) at ``size`` (960x540). A grid, not a stream per member, because a container's
   streams are fixed once it starts, while members come and go during a call: a grid takes a
   newcomer in its next frame, and every player plays it.
@@ -25,6 +26,7 @@ default choice), ``.mkv`` (the same in Matroska), ``.mp4`` (H.264 and AAC).
 from __future__ import annotations
 
 import fractions
+import functools
 import logging
 import math
 import threading
@@ -50,6 +52,11 @@ CONTAINERS: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 #: A member's audio held back at most this long (its clock may run ahead of ours).
 AUDIO_BACKLOG_S = 0.3
+#: A drawn name label: its colours (RGB) and opacity (0-1), the same height and width.
+Label = tuple[NDArray[np.uint8], NDArray[np.float32]]
+#: A name label's text height: this fraction of its cell's height, at least LABEL_MIN_PX.
+LABEL_SCALE = 1 / 20
+LABEL_MIN_PX = 12
 
 
 def grid_shape(count: int) -> tuple[int, int]:
@@ -72,8 +79,14 @@ def fit(frame: NDArray[np.uint8], width: int, height: int) -> NDArray[np.uint8]:
     return cell
 
 
-def compose(frames: list[NDArray[np.uint8]], width: int, height: int) -> NDArray[np.uint8]:
-    """The grid of ``frames`` on a ``width`` x ``height`` canvas (black where there are none)."""
+def compose(
+    frames: list[NDArray[np.uint8]],
+    width: int,
+    height: int,
+    labels: list[str] | None = None,
+) -> NDArray[np.uint8]:
+    """The grid of ``frames`` on a ``width`` x ``height`` canvas (black where there are none),
+    each cell with its ``labels`` entry (a member's name) at the bottom left when given."""
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
     if not frames:
         return canvas
@@ -82,8 +95,56 @@ def compose(frames: list[NDArray[np.uint8]], width: int, height: int) -> NDArray
     for index, frame in enumerate(frames):
         row, column = divmod(index, columns)
         y, x = row * cell_h, column * cell_w
-        canvas[y : y + cell_h, x : x + cell_w] = fit(frame, cell_w, cell_h)
+        cell = fit(frame, cell_w, cell_h)
+        if labels is not None:
+            stamp(cell, labels[index])
+        canvas[y : y + cell_h, x : x + cell_w] = cell
     return canvas
+
+
+def stamp(cell: NDArray[np.uint8], name: str) -> None:
+    """Draw ``name``'s label (:func:`label`) at the bottom left of ``cell``, in place."""
+    height, width = cell.shape[:2]
+    size = max(LABEL_MIN_PX, round(height * LABEL_SCALE))
+    margin = max(2, size // 2)
+    drawn = label(name, size, width - 2 * margin)
+    if drawn is None:
+        return
+    colours, opacity = drawn
+    h, w = opacity.shape
+    if h + 2 * margin > height:
+        return
+    region = cell[height - margin - h : height - margin, margin : margin + w]
+    mixed = region * (1 - opacity[:, :, None]) + colours * opacity[:, :, None]
+    region[:] = np.rint(mixed).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=256)
+def label(name: str, size: int, max_width: int) -> Label | None:
+    """``name`` as the view's tile shows it (white on a dark translucent box, "Guest" for no
+    name) with text ``size`` px high, cut with "…" to ``max_width``: its colours and opacity
+    (0-1). None without Pillow (then the grid has no names) or room for one letter."""
+    try:
+        from PIL import Image, ImageDraw, ImageFont
+    except ImportError:
+        return None
+    font = ImageFont.load_default(size=size)
+    pad = max(2, size // 3)
+    text = name.strip() or "Guest"
+    shown = text
+    while font.getlength(shown) + 2 * pad > max_width:
+        if len(text) <= 1:
+            return None
+        text = text[:-1]
+        shown = text.rstrip() + "…"
+    width = int(font.getlength(shown)) + 2 * pad
+    height = size + 2 * pad
+    image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle((0, 0, width - 1, height - 1), radius=pad, fill=(17, 24, 39, 170))
+    draw.text((pad, height / 2), shown, font=font, fill=(255, 255, 255, 255), anchor="lm")
+    pixels = np.asarray(image)
+    return pixels[:, :, :3].copy(), (pixels[:, :, 3] / 255).astype(np.float32)
 
 
 class _Audio:
@@ -134,6 +195,7 @@ class Recorder:
         members: Iterable[str] | None = None,
         fps: float = 15.0,
         size: tuple[int, int] = (960, 540),
+        labels: bool = True,
         name: str = "Recording",
         **peer_options: Any,
     ) -> None:
@@ -152,6 +214,7 @@ class Recorder:
         if width < 16 or height < 16:
             raise ValueError("size must be at least 16x16")
         self.fps, self.size = fps, (width, height)
+        self.labels = labels
         self._lock = threading.Lock()
         self._frames: dict[str, NDArray[np.uint8]] = {}
         self._audio: dict[str, _Audio] = {}
@@ -245,12 +308,15 @@ class Recorder:
     def _write_video(self, index: int) -> None:
         import av
 
-        present = [p["id"] for p in self.peer.peers]
+        names = {p["id"]: str(p["name"]) for p in self.peer.peers}
         with self._lock:
-            for gone in set(self._frames) - set(present):
+            for gone in set(self._frames) - set(names):
                 del self._frames[gone]
-            frames = [self._frames[i] for i in present if i in self._frames]
-        frame = av.VideoFrame.from_ndarray(compose(frames, *self.size), format="rgb24")
+            shown = [i for i in names if i in self._frames]
+            frames = [self._frames[i] for i in shown]
+        labels = [names[i] for i in shown] if self.labels else None
+        grid = compose(frames, *self.size, labels)
+        frame = av.VideoFrame.from_ndarray(grid, format="rgb24")
         frame.pts = index
         frame.time_base = fractions.Fraction(1) / fractions.Fraction(self.fps)
         for packet in self._video.encode(frame):

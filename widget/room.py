@@ -566,15 +566,16 @@ class VideoRoom(anywidget.AnyWidget):
         *,
         fps: float = 15.0,
         size: tuple[int, int] = (960, 540),
+        labels: bool = True,
     ) -> None:
         """Record the call into ``path`` on the kernel's disk until :meth:`stop_recording`:
         every member's video and audio (or only ``members``, names or ids), you included.
 
         ``.webm`` (VP8 and Opus), ``.mkv`` (the same in Matroska) or ``.mp4`` (H.264 and AAC):
-        one video, a grid of the members at ``size`` and ``fps``, and one audio, everyone
-        mixed (widget/record.py says why). A kernel peer named "Recording" joins the room to
-        receive the media, so everyone sees that the call is recorded. Needs ``pip install
-        "ipymeet[python]"``::
+        one video, a grid of the members at ``size`` and ``fps`` with their names (``labels``),
+        and one audio, everyone mixed (widget/record.py says why). A kernel peer named
+        "Recording" joins the room to receive the media, so everyone sees that the call is
+        recorded. Needs ``pip install "ipymeet[python]"``::
 
             room.record("call.webm")
             ...
@@ -593,7 +594,7 @@ class VideoRoom(anywidget.AnyWidget):
             options = {"signaling_url": self.signaling_url, "token": self._join_token}
         try:
             self._recorder = record.Recorder(
-                self.room, path, members=members, fps=fps, size=size, **options
+                self.room, path, members=members, fps=fps, size=size, labels=labels, **options
             )
         except ImportError as problem:
             self._kernel_error(str(problem))

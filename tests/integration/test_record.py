@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ipymeet import KernelPeer
-from ipymeet.widget.record import Recorder, compose, grid_shape
+from ipymeet.widget.record import Recorder, compose, grid_shape, label
 
 from ..support import MakeSignaller, wait_until
 from .test_kernel_peer import PATTERN, peer_threads
@@ -103,6 +103,10 @@ def test_a_five_second_call_is_recorded_as_a_grid_that_plays(
     sides = sorted([left, right], key=lambda c: float(c[0]), reverse=True)
     assert np.abs(sides[0] - red).max() < 40, (left, right)
     assert np.abs(sides[1] - cyan).max() < 40, (left, right)
+    # Each cell's name at its bottom left, white on the black bar under the picture.
+    for x in (0, 480):
+        assert last[485:525, x : x + 120].max() > 150, x
+        assert last[485:525, x + 300 : x + 460].max() < 40, x  # nothing beyond the label
 
 
 def test_only_the_members_named_are_recorded(make_signaller: MakeSignaller, tmp_path: Path) -> None:
@@ -120,7 +124,7 @@ def test_only_the_members_named_are_recorded(make_signaller: MakeSignaller, tmp_
         a.join()
         b.join()
         b.wait_for(lambda p: p.state == "in_call")
-        recorder = Recorder(room, path, members=["Ada"], signaling_url=server.url)
+        recorder = Recorder(room, path, members=["Ada"], labels=False, signaling_url=server.url)
         recorder.peer.wait_for(
             lambda p: (
                 len(p.peers) == 2
@@ -142,6 +146,7 @@ def test_only_the_members_named_are_recorded(make_signaller: MakeSignaller, tmp_
     last = read_back(path)["frames"][-1]
     # PATTERN's 320x240 fitted into 960x540: 720x540 from x = 120.
     assert cell_colour(last, 0.05, 0.5).max() < 30  # the black bar
+    assert last[-60:, :120].max() < 30  # no name (labels=False)
     assert np.abs(cell_colour(last, 0.3, 0.25) - PATTERN[60, 80]).max() < 40
     assert np.abs(cell_colour(last, 0.7, 0.75) - PATTERN[180, 240]).max() < 40
 
@@ -163,6 +168,30 @@ def test_the_grid_and_its_cells() -> None:
     assert canvas[6:].max() == 0
     assert (canvas[2:6, :, 0] == 255).all()
     assert compose([], 8, 4).shape == (4, 8, 3)
+
+
+def test_each_cell_is_labelled_with_its_members_name_as_the_view_shows_it() -> None:
+    grey = np.full((240, 320, 3), 128, np.uint8)
+    plain = compose([grey, grey], 960, 540)
+    named = compose([grey, grey], 960, 540, ["Ada", ""])
+    changed = np.argwhere((plain != named).any(axis=2))
+    # Only at each cell's bottom left: below y 475, within its first 120 columns.
+    assert changed[:, 0].min() > 475
+    assert {int(x) // 480 for x in changed[:, 1]} == {0, 1}
+    assert all(int(x) % 480 < 120 for x in changed[:, 1])
+    ada = named[485:525, :100]
+    assert ada.max() > 230  # white text
+    assert ada.min() < 60  # on a dark box
+    # No name: "Guest", as the view says; another name, other pixels.
+    guest = compose([grey, grey], 960, 540, ["Ada", "Guest"])
+    assert np.array_equal(named, guest)
+    bob = compose([grey, grey], 960, 540, ["Bob", ""])
+    assert not np.array_equal(ada, bob[485:525, :100])
+    # A name too long for its cell is cut to fit, with "…"; a cell too small has none.
+    long = label("A name far too long for a cell a hundred pixels wide", 14, 100)
+    assert long is not None
+    assert long[1].shape[1] <= 100
+    assert label("Ada", 14, 4) is None
 
 
 def test_a_suffix_it_cannot_write_is_refused(tmp_path: Path) -> None:
