@@ -180,10 +180,7 @@ def streamlit_webrtc(seconds: float, warmup: float, full_size: bool, python: str
     )
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            context = browser.new_context(permissions=["camera", "microphone"])
-            page = context.new_page()
-            page.add_init_script(CAMERA_JS)
+            browser, page = stamped_page(playwright)
             deadline = time.monotonic() + 60
             while True:
                 try:
@@ -229,6 +226,14 @@ def streamlit_webrtc(seconds: float, warmup: float, full_size: bool, python: str
         shown, span=span, window=span, processed=processed, cpu=cpu, full_size=full_size
     )
     return {"benchmark": "streamlit_webrtc", **figures, "size_shown": size}
+
+
+def stamped_page(playwright: Any) -> tuple[Any, Any]:
+    """A Chromium and a page of it whose camera is the stamped canvas (CAMERA_JS)."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_context(permissions=["camera", "microphone"]).new_page()
+    page.add_init_script(CAMERA_JS)
+    return browser, page
 
 
 def common_figures(
@@ -303,10 +308,7 @@ def run(seconds: float, warmup: float, full_size: bool) -> dict[str, Any]:
     kernel = Kernel(room, signaller.url)
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            context = browser.new_context(permissions=["camera", "microphone"])
-            page = context.new_page()
-            page.add_init_script(CAMERA_JS)
+            browser, page = stamped_page(playwright)
             page.goto(f"{signaller.url}/?room={room}&autojoin=1")
             peer_id = kernel.ask()["id"]
             tile = f".ipymeet-tile[data-peer-id='{peer_id}'] video"

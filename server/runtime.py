@@ -168,11 +168,15 @@ def runtime_lock(
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (it may be another program that reused the number)."""
+    """Whether a process ``pid`` runs (it may be another program that reused the number). A
+    zombie, killed but not yet reaped by its parent, does not: it holds no socket any more."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # Linux: the state follows the command's closing parenthesis
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

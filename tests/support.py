@@ -22,6 +22,21 @@ if TYPE_CHECKING:
 MakeSignaller = Callable[..., "SignallerThread"]
 
 
+#: The start of a Python script run with ``python -c`` in which aiortc cannot be imported (as
+#: without the ``python`` extra), whatever this environment has.
+HIDE_AIORTC = """
+import sys
+
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name == "aiortc" or name.startswith("aiortc."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Hide())
+"""
+
+
 def free_port() -> int:
     """A loopback port that was free a moment ago."""
     with socket.socket() as sock:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ipymeet.server.runtime import pid_alive
+
 from ..support import free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
@@ -180,20 +182,6 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def stop_hub(hub: Hub, timeout: float = 20) -> None:
     """Stop the hub and every process it started, whatever state they are in."""
     pids = [hub.proc.pid, *_descendants(hub.proc.pid)]
@@ -211,8 +199,8 @@ def stop_hub(hub: Hub, timeout: float = 20) -> None:
             hub.proc.wait(5)
     deadline = time.monotonic() + 10
     for pid in pids[1:]:
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(pid):
+        if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

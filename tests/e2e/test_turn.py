@@ -396,8 +396,9 @@ def test_a_relay_only_call_outlives_its_first_credentials(
         first = [username_of(page) for page in pages]
         before = [page.evaluate(SELECTED_JS) for page in pages]
         assert [[c["local"].split()[0] for c in conns] for conns in before] == [["relay"]] * 2
-        # Two renewals each (at 15 and 30 s), and 15 s past the first credentials' expiry:
-        # without renewals the relay would have been refused at about four refreshes by now.
+        # Two renewals each (at 15 and 30 s), and 15 s past the first credentials' expiry, so
+        # that each page's new allocation (made with renewed ones) is refreshed too; what the
+        # renewals spare a call is the next test's.
         until = max(expiry(name) for name in first) + 15
         while time.time() < until:
             pages[0].wait_for_timeout(250)

@@ -5,7 +5,6 @@ and the message when the optional dependencies are missing."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -22,7 +21,8 @@ import pytest
 from ipymeet import KernelPeer
 from ipymeet.server import tokens
 
-from ..support import MakeSignaller, free_port
+from ..support import HIDE_AIORTC, MakeSignaller, free_port
+from .pages import wait_until
 
 #: A frame with four known colours, one per quarter.
 PATTERN = np.zeros((240, 320, 3), dtype=np.uint8)
@@ -180,8 +180,10 @@ def test_kernel_peers_enter_again_when_their_signaller_comes_back(
         assert sorted(m.name for m in second.members("kp-back")) == ["Ada", "Bot"]
         c.join()
         c.wait_for(
-            lambda p: sorted(m["name"] for m in p.peers if m["connection"] == "connected")
-            == ["Ada", "Bot"]
+            lambda p: (
+                sorted(m["name"] for m in p.peers if m["connection"] == "connected")
+                == ["Ada", "Bot"]
+            )
         )
         c.wait_for(lambda p: p.counters["frames_received"] > 5)
     finally:
@@ -440,16 +442,9 @@ def test_kernel_peers_of_two_kernels_meet_on_the_signaller_their_widgets_use(
 
 # -- without the extra ---------------------------------------------------------------------------
 
-WITHOUT_AIORTC = """
-import sys
-
-class Hide:
-    def find_spec(self, name, path=None, target=None):
-        if name == "aiortc" or name.startswith("aiortc."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, Hide())
+WITHOUT_AIORTC = (
+    HIDE_AIORTC
+    + """
 import ipymeet
 assert "aiortc" not in sys.modules and "av" not in sys.modules, "importing ipymeet imported them"
 try:
@@ -459,6 +454,7 @@ except ImportError as error:
 else:
     print("no error")
 """
+)
 
 
 def test_without_aiortc_importing_works_and_a_kernel_peer_says_what_to_install() -> None:
@@ -513,10 +509,11 @@ async def test_in_a_collision_the_polite_side_replaces_its_connection_and_answer
     impolite = MemberConnection(wire, "b", "a", initiator=True, ice=[], outgoing=None)
     wire.ends = {"b": impolite, "a": polite}
     try:
-        deadline = time.monotonic() + 20
-        while not (polite.state == impolite.state == "connected"):
-            assert time.monotonic() < deadline, (polite.state, impolite.state, wire.sent)
-            await asyncio.sleep(0.05)
+        await wait_until(
+            lambda: polite.state == impolite.state == "connected",
+            "both connections connected",
+            timeout=20,
+        )
         assert polite.replacements == 1
         assert impolite.replacements == 0
         # Each offered; only the polite side answered (the impolite one ignored its offer).

@@ -17,7 +17,7 @@ import pytest
 from ipymeet import KernelPeer
 from ipymeet.widget.record import Recorder, compose, grid_shape, label
 
-from ..support import MakeSignaller, wait_until
+from ..support import HIDE_AIORTC, MakeSignaller, wait_until
 from .test_kernel_peer import PATTERN, peer_threads
 
 #: What B sends: the inverse of A's pattern.
@@ -199,16 +199,9 @@ def test_a_suffix_it_cannot_write_is_refused(tmp_path: Path) -> None:
         Recorder("rec-x", tmp_path / "call.avi", signaling_url="http://127.0.0.1:1")
 
 
-WITHOUT_AIORTC = """
-import sys
-
-class Hide:
-    def find_spec(self, name, path=None, target=None):
-        if name == "aiortc" or name.startswith("aiortc."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, Hide())
+WITHOUT_AIORTC = (
+    HIDE_AIORTC
+    + """
 import json
 from ipymeet import VideoRoom
 room = VideoRoom("lab-42", name="Ada")
@@ -223,6 +216,7 @@ for what, call in (("process", lambda: room.process(lambda f: f)),
 print(json.dumps(said))
 room.close()
 """
+)
 
 
 def test_without_aiortc_process_and_record_say_what_to_install(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from ipymeet.server.validation import Refused
 
 from ..support import free_port
 from .helpers import OFFER_SDP, Peer, enter, ice_candidate, tutorial_call
+from .pages import wait_until
 from .redis_nodes import Node, RedisServer, running_nodes, running_redis
 
 #: How soon a SIGKILLed node's members must be gone for the others: its heartbeat's TTL (3 s) and
@@ -56,16 +58,6 @@ async def peers_on(*placed: tuple[str, Node]) -> AsyncIterator[list[Peer]]:
     finally:
         for peer in peers:
             await peer.close()
-
-
-async def eventually(predicate: Callable[[], bool], what: str, timeout: float) -> float:
-    """Wait (checking every 20 ms) until ``predicate()`` holds; the seconds it took."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    while not predicate():
-        assert loop.time() - started < timeout, f"timed out after {timeout} s waiting for {what}"
-        await asyncio.sleep(0.02)
-    return loop.time() - started
 
 
 def _health(node: Node) -> dict[str, Any]:
@@ -175,7 +167,7 @@ async def test_concurrent_entries_on_both_processes_never_exceed_capacity(
                     assert [e[0] for e in joined] == ["peer_joined"] * len(joined), joined
                     assert before | {e[1]["id"] for e in joined} == ids - {peer.sid}
         emptied: Callable[[], bool] = lambda room=room: not _room(redis_server, room)  # noqa: E731
-        await eventually(emptied, "an empty room", 5)
+        await wait_until(emptied, "an empty room", timeout=5)
 
 
 async def test_concurrent_tutorial_joins_across_processes_hold_two(two_nodes: list[Node]) -> None:
@@ -209,19 +201,21 @@ async def test_a_sigkilled_process_members_leave_the_others_view(
         assert await t2.take() == [("room_joined", "tut")]
         gone, tutorial = {a1.sid, a2.sid}, t1.sid
         one.kill()
-        took = await eventually(
+        killed = time.monotonic()
+        await wait_until(
             lambda: {e[1]["id"] for e in b.untaken() if e[0] == "peer_left"} == gone,
             "peer_left for both members of the killed node",
-            DEAD_NODE_LIMIT + 4,
+            timeout=DEAD_NODE_LIMIT + 4,
         )
+        took = time.monotonic() - killed
         print(f"\nSIGKILL of a node -> peer_left on the other after {took:.2f} s")
         assert took < DEAD_NODE_LIMIT
         left = [e for e in b.untaken() if e[0] == "peer_left"]
         assert all(e[1]["reason"] == "disconnected" for e in left), left
-        await eventually(
+        await wait_until(
             lambda: ("peer_left", {"id": tutorial, "room": "tut"}) in t2.untaken(),
             "the tutorial room's peer_left",
-            5,
+            timeout=5,
         )
         stored = _room(redis_server, "lab")
         assert {k for k in stored if k.startswith("s:")} == {f"s:{b.sid}"}
@@ -251,7 +245,9 @@ async def test_a_page_entering_again_on_the_other_process_takes_its_place(
         assert answer == {"ok": True}
         assert await new.take(1) == [("signal", {"from": other.sid, "description": OFFER_SDP})]
         # Node 1 has handled the old connection's disconnect: it removed nothing.
-        await eventually(lambda: _health(one)["members"] == 0, "node 1 to drop the old one", 5)
+        await wait_until(
+            lambda: _health(one)["members"] == 0, "node 1 to drop the old one", timeout=5
+        )
         stored = _room(redis_server, "resume")
         assert stored[f"s:{new.sid}"] == mine["self"]
         assert f"s:{old_sid}" not in stored
@@ -262,42 +258,20 @@ async def test_a_page_entering_again_on_the_other_process_takes_its_place(
         assert other.untaken() == []
 
 
+def serve_with_redis(url: str) -> subprocess.CompletedProcess[str]:
+    """``ipymeet serve --redis URL`` on a free port, run to its end."""
+    command = [sys.executable, "-m", "ipymeet.server.cli", "serve", "--port", "0"]
+    return subprocess.run([*command, "--redis", url], capture_output=True, text=True, timeout=60)
+
+
 def test_redis_unreachable_at_start_is_a_clear_error() -> None:
     """No Redis at the URL: ``ipymeet serve --redis`` says so, without the password, exit 2."""
     port = free_port()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ipymeet.server.cli",
-            "serve",
-            "--port",
-            "0",
-            "--redis",
-            f"redis://:hunter2secret@127.0.0.1:{port}/0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = serve_with_redis(f"redis://:hunter2secret@127.0.0.1:{port}/0")
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0" in result.stderr
     assert "hunter2secret" not in result.stdout + result.stderr
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ipymeet.server.cli",
-            "serve",
-            "--port",
-            "0",
-            "--redis",
-            "http://127.0.0.1/",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = serve_with_redis("http://127.0.0.1/")
     assert bad.returncode == 2, bad.stderr
     assert "redis_url" in bad.stderr, bad.stderr
 
@@ -313,7 +287,9 @@ async def test_redis_lost_while_running(two_nodes: list[Node], redis_server: Red
         await enter(c, "lab")
         redis_server.stop()
         # Each node finds out at its next heartbeat.
-        await eventually(lambda: all("lost Redis" in n.log() for n in two_nodes), "the logs", 10)
+        await wait_until(
+            lambda: all("lost Redis" in n.log() for n in two_nodes), "the logs", timeout=10
+        )
         answer = await a.call("signal", {"to": b.sid, "description": OFFER_SDP})
         assert answer == {"ok": True}
         assert await b.take(2) == [
@@ -331,7 +307,9 @@ async def test_redis_lost_while_running(two_nodes: list[Node], redis_server: Red
         redis_server.start()
         for peer in (a, b, c):
             await asyncio.wait_for(peer.disconnected.wait(), 15)
-    await eventually(lambda: all("Redis is back" in n.log() for n in two_nodes), "the logs", 10)
+    await wait_until(
+        lambda: all("Redis is back" in n.log() for n in two_nodes), "the logs", timeout=10
+    )
     assert [_health(node)["redis"] for node in two_nodes] == ["ok", "ok"]
     assert [_health(node)["node"] for node in two_nodes] == [_node_id(n) for n in two_nodes]
     # A pair across the nodes meets again. python-socketio's own subscription comes back on its

@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from ipymeet.server.runtime import (
 from ipymeet.server.settings import port_from_env, share_from_env
 from ipymeet.server.sharing import KernelSignaller
 
-from ..support import free_port
+from ..support import free_port, wait_until
 
 INFO = RuntimeInfo(24321, os.getpid(), "http://127.0.0.1:24321", bytes(range(32)), "kernel-1")
 
@@ -282,3 +283,22 @@ def test_the_host_state_goes_over_the_wire_and_back() -> None:
     ):
         with pytest.raises(ValueError, match="host"):
             HostState.from_wire(broken)
+
+
+def test_a_killed_host_not_yet_reaped_counts_as_gone() -> None:
+    """A zombie (killed, its parent not yet waiting for it) still has its pid, but no socket: a
+    kernel taking over must not wait for it."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert runtime.pid_alive(child.pid)
+        child.kill()
+        stat_file = Path(f"/proc/{child.pid}/stat")
+        wait_until(
+            lambda: stat_file.read_text().rsplit(")", 1)[-1].split()[0] == "Z", 10, "a zombie"
+        )
+        assert not runtime.pid_alive(child.pid)
+    finally:
+        child.kill()
+        child.wait(5)
+    assert not runtime.pid_alive(child.pid)
+    assert runtime.pid_alive(os.getpid())
