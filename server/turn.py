@@ -11,7 +11,8 @@ A call may outlive its credentials: every relay allocation made after they expir
 server may refuse the refreshes of an allocation made before (coturn 4.6.1 does not: it keeps
 the key it authenticated the allocation with). So :class:`Renewals` hands each member fresh ones
 (the ``ice_servers`` event, docs/protocol.md) at three quarters of their lifetime, again and again
-while it stays in its room; the page then makes new allocations with them (an ICE restart).
+while it stays in its room; a page whose connection its own relay carries then makes new
+allocations with them (an ICE restart), and every connection keeps them for its next gathering.
 
 Example::
 

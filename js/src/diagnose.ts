@@ -209,7 +209,8 @@ export function judgeRoutes(routes: readonly RouteResult[], context: RouteContex
   const tried = routes.filter((route) => route.status !== "not_tried");
   if (tried.length === 0) {
     if (routes.some((route) => route.detail === INTERRUPTED_BY_CALL)) {
-      return check("signaller", "skipped", `Not checked: ${INTERRUPTED_BY_CALL}.`, "Press Check connection again once the call has connected.");
+      // The route's line says why; the verdict, what to do.
+      return check("signaller", "skipped", "Not checked: the call began during the check.", "Press Check connection again once the call has connected.");
     }
     return check(
       "signaller",
