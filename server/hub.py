@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import html
@@ -395,7 +396,13 @@ def page_for(name: str) -> str:
     it, as the room shows a member who gives no name (``<meta name="ipymeet-name">``, which
     js/src/page.ts reads; an attribute, escaped, so a name is text and never markup)."""
     meta = f'<meta name="ipymeet-name" content="{html.escape(name, quote=True)}" />'
-    return PAGE.read_text(encoding="utf-8").replace("<head>", f"<head>\n    {meta}", 1)
+    return _page_text().replace("<head>", f"<head>\n    {meta}", 1)
+
+
+@functools.cache
+def _page_text() -> str:
+    # Read once: every logged-in page load would read the same file again.
+    return PAGE.read_text(encoding="utf-8")
 
 
 def _redirect(url: str) -> web.Response:
