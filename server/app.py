@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
+from . import validation as v
 from .settings import Settings
 from .signaller import Signaller
 
@@ -36,8 +40,11 @@ def create_app(settings: Settings | None = None) -> web.Application:
     """
     settings = settings or Settings()
     signaller = Signaller(settings)
-    app = web.Application(client_max_size=settings.max_message_bytes)
+    app = web.Application(
+        client_max_size=settings.max_message_bytes, middlewares=[_named_hosts_only]
+    )
     app[SIGNALLER] = signaller
+    app.on_response_prepare.append(_no_referrer)
     signaller.attach(app)
     app.router.add_get("/", _page)
     app.router.add_get("/healthz", _health)
@@ -51,6 +58,48 @@ def create_app(settings: Settings | None = None) -> web.Application:
 
     app.on_shutdown.append(close_clients)
     return app
+
+
+@web.middleware
+async def _named_hosts_only(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Door CONNECT for HTTP (server/access.py): a Host that is not one of the signaller's names
+    (a page of a rebound DNS name) gets 403 with the reason. Socket.IO's own path is decided at
+    its connect, where a widget key can vouch for a page behind a proxy in front of Jupyter."""
+    if not request.path.startswith("/socket.io/") or request.path == "/socket.io/socket.io.js":
+        try:
+            request.app[SIGNALLER].access.check_request(request.headers.get("Host"))
+        except v.Refused as refusal:
+            raise web.HTTPForbidden(text=refusal.message, headers=_HEADERS) from None
+    return await handler(request)
+
+
+async def _no_referrer(_: web.Request, response: web.StreamResponse) -> None:
+    # An invite link's token is in the page's address: no request the page makes may carry it.
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+
+
+class AccessLog(AbstractAccessLogger):
+    """``ipymeet serve``'s access log: method, path, status, size and time, never the query
+    string (an invite link's token is there) nor the Referer (which would carry it too).
+
+    Example::
+
+        web.run_app(app, access_log_class=AccessLog)
+    """
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        self.logger.info(
+            "%s %s %s %s %.3fs",
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time,
+        )
 
 
 def _asset(name: str) -> Path:

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from . import tokens, turn
-from .app import create_app
+from .app import AccessLog, create_app
 from .runner import exposure_warning, public_host
 from .settings import TLS, Settings
 from .sources import read_source
@@ -84,6 +84,15 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ORIGIN",
         help="a browser origin allowed besides loopback pages, e.g. https://lab.example.org",
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name this server is reached by besides localhost and its addresses, e.g. "
+        "meet.example.org behind a reverse proxy (requests for any other name are refused: "
+        "the defence against DNS rebinding)",
     )
     serve.add_argument(
         "--ice-servers",
@@ -242,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             max_peers=args.max_peers,
             allowed_origins=tuple(args.allow_origin),
+            allowed_hosts=tuple(args.allow_host),
             public_dir=args.public,
             ping_interval=args.ping_interval,
             ping_timeout=args.ping_timeout,
@@ -314,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             print=None,
             backlog=1024,
+            # Never aiohttp's default format: its request line and Referer carry invite tokens.
+            access_log_class=AccessLog,
             ssl_context=None if served is None else served.context,
             loop=new_event_loop(),
         )

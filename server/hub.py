@@ -51,13 +51,14 @@ import socketio
 from aiohttp import web
 
 from . import validation as v
+from .access import own_origin
 from .app import PAGE, SIGNALLER, create_app
 from .attach import ATTACH_TIMEOUT, Attachment, HostState, Loop
 from .kernels import KERNEL_ID_RE, KernelHub
 from .runtime import RuntimeInfo
 from .settings import Settings
 from .sharing import KernelSignaller
-from .signaller import Connection, Signaller, own_origin
+from .signaller import Connection, Signaller
 
 log = logging.getLogger("ipymeet.server")
 
@@ -469,9 +470,10 @@ class ServiceHub(KernelHub):
 
     def install(self) -> None:
         super().install()
-        self.signaller.authorize = self.authorize
+        # The hub's proxy forwards the hub's own name: the hub's word decides, not the Host.
+        self.signaller.access.trust(self, check_hosts=False)
 
-    async def authorize(self, sid: str, environ: dict[str, Any], auth: Any) -> str | None:
+    async def identify(self, sid: str, environ: dict[str, Any], auth: Any) -> str | None:
         """Who connects (a hub user's name), or None to refuse the connection."""
         fields = auth if isinstance(auth, dict) else {}
         token = fields.get(TOKEN_AUTH)

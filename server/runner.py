@@ -281,14 +281,14 @@ class SignallerThread:
     def admit(self, known_client: Callable[[str], bool] | None) -> None:
         """Let only the widget keys ``known_client`` accepts enter a room (None: any key);
         pages that connect without a key are not asked. Replaces what :meth:`register` set."""
-        self.signaller.known_client = known_client
+        self.signaller.access.keys = known_client
 
     def register(self, client: str) -> None:
         """Admit the widget key ``client``; from the first key on, only registered keys enter
         (pages that connect without a key are not asked)."""
         with self._lock:
             self._clients.add(client)
-        self.signaller.known_client = self._registered
+        self.signaller.access.keys = self._registered
 
     def unregister(self, client: str) -> None:
         """Stop admitting ``client`` (its widget closed)."""

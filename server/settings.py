@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +14,11 @@ from .turn import DEFAULT_TURN_TTL, check_turn_url, read_turn_secret, split_urls
 
 #: ``Settings.tls``: a certificate and its key (PEM files), or "self-signed" for one made at start.
 TLS = tuple[str | Path, str | Path] | Literal["self-signed"] | None
+
+#: A name ``Settings.allowed_hosts`` may hold: DNS labels, no scheme, port or path.
+HOST_NAME_RE = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*"
+)
 
 #: What ``Settings.redis_url`` may start with (``SCHEME://``).
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -41,6 +47,11 @@ class Settings:
     max_peers: int = 6
     #: Browser origins allowed besides loopback pages and the signaller's own origin.
     allowed_origins: tuple[str, ...] = ()
+    #: Names this signaller is reached by besides loopback names and addresses (and, bound
+    #: beyond loopback, any IP address and the machine's own names), e.g. the public name of a
+    #: reverse proxy in front of it. A request whose Host is none of these is refused: a web
+    #: page whose DNS name an attacker points at 127.0.0.1 gets nothing (server/access.py).
+    allowed_hosts: tuple[str, ...] = ()
     #: RTCIceServer dicts handed to each browser in the ``enter`` acknowledgement.
     ice_servers: tuple[dict[str, Any], ...] = DEFAULT_ICE_SERVERS
     #: A folder served at ``/public/`` (e.g. the tutorial's own page), or None.
@@ -91,6 +102,12 @@ class Settings:
             raise ValueError(f"port must be between 0 and 65535, not {self.port}")
         if "*" in self.allowed_origins:
             raise ValueError("allowed_origins may not contain '*': name the origins to allow")
+        for name in self.allowed_hosts:
+            if not isinstance(name, str) or not HOST_NAME_RE.fullmatch(name):
+                raise ValueError(
+                    f"allowed_hosts: {name!r} is not a host name (a name like meet.example.org, "
+                    "without scheme, port or path)"
+                )
         if self.rate <= 0 or self.burst < 1:
             raise ValueError("rate must be positive and burst at least 1")
         if self.ping_interval <= 0 or self.ping_timeout <= 0:
@@ -126,7 +143,7 @@ class Settings:
     @property
     def exposed(self) -> bool:
         """Whether the listening address is reachable from other machines (not loopback)."""
-        from .signaller import is_loopback_host  # the signaller module imports this one
+        from .access import is_loopback_host  # access imports this module's type only
 
         return not is_loopback_host(self.host)
 

@@ -13,17 +13,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import socketio
 
-from . import internals, tokens, turn
+from . import internals, turn
 from . import validation as v
+from .access import Access
 from .capacity import RoomCapacity
 from .frames import FrameInbox
 from .guard import (
@@ -51,9 +50,7 @@ __all__ = [
     "STRIKES_BEFORE_DISCONNECT",
     "Connection",
     "Signaller",
-    "is_loopback_host",
     "member_id",
-    "own_origin",
 ]
 
 #: Why a dialect-1 `join` is refused when the signaller requires join tokens.
@@ -100,26 +97,6 @@ def member_id(sid: str, session: str | None) -> str:
 Handler = Callable[..., Awaitable[Any]]
 
 
-def own_origin(request: Any) -> str:
-    """The origin of this signaller's own pages, as the browser that sent ``request`` sees it:
-    https when served with TLS or behind a proxy that says so (``X-Forwarded-Proto``)."""
-    forwarded = request.headers.get("X-Forwarded-Proto", "http").split(",")[0].strip()
-    return f"{'https' if request.secure else forwarded}://{request.host}"
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """True for ``localhost``, ``*.localhost`` and loopback IP addresses."""
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class Signaller:
     """One signalling server: a python-socketio ``AsyncServer`` plus the room registry.
 
@@ -130,7 +107,9 @@ class Signaller:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        #: Who may pass each door (server/access.py): every admission below asks it.
+        self.access = Access(settings)
+        self._settings = settings
         #: Rooms shared with other processes through Redis (``settings.redis_url``), or None.
         self.cluster: Cluster | None = None
         manager = None
@@ -153,15 +132,9 @@ class Signaller:
         self.turn_renewals = turn.Renewals(settings, self._renew_turn)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
-        #: Which widget keys (``auth.client``) may enter a room; None: any. A kernel's widgets set
-        #: it to their own keys (see widget/binding.py); pages without a key are not asked.
-        self.known_client: Callable[[str], bool] | None = None
         #: The kernels attached to this signaller when a kernel hosts it for its user
         #: (server/kernels.py): their events, their widgets' keys and frames. None otherwise.
         self.kernels: KernelHub | None = None
-        #: Who may connect at all, when not everyone may (a JupyterHub service, server/hub.py):
-        #: ``authorize(sid, environ, auth)`` gives the user's name, or None to refuse.
-        self.authorize: Callable[[str, dict[str, Any], Any], Awaitable[str | None]] | None = None
         #: Whether this signaller runs on internals.py's fast path.
         self.fast = internals.active()
         self.guard = Guard(
@@ -210,6 +183,17 @@ class Signaller:
             self.sio.on(event, self._guarded(event, handler, acked=acked))
         self.sio.on("*", self._on_unknown)
 
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        # One attribute swap (tokens turned on, another capacity): handlers and the access
+        # model read it per request.
+        self._settings = settings
+        self.access.settings = settings
+
     # -- plumbing ----------------------------------------------------------------------------
 
     def attach(self, app: Any) -> None:
@@ -225,22 +209,13 @@ class Signaller:
             app.on_startup.append(join_cluster)
 
     def origin_allowed(self, origin: str | None, environ: dict[str, Any] | None = None) -> bool:
-        """CORS for polling and WebSocket: loopback pages, our own origin, configured ones.
+        """CORS for polling and WebSocket, as server/access.py decides it.
 
         python-engineio before 4.11 passes the origin alone; the request then comes from the
         guard's route (what either passes is the aiohttp request being handled).
         """
-        if origin is None:
-            return True  # not a browser; CORS protects browsers only
-        if origin in self.settings.allowed_origins:
-            return True
-        parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https"):
-            return False
-        if is_loopback_host(parts.hostname):
-            return True
         request = (environ or {}).get("aiohttp.request") or current_request()
-        return request is not None and origin == own_origin(request)
+        return self.access.origin_allowed(origin, request)
 
     def on_event(self, event: str, handler: Handler, *, acked: bool) -> None:
         """Handle ``event`` with ``handler(conn, *args)`` as the built-in events are: rate
@@ -359,12 +334,14 @@ class Signaller:
         client = auth.get("client") if isinstance(auth, dict) else None
         if not isinstance(client, str) or len(client) > 64:
             client = ""
-        user = ""
-        if self.authorize is not None:
-            found = await self.authorize(sid, environ, auth)
-            if found is None:
-                return False
-            user = found
+        if "aiohttp.request" not in environ and (request := current_request()) is not None:
+            environ = {**environ, "aiohttp.request": request}
+        try:
+            user = await self.access.connect(sid, environ, auth)
+        except v.Refused as refusal:
+            raise socketio.exceptions.ConnectionRefusedError(
+                refusal.message, {"code": refusal.code}
+            ) from None
         bucket = TokenBucket(self.settings.rate, self.settings.burst)
         eio_sid = connecting_engine_sid()
         self.connections[sid] = Connection(sid, client, bucket, eio_sid=eio_sid, user=user)
@@ -494,21 +471,13 @@ class Signaller:
         room = v.room_id(payload.get("room"))
         # Behind a JupyterHub, a member who gives no name is shown under its hub user's.
         name = v.display_name(payload.get("name")) or v.display_name(conn.user[: v.MAX_NAME])
-        token = payload.get("token")
-        if token is not None and (not isinstance(token, str) or len(token) > 4096):
-            raise v.bad("token must be a string")
-        if self.settings.secret is not None:
-            try:
-                tokens.verify(self.settings.secret, room, token)
-            except tokens.TokenError as refused:
-                raise v.Refused("forbidden", str(refused), reason=refused.reason) from None
         session = v.session_key(payload.get("session"))
-        if conn.client and not await self._admits(conn):
-            raise v.Refused(
-                "unknown_widget",
-                "this widget is not one of this kernel's (the kernel restarted, or the widget was "
-                "closed): re-run the cell that shows the room",
-            )
+        await self.access.enter(
+            conn.client,
+            room,
+            payload.get("token"),
+            still_here=lambda: self.connections.get(conn.sid) is conn and not conn.closing,
+        )
         if conn.mesh_room is not None:
             raise v.Refused("already_in_room", f"already in room '{conn.mesh_room}'; leave first")
         capacity = self.room_capacity.get(room, self.settings.max_peers)
@@ -529,17 +498,6 @@ class Signaller:
             # With TURN, this member's own short-lived credentials (server/turn.py).
             "ice_servers": turn.ice_servers_for(self.settings, peer),
         }
-
-    async def _admits(self, conn: Connection) -> bool:
-        """Whether ``conn``'s widget key may enter. A kernel that has just taken over hosting
-        waits a moment for a key it does not know yet: the kernels attached to the old host
-        are registering theirs again (server/kernels.py)."""
-        known = self.known_client
-        if known is None or known(conn.client):
-            return True
-        if self.kernels is None or not await self.kernels.wait_for_key(conn.client):
-            return False
-        return self.connections.get(conn.sid) is conn and not conn.closing
 
     async def _take_over(self, room: str, peer: str) -> None:
         """A page entering again with its session key while its old connection is still in the

@@ -92,7 +92,8 @@ http {{
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[int]:
     port = free_port()
-    argv = ["serve", "--port", str(port), "--ice-servers", "[]"]
+    # As docs/deploy.md says: the public name nginx forwards in Host is one it answers to.
+    argv = ["serve", "--port", str(port), "--ice-servers", "[]", "--allow-host", "meet.test"]
     server = subprocess.Popen(
         [sys.executable, "-m", "ipymeet.server.cli", *argv],
         stdout=subprocess.DEVNULL,

@@ -122,7 +122,7 @@ async def test_a_widget_key_the_kernel_does_not_know_is_refused(
     """A kernel's signaller lets in only its own widgets' views (and pages without a key): a view
     left from before a kernel restart must not come back as a member no code can see."""
     signaller = make_signaller(max_peers=3)
-    signaller.signaller.known_client = lambda client: client == "live"
+    signaller.signaller.access.keys = lambda client: client == "live"
     stale, live, page = Peer("stale"), Peer("live"), Peer("page")
     try:
         await stale.connect(signaller.url, auth={"client": "gone"})
