@@ -14,6 +14,8 @@ Example::
     bot.state, bot.peers, bot.stats      # as VideoRoom's
     bot.leave()
 
+    KernelPeer("lab-42", relay_only=True)   # media through the signaller's TURN server only
+
 It enters the room through the signaller a ``VideoRoom`` of this kernel would use (the kernel's
 own, shared by the user's kernels, or ``signaling_url``), as a dialect-2 member like a page
 (docs/protocol.md), and holds one aiortc RTCPeerConnection per other member
@@ -91,6 +93,12 @@ RECONNECT_DELAYS = (0.25, 5.0)
 LINGER_S = 30.0
 #: Lifetime of the join tokens the peer mints for itself on a signaller that requires them.
 TOKEN_TTL = 600.0
+#: The error of a relay-only peer on a signaller without TURN (the page's, js/src/errors.ts).
+NO_RELAY_MESSAGE = (
+    "Relay only was asked for (relay_only=True), but the signaller offers no TURN server, so no "
+    "connection can be made. Start the signaller with --turn-url and --turn-secret "
+    "(IPYMEET_TURN_URLS and IPYMEET_TURN_SECRET for a kernel's), or turn relay only off."
+)
 
 
 def require_extra() -> None:
@@ -142,6 +150,16 @@ class KernelPeer:
     :meth:`publish`, :meth:`send_frame`) and its placeholder before and after
     (``publish(None)``).
 
+    ``relay_only=True`` sends and receives media only through the TURN server the signaller
+    hands out, as ``VideoRoom(relay_only=True)`` does in the browser: the peer gathers, offers
+    and uses relay candidates only, so the others never learn this machine's addresses. Joining
+    fails with ``ErrorCode.NO_RELAY`` when the signaller offers no TURN server::
+
+        bot = KernelPeer("lab-42", relay_only=True)
+        bot.join()
+        bot.wait_for(lambda p: p.state != "joining")
+        bot.error_code          # ErrorCode.NO_RELAY on a signaller without --turn-url
+
     Callbacks (see :meth:`on_frame`, :meth:`on_audio`) run on a thread per received track, never
     on the media loop; a callback that raises is logged once and counted
     (``counters["callback_errors"]``), and the call goes on.
@@ -156,6 +174,7 @@ class KernelPeer:
         token: str | None = None,
         only: Callable[[Sender], bool] | None = None,
         sends_video: bool | None = None,
+        relay_only: bool = False,
     ) -> None:
         if not isinstance(room, str) or not ROOM_RE.fullmatch(room):
             raise ValueError(
@@ -172,7 +191,13 @@ class KernelPeer:
             raise ValueError("token is for a signaller given by signaling_url")
         if only is not None and not callable(only):
             raise TypeError(f"only must be callable, not {type(only).__name__}")
+        if not isinstance(relay_only, bool):
+            raise TypeError(f"relay_only must be True or False, not {relay_only!r}")
         require_extra()
+        if relay_only:
+            from .peerconn import require_relay_policy
+
+            require_relay_policy()  # refused here, not faked: an older aiortc gathers host too
         self.room = room
         self.name = name
         self.signaling_url = signaling_url.rstrip("/") if signaling_url else None
@@ -198,6 +223,8 @@ class KernelPeer:
         self._pacer: Pacer | None = None
         self._only = only
         self._sends = sends_video
+        #: Media through the signaller's TURN server only (fixed for the peer's life).
+        self.relay_only = relay_only
         self._closed = False
         # Its own lock: wait_for's predicate reads the properties, which take self._lock.
         self._state_changed = threading.Condition()
@@ -611,7 +638,7 @@ class _Session:
             )
             self.peer._stop_soon()
             return
-        from .peerconn import ice_servers
+        from .peerconn import has_turn, ice_servers
 
         again = self.self_id != ""
         if again and ack["self"] != self.self_id:
@@ -622,7 +649,13 @@ class _Session:
         # In place: the member connections hold this list and make their next RTCPeerConnection
         # with it (aiortc can neither change a connection's servers nor restart ICE).
         self.ice[:] = ice_servers(ack.get("ice_servers"))
-        self.entered = True
+        self.entered = True  # so that stopping sends "leave"
+        if self.peer.relay_only and not has_turn(self.ice):
+            # As the pages (js/src/members.ts): no relay to use, so no connection could be made.
+            self.leaving = True  # no member is added meanwhile (_event)
+            self.peer._fail(ErrorCode.NO_RELAY, NO_RELAY_MESSAGE)
+            self.peer._stop_soon()
+            return
         self.peer._set_state(CallState.WAITING)
         listed = set()
         for info in ack.get("peers", []):
@@ -645,6 +678,8 @@ class _Session:
         self._changed()
 
     def _event(self, event: str, data: Any) -> None:
+        if self.leaving:
+            return
         if not self.entered:
             self.held.append((event, data))
             return
@@ -704,6 +739,7 @@ class _Session:
             initiator=initiator,
             ice=self.ice,
             outgoing=self.peer.outgoing if self.sends_video else None,
+            relay_only=self.peer.relay_only,
         )
         return member
 

@@ -20,6 +20,15 @@ Negotiation follows docs/protocol.md ("Negotiation"), with the same roles as the
   cannot restart ICE) and any offer aiortc refuses get the same treatment.
 - the ``ipymeet`` data channel (negotiated, id 0) carries the flags (``state``) and answers the
   pages' liveness ``ping`` with ``pong``; chat lines are ignored.
+
+Relay only (``KernelPeer(relay_only=True)``, as a page's ``iceTransportPolicy: "relay"``): every
+RTCPeerConnection is made with aiortc's own ``RTCConfiguration(iceTransportPolicy=RELAY)``, which
+aioice's ``Connection(transport_policy=TransportPolicy.RELAY)`` carries out: it opens no host
+socket, so it gathers no host and no server-reflexive candidate and can neither offer nor use a
+pair from this machine's addresses; its relay candidates give ``0.0.0.0`` as their related
+address. Checked on aiortc 1.16.0 with aioice 0.13.0. Each description is checked again before it
+is sent (:func:`relay_only_sdp`): a candidate that is not ``typ relay`` ends the connection
+unsent, and any related address is blanked, in case an older aioice gathers or tells more.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import aiortc
 import av
 from aiortc import (
     MediaStreamTrack,
@@ -49,6 +59,66 @@ log = logging.getLogger("ipymeet")
 
 #: The longest data channel message read (as the pages' MAX_PEER_MESSAGE).
 MAX_CHANNEL_MESSAGE = 16 * 1024
+
+#: aiortc's relay transport policy (``RTCIceTransportPolicy.RELAY``), or None on a release whose
+#: ``RTCConfiguration`` has no ``iceTransportPolicy`` (there relay only is refused, not faked).
+RELAY_POLICY: Any = (
+    getattr(getattr(aiortc, "RTCIceTransportPolicy", None), "RELAY", None)
+    if "iceTransportPolicy" in getattr(RTCConfiguration, "__dataclass_fields__", {})
+    else None
+)
+#: A candidate line's type and related address (RFC 8839 section 5.1).
+_CANDIDATE_TYPE = re.compile(r" typ (\S+)")
+_RELATED = re.compile(r" raddr \S+ rport \d+")
+
+
+class RelayLeak(RuntimeError):
+    """A description of a relay-only connection would tell something else than relays."""
+
+
+def require_relay_policy() -> None:
+    """ImportError unless this aiortc can restrict a connection to relay candidates."""
+    if RELAY_POLICY is None:
+        raise ImportError(
+            f"relay_only needs an aiortc whose RTCConfiguration has iceTransportPolicy "
+            f"(this one is {getattr(aiortc, '__version__', 'unknown')}; checked on 1.16.0): "
+            "pip install -U aiortc"
+        )
+
+
+def has_turn(servers: list[RTCIceServer]) -> bool:
+    """Whether ``servers`` name a TURN server (``turn:`` or ``turns:``), the only source of the
+    relay candidates a relay-only connection may use."""
+    for server in servers:
+        urls = [server.urls] if isinstance(server.urls, str) else server.urls
+        if any(url.lower().startswith(("turn:", "turns:")) for url in urls):
+            return True
+    return False
+
+
+def relay_only_sdp(sdp: str) -> str:
+    r"""``sdp`` as a relay-only connection may send it: RelayLeak if any candidate in it is not a
+    relay (host, srflx, prflx: this machine's addresses or its NAT's); the related address of
+    each relay candidate (where the TURN server saw this machine) blanked to ``0.0.0.0 9``, as
+    aioice 0.13 does itself under the relay policy and browsers do under theirs.
+
+    Example::
+
+        relay_only_sdp("a=candidate:1 1 udp 1 203.0.113.5 50000 typ relay raddr 192.0.2.2 "
+                       "rport 41000\r\n")
+        # 'a=candidate:1 1 udp 1 203.0.113.5 50000 typ relay raddr 0.0.0.0 rport 9\r\n'
+    """
+    lines = sdp.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if not line.startswith("a=candidate:"):
+            continue
+        kind = _CANDIDATE_TYPE.search(line)
+        if kind is None or kind.group(1) != "relay":
+            raise RelayLeak(
+                f"a relay-only description would carry a non-relay candidate: {line.strip()}"
+            )
+        lines[index] = _RELATED.sub(" raddr 0.0.0.0 rport 9", line)
+    return "".join(lines)
 
 
 class Host(Protocol):
@@ -135,7 +205,8 @@ class MemberConnection:
     """This kernel peer's connection to member ``peer_id``; replaced in place when needed.
 
     ``initiator``: offer at once (this peer is the newcomer). ``outgoing``: the video to send
-    (None: receive only).
+    (None: receive only). ``relay_only``: gather, offer and use relay candidates only (the
+    module's docstring says how).
     """
 
     def __init__(
@@ -147,13 +218,17 @@ class MemberConnection:
         initiator: bool,
         ice: list[RTCIceServer],
         outgoing: Outgoing | None,
+        relay_only: bool = False,
     ) -> None:
+        if relay_only:
+            require_relay_policy()
         self.host = host
         self.peer_id = peer_id
         self.polite = self_id < peer_id  # the same rule as js/src/peer.ts
         self._initiator = initiator
         self._ice = ice
         self._outgoing = outgoing
+        self.relay_only = relay_only
         self._inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._pending: list[dict[str, Any]] = []
         self._making_offer = False
@@ -170,7 +245,10 @@ class MemberConnection:
         return "closed" if self.closed else str(self.pc.connectionState)
 
     def _new_pc(self, initiator: bool) -> RTCPeerConnection:
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self._ice)))
+        configuration = RTCConfiguration(iceServers=list(self._ice))
+        if self.relay_only:
+            configuration.iceTransportPolicy = RELAY_POLICY
+        pc = RTCPeerConnection(configuration)
         # First, as pages do: the first offer already has the channel's section.
         channel = pc.createDataChannel("ipymeet", negotiated=True, id=0, ordered=True)
 
@@ -241,28 +319,40 @@ class MemberConnection:
             self._inbox.put_nowait(message)
 
     async def _run(self) -> None:
-        if self._initiator:
-            await self._offer()
-        while True:
-            message = await self._inbox.get()
-            if message is None or self.closed:
-                return
-            try:
-                description = message.get("description")
-                if isinstance(description, dict):
-                    await self._description(description)
-                elif isinstance(message.get("candidate"), dict):
-                    await self._candidate(message["candidate"])
-            except Exception as error:
-                if not self.closed:
-                    log.warning(
-                        "ipymeet: kernel peer -> %s: a step failed: %s", self.peer_id, error
-                    )
+        try:
+            if self._initiator:
+                await self._offer()
+            while True:
+                message = await self._inbox.get()
+                if message is None or self.closed:
+                    return
+                try:
+                    description = message.get("description")
+                    if isinstance(description, dict):
+                        await self._description(description)
+                    elif isinstance(message.get("candidate"), dict):
+                        await self._candidate(message["candidate"])
+                except RelayLeak:
+                    raise
+                except Exception as error:
+                    if not self.closed:
+                        log.warning(
+                            "ipymeet: kernel peer -> %s: a step failed: %s", self.peer_id, error
+                        )
+        except RelayLeak as leak:
+            # Not sent, and the connection ends: it must not use a pair it should not have.
+            log.error(
+                "ipymeet: kernel peer -> %s: relay only, connection closed: %s", self.peer_id, leak
+            )
+            self.closed = True
+            await _close_pc(self.pc)
+            self.host.changed()
 
     def _send_local(self) -> None:
         local = self.pc.localDescription
         if local is not None and not self.closed:
-            self.host.signal(self.peer_id, {"description": {"type": local.type, "sdp": local.sdp}})
+            sdp = relay_only_sdp(local.sdp) if self.relay_only else local.sdp
+            self.host.signal(self.peer_id, {"description": {"type": local.type, "sdp": sdp}})
 
     async def _offer(self) -> None:
         self._making_offer = True

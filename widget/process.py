@@ -36,8 +36,8 @@ class Processor:
     ``own_member(sender)`` says whether a member is the widget's own page; ``on_id(member_id)``
     is called (on a thread of its own) with the processor's member id each time it changes, and
     with "" once stopped; ``report(message)`` gets the first failure of ``fn`` in words. The peer
-    is made with ``peer_options`` (``signaling_url``, ``token``), so it uses the widget's
-    signaller.
+    is made with ``peer_options`` (``signaling_url``, ``token``, ``relay_only``), so it uses the
+    widget's signaller, and only relays when the widget does.
     """
 
     def __init__(

@@ -185,7 +185,7 @@ class _Audio:
 class Recorder:
     """Records room ``room`` into ``path`` (see the module's docstring) from when it is made
     until :meth:`stop`. ``members``: names or ids of the members to record (None: everyone).
-    ``peer_options`` (``signaling_url``, ``token``) are the KernelPeer's."""
+    ``peer_options`` (``signaling_url``, ``token``, ``relay_only``) are the KernelPeer's."""
 
     def __init__(
         self,

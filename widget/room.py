@@ -552,6 +552,9 @@ class VideoRoom(anywidget.AnyWidget):
             own_member=own_member,
             on_id=lambda member: self.set_trait("_processed_by", member),
             report=self._kernel_error,
+            # A relay-only widget's processor is relay-only too: it must not offer this
+            # machine's addresses that the page hides.
+            relay_only=self.relay_only,
         )
 
     def _stop_processor(self) -> None:
@@ -589,9 +592,10 @@ class VideoRoom(anywidget.AnyWidget):
             raise ValueError("choose a room first: VideoRoom('lab-42') or room.room = 'lab-42'")
         from . import record
 
-        options: dict[str, Any] = {}
+        # A relay-only widget's recorder is relay-only too (as its processor).
+        options: dict[str, Any] = {"relay_only": self.relay_only}
         if self._binding is None:
-            options = {"signaling_url": self.signaling_url, "token": self._join_token}
+            options.update(signaling_url=self.signaling_url, token=self._join_token)
         try:
             self._recorder = record.Recorder(
                 self.room, path, members=members, fps=fps, size=size, labels=labels, **options

@@ -243,3 +243,54 @@ def test_a_signaller_out_of_reach_fails_the_join_with_unreachable() -> None:
     assert "127.0.0.1:9" in peer.error
     peer.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("ipymeet-peer-ok")]
+
+
+# -- relay only (the network side: tests/security/test_relay_only.py) ------------------------------
+
+RELAY = "a=candidate:1 1 udp 16777215 203.0.113.5 50000 typ relay raddr 192.0.2.2 rport 41000"
+
+
+def test_relay_only_must_be_a_bool_and_is_kept() -> None:
+    with pytest.raises(TypeError, match="relay_only"):
+        KernelPeer("ok", signaling_url="http://127.0.0.1:9", relay_only="yes")  # type: ignore[arg-type]
+    peer = KernelPeer("ok", signaling_url="http://127.0.0.1:9", relay_only=True)
+    assert peer.relay_only is True
+    peer.close()
+
+
+def test_a_relay_only_description_keeps_relays_and_blanks_where_the_turn_server_saw_us() -> None:
+    from ipymeet.widget.peerconn import relay_only_sdp
+
+    sdp = f"v=0\r\nc=IN IP4 203.0.113.5\r\n{RELAY}\r\na=end-of-candidates\r\n"
+    assert relay_only_sdp(sdp) == sdp.replace(
+        "raddr 192.0.2.2 rport 41000", "raddr 0.0.0.0 rport 9"
+    )
+    plain = "v=0\r\na=candidate:1 1 udp 16777215 203.0.113.5 50000 typ relay\r\n"
+    assert relay_only_sdp(plain) == plain
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "a=candidate:2 1 udp 2130706431 192.0.2.2 33319 typ host",
+        "a=candidate:3 1 udp 1694498815 198.51.100.7 40000 typ srflx raddr 192.0.2.2 rport 33319",
+        "a=candidate:4 1 udp 1845501695 198.51.100.7 40001 typ prflx",
+        "a=candidate:5 1 udp 2130706431 192.0.2.2 33319",  # no type at all
+    ],
+)
+def test_a_relay_only_description_with_anything_but_relays_is_refused(line: str) -> None:
+    from ipymeet.widget.peerconn import RelayLeak, relay_only_sdp
+
+    with pytest.raises(RelayLeak, match="non-relay candidate"):
+        relay_only_sdp(f"v=0\r\n{RELAY}\r\n{line}\r\n")
+
+
+def test_only_turn_urls_count_as_a_relay() -> None:
+    from aiortc import RTCIceServer
+
+    from ipymeet.widget.peerconn import has_turn
+
+    assert not has_turn([])
+    assert not has_turn([RTCIceServer(urls="stun:stun.example.org")])
+    assert has_turn([RTCIceServer(urls=["stun:s.example.org", "turn:t.example.org:3478"])])
+    assert has_turn([RTCIceServer(urls="TURNS:t.example.org:5349?transport=tcp")])
