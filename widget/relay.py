@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import aiohttp
 import socketio
 
+from ..server.access import widget_room_allows
 from .contract import SIGNALLER_EVENTS
 from .messages import KernelMessage, RouteMessage
 
@@ -144,18 +145,24 @@ def relay_thread() -> RelayThread:
 class KernelRoute:
     """One widget's route to ``server``: at most one live connection, numbered by the page.
 
-    ``send`` is the widget's ``send_msg``; it is called on the relay thread only. Example::
+    ``send`` is the widget's ``send_msg``; it is called on the relay thread only. ``room`` gives
+    the widget's room as Python set it: the only room the page may ``enter`` through this route
+    (server/access.py; a Voilà visitor's page must not reach the owner's other rooms). Example::
 
-        route = KernelRoute(room._client, binding.server, room.send_msg)
+        route = KernelRoute(room._client, binding.server, room.send_msg, lambda: room.room)
         route.take({"type": "sig_connect", "n": 1}, [])      # the page's message
         ...                                                  # -> sig_open {n: 1}
         route.close()
     """
 
-    def __init__(self, client: str, server: Endpoint, send: Send) -> None:
+    def __init__(
+        self, client: str, server: Endpoint, send: Send, room: Callable[[], str]
+    ) -> None:
         self.client = client
         self.server = server
         self._send = send
+        self._room = room
+        self._refused = 0
         self._relay = relay_thread()
         # The rest lives on the relay's loop.
         #: The connection the page wants open (its latest ``sig_connect``), or None.
@@ -193,13 +200,31 @@ class KernelRoute:
         if live is None or live.n != message["n"] or not live.open:
             return  # what is left of an older connection, or one that just dropped
         if message["type"] == "sig_request":
-            request = live.request(message["id"], message["event"], message["payload"])
-            self._spawn(request)
+            event, payload = message["event"], message["payload"]
+            if event == "enter" and not widget_room_allows(self._room(), payload.get("room")):
+                self._refuse_enter(live.n, message["id"], payload.get("room"))
+                return
+            self._spawn(live.request(message["id"], event, payload))
         elif message["type"] == "sig_signals":
             for payload in message["payloads"]:
                 self._spawn(live.request(0, "signal", payload))
         else:
             self._spawn(live.emit(message["event"], message["payload"], buffer))
+
+    def _refuse_enter(self, n: int, request_id: int, asked: object) -> None:
+        """Door RELAY (server/access.py): an ``enter`` for a room that is not the widget's is
+        answered here, never sent on; logged once per route."""
+        self._refused += 1
+        if self._refused == 1:
+            log.warning("ipymeet: the kernel route refused an enter for a room not its widget's")
+        reply = {
+            "ok": False,
+            "code": "forbidden",
+            "reason": "other_room",
+            "message": f"this widget's room is {self._room()!r}, not {str(asked)[:64]!r}: "
+            "a page enters only the room its widget was given in Python",
+        }
+        self.deliver({"type": "sig_answer", "n": n, "id": request_id, "reply": reply})
 
     def _close(self) -> None:
         self._closed = True

@@ -29,7 +29,7 @@ import anywidget
 import traitlets
 from numpy.typing import NDArray
 
-from ..server import tokens
+from ..server import access, tokens
 from ..server.settings import TLS
 from ..server.validation import ROOM_RE
 from . import binding, cells, diagnose, relay, snapshots
@@ -405,7 +405,9 @@ class VideoRoom(anywidget.AnyWidget):
         if self._route is None:
             if message["type"] != "sig_connect":
                 return  # nothing was opened: a late message of a page from before
-            self._route = relay.KernelRoute(self._client, self._binding.server, self.send_msg)
+            self._route = relay.KernelRoute(
+                self._client, self._binding.server, self.send_msg, lambda: self.room
+            )
         self._route.take(message, buffers)
 
     def _kernel_busy_changed(self, busy: bool) -> None:
@@ -622,7 +624,16 @@ class VideoRoom(anywidget.AnyWidget):
     # -- tokens and links ----------------------------------------------------------------------
 
     def _send_token(self, room: str) -> None:
-        """Answer the browser's token request (custom message; never a trait)."""
+        """Answer the browser's token request (custom message; never a trait): a token for this
+        widget's own room only (server/access.py, door MINT). A page that asks for another room
+        (a Voilà visitor's, say) gets none, and its ``enter`` there is refused as without one."""
+        if not access.widget_room_allows(self.room, room):
+            if "token_room" not in self._refused:
+                self._refused.add("token_room")
+                log.warning("ipymeet: refused a join token for a room that is not this widget's")
+            refused: TokenMessage = {"type": "token", "room": room, "token": None}
+            self.send_msg(refused)
+            return
         token = self._join_token if self._binding is None else self._binding.browser_token(room)
         message: TokenMessage = {"type": "token", "room": room, "token": token}
         self.send_msg(message)

@@ -87,9 +87,16 @@ class WidgetPage(Page):
 class RoutePage(Page):
     """The page of a bare KernelRoute (to a signaller of the test's own)."""
 
-    def __init__(self, server: SignallerThread, client: str = "k-route") -> None:
+    def __init__(self, server: SignallerThread, client: str = "k-route", room: str = "") -> None:
         super().__init__()
-        self.route = relay.KernelRoute(client, server, self.catch)
+        #: Its widget's room; "" until the page first enters one (then that is its widget's).
+        self.widget_room = room
+        self.route = relay.KernelRoute(client, server, self.catch, lambda: self.widget_room)
+
+    def request(self, n: int, request_id: int, event: str, payload: Message) -> Any:
+        if event == "enter" and not self.widget_room:
+            self.widget_room = payload["room"]
+        return super().request(n, request_id, event, payload)
 
     def send(self, content: Message, buffers: Sequence[bytes] = ()) -> None:
         self.route.take(parse_browser_message(content, buffers), buffers)  # type: ignore[arg-type]
@@ -398,7 +405,7 @@ def test_a_self_signed_signaller_is_reached_by_its_pinned_certificate(
         fingerprint = ":".join(["00"] * 32)
 
     other = Page()
-    route = relay.KernelRoute("k-tls-2", Impostor(), other.catch)
+    route = relay.KernelRoute("k-tls-2", Impostor(), other.catch, lambda: "tls")
     try:
         route.take({"type": "sig_connect", "n": 1}, [])
         refused = other.wait(lambda m: m["n"] == 1)
