@@ -168,7 +168,7 @@ async def member(url: str, room: str, name: str) -> AsyncIterator[tuple[Peer, di
         await client.close()
 
 
-async def offer_heard(url: str, room: str, hosts: set[str], **options: Any) -> dict[str, Any]:
+async def offer_heard(url: str, room: str, **options: Any) -> dict[str, Any]:
     """The first description a KernelPeer (made with ``options``) sends a Socket.IO member who
     was in ``room`` before it: the newcomer offers."""
     async with member(url, room, "Mallory") as (mallory, _):
@@ -194,7 +194,7 @@ async def test_without_relay_only_a_kernel_peer_offers_this_machines_addresses(
     process/record made it, on a signaller with TURN, tells every member of the room its host
     addresses."""
     server = turn_signaller(make_signaller, turn)
-    signal = await offer_heard(server.url, "relay-attack", hosts)
+    signal = await offer_heard(server.url, "relay-attack")
     sdp = signal["description"]["sdp"]
     assert {c["type"] for c in candidates(sdp)} >= {"host", "relay"}, sdp
     assert leaked(sdp, hosts), sdp
@@ -206,7 +206,7 @@ async def test_a_relay_only_kernel_peer_offers_relays_only(
     """The same, relay only: the member learns coturn's relay addresses and nothing of this
     machine's (no host, no srflx candidate, no related address, no address in ``c=``)."""
     server = turn_signaller(make_signaller, turn)
-    signal = await offer_heard(server.url, "relay-offer", hosts, relay_only=True)
+    signal = await offer_heard(server.url, "relay-offer", relay_only=True)
     assert check_relay_only([signal], hosts, turn) >= 1
 
 
