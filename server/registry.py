@@ -23,6 +23,22 @@ from .validation import Refused
 TUTORIAL = 1  # dialect 1: the tutorial's rooms of two
 MESH = 2  # dialect 2: ipymeet rooms, addressed signals
 
+#: Dialect 1's rooms are kept under this mark (not a room id character), apart from dialect 2's:
+#: a name taken in one dialect says nothing of the same name in the other, so neither dialect's
+#: answers reveal the other's rooms (the tutorial's ``join`` once answered ``full_room`` for an
+#: ipymeet room and ``room_created`` for a free name, to anyone, silently).
+TUTORIAL_MARK = "~"
+
+
+def tutorial_key(room: str) -> str:
+    """Where dialect 1's room ``room`` is kept."""
+    return TUTORIAL_MARK + room
+
+
+def public_name(key: str) -> str:
+    """The room id clients use for a room kept under ``key``."""
+    return key[len(TUTORIAL_MARK) :] if key.startswith(TUTORIAL_MARK) else key
+
 Listener = Callable[[str], None]
 log = logging.getLogger("ipymeet.server")
 

@@ -34,7 +34,17 @@ from .guard import (
     current_request,
 )
 from .ratelimit import TokenBucket
-from .registry import MESH, TUTORIAL, Departure, LocalRooms, Member, Registry, Rooms
+from .registry import (
+    MESH,
+    TUTORIAL,
+    Departure,
+    LocalRooms,
+    Member,
+    Registry,
+    Rooms,
+    public_name,
+    tutorial_key,
+)
 from .settings import Settings
 from .tuning import json_module
 
@@ -309,7 +319,7 @@ class Signaller:
 
     async def _others(self, room: str, sid: str) -> list[Member]:
         """The other members of a dialect-1 room the sender is in (relays stay in the room)."""
-        dialect, members = await self.rooms.room(room)
+        dialect, members = await self.rooms.room(tutorial_key(room))
         if not any(m.sid == sid for m in members):
             raise v.Refused("not_in_room", f"you are not in room '{room}'")
         if dialect != TUTORIAL:
@@ -385,7 +395,7 @@ class Signaller:
         if departure.dialect == MESH:
             payload = {"id": member.id, "reason": reason}
         else:
-            payload = {"id": member.id, "room": departure.room}
+            payload = {"id": member.id, "room": public_name(departure.room)}
         await self._send_all("peer_left", payload, departure.remaining)
 
     async def _on_unknown(self, event: str | int | ReservedName, sid: str, *args: Any) -> None:
@@ -425,14 +435,15 @@ class Signaller:
             # then an `error` that says why.
             await self.sio.emit("full_room", room, to=conn.sid)
             raise v.Refused("forbidden", DIALECT1_NEEDS_TOKEN)
-        if self.rooms.is_member(room, conn.sid):
+        key = tutorial_key(room)  # apart from dialect 2's rooms of the same name
+        if self.rooms.is_member(key, conn.sid):
             raise v.Refused("already_in_room", f"already in room '{room}'")
         if len(self.rooms.rooms_of(conn.sid, TUTORIAL)) >= self.settings.max_tutorial_rooms:
             limit = self.settings.max_tutorial_rooms
             raise v.Refused("too_many_rooms", f"a connection may be in at most {limit} rooms")
         try:
             before = await self.rooms.add(
-                room, Member(conn.sid, "", conn.client), dialect=TUTORIAL, capacity=2
+                key, Member(conn.sid, "", conn.client), dialect=TUTORIAL, capacity=2
             )
         except v.Refused as refusal:
             if refusal.code not in ("room_full", "wrong_dialect"):

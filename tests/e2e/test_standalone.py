@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from ipymeet.server import Settings, SignallerThread
+from ipymeet.server.registry import tutorial_key
 
 from .conftest import pump_until, wait_remote_video, wait_state
 from .tutorial import write_tutorial_page
@@ -112,7 +113,7 @@ def test_the_tutorials_own_page_works_unchanged(
     third, alerts = _tutorial_page(new_page, url, "tutorial-1")
     pump_until(third, lambda: bool(alerts))
     assert alerts == ["The room is full, please try another one"]
-    assert len(server.registry.members("tutorial-1")) == 2
+    assert len(server.registry.members(tutorial_key("tutorial-1"))) == 2
 
 
 def test_a_name_typed_in_the_page_is_what_the_others_see(

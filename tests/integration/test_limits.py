@@ -14,6 +14,7 @@ import pytest
 import socketio
 
 from ipymeet.server import SignallerThread
+from ipymeet.server.registry import tutorial_key
 
 from ..support import MakeSignaller
 from .helpers import (
@@ -54,7 +55,7 @@ async def test_a_message_over_256_kib_drops_only_its_sender(signaller: Signaller
         (event,) = await partner.take()
         assert event[0] == "peer_left"
         assert event[1]["id"] == big_sid
-        assert sids(signaller, "big-room") == [partner.sid]
+        assert sids(signaller, tutorial_key("big-room")) == [partner.sid]
         # The established call carries on, both ways.
         await a.emit("webrtc_ice_candidate", tutorial_candidate("steady", 2))
         assert await b.take() == [("webrtc_ice_candidate", tutorial_candidate("steady", 2))]
@@ -201,7 +202,7 @@ async def test_a_client_sent_disconnect_event_leaves_no_room(signaller: Signalle
         assert await b.take() == [("start_call",)], "the tutorial partner was told A left"
         assert await d.call("signal", {"to": c.sid, "description": OFFER_SDP}) == {"ok": True}
         assert await c.take() == [("signal", {"from": d.sid, "description": OFFER_SDP})]
-        assert sids(signaller, "tutorial") == [a.sid, b.sid]
+        assert sids(signaller, tutorial_key("tutorial")) == [a.sid, b.sid]
         assert sids(signaller, "mesh") == [c.sid, d.sid]
     await assert_serves_a_call(signaller.url)
 
@@ -266,19 +267,22 @@ async def test_a_frame_with_an_unhashable_format_is_a_bad_request(
             assert (await a.error())["code"] == "bad_request", kind
 
 
-async def test_entering_a_tutorial_room_of_ones_own_is_wrong_dialect(
+async def test_entering_the_name_of_ones_own_tutorial_room_takes_nothing_over(
     signaller: SignallerThread,
 ) -> None:
     """Found by fuzzing: a connection in a tutorial room that entered it through dialect 2 (no
     session key, so its id is its sid) was taken for its own stale self: taken out of the room,
-    disconnected, and answered `ok: true`."""
+    disconnected, and answered `ok: true`. The dialects' rooms are now apart: it enters the
+    ipymeet room of that name and stays in its tutorial room, connected."""
     async with connected(signaller.url, "a") as (a,):
         await a.emit("join", "mine")
         assert await a.take() == [("room_created", "mine")]
         answer = await a.call("enter", {"room": "mine"})
-        assert (answer["ok"], answer["code"]) == (False, "wrong_dialect")
+        assert answer["ok"] is True
         assert sids(signaller, "mine") == [a.sid]
-        assert signaller.registry.dialect("mine") == 1
+        assert signaller.registry.dialect("mine") == 2
+        assert signaller.registry.dialect(tutorial_key("mine")) == 1
+        assert [m.sid for m in signaller.registry.members(tutorial_key("mine"))] == [a.sid]
         await a.emit("start_call", "mine")  # still a member, still connected: relayed to nobody
         await a.emit("marker")
         assert (await a.error())["event"] == "marker"

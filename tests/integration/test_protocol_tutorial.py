@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from ipymeet.server import SignallerThread
+from ipymeet.server.registry import tutorial_key
 
 from .helpers import (
     ANSWER_SDP,
@@ -28,7 +29,8 @@ from .helpers import (
 
 
 def sids(signaller: SignallerThread, room: str) -> list[str]:
-    return [member.sid for member in signaller.registry.members(room)]
+    """The members of dialect 1's room ``room`` (kept apart from dialect 2's of that name)."""
+    return [member.sid for member in signaller.registry.members(tutorial_key(room))]
 
 
 async def pair(a: Peer, b: Peer, room: str) -> None:
@@ -291,7 +293,7 @@ async def test_malformed_payloads_get_bad_request_and_change_nothing(
         assert a.untaken() == []
         assert signaller.registry.counts() == counts
         assert sids(signaller, "room") == [a.sid, b.sid]
-        assert signaller.registry.rooms_of(a.sid) == ["room"]
+        assert signaller.registry.rooms_of(a.sid) == [tutorial_key("room")]
         # Marker through the same path: the next good relay is the first thing B receives.
         await a.emit("start_call", "room")
         assert await b.take() == [("start_call",)]
@@ -313,7 +315,7 @@ async def test_one_connection_may_be_in_four_tutorial_rooms_not_five(
         await a.emit("join", "room4")
         error = await a.error()
         assert error["code"] not in ("bad_request", "not_in_room")
-        assert signaller.registry.rooms_of(a.sid) == [f"room{index}" for index in range(4)]
+        assert signaller.registry.rooms_of(a.sid) == [tutorial_key(f"room{i}") for i in range(4)]
         assert sids(signaller, "room4") == []
         # All four rooms still relay.
         for index in range(4):
@@ -322,34 +324,24 @@ async def test_one_connection_may_be_in_four_tutorial_rooms_not_five(
         assert await a.take(4) == [("start_call",)] * 4
 
 
-async def test_a_tutorial_join_of_a_mesh_room_is_full(signaller: SignallerThread) -> None:
-    """A dialect-1 `join` of a room held by dialect 2 gets `full_room` and joins nothing."""
-    async with connected(signaller.url, "mesh", "tutorial") as (mesh, tutorial):
-        assert (await mesh.call("enter", {"room": "shared"}))["ok"] is True
-        await tutorial.emit("join", "shared")
-        assert await tutorial.take() == [("full_room", "shared")]
-        assert sids(signaller, "shared") == [mesh.sid]
-        assert signaller.registry.rooms_of(tutorial.sid) == []
-        # Marker through the mesh member's path: it was told of no one joining.
-        await mesh.emit("no_such_event")
-        assert (await mesh.error())["code"] == "unknown_event"
-        assert [e[0] for e in mesh.events] == ["error"]
-
-
-async def test_a_mesh_enter_of_a_tutorial_room_is_wrong_dialect(
+async def test_a_tutorial_room_and_a_mesh_room_of_one_name_are_apart(
     signaller: SignallerThread,
 ) -> None:
-    """A dialect-2 `enter` of a room held by dialect 1 answers `{ok: false, wrong_dialect}`."""
-    async with connected(signaller.url, "tutorial", "mesh") as (tutorial, mesh):
+    """The two dialects' rooms are kept apart: a dialect-1 `join` of a name a dialect-2 room
+    holds creates a tutorial room of that name, and a dialect-2 `enter` of a tutorial room's
+    name enters an ipymeet room; neither side hears of the other (tests/security/test_oracle.py
+    is the attack this closes)."""
+    async with connected(signaller.url, "mesh", "tutorial", "mesh2") as (mesh, tutorial, mesh2):
+        assert (await mesh.call("enter", {"room": "shared"}))["ok"] is True
         await tutorial.emit("join", "shared")
         assert await tutorial.take() == [("room_created", "shared")]
-        answer = await mesh.call("enter", {"room": "shared", "name": "m"})
-        assert answer["ok"] is False
-        assert answer["code"] == "wrong_dialect"
-        assert isinstance(answer["message"], str)
         assert sids(signaller, "shared") == [tutorial.sid]
-        # The mesh client is in no room and may enter another one.
-        assert (await mesh.call("enter", {"room": "other"}))["ok"] is True
+        assert [m.sid for m in signaller.registry.members("shared")] == [mesh.sid]
+        answer = await mesh2.call("enter", {"room": "shared", "name": "m"})
+        assert answer["ok"] is True
+        assert [p["id"] for p in answer["peers"]] == [mesh.sid]
+        # Markers: the mesh member heard only mesh2, the tutorial page nothing.
+        assert [e[0] for e in await mesh.take()] == ["peer_joined"]
         await tutorial.emit("join", "marker")
         assert await tutorial.take() == [("room_created", "marker")]
         assert tutorial.untaken() == []
@@ -358,13 +350,14 @@ async def test_a_mesh_enter_of_a_tutorial_room_is_wrong_dialect(
 async def test_tutorial_relays_do_not_reach_into_a_mesh_room(
     signaller: SignallerThread,
 ) -> None:
-    """A mesh member cannot broadcast the tutorial's events to its room: `wrong_dialect`."""
+    """A mesh member cannot broadcast the tutorial's events to its room: it is in no tutorial
+    room of that name (`not_in_room`)."""
     async with connected(signaller.url, "a", "b") as (a, b):
         assert (await a.call("enter", {"room": "mesh"}))["ok"] is True
         assert (await b.call("enter", {"room": "mesh"}))["ok"] is True
         assert [e[0] for e in await a.take()] == ["peer_joined"]
         await a.emit("start_call", "mesh")
-        assert (await a.error())["code"] == "wrong_dialect"
+        assert (await a.error())["code"] == "not_in_room"
         # Marker: a's addressed signal reaches b; a start_call would have come before it.
         assert await a.call("signal", {"to": b.sid, "candidate": {"candidate": ""}}) == {"ok": True}
         assert [e[0] for e in await b.take()] == ["signal"]
