@@ -171,6 +171,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=["self-signed"],
         help="HTTPS with a certificate made at start for this machine (fingerprint printed)",
     )
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning"],
+        default="info",
+        help="what the server logs (default info: start, refusals, each request's method, path "
+        "and status; never a query string, a Referer, a token or a secret, at any level)",
+    )
     serve.add_argument("--tls-cert", metavar="FILE", help="HTTPS with this PEM certificate")
     serve.add_argument("--tls-key", metavar="FILE", help="... and this PEM private key")
     token = commands.add_parser("token", help="print an invite link with a join token")
@@ -225,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ipymeet token: {exc}", file=sys.stderr)
             return 2
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    level = getattr(logging, args.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
     try:
         hub_config = None
         if args.jupyterhub:
