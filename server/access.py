@@ -80,200 +80,182 @@ class Door(str, Enum):
     REGISTER = "register a widget key"
     CLAIM = "claim a room's capacity"
     HEAR = "hear a room's members"
-    RELAY = "relay through the kernel"
+    RELAY = "relay signals (the kernel route, Redis)"
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One door for one principal: allowed or not, on what condition, shown by which test."""
+    """One door for one principal: what passes, what is refused, and the test that performs the
+    refused attempt beside the allowed case."""
 
-    allowed: bool | None  # None: the door does not exist for this principal
-    when: str
+    allows: str
+    refuses: str = ""
     test: str = ""
 
 
-def _yes(when: str, test: str = "") -> Cell:
-    return Cell(True, when, test)
-
-
-def _no(when: str, test: str) -> Cell:
-    return Cell(False, when, test)
-
-
-_NA = Cell(None, "")
 _SEC = "tests/security/"
-_RELAY_TEST = "test_widget_rooms.py::test_the_kernel_route_relays_enter_for_the_widgets_room_only"
+_HOSTS = _SEC + "test_hosts.py::"
+_ROOMS = _SEC + "test_widget_rooms.py::"
+_HUB = _SEC + "test_hub_users.py::"
+_SHARED = "tests/integration/test_shared.py::"
+_NO_ATTACH = _SHARED + "test_an_unattached_clients_kernel_events_are_refused"
+_WRONG_PROOF = _SHARED + "test_a_wrong_proof_closes_the_connection"
+_TOKENS = "tests/integration/test_security.py::test_enter_needs_a_valid_token_for_its_room"
 
-#: door -> principal -> cell. Each refused cell names the test that performs the attempt.
+#: door -> principal -> cell; a principal missing from a door's row never comes to that door.
 TABLE: dict[Door, dict[Principal, Cell]] = {
     Door.CONNECT: {
-        Principal.OWN_KERNEL: _yes(
-            "on loopback", _SEC + "test_hosts.py::test_pages_on_localhost_and_127_0_0_1_connect"
+        Principal.OWN_KERNEL: Cell("on loopback"),
+        Principal.WIDGET_PAGE: Cell(
+            "on a name the signaller answers to; through jupyter-server-proxy (Jupyter's Host) "
+            "with its widget's key",
+            "that Host without a key a kernel registered",
+            _HOSTS + "test_a_widget_page_behind_a_proxy_connects_with_its_key",
         ),
-        Principal.WIDGET_PAGE: _yes(
-            "on a loopback name, or its key through a proxy (jupyter-server-proxy)",
-            _SEC + "test_hosts.py::test_a_widget_page_behind_a_proxy_connects_with_its_key",
+        Principal.INVITE: Cell(
+            "on localhost, 127.0.0.1, ::1 and the names given (--allow-host)",
+            "any other name",
+            _HOSTS + "test_a_configured_name_is_served",
         ),
-        Principal.INVITE: _yes("on a name the signaller answers to"),
-        Principal.HUB_USER: _yes(
-            "with the service's login cookie or a kernel's hub token",
+        Principal.HUB_USER: Cell(
+            "with the service's login cookie, a kernel's hub token, or a key their kernel "
+            "registered",
+            "anything else, at connect",
             "tests/unit/test_hub.py::test_socketio_without_the_hubs_word_is_refused",
         ),
-        Principal.VOILA_KERNEL: _yes("as the user's own kernels"),
-        Principal.REDIS_PEER: _NA,
-        Principal.LOCAL_USER: _yes("on loopback (loopback is shared by a machine's users)"),
-        Principal.FOREIGN_PAGE: _no(
-            "a Host that is not one of the signaller's names (DNS rebinding): 403, or "
-            "connect_error 'forbidden_host'; a cross-origin page: HTTP 400",
-            _SEC + "test_hosts.py::test_a_rebound_name_is_refused_at_every_door",
+        Principal.VOILA_KERNEL: Cell("as the user's own kernels"),
+        Principal.LOCAL_USER: Cell("on loopback (a machine's users share it)"),
+        Principal.FOREIGN_PAGE: Cell(
+            "nothing",
+            "a rebound DNS name: 403 with the reason, connect_error forbidden_host; another "
+            "origin: 400",
+            _HOSTS + "test_a_rebound_name_is_refused_at_every_door",
         ),
     },
     Door.ENTER: {
-        Principal.OWN_KERNEL: _yes("a KernelPeer, as a page"),
-        Principal.WIDGET_PAGE: _yes(
-            "its widget's room; with tokens on, a token its kernel minted for that room",
-            _SEC + "test_widget_rooms.py::test_a_page_gets_a_token_for_its_widgets_room_only",
+        Principal.OWN_KERNEL: Cell("as a page (KernelPeer, room.process, room.record)"),
+        Principal.WIDGET_PAGE: Cell(
+            "its widget's room (with tokens on, with the token its kernel minted for it)",
+            "a key no kernel registered (unknown_widget); another room's token",
+            _ROOMS + "test_a_page_gets_a_token_for_its_widgets_room_only",
         ),
-        Principal.INVITE: _yes(
-            "the link's room until the token expires (any room by name when tokens are off)",
-            "tests/integration/test_security.py::test_enter_needs_a_valid_token_for_its_room",
+        Principal.INVITE: Cell(
+            "the link's room until the token expires; any room by name with tokens off",
+            "a missing, forged, expired or other room's token (forbidden)",
+            _TOKENS,
         ),
-        Principal.HUB_USER: _yes("any room by name (the hub's role decides who is a user)"),
-        Principal.VOILA_KERNEL: _NA,
-        Principal.REDIS_PEER: _no(
-            "members and signals read back from Redis are validated as a client's",
+        Principal.HUB_USER: Cell("any room by name (the hub's role decides who is a user)"),
+        Principal.LOCAL_USER: Cell(
+            "any room by name with tokens off, as an invite link's page",
+            "with tokens on, without a valid token",
+            _TOKENS,
+        ),
+        Principal.REDIS_PEER: Cell(
+            "members it writes, validated as a client's",
+            "a forged or oversized member entry",
             _SEC + "test_redis.py",
         ),
-        Principal.LOCAL_USER: _no(
-            "with tokens on, without a valid token",
-            "tests/integration/test_security.py::test_enter_needs_a_valid_token_for_its_room",
-        ),
-        Principal.FOREIGN_PAGE: _no(
-            "never connects (above)",
-            _SEC + "test_hosts.py::test_a_rebound_name_is_refused_at_every_door",
+        Principal.FOREIGN_PAGE: Cell(
+            "nothing", "it never connects", _HOSTS + "test_a_rebound_name_is_refused_at_every_door"
         ),
     },
     Door.MINT: {
-        Principal.OWN_KERNEL: _yes("any room (invite links)"),
-        Principal.WIDGET_PAGE: _no(
-            "a room other than its widget's",
-            _SEC + "test_widget_rooms.py::test_a_page_gets_a_token_for_its_widgets_room_only",
+        Principal.OWN_KERNEL: Cell("any room (invite links, its widgets' pages)"),
+        Principal.WIDGET_PAGE: Cell(
+            "its widget's room",
+            "another room (answered with no token)",
+            _ROOMS + "test_a_page_gets_a_token_for_its_widgets_room_only",
         ),
-        Principal.INVITE: _NA,
-        Principal.HUB_USER: _NA,
-        Principal.VOILA_KERNEL: _no(
-            "for its visitor's page, a room other than its widget's",
-            _SEC + "test_widget_rooms.py::test_a_page_gets_a_token_for_its_widgets_room_only",
+        Principal.VOILA_KERNEL: Cell(
+            "for a visitor's page, its widget's room",
+            "another room the page names",
+            _ROOMS + "test_a_page_gets_a_token_for_its_widgets_room_only",
         ),
-        Principal.REDIS_PEER: _NA,
-        Principal.LOCAL_USER: _no(
-            "cannot read the runtime file, so never learns the token secret",
-            "tests/integration/test_shared.py::test_a_wrong_proof_closes_the_connection",
+        Principal.LOCAL_USER: Cell(
+            "nothing", "it cannot read the runtime file, so never the token secret", _WRONG_PROOF
         ),
-        Principal.FOREIGN_PAGE: _NA,
     },
     Door.ATTACH: {
-        Principal.OWN_KERNEL: _yes(
+        Principal.OWN_KERNEL: Cell(
             "with the runtime file's proof",
-            "tests/integration/test_shared.py::test_the_second_kernel_attaches_instead_of_hosting",
+            "",
+            _SHARED + "test_the_second_kernel_attaches_instead_of_hosting",
         ),
-        Principal.WIDGET_PAGE: _no(
-            "no proof",
-            "tests/integration/test_shared.py::test_an_unattached_clients_kernel_events_are_refused",
-        ),
-        Principal.INVITE: _no(
-            "no proof",
-            "tests/integration/test_shared.py::test_an_unattached_clients_kernel_events_are_refused",
-        ),
-        Principal.HUB_USER: _yes(
+        Principal.WIDGET_PAGE: Cell("nothing", "kernel events before a proof", _NO_ATTACH),
+        Principal.INVITE: Cell("nothing", "kernel events before a proof", _NO_ATTACH),
+        Principal.HUB_USER: Cell(
             "a kernel, with its single-user server's hub token",
+            "without it, or with a token the hub does not know",
             "tests/e2e/test_hub.py::test_without_the_hubs_word_nothing_connects",
         ),
-        Principal.VOILA_KERNEL: _yes("as the user's own kernels"),
-        Principal.REDIS_PEER: _NA,
-        Principal.LOCAL_USER: _no(
-            "a wrong proof closes the connection",
-            "tests/integration/test_shared.py::test_a_wrong_proof_closes_the_connection",
-        ),
-        Principal.FOREIGN_PAGE: _NA,
+        Principal.VOILA_KERNEL: Cell("as the user's own kernels"),
+        Principal.LOCAL_USER: Cell("nothing", "a wrong proof closes the connection", _WRONG_PROOF),
     },
     Door.REGISTER: {
-        Principal.OWN_KERNEL: _yes("its widgets' keys"),
-        Principal.WIDGET_PAGE: _NA,
-        Principal.INVITE: _NA,
-        Principal.HUB_USER: _no(
-            "a key that another user's kernel registered",
-            _SEC + "test_hub_users.py::test_a_key_of_another_users_kernel_is_refused",
+        Principal.OWN_KERNEL: Cell("its widgets' keys"),
+        Principal.HUB_USER: Cell(
+            "its widgets' keys",
+            "a key another user's kernel registered",
+            _HUB + "test_a_key_of_another_users_kernel_is_refused",
         ),
-        Principal.VOILA_KERNEL: _yes("as the user's own kernels"),
-        Principal.REDIS_PEER: _NA,
-        Principal.LOCAL_USER: _no(
-            "cannot attach",
-            "tests/integration/test_shared.py::test_an_unattached_clients_kernel_events_are_refused",
-        ),
-        Principal.FOREIGN_PAGE: _NA,
+        Principal.VOILA_KERNEL: Cell("as the user's own kernels"),
+        Principal.LOCAL_USER: Cell("nothing", "it cannot attach", _NO_ATTACH),
     },
     Door.CLAIM: {
-        Principal.OWN_KERNEL: _yes("its widgets' rooms"),
-        Principal.WIDGET_PAGE: _NA,
-        Principal.INVITE: _NA,
-        Principal.HUB_USER: _no(
-            "a room that another user claimed or is in",
-            _SEC + "test_hub_users.py::test_a_room_of_another_user_cannot_be_claimed",
+        Principal.OWN_KERNEL: Cell("its widgets' rooms"),
+        Principal.HUB_USER: Cell(
+            "its widgets' rooms",
+            "a room another user claimed or is in",
+            _HUB + "test_a_room_of_another_user_cannot_be_claimed",
         ),
-        Principal.VOILA_KERNEL: _yes("as the user's own kernels"),
-        Principal.REDIS_PEER: _NA,
-        Principal.LOCAL_USER: _no(
-            "cannot attach",
-            "tests/integration/test_shared.py::test_an_unattached_clients_kernel_events_are_refused",
-        ),
-        Principal.FOREIGN_PAGE: _NA,
+        Principal.VOILA_KERNEL: Cell("as the user's own kernels"),
+        Principal.LOCAL_USER: Cell("nothing", "it cannot attach", _NO_ATTACH),
     },
     Door.HEAR: {
-        Principal.OWN_KERNEL: _yes("rooms its widgets are or were in"),
-        Principal.WIDGET_PAGE: _yes("its own room's members, as a member"),
-        Principal.INVITE: _yes("its own room's members, as a member"),
-        Principal.HUB_USER: _no(
-            "a room none of their own widgets is in",
-            _SEC + "test_hub_users.py::test_a_kernel_hears_only_rooms_its_users_widgets_are_in",
+        Principal.OWN_KERNEL: Cell("rooms its widgets are or were in"),
+        Principal.WIDGET_PAGE: Cell("its room's members, as a member"),
+        Principal.INVITE: Cell("its room's members, as a member"),
+        Principal.HUB_USER: Cell(
+            "rooms their own widgets are in",
+            "any other room",
+            _HUB + "test_a_kernel_hears_only_rooms_its_users_widgets_are_in",
         ),
-        Principal.VOILA_KERNEL: _yes("as the user's own kernels"),
-        Principal.REDIS_PEER: _NA,
-        Principal.LOCAL_USER: _no(
-            "a room silently, through the tutorial dialect's answers",
+        Principal.VOILA_KERNEL: Cell("as the user's own kernels"),
+        Principal.LOCAL_USER: Cell(
+            "its room's members, as a member",
+            "whether a room exists, through the other dialect's answers",
             _SEC + "test_oracle.py::test_the_tutorial_dialect_does_not_reveal_ipymeet_rooms",
         ),
-        Principal.FOREIGN_PAGE: _NA,
     },
     Door.RELAY: {
-        Principal.OWN_KERNEL: _NA,
-        Principal.WIDGET_PAGE: _no(
-            "an enter for a room other than its widget's",
-            _SEC + _RELAY_TEST,
+        Principal.WIDGET_PAGE: Cell(
+            "enter, leave and signal for its widget's room",
+            "an enter for another room (forbidden, other_room)",
+            _ROOMS + "test_the_kernel_route_relays_enter_for_the_widgets_room_only",
         ),
-        Principal.INVITE: _NA,
-        Principal.HUB_USER: _NA,
-        Principal.VOILA_KERNEL: _no(
-            "for its visitor, a room other than its widget's",
-            _SEC + _RELAY_TEST,
+        Principal.VOILA_KERNEL: Cell(
+            "for its visitor's page, as a widget's page",
+            "another room the page names",
+            _ROOMS + "test_the_kernel_route_relays_enter_for_the_widgets_room_only",
         ),
-        Principal.REDIS_PEER: _NA,
-        Principal.LOCAL_USER: _NA,
-        Principal.FOREIGN_PAGE: _NA,
+        Principal.REDIS_PEER: Cell(
+            "events for this process's members, validated as a client's (never unpickled)",
+            "a forged signal over the limits; a pickled payload",
+            _SEC + "test_redis.py",
+        ),
     },
 }
 
 
 def table_markdown() -> str:
     """:data:`TABLE` as docs/security.md shows it: one row per door and principal."""
-    lines = ["| door | principal | verdict | when | shown by |", "|---|---|---|---|---|"]
+    lines = ["| door | principal | allowed | refused | shown by |", "|---|---|---|---|---|"]
     for door, row in TABLE.items():
         for principal, cell in row.items():
-            if cell.allowed is None:
-                continue
-            verdict = "allowed" if cell.allowed else "**refused**"
             test = f"`{cell.test}`" if cell.test else ""
-            lines.append(f"| {door.value} | {principal.value} | {verdict} | {cell.when} | {test} |")
+            lines.append(
+                f"| {door.value} | {principal.value} | {cell.allows} | {cell.refuses} | {test} |"
+            )
     return "\n".join(lines)
 
 
@@ -534,12 +516,15 @@ def _client_of(auth: Any) -> str:
 #
 # On a user's shared signaller every attached kernel is the user's (the runtime file's proof), so
 # these let everything through; on a JupyterHub service each kernel is some hub user's, and a
-# user's kernel reaches only what that user's widgets hold.
+# user's kernel reaches only what that user's widgets hold. A user is a name; "" is the one user
+# of a user's own signaller, and on the service stands for whoever no hub user is (a member whose
+# connection the service does not hold, a claim of no hub user's kernel): never a hub user's own.
 
 
 def may_register(user: str, owner_user: str | None) -> bool:
     """Whether a kernel of ``user`` may register a widget key whose current owner is a kernel of
-    ``owner_user`` (None: nobody's yet)."""
+    ``owner_user`` (None: nobody's yet): not another user's, whose page, frames and revocation
+    the key carries."""
     return owner_user is None or owner_user == user
 
 
