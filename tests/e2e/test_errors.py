@@ -23,7 +23,9 @@ FAKE_DEVICES = "--use-fake-device-for-media-stream"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SignallerThread]:
-    signaller = SignallerThread(Settings(ice_servers=())).start()
+    # ipymeet.test: a name of this machine other than localhost (as a LAN name would be), which a
+    # signaller serves only when told to (the Host check, tests/security/test_hosts.py).
+    signaller = SignallerThread(Settings(ice_servers=(), allowed_hosts=("ipymeet.test",))).start()
     yield signaller
     signaller.stop()
 

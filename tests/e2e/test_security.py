@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import socketio
 
 from ipymeet import VideoRoom
 from ipymeet.server import Settings, SignallerThread, runner
+from ipymeet.server.app import STATIC_DIR
 
 from ..support import Served, open_and_run, wait_for_file, write_notebook
 from .conftest import ARTIFACTS, model, wait_model, wait_remote_video
@@ -122,3 +124,91 @@ def test_a_secure_room_in_jupyterlab_gets_its_token_from_the_kernel(
     tab = new_page(invite.read_text() + "&autojoin=1&name=Visitor")
     wait_remote_video(tab)
     wait_remote_video(page)
+
+
+# -- DNS rebinding, in a real browser --------------------------------------------------------------
+
+ATTACK = """async () => {
+    const result = {};
+    result.healthz = (await fetch('/healthz')).status;
+    result.page = (await fetch('/?room=lab')).status;
+    const attempt = (transports) => new Promise((resolve) => {
+        const socket = io({ transports, reconnection: false, forceNew: true, timeout: 4000 });
+        socket.on('connect', async () => {
+            const answer = await socket.timeout(4000).emitWithAck('enter', { room: 'lab' });
+            resolve('entered:' + JSON.stringify(answer));
+        });
+        socket.on('connect_error', (error) =>
+            resolve('refused:' + ((error.data && error.data.code) || error.message)));
+    });
+    result.polling = await attempt(['polling']);
+    result.websocket = await attempt(['websocket']);
+    return result;
+}"""
+
+
+#: Chromium with rebind.test pointing at 127.0.0.1, and without its own partial defence
+#: (Private/Local Network Access blocks a public page's requests to loopback): Firefox and Safari
+#: have none, so the signaller must refuse by itself.
+REBINDING_BROWSER = (
+    "--host-resolver-rules=MAP rebind.test 127.0.0.1",
+    "--disable-features=BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights,"
+    "PrivateNetworkAccessRespectPreflightResults,LocalNetworkAccessChecks",
+)
+
+
+def _member(url: str, name: str) -> socketio.SimpleClient:
+    client = socketio.SimpleClient()
+    client.connect(url, transports=["websocket"])
+    assert client.call("enter", {"room": "lab", "name": name}, timeout=5)["ok"] is True
+    return client
+
+
+def test_a_page_on_a_rebound_name_gets_nothing_in_a_real_browser(
+    launch: Callable[..., Any],
+) -> None:
+    """The whole attack in Chromium: the attacker's page is served on ``rebind.test`` (here by
+    the browser's request routing, as the attacker's own server would before the rebinding),
+    then everything else the page asks of that name goes to 127.0.0.1 (the resolver rule: the
+    rebinding), where a kernel's signaller has a member in room "lab". Its fetches get 403, its
+    same-origin polling and its WebSocket are refused; the member hears nothing. The same script
+    from a page on 127.0.0.1 enters."""
+    server = SignallerThread(Settings(ice_servers=())).start()
+    try:
+        page = launch(add=REBINDING_BROWSER)
+        library = (STATIC_DIR / "socket.io.js").read_text()
+        html = "<!doctype html><title>cute cats</title><script src='/cats/io.js'></script>"
+        origin = f"http://rebind.test:{server.port}"
+        page.route(f"{origin}/", lambda route: route.fulfill(body=html, content_type="text/html"))
+        page.route(
+            f"{origin}/cats/io.js",
+            lambda route: route.fulfill(body=library, content_type="text/javascript"),
+        )
+        member = _member(server.url, "Member")
+        try:
+            page.goto(f"{origin}/")
+            result = page.evaluate(ATTACK)
+            # Polling: its GET carries no Origin and opens Engine.IO; its POST of Socket.IO's
+            # connect carries the rebound Origin and is refused (400, CORS), or, where a browser
+            # sends none, the connect is refused forbidden_host (tests/security/test_hosts.py).
+            assert result.pop("polling") in ("refused:xhr post error", "refused:forbidden_host")
+            assert result == {"healthz": 403, "page": 403, "websocket": "refused:websocket error"}
+            assert [m.name for m in server.members("lab")] == ["Member"]
+            marker = _member(server.url, "Marker")
+            try:  # the first the member hears of anyone is the marker
+                event, data = member.receive(timeout=5)
+                assert (event, data["name"]) == ("peer_joined", "Marker")
+            finally:
+                marker.disconnect()
+
+            # Beside it, the same script from a page on 127.0.0.1 enters.
+            page.goto(f"{server.url}/healthz")
+            page.add_script_tag(url=f"{server.url}/socket.io/socket.io.js")
+            legit = page.evaluate(ATTACK)
+            assert legit["healthz"] == legit["page"] == 200
+            assert legit["polling"].startswith('entered:{"ok":true')
+            assert legit["websocket"].startswith('entered:{"ok":true')
+        finally:
+            member.disconnect()
+    finally:
+        server.stop()
