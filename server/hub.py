@@ -6,8 +6,9 @@ environment; it serves under ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/ipymeet/
 hub's proxy forwards to it whole) and lets in only what the hub vouches for:
 
 - **the standalone page** needs the hub's login for this service: without it the page redirects
-  to the hub's OAuth (``/hub/api/oauth2/authorize``), and the callback exchanges the code for a
-  token (with PKCE) and keeps it in a signed, HttpOnly cookie of the service's path;
+  to the hub's OAuth (``/hub/api/oauth2/authorize``), the login under way kept in a signed state
+  cookie of the browser (nothing on the service: :class:`Login`), and the callback exchanges the
+  code for a token (with PKCE) and keeps it in a signed, HttpOnly cookie of the service's path;
 - **a Socket.IO connection** needs one of: that cookie, with a token the hub's API still takes
   and which carries the service's access scope (``JUPYTERHUB_OAUTH_ACCESS_SCOPES``); the key of a
   widget that an attached kernel registered; or, for a kernel itself, ``auth.jupyterhub_token``,
@@ -73,7 +74,9 @@ MAX_CACHED = 4096
 MAX_ASKING = 8
 #: Seconds an OAuth login may take between the redirect to the hub and its callback.
 STATE_TTL = 600.0
-MAX_PENDING = 1024
+#: The longest page address a login returns to (longer: the page without its query), so that
+#: the state cookie stays well within what browsers keep (4 KB).
+MAX_NEXT_URL = 1024
 #: Seconds the hub's API may take to answer.
 API_TIMEOUT = 10.0
 COOKIE = "ipymeet-hub-login"
@@ -257,23 +260,25 @@ class HubAPI:
 # -- the standalone page's login -------------------------------------------------------------------
 
 
-@dataclass
-class _Pending:
-    expires: float
-    next_url: str
-    verifier: str
-
-
 class Login:
     """The standalone page behind the hub's login for this service (OAuth, as the hub's own
-    services do it), and the cookie that login leaves, which Socket.IO connections carry too."""
+    services do it), and the cookie that login leaves, which Socket.IO connections carry too.
+
+    A login under way is kept in the browser, not here: the redirect to the hub sets the state
+    cookie (:data:`STATE_COOKIE`), signed with the service's key, carrying the OAuth ``state``,
+    the page to return to and when it expires; the PKCE verifier is derived from the state with
+    that key (:meth:`_verifier`), so it never leaves the service. Any number of page loads that
+    never log in therefore cost the service nothing and cannot crowd out anyone's login.
+    """
 
     def __init__(self, api: HubAPI) -> None:
         self.api = api
         self.config = api.config
-        # Cookies stay valid across a restart of the service: the key comes from its hub token.
-        self._key = hashlib.sha256(b"ipymeet-hub-cookie|" + self.config.api_token.encode()).digest()
-        self._pending: dict[str, _Pending] = {}
+        # Cookies stay valid across a restart of the service: the keys come from its hub token,
+        # one per use, so that no cookie of one kind passes for the other.
+        token = self.config.api_token.encode()
+        self._key = hashlib.sha256(b"ipymeet-hub-cookie|" + token).digest()
+        self._state_key = hashlib.sha256(b"ipymeet-hub-oauth-state|" + token).digest()
 
     # The cookie: the hub's token for this login, and an HMAC of it, so that junk is refused
     # without asking the hub.
@@ -290,6 +295,40 @@ class Login:
             return None
         expected = hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
         return token if hmac.compare_digest(expected, mac) else None
+
+    # The state cookie: a login under way, in the browser that started it.
+
+    def _seal_state(self, state: str, next_url: str, expires: float) -> str:
+        """The state cookie's value: ``{state, next, exp}`` (``exp`` in seconds since the epoch:
+        it must mean the same after a restart), and its HMAC."""
+        data = json.dumps({"state": state, "next": next_url, "exp": int(expires)}).encode()
+        mac = hmac.new(self._state_key, data, hashlib.sha256).hexdigest()
+        # Without base64's padding: '=' would have the cookie sent quoted.
+        return f"{base64.urlsafe_b64encode(data).decode().rstrip('=')}.{mac}"
+
+    def _open_state(self, value: str, now: float) -> tuple[str, str]:
+        """The state and page to return to of a state cookie's value; PermissionError with the
+        plain reason if it was not made here or has expired."""
+        data, _, mac = value.rpartition(".")
+        try:
+            raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+        except ValueError:
+            raw = b""
+        expected = hmac.new(self._state_key, raw, hashlib.sha256).hexdigest()
+        if not raw or not hmac.compare_digest(expected, mac):
+            raise PermissionError("this login is not one this service started: try again")
+        fields = json.loads(raw)
+        state, next_url, expires = fields.get("state"), fields.get("next"), fields.get("exp")
+        if not (isinstance(state, str) and isinstance(next_url, str) and isinstance(expires, int)):
+            raise PermissionError("this login is not one this service started: try again")
+        if expires <= now:
+            raise PermissionError("this login took too long: open the page again to log in")
+        return state, next_url
+
+    def _verifier(self, state: str) -> str:
+        """The login's PKCE verifier: only this service can derive it from the (public) state."""
+        mac = hmac.new(self._state_key, b"pkce|" + state.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     async def user_of_cookies(self, header: str | None) -> HubUser | None:
         """The hub user logged in to this service by the ``Cookie`` header (None: nobody)."""
@@ -327,12 +366,11 @@ class Login:
         )
 
     def _to_hub(self, request: web.Request) -> web.StreamResponse:
-        now = time.monotonic()
-        self._pending = {k: p for k, p in self._pending.items() if p.expires > now}
-        if len(self._pending) >= MAX_PENDING:
-            raise web.HTTPServiceUnavailable(text="too many logins under way; try again soon")
-        state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
-        self._pending[state] = _Pending(now + STATE_TTL, request.path_qs, verifier)
+        # Nothing is kept here: the login under way is all in the state cookie (see the class).
+        state = secrets.token_urlsafe(24)
+        next_url = request.path_qs if len(request.path_qs) <= MAX_NEXT_URL else request.path
+        sealed = self._seal_state(state, next_url[:MAX_NEXT_URL], time.time() + STATE_TTL)
+        verifier = self._verifier(state)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
         query = {
             "client_id": self.config.client_id,
@@ -344,29 +382,29 @@ class Login:
         }
         url = f"{self.config.hub_prefix}api/oauth2/authorize?{urlencode(query)}"
         response = _redirect(url)
-        self._set_cookie(response, request, STATE_COOKIE, state, max_age=int(STATE_TTL))
+        self._set_cookie(response, request, STATE_COOKIE, sealed, max_age=int(STATE_TTL))
         return response
 
     async def callback(self, request: web.Request) -> web.StreamResponse:
         """The hub sends the browser back here with a code: exchange it, set the cookie."""
         state = request.query.get("state", "")
-        pending = self._pending.pop(state, None) if state else None
-        if (
-            pending is None
-            or pending.expires < time.monotonic()
-            or not hmac.compare_digest(request.cookies.get(STATE_COOKIE, ""), state)
-        ):
+        try:
+            started, next_url = self._open_state(request.cookies.get(STATE_COOKIE, ""), time.time())
+        except PermissionError as refused:
+            raise web.HTTPForbidden(text=str(refused)) from None
+        given = state.encode("utf-8", "surrogatepass")
+        if not state or not hmac.compare_digest(started.encode(), given):
             raise web.HTTPForbidden(text="this login is not one this service started: try again")
         code = request.query.get("code")
         if not code:
             raise web.HTTPForbidden(text=f"the hub gave no login: {request.query.get('error')}")
         try:
-            token = await self.api.token_for_code(code, pending.verifier)
+            token = await self.api.token_for_code(code, self._verifier(state))
         except RuntimeError as refused:
             raise web.HTTPForbidden(text=str(refused)) from None
         if await self.api.user_for_token(token) is None:
             raise web.HTTPForbidden(text="the hub's login token does not name a user")
-        next_url = pending.next_url if pending.next_url.startswith(self.config.prefix) else "./"
+        next_url = next_url if next_url.startswith(self.config.prefix) else "./"
         response = _redirect(next_url)
         self._set_cookie(response, request, COOKIE, self._sign(token))
         response.del_cookie(STATE_COOKIE, path=self.config.prefix)

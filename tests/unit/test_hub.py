@@ -1,16 +1,27 @@
 """The JupyterHub service's parts that need no hub (server/hub.py): its configuration from the
 hub's environment, the kernel's ``IPYMEET_SIGNALLER``, the login cookie, and the service's app
 refusing what the hub has not vouched for (a hub that does not answer vouches for nobody). The
-paths a real hub vouches for are in tests/e2e/test_hub.py."""
+paths a real hub vouches for are in tests/e2e/test_hub.py.
+
+:func:`stand_in_hub` (a small aiohttp app answering the few calls of the hub's API the service
+makes, for the tokens it is given, and its OAuth login) and :func:`running_service` (the real
+service's app on a loopback port) are what tests/security/test_hub_*.py run the service with.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
 import html
-from collections.abc import AsyncIterator
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
 import pytest
@@ -19,7 +30,15 @@ from aiohttp import web
 
 from ipymeet.server import Settings, app, hub
 from ipymeet.server.attach import HostState
-from ipymeet.server.hub import HubAPI, HubConfig, Login, ServiceSignaller, service_from_env
+from ipymeet.server.hub import (
+    HUB,
+    HubAPI,
+    HubConfig,
+    Login,
+    ServiceHub,
+    ServiceSignaller,
+    service_from_env,
+)
 
 from ..support import free_port
 
@@ -35,6 +54,117 @@ SERVICE_ENV = {
     "JUPYTERHUB_OAUTH_CALLBACK_URL": "/services/ipymeet/oauth_callback",
     "JUPYTERHUB_OAUTH_ACCESS_SCOPES": '["access:services!service=ipymeet", "access:services"]',
 }
+
+
+#: The scope a hub user's login token carries when the hub's role lets them use the service.
+ACCESS = "access:services!service=ipymeet"
+
+
+@dataclass
+class StandInHub:
+    """A stand-in for the hub's side of the service: its REST API at :attr:`api_url` names the
+    owner of each token in ``users`` (token -> name and scopes), and its OAuth login
+    (``/hub/api/oauth2/authorize``, then ``/hub/api/oauth2/token``) logs in as :attr:`login`
+    (a token of ``users``), checking the service's client id, secret, redirect and PKCE."""
+
+    users: Mapping[str, tuple[str, Sequence[str]]]
+    api_url: str = ""
+    #: The token the next login hands out, as if that user had signed in at the hub.
+    login: str = ""
+    #: How many code exchanges the service asked for.
+    exchanges: int = 0
+    _codes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> str:
+        return self.api_url.removesuffix("/hub/api")
+
+    async def _user(self, request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "").removeprefix("token ")
+        if given not in self.users:
+            return web.json_response({"message": "no such token"}, status=403)
+        name, scopes = self.users[given]
+        return web.json_response({"kind": "user", "name": name, "scopes": list(scopes)})
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        query = request.query
+        if (
+            query.get("client_id") != SERVICE_ENV["JUPYTERHUB_CLIENT_ID"]
+            or query.get("redirect_uri") != SERVICE_ENV["JUPYTERHUB_OAUTH_CALLBACK_URL"]
+            or query.get("response_type") != "code"
+            or query.get("code_challenge_method") != "S256"
+        ):
+            return web.Response(status=400, text="not this hub's client")
+        code = secrets.token_urlsafe(16)
+        self._codes[code] = (query["code_challenge"], query["redirect_uri"], self.login)
+        back = urlencode({"code": code, "state": query.get("state", "")})
+        return web.Response(status=302, headers={"Location": f"{query['redirect_uri']}?{back}"})
+
+    async def _token(self, request: web.Request) -> web.Response:
+        self.exchanges += 1
+        form = await request.post()
+        challenge, redirect, token = self._codes.pop(str(form.get("code")), ("", "", ""))
+        verifier = str(form.get("code_verifier", "")).encode()
+        expected = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=")
+        if (
+            not token
+            or form.get("client_secret") != SERVICE_ENV["JUPYTERHUB_API_TOKEN"]
+            or form.get("redirect_uri") != redirect
+            or expected.decode() != challenge
+        ):
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        return web.json_response({"access_token": token, "token_type": "Bearer"})
+
+
+@contextlib.asynccontextmanager
+async def stand_in_hub(users: Mapping[str, tuple[str, Sequence[str]]]) -> AsyncIterator[StandInHub]:
+    """A :class:`StandInHub` on a loopback port for the tokens of ``users``."""
+    stand_in = StandInHub(users)
+    api = web.Application()
+    api.router.add_get("/hub/api/user", stand_in._user)
+    api.router.add_get("/hub/api/oauth2/authorize", stand_in._authorize)
+    api.router.add_post("/hub/api/oauth2/token", stand_in._token)
+    runner = web.AppRunner(api, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    stand_in.api_url = f"http://127.0.0.1:{runner.addresses[0][1]}/hub/api"
+    try:
+        yield stand_in
+    finally:
+        await runner.cleanup()
+
+
+@dataclass(frozen=True)
+class Service:
+    """The service's app running: its origin, configuration and hub of kernels."""
+
+    origin: str
+    config: HubConfig
+    hub: ServiceHub
+
+    @property
+    def url(self) -> str:
+        """Its page, as the hub's proxy forwards it."""
+        return f"{self.origin}{self.config.prefix}"
+
+    def login_cookie(self, token: str) -> dict[str, str]:
+        """The headers of a browser logged in to the service with the hub's ``token``."""
+        return {"Cookie": f"{hub.COOKIE}={Login(HubAPI(self.config))._sign(token)}"}
+
+
+@contextlib.asynccontextmanager
+async def running_service(api_url: str) -> AsyncIterator[Service]:
+    """``create_hub_app`` (what ``ipymeet serve --jupyterhub`` runs) on a loopback port, its
+    hub's API at ``api_url``."""
+    config = HubConfig.from_env({**SERVICE_ENV, "JUPYTERHUB_API_URL": api_url})
+    app = hub.create_hub_app(Settings(ice_servers=()), config)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield Service(f"http://127.0.0.1:{runner.addresses[0][1]}", config, app[HUB])
+    finally:
+        await runner.cleanup()
 
 
 def test_the_service_reads_the_hubs_environment() -> None:
@@ -191,17 +321,8 @@ def test_join_tokens_do_not_apply_behind_the_hub() -> None:
 @pytest.fixture
 async def service() -> AsyncIterator[str]:
     """The service's app on a free port, its hub's API on a closed one."""
-    env = {**SERVICE_ENV, "JUPYTERHUB_API_URL": f"http://127.0.0.1:{free_port()}/hub/api"}
-    app = hub.create_hub_app(Settings(ice_servers=()), HubConfig.from_env(env))
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with running_service(f"http://127.0.0.1:{free_port()}/hub/api") as running:
+        yield running.origin
 
 
 async def test_the_page_without_a_login_goes_to_the_hubs_oauth(service: str) -> None:
@@ -216,9 +337,15 @@ async def test_the_page_without_a_login_goes_to_the_hubs_oauth(service: str) -> 
         assert query["redirect_uri"] == "/services/ipymeet/oauth_callback"
         assert query["response_type"] == "code"
         assert query["code_challenge_method"] == "S256"
-        assert query["state"] == state_cookie.value
+        # The login under way is the browser's to keep: its state, signed, in the cookie.
+        login = Login(HubAPI(HubConfig.from_env(SERVICE_ENV)))
+        assert login._open_state(state_cookie.value, time.time()) == (
+            query["state"],
+            "/services/ipymeet/?room=class",
+        )
         assert state_cookie["path"] == "/services/ipymeet/"
         assert state_cookie["httponly"]
+        assert state_cookie["samesite"] == "Lax"
         # A forged login cookie is not a login either.
         headers = {"Cookie": f"{hub.COOKIE}=bm90LWEtdG9rZW4.deadbeef"}
         async with http.get(
@@ -286,37 +413,19 @@ async def test_the_page_of_a_login_starts_with_its_hub_users_name_as_text(name: 
     """The hub's API (a small stand-in answering ``GET /user``) names ``name`` the owner of one
     token; the page served for a cookie with that token carries the name as an attribute only."""
     token = "oauth-token-of-the-user"
-
-    async def user(request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"token {token}":
-            return web.json_response({"message": "no such token"}, status=403)
-        scopes = ["access:services!service=ipymeet"]
-        return web.json_response({"kind": "user", "name": name, "scopes": scopes})
-
-    hub_api = web.Application()
-    hub_api.router.add_get("/hub/api/user", user)
-    api_runner = web.AppRunner(hub_api, handle_signals=False)
-    await api_runner.setup()
-    await web.TCPSite(api_runner, "127.0.0.1", 0).start()
-    api_url = f"http://127.0.0.1:{api_runner.addresses[0][1]}/hub/api"
-    config = HubConfig.from_env({**SERVICE_ENV, "JUPYTERHUB_API_URL": api_url})
-    runner = web.AppRunner(hub.create_hub_app(Settings(ice_servers=()), config))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    service = f"http://127.0.0.1:{runner.addresses[0][1]}/services/ipymeet/"
-    cookie = {"Cookie": f"{hub.COOKIE}={Login(HubAPI(config))._sign(token)}"}
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(service, headers=cookie, allow_redirects=False) as r:
-                assert r.status == 200
-                assert r.headers["Cache-Control"] == "no-store"
-                assert r.content_type == "text/html"
-                page = await r.text()
-            async with http.get(service, allow_redirects=False) as r:
-                assert r.status == 302  # no cookie, no page (nor a name)
-    finally:
-        await runner.cleanup()
-        await api_runner.cleanup()
+    async with (
+        stand_in_hub({token: (name, [ACCESS])}) as stand_in,
+        running_service(stand_in.api_url) as service,
+        aiohttp.ClientSession() as http,
+    ):
+        cookie = service.login_cookie(token)
+        async with http.get(service.url, headers=cookie, allow_redirects=False) as r:
+            assert r.status == 200
+            assert r.headers["Cache-Control"] == "no-store"
+            assert r.content_type == "text/html"
+            page = await r.text()
+        async with http.get(service.url, allow_redirects=False) as r:
+            assert r.status == 302  # no cookie, no page (nor a name)
     parsed = _Tags()
     parsed.feed(page)
     metas = [a for tag, a in parsed.tags if tag == "meta" and a.get("name") == "ipymeet-name"]
