@@ -64,6 +64,11 @@ class RoomCapacity:
             claims = self._claims.get(room)
             return None if not claims else next(reversed(claims.values()))
 
+    def claimers(self, room: str) -> list[Hashable]:
+        """Who claims ``room`` now, the latest last (server/kernels.py asks whose they are)."""
+        with self._lock:
+            return list(self._claims.get(room, ()))
+
     def set(self, owner: Hashable, room: str, max_peers: int | None) -> None:
         """``owner`` claims ``max_peers`` for ``room`` (now the latest claim), or with None drops
         its claim (the room holds the claim before it, or the default)."""

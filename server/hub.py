@@ -24,7 +24,24 @@ kernel attaches to it as a kernel attaches to its user's shared signaller (serve
 server/kernels.py: its widgets' keys, its rooms' members first-hand, frames), proving itself with
 ``JUPYTERHUB_API_TOKEN`` instead of the runtime file's secret, and its widgets' pages reach it on
 their own origin at the URL's path (the hub's proxy). A kernel that loses the service (it
-restarted) attaches again, with its keys and rooms' capacities, as a failover would.
+restarted) attaches again, with its keys and rooms' capacities, as a failover would. A hub user's
+kernel registers, hears and claims only what its own user's widgets hold (:class:`ServiceHub`).
+
+Why not JupyterHub's own helpers. ``jupyterhub.services.auth`` (``HubAuth``, ``HubOAuth``) does
+this module's login jobs for a service: the OAuth redirect with its state cookie and PKCE, the
+callback's code exchange, the login cookie, asking the hub's API whom a token names (cached),
+and the check of the service's access scopes. They are built on tornado: mixins of its
+``RequestHandler`` that read and set cookies through it (its ``set_secure_cookie``, with a
+cookie secret of their own), tornado's HTTP client, and caches meant for a synchronous caller;
+this service is aiohttp, and the same Socket.IO connect that checks a cookie also checks a
+kernel's token. So ipymeet mirrors what they do, in aiohttp: a random state checked against a
+signed, HttpOnly state cookie of the service's path (theirs keeps the state in a table in the
+service; this one keeps nothing there), PKCE S256, the scope check on the token's scopes, a
+token cache (theirs 5 minutes, this 60 s). Their one pure helper that would fit, ``check_scopes``,
+is not imported either: importing it loads the hub's database layer (SQLAlchemy, its ORM: most
+of a second at start), and the scopes the hub hands a service (``JUPYTERHUB_OAUTH_ACCESS_SCOPES``)
+list both ``access:services`` and ``access:services!service=NAME``, which a token's scopes are
+checked for as they are, to the same answer.
 """
 
 from __future__ import annotations
@@ -489,7 +506,11 @@ class ServiceHub(KernelHub):
 
     A kernel connects with its hub token (``auth.jupyterhub_token``), which the hub's API names
     the owner of, then ``kernel_attach`` without a proof (``kernel_hello`` is refused). Its
-    kernel id is kept under its user's, so that no user's kernel can take another's place.
+    kernel id is kept under its user's, so that no user's kernel can take another's place, and it
+    is that user's kernel (:meth:`_user_of`): it registers no key another user's kernel holds,
+    hears a room only while one of its user's members is in it, and claims no room another user
+    claimed or is in (server/kernels.py asks server/access.py). Every connection here has a user:
+    a login cookie's, a kernel's, or that of the kernel that registered a page's widget key.
     """
 
     def __init__(self, signaller: Signaller, login: Login) -> None:
@@ -504,7 +525,6 @@ class ServiceHub(KernelHub):
         )
         self.login = login
         self._kernel_users: dict[str, str] = {}  # sid -> user, kernels proven at connect
-        self._users: dict[str, str] = {}  # (scoped) kernel id -> user
 
     def install(self) -> None:
         super().install()
@@ -534,12 +554,20 @@ class ServiceHub(KernelHub):
         """The hub user whose kernel registered widget key ``client`` ("" if none did)."""
         with self._lock:
             kernel = self._owners.get(client)
-        return "" if kernel is None else self._users.get(kernel, "")
+        return "" if kernel is None else self._kernel_user(kernel)
 
     async def _hello(self, conn: Connection, *args: Any) -> dict[str, Any]:
         raise v.Refused(
             "forbidden", "this is a JupyterHub service: a kernel attaches with its hub token"
         )
+
+    def _user_of(self, conn: Connection) -> str:
+        # _check_proof let in only a connection the hub named a user of; never "" (which is the
+        # one user of a user's own signaller, to whom everything is open).
+        user = self._kernel_users.get(conn.sid, "")
+        if not user:
+            raise v.Refused("forbidden", "this connection is no hub user's kernel")
+        return user
 
     def _check_proof(self, conn: Connection, payload: dict[str, Any]) -> None:
         if conn.sid not in self._kernel_users:
@@ -557,7 +585,6 @@ class ServiceHub(KernelHub):
         if user is not None and isinstance(kernel, str) and KERNEL_ID_RE.fullmatch(kernel):
             scope = hashlib.sha256(user.encode()).hexdigest()[:16]
             payload["kernel"] = f"{scope}-{kernel[:47]}"
-            self._users[payload["kernel"]] = user
         answer = await super()._attach(conn, payload)
         log.info("ipymeet: a kernel of hub user %s attached", user)
         return answer
@@ -565,11 +592,6 @@ class ServiceHub(KernelHub):
     def disconnected(self, conn: Connection) -> None:
         self._kernel_users.pop(conn.sid, None)
         super().disconnected(conn)
-
-    def _revoke(self, link: Any) -> None:
-        super()._revoke(link)
-        if link.kernel not in self._links:
-            self._users.pop(link.kernel, None)
 
 
 # -- the service's application ---------------------------------------------------------------------

@@ -22,6 +22,14 @@ settings (``kernel_state``), and takes the snapshot frames its widgets asked for
 :data:`REVOKE_AFTER` seconds, its keys are revoked and its pages' connections closed: they come
 back to ``unknown_widget``, as the view of a restarted kernel does, and its rooms' capacities go.
 
+Each kernel belongs to a user (:attr:`_Link.user`): "" for every kernel of a user's own shared
+signaller (one principal: all of them are the user's, proven by the runtime file), a hub user's
+name on a JupyterHub service (server/hub.py). What a kernel may register, hear and claim is asked
+of server/access.py (:func:`~server.access.may_register`, :func:`~server.access.may_hear`,
+:func:`~server.access.may_claim`), with the users of the rooms' members' connections: on the user's
+own signaller everything passes, as it always did; on the service a hub user's kernel reaches only
+what its own user's widgets hold. Each refusal is answered ``forbidden`` and logged once.
+
 Everything here runs on the signaller's loop, except the host kernel's own key changes
 (:meth:`KernelHub.add_local`), which come from its widgets' threads and take the lock.
 """
@@ -37,14 +45,16 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import capacity
 from . import validation as v
+from .access import Door, may_claim, may_hear, may_register
 from .frames import MAX_CHUNK_BYTES
 from .ratelimit import TokenBucket
+from .registry import Member
 from .signaller import Connection, Signaller
 
 log = logging.getLogger("ipymeet.server")
@@ -106,6 +116,8 @@ class _Link:
     """One attached kernel: its connection (None within its grace), keys and rooms heard."""
 
     kernel: str
+    #: Whose kernel it is: "" on a user's own shared signaller, the hub user's on the service.
+    user: str = ""
     sid: str | None = None
     keys: set[str] = field(default_factory=set)
     rooms: set[str] = field(default_factory=set)
@@ -279,10 +291,15 @@ class KernelHub:
         clients = _keys(payload.get("clients"), "clients")
         rooms = _rooms(payload.get("rooms"))
         capacities = _capacities(payload.get("room_capacity"))
+        user = self._user_of(conn)
+        # Checked before anything of the request is applied: a refusal leaves all as it was.
+        self._check_keys(kernel, user, clients)
+        self._check_claims(kernel, user, capacities)
+        rooms = self._hearable(user, rooms)
         self._apply(payload)
         link = self._links.get(kernel)
         if link is None:
-            link = self._links[kernel] = _Link(kernel)
+            link = self._links[kernel] = _Link(kernel, user)
         if link.revoke is not None:
             link.revoke.cancel()  # back within its grace: its pages stay
             link.revoke = None
@@ -324,6 +341,76 @@ class KernelHub:
             self.signaller.drop(conn)
             raise v.Refused("forbidden", "that is not the proof of a kernel of this user")
 
+    def _user_of(self, conn: Connection) -> str:
+        """The user whose kernel ``conn`` is: on a user's own signaller, the user ("")."""
+        return ""
+
+    def _kernel_user(self, kernel: Hashable) -> str:
+        """The user of ``kernel`` (an attached one, or the host's own: ""). A kernel this hub does
+        not know is counted as the host's user, whom no hub user is (server/access.py)."""
+        link = self._links.get(kernel) if isinstance(kernel, str) else None
+        return link.user if link is not None else ""
+
+    def _member_users(self, members: Iterable[Member]) -> list[str]:
+        """The users of ``members``' connections; "" for one whose connection is not (or no
+        longer) here, which no hub user's kernel may count as its own."""
+        connections = self.signaller.connections
+        return [conn.user if (conn := connections.get(m.sid)) is not None else "" for m in members]
+
+    def _check_keys(self, kernel: str, user: str, keys: Iterable[str]) -> None:
+        """Refuse (``forbidden``) registering a key that another user's kernel holds: its page,
+        its frames and its revocation stay that kernel's (door REGISTER)."""
+        with self._lock:
+            owners = {owner for key in keys if (owner := self._owners.get(key)) is not None}
+        for owner in owners - {kernel}:
+            if not may_register(user, self._kernel_user(owner)):
+                self.signaller.access.refusals.refused(
+                    Door.REGISTER, "forbidden", f"a kernel of {user!r}: another user's widget key"
+                )
+                raise v.Refused(
+                    "forbidden",
+                    "a widget key of this request is one that another user's kernel registered: "
+                    "a kernel registers its own widgets' keys only (nothing of this request was "
+                    "registered)",
+                )
+
+    def _check_claims(self, kernel: str, user: str, changes: dict[str, int | None]) -> None:
+        """Refuse (``forbidden``, naming the room) a capacity for a room that another user's
+        kernel claims or that a member of another user is in (door CLAIM). Dropping a claim,
+        or keeping one this kernel holds already (it attaches again), is no new claim."""
+        table = self.signaller.room_capacity
+        held = table.of(kernel)
+        for room, max_peers in changes.items():
+            if max_peers is None or held.get(room) == max_peers:
+                continue
+            claimers = [self._kernel_user(o) for o in table.claimers(room) if o != kernel]
+            members = self._member_users(self.signaller.registry.members(room))
+            if not may_claim(user, claimers, members):
+                self.signaller.access.refusals.refused(
+                    Door.CLAIM, "forbidden", f"a kernel of {user!r}: room {room!r}"
+                )
+                raise v.Refused(
+                    "forbidden",
+                    f"room {room!r} is another user's (their kernel set its capacity, or they are "
+                    "in it): a kernel sets the capacity of its own user's rooms only (nothing of "
+                    "this request was applied)",
+                )
+
+    def _hearable(self, user: str, rooms: list[str]) -> list[str]:
+        """Of the rooms a kernel asks to hear when it attaches, those it may: each that one of
+        its user's members is in (door HEAR). On a user's own signaller, all of them: a kernel
+        that fails over hears its rooms before its pages are back."""
+        registry = self.signaller.registry
+        heard = [r for r in rooms if may_hear(user, self._member_users(registry.members(r)))]
+        if len(heard) < len(rooms):
+            self.signaller.access.refusals.refused(
+                Door.HEAR,
+                "forbidden",
+                f"a kernel of {user!r}: {len(rooms) - len(heard)} room(s) none of its user's "
+                "members is in",
+            )
+        return heard
+
     def _attached_link(self, conn: Connection) -> _Link:
         link = self._by_sid.get(conn.sid)
         if link is None:
@@ -338,6 +425,7 @@ class KernelHub:
         keys = (link.keys - remove) | add
         if len(keys) > MAX_KEYS:
             raise v.Refused("too_many_widgets", f"a kernel may register at most {MAX_KEYS} widgets")
+        self._check_keys(link.kernel, link.user, add)
         with self._lock:
             for key in remove - add:
                 if self._owners.get(key) == link.kernel:
@@ -359,6 +447,7 @@ class KernelHub:
         if len(claimed) > MAX_ROOMS:
             limit = MAX_ROOMS
             raise v.Refused("too_many_rooms", f"a kernel may set the capacity of {limit} rooms")
+        self._check_claims(link.kernel, link.user, changes)
         self._apply(payload)
         for room, max_peers in changes.items():
             table.set(link.kernel, room, max_peers)
@@ -402,11 +491,10 @@ class KernelHub:
 
     def _room_changed(self, room: str) -> None:
         """A registry listener (signaller loop): the kernels whose keys are or were in ``room``
-        are to hear its members."""
+        are to hear its members (whether they may is asked as it is sent: :meth:`_push_members`)."""
         clients = {member.client for member in self.signaller.registry.members(room)}
         for link in self._by_sid.values():
             if room in link.rooms or not clients.isdisjoint(link.keys):
-                link.rooms.add(room)
                 link.dirty[room] = None
                 link.wake.set()
 
@@ -420,16 +508,26 @@ class KernelHub:
                 room = next(iter(link.dirty))
                 del link.dirty[room]
                 members = self.signaller.registry.members(room)
-                if not any(member.client in link.keys for member in members):
-                    link.rooms.discard(room)  # it hears this last change, then no more
-                listed = [
-                    {
-                        "id": member.id,
-                        "name": member.name,
-                        "client": member.client if member.client in link.keys else "",
-                    }
-                    for member in members
-                ]
+                listed: list[dict[str, str]] = []
+                if not may_hear(link.user, self._member_users(members)):
+                    # None of its user's members is in it (another hub user's room): a room it
+                    # heard is told empty, once, and then nothing of it; one it did not, nothing.
+                    if room not in link.rooms:
+                        continue
+                    link.rooms.discard(room)
+                else:
+                    if any(member.client in link.keys for member in members):
+                        link.rooms.add(room)
+                    else:
+                        link.rooms.discard(room)  # it hears this last change, then no more
+                    listed = [
+                        {
+                            "id": member.id,
+                            "name": member.name,
+                            "client": member.client if member.client in link.keys else "",
+                        }
+                        for member in members
+                    ]
                 try:
                     await self.signaller.sio.emit(
                         "kernel_members", {"room": room, "members": listed}, to=sid
