@@ -15,6 +15,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import logging
 import secrets
 import threading
@@ -34,6 +35,16 @@ from .runtime import RuntimeInfo
 from .settings import TLS
 
 log = logging.getLogger("ipymeet.server")
+
+
+class HostRefused(RuntimeError):
+    """The host (or the hub's service) answered a request with a refusal: ``code``, ``message``."""
+
+    def __init__(self, event: str, answer: Any) -> None:
+        fields = answer if isinstance(answer, dict) else {}
+        self.code = str(fields.get("code", ""))[:64]
+        self.message = str(fields.get("message", ""))[:300]
+        super().__init__(f"the shared signaller refused {event}: {self.code}: {self.message}")
 
 #: Each step of attaching (connect, hello, attach) may take this long before the host is
 #: taken for dead; loopback answers in milliseconds.
@@ -209,6 +220,7 @@ class Attachment:
         self.closing = False
         self._lock = threading.Lock()
         self._rooms: dict[str, list[Member]] = {}
+        self._refusals_logged: set[tuple[str, str]] = set()
 
     # -- any thread --------------------------------------------------------------------------------
 
@@ -229,12 +241,29 @@ class Attachment:
         except Exception as failed:
             raise RuntimeError(f"the shared signaller did not answer {event}: {failed}") from None
         if not isinstance(answer, dict) or answer.get("ok") is not True:
-            raise RuntimeError(f"the shared signaller refused {event}: {answer}")
+            raise HostRefused(event, answer)
         return answer
 
     def send(self, event: str, payload: dict[str, Any]) -> None:
-        """Send ``event`` without waiting (lost if the connection is down: re-sent on attach)."""
-        self.loop.submit(self._call(event, payload, REQUEST_TIMEOUT))
+        """Send ``event`` without waiting (lost if the connection is down: re-sent on attach).
+        A refusal in its answer is logged, once per code: nobody waits to hear it."""
+        future = self.loop.submit(self._call(event, payload, REQUEST_TIMEOUT))
+        future.add_done_callback(functools.partial(self._refused, event))
+
+    def _refused(self, event: str, future: concurrent.futures.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return  # down: it goes along on re-attach
+        answer = future.result()
+        if isinstance(answer, dict) and answer.get("ok") is False:
+            code = str(answer.get("code", ""))[:64]
+            if (event, code) not in self._refusals_logged:
+                self._refusals_logged.add((event, code))
+                log.warning(
+                    "ipymeet: the signaller refused %s (%s): %s",
+                    event,
+                    code,
+                    str(answer.get("message", ""))[:300],
+                )
 
     # -- the attach loop ---------------------------------------------------------------------------
 

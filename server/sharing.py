@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from . import capacity, tokens
-from .attach import ATTACH_TIMEOUT, REQUEST_TIMEOUT, Attachment, HostState, Loop
+from .attach import ATTACH_TIMEOUT, REQUEST_TIMEOUT, Attachment, HostRefused, HostState, Loop
 from .frames import Frame, FrameInbox
 from .kernels import KernelHub
 from .registry import Member
@@ -448,8 +448,13 @@ class KernelSignaller:
             return
         payload = {"room_capacity": changes}
         if wait and not role.loop.inside:
-            with contextlib.suppress(RuntimeError):  # down: the claims go along on re-attach
+            try:
                 role.request("kernel_settings", payload, REGISTER_TIMEOUT)
+            except HostRefused as refused:
+                if refused.code == "forbidden":  # a hub's service: another user's room
+                    raise ValueError(f"max_peers: {refused.message}") from None
+            except RuntimeError:  # down: the claims go along on re-attach
+                pass
             return
         role.send("kernel_settings", payload)
 
@@ -513,7 +518,12 @@ class KernelSignaller:
                 after = self._claims.claimed(room)
                 role = self._role
             if role is not None and after != before:
-                self._tell_capacity(role, {room: after}, wait=True)
+                try:
+                    self._tell_capacity(role, {room: after}, wait=True)
+                except ValueError:  # refused (another hub user's room): as if never claimed
+                    with self._keys_lock:
+                        self._claims.set(claim, room, None)
+                    raise
 
     def require_tokens(self, secret: bytes | None = None) -> None:
         """From now on, ``enter`` needs a join token in every room of the shared signaller."""

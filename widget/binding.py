@@ -215,7 +215,11 @@ class KernelBinding:
         release()
         self._claimed = wanted
         if wanted is not None:
-            self._capacity[0] = self.server.set_room_capacity(room, wanted[1])
+            try:
+                self._capacity[0] = self.server.set_room_capacity(room, wanted[1])
+            except ValueError:  # refused (a hub's service: another user's room); nothing held
+                self._claimed = None
+                raise
 
     def browser_token(self, room: str) -> str | None:
         """A short-lived join token for this widget's own browser (None: none needed)."""

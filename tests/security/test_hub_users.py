@@ -18,6 +18,7 @@ afterwards, and it must be the first push received.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -26,6 +27,7 @@ from typing import Any
 import pytest
 
 from ipymeet.server import kernels
+from ipymeet.server.hub import ServiceSignaller, ServiceTarget
 
 from ..integration.helpers import Peer, enter, until
 from ..unit.test_hub import ACCESS, Service, running_service, stand_in_hub
@@ -288,3 +290,29 @@ async def test_a_kernel_hears_only_rooms_its_users_widgets_are_in(
     lines = refusals(caplog, "hear a room's members")
     assert len(lines) == 1, lines
     assert BOB_SERVER not in caplog.text
+
+
+async def test_a_kernel_whose_claim_is_refused_says_so_where_it_was_made(
+    service: Service, clients: list[Peer]
+) -> None:
+    """The refusal reaches the user who asked: bob's kernel, attached as a real ServiceSignaller,
+    asks for the capacity of the room ada's page is in (what ``VideoRoom("ada-room",
+    max_peers=2)`` does) and gets a ValueError naming the room, holding nothing; his own room's
+    claim is taken."""
+    ada_key = secrets.token_hex(8)
+    ada = await kernel(service, clients, "ada's kernel", ADA_SERVER)
+    assert (await attach(ada, "ada-kernel", clients=[ada_key]))["ok"] is True
+    await enter(await page(service, clients, "ada's page", key=ada_key), "ada-room", "Ada")
+
+    bob = ServiceSignaller(ServiceTarget(service.url, BOB_SERVER))
+    await asyncio.to_thread(bob.start)
+    try:
+        with pytest.raises(ValueError, match=r"max_peers: .*'ada-room'"):
+            await asyncio.to_thread(bob.set_room_capacity, "ada-room", 2)
+        release = await asyncio.to_thread(bob.set_room_capacity, "bob-room", 2)
+        table = service.hub.signaller.room_capacity
+        assert table.rooms() == {"bob-room": 2}
+        await asyncio.to_thread(release)
+        await until(lambda: table.rooms() == {}, "bob's claim to go")
+    finally:
+        await asyncio.to_thread(bob.stop)
