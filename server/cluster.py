@@ -3,10 +3,16 @@
 Each process is a *node* with a random id. The rooms live in Redis and change only through Lua
 scripts, which Redis runs one at a time: so a room's capacity holds when members enter on
 different nodes at the same moment, and a dead node's members are removed (and announced) once.
-python-socketio's ``AsyncRedisManager`` carries the events between the nodes: an emit to a sid
-that another node holds is published, and that node writes it to the socket. What a node
-delivers to its own connections never goes through Redis, and a member it holds is found in its
-own memory (``local``): a signal between two members of one node asks Redis nothing.
+The node's Socket.IO client manager (:class:`Manager`) carries the events between the nodes: an
+emit to a sid that another node holds is published as JSON on the events channel, and the node
+that holds it checks it as it checks a client's message, then writes it to the socket. What a
+node delivers to its own connections never goes through Redis, and a member it holds is found in
+its own memory (``local``): a signal between two members of one node asks Redis nothing.
+
+What is read back from Redis is not trusted further than what a client sends: members read from
+a room hash, and events from the channel, are checked with server/validation.py's checks and
+limits, and anything else is skipped, never decoded otherwise (no pickle), and logged without its
+content, once per kind every :data:`DROP_LOG_EVERY` s (:class:`Drops`).
 
 Keys (``ipymeet:`` then):
 
@@ -15,7 +21,9 @@ Keys (``ipymeet:`` then):
   Deleted with its last member.
 - ``node:NODE``, the node's heartbeat: set every :data:`HEARTBEAT` s, expiring after :data:`TTL`.
 - ``node:NODE:rooms``, a hash: for each room, how many of its members that node holds.
-- ``nodes``, a set of the nodes' ids; ``events``, the Socket.IO manager's pub/sub channel.
+- ``nodes``, a set of the nodes' ids; ``events``, the pub/sub channel of the events between the
+  nodes: ``{"to": SID, "event": NAME, "args": [...]}`` (an emit to that connection) or
+  ``{"disconnect": SID}`` (close it: a page took its place on another node).
 
 A node whose heartbeat has expired is dead: the first other node to see it (each looks every
 heartbeat) removes its members and tells the rest of their rooms ``peer_left`` (``disconnected``).
@@ -34,7 +42,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import secrets
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -42,9 +53,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import socketio
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .registry import TUTORIAL, Departure, Member, Registry
+from . import validation as v
+from .registry import MESH, TUTORIAL, Departure, Member, Registry
+from .settings import Settings
+from .tuning import json_module
 from .validation import Refused
 
 log = logging.getLogger("ipymeet.server")
@@ -61,6 +77,32 @@ POOL, POOL_WAIT = 64, 10.0
 _UNCHECKED = 1 << 30
 
 UNAVAILABLE = "the signaller cannot reach its room store (Redis) just now; try again in a moment"
+
+#: Bytes a message between the nodes may take beyond the largest message a client may send
+#: (``max_message_bytes``): the sid and the event name around what it relays.
+ENVELOPE = 1024
+#: Bytes a member's JSON in a room hash may take: its fields at their limits, escaped, and more.
+MAX_MEMBER = 2048
+#: Seconds between two log lines about the same kind of thing skipped from Redis.
+DROP_LOG_EVERY = 600.0
+#: Seconds before subscribing again when the subscription to the events channel was lost: the
+#: first pause, doubling up to the last (the heartbeat logs the loss; this only tries again).
+RESUBSCRIBE = (0.1, 2.0)
+#: The events a node sends to another node's connections (server/signaller.py: the relays, and
+#: ``peer_joined`` / ``peer_left``): anything else on the channel is dropped.
+RELAYED = frozenset(
+    {
+        "signal",
+        "peer_joined",
+        "peer_left",
+        "start_call",
+        "webrtc_offer",
+        "webrtc_answer",
+        "webrtc_ice_candidate",
+    }
+)
+#: A node's id as :class:`Cluster` makes it (``secrets.token_hex``), with room to grow.
+NODE_RE = re.compile(r"[0-9a-f]{1,64}")
 
 # KEYS: room. ARGV: prefix, room, id, sid, member JSON, dialect, capacity, node.
 # Answers {"ok", before...} or {code}.
@@ -89,14 +131,19 @@ return out
 """
 
 # KEYS: room. ARGV: prefix, room, sid. Answers {} (not there) or {dialect, member, remaining...}.
+# Members are decoded under pcall here and in _REAP: one that is not a signaller's JSON (written
+# to Redis by someone else) must not make the script fail, which would read as Redis lost.
 _REMOVE = """
 local id = redis.call('HGET', KEYS[1], 's:' .. ARGV[3])
 if not id then return {} end
-local member = redis.call('HGET', KEYS[1], 'm:' .. id)
+local member = redis.call('HGET', KEYS[1], 'm:' .. id) or ''
 redis.call('HDEL', KEYS[1], 's:' .. ARGV[3], 'm:' .. id)
-local d = redis.call('HGET', KEYS[1], '_d')
-local nodes = ARGV[1] .. 'node:' .. cjson.decode(member)['node'] .. ':rooms'
-if redis.call('HINCRBY', nodes, ARGV[2], -1) <= 0 then redis.call('HDEL', nodes, ARGV[2]) end
+local d = redis.call('HGET', KEYS[1], '_d') or ''
+local ok, decoded = pcall(cjson.decode, member)
+if ok and type(decoded) == 'table' and type(decoded['node']) == 'string' then
+  local nodes = ARGV[1] .. 'node:' .. decoded['node'] .. ':rooms'
+  if redis.call('HINCRBY', nodes, ARGV[2], -1) <= 0 then redis.call('HDEL', nodes, ARGV[2]) end
+end
 if redis.call('HINCRBY', KEYS[1], '_n', -1) <= 0 then
   redis.call('DEL', KEYS[1])
   return {d, member}
@@ -118,12 +165,15 @@ local out = {}
 for _, room in ipairs(redis.call('HKEYS', KEYS[2])) do
   local key = ARGV[1] .. 'room:' .. room
   local all = redis.call('HGETALL', key)
-  local gone, staying = {}, {}
+  local gone, staying, counted = {}, {}, 0
   for i = 1, #all, 2 do
     if string.sub(all[i], 1, 2) == 'm:' then
-      local member = cjson.decode(all[i + 1])
-      if member['node'] == ARGV[2] then
-        redis.call('HDEL', key, all[i], 's:' .. member['sid'])
+      local ok, member = pcall(cjson.decode, all[i + 1])
+      if ok and type(member) == 'table' and member['node'] == ARGV[2] then
+        -- _n counts the members _ADD wrote, each with its s:SID: not one written otherwise.
+        if redis.call('HDEL', key, all[i], 's:' .. tostring(member['sid'])) == 2 then
+          counted = counted + 1
+        end
         table.insert(gone, all[i + 1])
       else
         table.insert(staying, all[i + 1])
@@ -131,8 +181,8 @@ for _, room in ipairs(redis.call('HKEYS', KEYS[2])) do
     end
   end
   if #gone > 0 then
-    local d = redis.call('HGET', key, '_d')
-    if redis.call('HINCRBY', key, '_n', -#gone) <= 0 then redis.call('DEL', key) end
+    local d = redis.call('HGET', key, '_d') or ''
+    if redis.call('HINCRBY', key, '_n', -counted) <= 0 then redis.call('DEL', key) end
     table.insert(out, {room, d, gone, staying})
   end
 end
@@ -193,19 +243,185 @@ def reach(url: str, timeout: float = 3.0) -> None:
         client.close()
 
 
-def _member(raw: bytes | str) -> tuple[int, Member]:
-    data = json.loads(raw)
-    member = Member(data["sid"], data["name"], data["client"], data["id"], data["node"])
-    return int(data.get("seq", 0)), member
-
-
-def _members(raws: list[Any]) -> list[Member]:
-    """Members in arrival order."""
-    return [m for _, m in sorted((_member(raw) for raw in raws), key=lambda pair: pair[0])]
-
-
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    # Not UTF-8 (written by someone else): replaced, so that no check below takes it for a name.
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def read_member(raw: Any) -> tuple[int, Member] | None:
+    """``(seq, member)`` from a member's JSON in a room hash, checked field by field as the
+    signaller checks what a client sends (server/validation.py); None if it is not a member a
+    signaller wrote: not JSON, a field missing, of the wrong type, or over its limit."""
+    if not isinstance(raw, (bytes, str)) or len(raw) > MAX_MEMBER:
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # (UnicodeDecodeError is a ValueError)
+        return None
+    if not isinstance(data, dict):
+        return None
+    seq, client, node = data.get("seq"), data.get("client"), data.get("node")
+    # The arrival counter starts at 1 (HINCRBY); beyond 2**53 it would not be an exact number.
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**53:
+        return None
+    if not isinstance(client, str) or len(client) > 64:  # what a connection's auth may name
+        return None
+    if not isinstance(node, str) or not NODE_RE.fullmatch(node):
+        return None
+    try:
+        sid, member_id = v.peer_id(data.get("sid")), v.peer_id(data.get("id"))
+        name = v.display_name(data.get("name"))
+    except Refused:
+        return None
+    return seq, Member(sid, name, client, member_id, node)
+
+
+def read_dialect(raw: Any) -> int | None:
+    """A room's ``_d`` as a dialect, or None if it is not one."""
+    text = _text(raw) if isinstance(raw, (bytes, str)) else ""
+    return int(text) if text in (str(TUTORIAL), str(MESH)) else None
+
+
+def read_room_name(raw: Any) -> str | None:
+    """A room's name as a node's ``rooms`` hash holds it: a room id (server/validation.py), or
+    one after the one-character mark (ASCII punctuation) a dialect's rooms may be kept under."""
+    name = _text(raw) if isinstance(raw, (bytes, str)) else ""
+    bare = name[1:] if name[:1] and name[0].isascii() and not name[0].isalnum() else name
+    return name if v.ROOM_RE.fullmatch(bare) else None
+
+
+def event_message(sid: str, event: str, data: Any) -> dict[str, Any]:
+    """The message on the events channel for an emit of ``event`` with ``data`` to ``sid``
+    (as python-socketio reads ``data``: a tuple is several arguments, None none)."""
+    args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
+    return {"to": sid, "event": event, "args": args}
+
+
+def relayed(event: str, args: list[Any], max_sdp: int) -> Any:
+    """The data of ``event`` as the signaller relays it, from the arguments another node sent,
+    checked as the signaller checks a client's (the same checks and limits); Refused otherwise.
+
+    Each event must be exactly what server/signaller.py sends: one argument (none for
+    ``start_call``) with exactly its keys. Returns the emit's data (None for no argument).
+    """
+    if event == "start_call":
+        if args:
+            raise v.bad("'start_call' takes no argument")
+        return None
+    if len(args) != 1:
+        raise v.bad(f"'{event}' takes exactly one argument")
+    value = args[0]
+    if event == "signal":
+        message = v.mapping(value, "signal")
+        if message.keys() == {"from", "description"}:
+            description = v.session_description(message["description"], max_sdp)
+            return {"from": v.peer_id(message["from"]), "description": description}
+        if message.keys() == {"from", "candidate"}:
+            candidate = v.ice_candidate(message["candidate"])
+            return {"from": v.peer_id(message["from"]), "candidate": candidate}
+        raise v.bad("a signal is {from, description} or {from, candidate}")
+    if event == "peer_joined":
+        joined = v.mapping(value, "peer_joined")
+        if joined.keys() != {"id", "name"}:
+            raise v.bad("peer_joined is {id, name}")
+        return {"id": v.peer_id(joined["id"]), "name": v.display_name(joined["name"])}
+    if event == "peer_left":
+        left = v.mapping(value, "peer_left")
+        if left.keys() == {"id", "reason"} and left["reason"] in ("left", "disconnected"):
+            return {"id": v.peer_id(left["id"]), "reason": left["reason"]}
+        if left.keys() == {"id", "room"}:  # dialect 1
+            return {"id": v.peer_id(left["id"]), "room": v.room_id(left["room"])}
+        raise v.bad("peer_left is {id, reason} or {id, room}")
+    if event in ("webrtc_offer", "webrtc_answer"):
+        return v.session_description(value, max_sdp, expect=event.removeprefix("webrtc_"))
+    if event == "webrtc_ice_candidate":
+        # Relayed whole, as from the tutorial's page: bounded by the message's size.
+        return v.tutorial_candidate(value)
+    raise v.bad(f"'{event}' is not relayed between processes")
+
+
+class Drops:
+    """What was skipped when read back from Redis, counted by kind (``counts``), and logged at
+    most once per kind every :data:`DROP_LOG_EVERY` s, by kind only: whoever can write to Redis
+    can neither flood the log nor write into it. The kinds are this module's own phrases."""
+
+    def __init__(self, every: float = DROP_LOG_EVERY) -> None:
+        self.every = every
+        self.counts: Counter[str] = Counter()
+        #: For each kind: when it was last logged, and its count then.
+        self._logged: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, kind: str) -> None:
+        self.counts[kind] += 1
+        now = time.monotonic()
+        last = self._logged.get(kind)
+        if last is not None and now - last[0] < self.every:
+            return
+        self._logged[kind] = (now, self.counts[kind])
+        log.warning(
+            "ipymeet: skipped %s, read from Redis (%d of this kind since the last such line, which "
+            "comes at most every %g s): only ipymeet's processes should write to this Redis "
+            "(docs/deploy.md)",
+            kind,
+            self.counts[kind] - (last[1] if last is not None else 0),
+            self.every,
+        )
+
+
+class Manager(socketio.AsyncManager):  # type: ignore[misc]
+    """The Socket.IO client manager of a node: python-socketio's own for the connections this
+    node holds; an emit to, or a disconnect of, a connection another node holds is published on
+    the events channel (:meth:`Cluster.publish`), and :meth:`Cluster._receive` delivers what the
+    channel brings for this node's connections once it has checked it.
+
+    Only public methods of python-socketio's ``AsyncManager`` are overridden or called (its
+    ``AsyncRedisManager`` is not used: it decodes whatever is published in its own way, which
+    changed between releases, and unpickled it before 5.14). The signaller addresses
+    connections only (a sid, in the default namespace), with no acknowledgement across nodes:
+    an emit to anything else, or to a connection no node holds, stays on this node.
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__()
+        self.cluster = cluster
+
+    def holds(self, sid: str) -> bool:
+        """Whether this node holds the connection ``sid`` (of the default namespace)."""
+        return self.eio_sid_from_sid(sid, "/") is not None
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        room = to or room
+        if (
+            kwargs.get("ignore_queue")
+            or namespace != "/"
+            or not isinstance(room, str)
+            or self.holds(room)
+        ):
+            await super().emit(
+                event, data, namespace, room=room, skip_sid=skip_sid, callback=callback
+            )
+            return
+        await self.cluster.publish(event_message(room, event, data))
+
+    async def can_disconnect(self, sid: str, namespace: str) -> bool:
+        if namespace != "/" or self.holds(sid):
+            return bool(await super().can_disconnect(sid, namespace))
+        await self.cluster.publish({"disconnect": sid})  # its node closes it
+        return False
+
+    async def deliver(self, event: str, data: Any, sid: str) -> None:
+        """Write an event that came from another node, checked, to this node's ``sid``."""
+        await super().emit(event, data, "/", room=sid)
 
 
 class Cluster:
@@ -221,7 +437,13 @@ class Cluster:
     """
 
     def __init__(
-        self, url: str, *, heartbeat: float = HEARTBEAT, ttl: float = TTL, prefix: str = PREFIX
+        self,
+        url: str,
+        *,
+        heartbeat: float = HEARTBEAT,
+        ttl: float = TTL,
+        prefix: str = PREFIX,
+        max_sdp: int = Settings.max_sdp_bytes,
     ) -> None:
         self.url = check_url(url)
         self.node = secrets.token_hex(8)
@@ -251,6 +473,17 @@ class Cluster:
         self._drop_all: DropAll | None = None
         self._task: asyncio.Task[None] | None = None
         self._sio: socketio.AsyncServer | None = None
+        #: What was skipped when read back from Redis, by kind (logged, bounded).
+        self.drops = Drops()
+        #: The limits of what comes from the events channel: a client's (server/validation.py).
+        #: The message size is the server's own (read at :meth:`start`).
+        self.max_sdp = max_sdp
+        self.max_raw = Settings.max_message_bytes + ENVELOPE
+        # The signaller's JSON (orjson when installed): its loads bounds integers' digits.
+        self._json: Any = json_module() or json
+        self._manager: Manager | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
 
     def _room_key(self, room: str) -> str:
         return f"{self.prefix}room:{room}"
@@ -260,41 +493,30 @@ class Cluster:
 
     # -- the node's life ------------------------------------------------------------------------
 
-    def manager(self) -> socketio.AsyncRedisManager:
+    def manager(self) -> Manager:
         """The Socket.IO client manager that carries events between the nodes."""
-        # Its own logger, quiet: while Redis is lost it would log every publish that fails; this
-        # module says it once. No read timeout: its subscription waits for messages indefinitely.
-        quiet = logging.getLogger("ipymeet.server.pubsub")
-        quiet.setLevel(logging.CRITICAL)
-        return socketio.AsyncRedisManager(
-            self.url,
-            channel=self.channel,
-            logger=quiet,
-            redis_options={"socket_connect_timeout": REDIS_TIMEOUT},
-        )
+        self._manager = Manager(self)
+        return self._manager
 
     async def start(self, sio: socketio.AsyncServer, announce: Announce, drop_all: DropAll) -> None:
         """Beat for the first time, start hearing the other nodes' events, and keep beating
         (and looking for dead nodes) until :meth:`close`. Raises ConnectionError when Redis
         cannot be reached."""
         self._sio, self._announce, self._drop_all = sio, announce, drop_all
+        # A message from another node may relay at most what a client may send here.
+        self.max_raw = int(sio.eio.max_http_buffer_size) + ENVELOPE
         try:
             await self._beat_once(first=True)
-            listening = int((await self.redis.pubsub_numsub(self.channel))[0][1])
         except (RedisError, OSError) as exc:
             raise ConnectionError(f"cannot reach Redis at {shown_url(self.url)}: {exc}") from None
-        # python-socketio subscribes at the first connection (``manager_initialized`` is the flag
-        # its server checks, in every 5.x release). A member's first events from other nodes
-        # would be lost until then, so it subscribes now, and start-up waits until it has.
-        if not sio.manager_initialized:
-            sio.manager_initialized = True
-            sio.manager.initialize()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5.0
-        while int((await self.redis.pubsub_numsub(self.channel))[0][1]) <= listening:
-            if loop.time() > deadline:
-                raise ConnectionError(f"could not subscribe to {self.channel} on Redis")
-            await asyncio.sleep(0.02)
+        # Start-up waits until the subscription is confirmed: a member's first events from other
+        # nodes are not lost.
+        self._listener = asyncio.ensure_future(self._listen())
+        try:
+            await asyncio.wait_for(self._subscribed.wait(), 5.0)
+        except asyncio.TimeoutError:
+            self._listener.cancel()
+            raise ConnectionError(f"could not subscribe to {self.channel} on Redis") from None
         self._task = asyncio.ensure_future(self._keep_beating())
         shown = shown_url(self.url)
         log.info("ipymeet: node %s shares its rooms through Redis at %s", self.node, shown)
@@ -311,11 +533,105 @@ class Cluster:
             if not self.down:
                 await self._reap_node(self.node, force=True)
                 await self.redis.delete(self._node_key(self.node))
-        listener = getattr(self._sio.manager, "thread", None) if self._sio is not None else None
-        if isinstance(listener, asyncio.Task):
-            listener.cancel()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
         with contextlib.suppress(Exception):
             await self.redis.aclose()
+
+    # -- the events between the nodes --------------------------------------------------------------
+
+    async def publish(self, message: dict[str, Any]) -> None:
+        """Put a message for another node's connection on the events channel (nothing while
+        Redis is lost: pub/sub keeps nothing for later, and a handler must not wait for it)."""
+        if self.down:
+            return
+        payload = self._json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+        try:
+            await self.redis.publish(self.channel, payload)
+        except (RedisError, OSError) as exc:
+            self._lost_redis(exc)
+
+    async def _listen(self) -> None:
+        """Hear the events channel until cancelled, subscribing again whenever it was lost."""
+        pause = RESUBSCRIBE[0]
+        while True:
+            # Its own connection, with no read timeout (it waits for messages), and no retries
+            # of redis-py's own: a lost connection comes back here, and this loop tries again.
+            client = aioredis.Redis.from_url(
+                self.url, socket_connect_timeout=REDIS_TIMEOUT, retry=Retry(NoBackoff(), 0)
+            )
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(self.channel)
+                async for message in pubsub.listen():
+                    if message["type"] == "subscribe":
+                        pause = RESUBSCRIBE[0]
+                        self._subscribed.set()
+                    elif message["type"] == "message":
+                        try:
+                            await self._receive(message["data"])
+                        except Exception:  # the channel must go on being heard
+                            self.drops("a message on the events channel whose handling failed")
+                            log.debug("ipymeet: handling a message failed", exc_info=True)
+            except (RedisError, OSError):
+                pass  # the heartbeat tells the loss of Redis (once); this only tries again
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RESUBSCRIBE[1])
+
+    async def _receive(self, raw: Any) -> None:
+        """One message from the events channel: delivered if it is an event the signaller
+        relays, for a connection of this node, and passes the checks a client's message would;
+        else skipped, and counted in :attr:`drops`."""
+        manager = self._manager
+        if manager is None:
+            return
+        if not isinstance(raw, bytes) or len(raw) > self.max_raw:
+            self.drops("a message on the events channel larger than a client may send")
+            return
+        try:
+            message = self._json.loads(raw)
+        except (ValueError, RecursionError):
+            self.drops("a message on the events channel that is not JSON")
+            return
+        if isinstance(message, dict) and message.keys() == {"disconnect"}:
+            sid = message["disconnect"]
+            if isinstance(sid, str) and len(sid) <= v.MAX_PEER_ID:
+                if manager.holds(sid) and self._sio is not None:
+                    await self._deliver(self._sio.disconnect(sid, ignore_queue=True))
+                return
+        elif isinstance(message, dict) and message.keys() == {"to", "event", "args"}:
+            sid, event, args = message["to"], message["event"], message["args"]
+            if isinstance(sid, str) and isinstance(event, str) and isinstance(args, list):
+                if len(sid) > v.MAX_PEER_ID or not manager.holds(sid):
+                    return  # another node's connection (or nobody's): not this node's to judge
+                if event not in RELAYED:
+                    self.drops("an event the signaller never sends between processes")
+                    return
+                try:
+                    data = relayed(event, args, self.max_sdp)
+                except Refused:
+                    self.drops(f"a malformed '{event}' event")
+                    return
+                await self._deliver(manager.deliver(event, data, sid))
+                return
+        self.drops("a message on the events channel not in the form of ipymeet's events")
+
+    @staticmethod
+    async def _deliver(action: Awaitable[Any]) -> None:
+        try:
+            await action
+        except Exception:  # a connection closing meanwhile must not stop the channel
+            log.debug("ipymeet: delivering an event from Redis failed", exc_info=True)
+
+    # -- the heartbeat --------------------------------------------------------------------------
 
     async def _beat_once(self, *, first: bool) -> bool:
         keys = [self._node_key(self.node), f"{self.prefix}nodes"]
@@ -343,6 +659,9 @@ class Cluster:
         await self._flush_pending()
         for raw in await self.redis.smembers(f"{self.prefix}nodes"):
             node = _text(raw)
+            if not NODE_RE.fullmatch(node):
+                self.drops("a malformed node id")
+                continue
             if node != self.node:
                 for departure in await self._reap_node(node, force=False):
                     await self._tell(departure)
@@ -396,9 +715,13 @@ class Cluster:
         rooms = await self._reap(keys=keys, args=[self.prefix, node, "1" if force else "0"])
         departures = []
         for room, dialect, gone, staying in rooms:
-            remaining = _members(staying)
-            for member in _members(gone):
-                departures.append(Departure(_text(room), int(dialect), remaining, member))
+            name, kind = read_room_name(room), read_dialect(dialect)
+            if name is None or kind is None:
+                self.drops("a room with a malformed name or dialect")
+                continue  # its members were removed; whom to tell, and how, is unknown
+            remaining = self._members(staying)
+            for member in self._members(gone):
+                departures.append(Departure(name, kind, remaining, member))
         if departures and node != self.node:
             log.info("ipymeet: node %s stopped beating: %d members removed", node, len(departures))
         return departures
@@ -431,7 +754,7 @@ class Cluster:
         if stale is not None:  # taken over on another node, its disconnect not seen yet
             self.local.remove(room, stale.sid)
         self.local.add(room, member, dialect=dialect, capacity=_UNCHECKED)
-        return _members(answer[1:])
+        return self._members(answer[1:])
 
     async def remove(self, room: str, sid: str) -> Departure | None:
         """Take ``sid`` out of ``room`` (a connection of any node: a takeover names another's)."""
@@ -463,8 +786,11 @@ class Cluster:
         answer = await self._remove(keys=[self._room_key(room)], args=[self.prefix, room, sid])
         if not answer:
             return None  # not there: taken over, or removed with a dead node
-        _, member = _member(answer[1])
-        return Departure(room, int(answer[0]), _members(answer[2:]), member)
+        dialect, member = read_dialect(answer[0]), read_member(answer[1])
+        if dialect is None or member is None:
+            self.drops("a malformed member or dialect of a room")
+            return None  # removed; nobody is told of what was never a member
+        return Departure(room, dialect, self._members(answer[2:]), member[1])
 
     async def room(self, room: str) -> tuple[int | None, list[Member]]:
         here = self.local.room(room)
@@ -479,8 +805,12 @@ class Cluster:
             return self.local.room(room)
         if not fields:
             return None, []
+        dialect = read_dialect(fields.get(b"_d"))
+        if dialect is None:
+            self.drops("a room with a malformed dialect")
+            return None, []
         raws = [value for key, value in fields.items() if _text(key).startswith("m:")]
-        return int(fields[b"_d"]), _members(raws)
+        return dialect, self._members(raws)
 
     async def find(self, room: str, member_id: str) -> Member | None:
         # A member this node holds is found here, without Redis: the signals between members of
@@ -494,7 +824,24 @@ class Cluster:
         except (RedisError, OSError) as exc:
             self._lost_redis(exc)
             return self.local.find(room, member_id)
-        return None if raw is None else _member(raw)[1]
+        if raw is None:
+            return None
+        found = read_member(raw)
+        if found is None:
+            self.drops("a malformed member of a room")
+            return None
+        return found[1]
+
+    def _members(self, raws: list[Any]) -> list[Member]:
+        """The members of a room in arrival order; any that is not one is skipped."""
+        members = []
+        for raw in raws:
+            found = read_member(raw)
+            if found is None:
+                self.drops("a malformed member of a room")
+            else:
+                members.append(found)
+        return [member for _, member in sorted(members, key=lambda pair: pair[0])]
 
     def rooms_of(self, sid: str, dialect: int | None = None) -> list[str]:
         return self.local.rooms_of(sid, dialect)

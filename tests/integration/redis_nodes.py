@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -152,3 +154,21 @@ def running_nodes(redis_url: str, folder: Path, count: int = 2, *args: str) -> I
     finally:
         for node in nodes:
             node.stop()
+
+
+#: The pub/sub channel of the events between the nodes (server/cluster.py).
+EVENTS = "ipymeet:events"
+
+
+def publish(server: RedisServer, payload: bytes | str) -> int:
+    """Publish ``payload`` on the nodes' events channel as anyone who can write to this Redis
+    could; how many subscribers received it (each node is one)."""
+    receivers: Any = server.client().publish(EVENTS, payload)
+    return int(receivers)
+
+
+def node_id(node: Node) -> str:
+    """The node's id, as it logs it at start."""
+    found = re.search(r"node ([0-9a-f]{16}) shares its rooms", node.log())
+    assert found is not None, node.log()
+    return found.group(1)
