@@ -126,7 +126,7 @@ class Signaller:
         if settings.redis_url is not None:
             from .cluster import Cluster  # needs the redis package (ipymeet[redis])
 
-            self.cluster = Cluster(settings.redis_url)
+            self.cluster = Cluster(settings.redis_url, max_sdp=settings.max_sdp_bytes)
             manager = self.cluster.manager()
         #: This process's members (with a cluster, only its own: the rest are in Redis).
         self.registry = Registry() if self.cluster is None else self.cluster.local

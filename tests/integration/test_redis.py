@@ -312,8 +312,8 @@ async def test_redis_lost_while_running(two_nodes: list[Node], redis_server: Red
     )
     assert [_health(node)["redis"] for node in two_nodes] == ["ok", "ok"]
     assert [_health(node)["node"] for node in two_nodes] == [_node_id(n) for n in two_nodes]
-    # A pair across the nodes meets again. python-socketio's own subscription comes back on its
-    # own schedule (pauses from 1 s, doubling): a pair that missed it tries again.
+    # A pair across the nodes meets again. The events channel's subscription comes back on its
+    # own schedule (server/cluster.py): a pair that missed it tries again.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
     while True:

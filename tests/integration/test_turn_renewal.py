@@ -144,7 +144,7 @@ def test_the_kernel_route_brings_the_renewal_to_the_page(
     """As ``peer_joined`` and the rest: a ``sig_event`` of the page's live connection, sent from
     the relay's thread, with nothing of it in a log line."""
     server = make_signaller(ice_servers=(STUN,), turn_urls=TURN, turn_secret=SECRET, turn_ttl=2)
-    page = RoutePage(server, client="k-turn-renew")
+    page = RoutePage(server, client="k-turn-renew", room="turn-route")
     caplog.set_level(logging.DEBUG)
     try:
         page.connect(3)
