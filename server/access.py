@@ -106,6 +106,12 @@ _TOKENS = "tests/integration/test_security.py::test_enter_needs_a_valid_token_fo
 TABLE: dict[Door, dict[Principal, Cell]] = {
     Door.CONNECT: {
         Principal.OWN_KERNEL: Cell("on loopback"),
+        Principal.REDIS_PEER: Cell(
+            "as ipymeet's Redis user (docs/deploy.md: private, password or ACL user)",
+            "code in a signaller: a pickled message runs nothing (python-socketio 5.14+, and "
+            "ipymeet's own JSON events)",
+            _SEC + "test_redis.py::test_a_pickled_message_on_the_events_channel_runs_nothing",
+        ),
         Principal.WIDGET_PAGE: Cell(
             "on a name the signaller answers to; through jupyter-server-proxy (Jupyter's Host) "
             "with its widget's key",
@@ -153,7 +159,7 @@ TABLE: dict[Door, dict[Principal, Cell]] = {
         Principal.REDIS_PEER: Cell(
             "members it writes, validated as a client's",
             "a forged or oversized member entry",
-            _SEC + "test_redis.py",
+            _SEC + "test_redis.py::test_forged_members_in_a_room_hash_are_skipped",
         ),
         Principal.FOREIGN_PAGE: Cell(
             "nothing", "it never connects", _HOSTS + "test_a_rebound_name_is_refused_at_every_door"
@@ -240,8 +246,8 @@ TABLE: dict[Door, dict[Principal, Cell]] = {
         ),
         Principal.REDIS_PEER: Cell(
             "events for this process's members, validated as a client's (never unpickled)",
-            "a forged signal over the limits; a pickled payload",
-            _SEC + "test_redis.py",
+            "a forged signal over the limits",
+            _SEC + "test_redis.py::test_a_forged_signal_over_the_limits_never_reaches_a_member",
         ),
     },
 }
@@ -547,4 +553,3 @@ def widget_room_allows(widget_room: str, asked: object) -> bool:
     """Whether a widget's page may have a token minted, or an ``enter`` relayed, for room
     ``asked``: only its widget's own room, which Python set."""
     return bool(widget_room) and asked == widget_room
-
