@@ -338,9 +338,6 @@ class Hosts:
         return self.exposed and _is_ip(name)
 
 
-#: The header jupyter-server-proxy adds to what it forwards (with the Host of Jupyter's page).
-PROXIED_HEADER = "X-Forwarded-Context"
-
 FORBIDDEN_HOST = (
     "this signaller does not answer to the name {name!r}: open it as localhost or 127.0.0.1, or "
     "start it with --allow-host {name} (Settings.allowed_hosts) if that name is really its own"
@@ -436,9 +433,13 @@ class Access:
             raise v.Refused("forbidden_host", FORBIDDEN_HOST.format(name=name))
 
     def origin_allowed(self, origin: str | None, request: Any) -> bool:
-        """CORS: loopback pages, configured origins, and this signaller's own origin, the last
-        only for a Host it answers to or one forwarded by jupyter-server-proxy (whose caller
-        must then bring a widget key: :meth:`connect`)."""
+        """CORS: loopback pages, configured origins, and the origin of the request's own Host.
+
+        The last is what a page behind jupyter-server-proxy sends: the proxy forwards Jupyter's
+        Host (and, on its WebSocket path, no header that says it proxied). A page of a rebound
+        DNS name sends it too: CORS cannot tell the two apart, so the connect door does
+        (:meth:`connect`): a Host that is not one of the signaller's passes only with a widget
+        key a kernel registered. Every other origin is refused here (HTTP 400)."""
         if origin is None:
             return True  # not a browser; CORS protects browsers only
         if origin in self.settings.allowed_origins:
@@ -448,11 +449,7 @@ class Access:
             return False
         if is_loopback_host(parts.hostname):
             return True
-        if request is None or origin != own_origin(request):
-            self.refusals.refused(Door.CONNECT, "forbidden_origin", repr(origin[:100]))
-            return False
-        host = request.headers.get("Host")
-        if self.hosts.allows(host) or PROXIED_HEADER in request.headers:
+        if request is not None and origin == own_origin(request):
             return True
         self.refusals.refused(Door.CONNECT, "forbidden_origin", repr(origin[:100]))
         return False

@@ -14,7 +14,10 @@ are beside them.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,7 +27,7 @@ import socketio
 from ipymeet.server import SignallerThread
 
 from ..integration.helpers import TIMEOUT, engine_url
-from ..support import MakeSignaller
+from ..support import MakeSignaller, free_port, start_server, stop_server
 
 
 async def _get(url: str, host: str) -> tuple[int, str, dict[str, str]]:
@@ -47,6 +50,21 @@ async def _websocket_opens(url: str, headers: dict[str, str]) -> bool:
             return True
     assert status == 400
     return False
+
+
+async def _websocket_connect(url: str, headers: dict[str, str]) -> Any:
+    """Engine.IO's open over a raw WebSocket, then Socket.IO's connect: the refusal's data."""
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(engine_url(url), headers=headers)
+        try:
+            opened = await ws.receive_str(timeout=TIMEOUT)
+            assert opened.startswith("0{"), opened
+            await ws.send_str("40")
+            answer = await ws.receive_str(timeout=TIMEOUT)
+        finally:
+            await ws.close()
+    assert answer.startswith("44"), answer
+    return json.loads(answer[2:])["data"]
 
 
 async def _polling_connect(url: str, headers: dict[str, str], auth: Any = None) -> str:
@@ -88,10 +106,10 @@ async def _refused_connect(url: str, headers: dict[str, str], auth: Any = None) 
 
 async def test_a_rebound_name_is_refused_at_every_door(signaller: SignallerThread) -> None:
     """The rebound page's every request: the page, its assets and /healthz get 403 with the
-    reason; a WebSocket from its origin is refused at the handshake (400); a same-origin polling
-    session (no Origin) opens Engine.IO but its Socket.IO connect is refused ``forbidden_host``,
-    also when it forges jupyter-server-proxy's header or a widget key nobody registered. The
-    member in the room hears nothing and is alone."""
+    reason; its WebSocket and its same-origin polling session (no Origin) open Engine.IO, but
+    their Socket.IO connect is refused ``forbidden_host``, also when it forges
+    jupyter-server-proxy's header or a widget key nobody registered. The member in the room
+    hears nothing and is alone."""
     url, port = signaller.url, signaller.port
     member = socketio.AsyncClient(reconnection=False)
     await member.connect(url, transports=["websocket"])
@@ -105,8 +123,14 @@ async def test_a_rebound_name_is_refused_at_every_door(signaller: SignallerThrea
             assert "'rebind.test'" in text
             assert "--allow-host" in text
 
+        # Its WebSocket: CORS cannot tell it from a page behind jupyter-server-proxy (both send
+        # their Host's origin); Socket.IO's connect refuses it, as it has no widget key.
         origin = f"http://{rebound}"
-        assert not await _websocket_opens(url, {"Host": rebound, "Origin": origin})
+        assert await _websocket_connect(url, {"Host": rebound, "Origin": origin}) == {
+            "code": "forbidden_host"
+        }
+        # A page of another origin is refused at the handshake (400).
+        assert not await _websocket_opens(url, {"Host": f"127.0.0.1:{port}", "Origin": origin})
         for extra, auth in (
             ({}, None),
             ({"X-Forwarded-Context": f"/proxy/{port}"}, None),
@@ -179,3 +203,60 @@ async def test_a_widget_page_behind_a_proxy_connects_with_its_key(
         refused = await _refused_connect(signaller.url, proxied, auth)
         assert refused["data"] == {"code": "forbidden_host"}
         assert "lab.example.org" in refused["message"]
+
+
+@pytest.mark.jupyter
+async def test_a_widget_page_through_a_real_jupyter_server_proxy_on_a_remote_name(
+    signaller: SignallerThread, tmp_path: Path
+) -> None:
+    """The same through a real Jupyter server with jupyter-server-proxy, reached on a name that
+    is not loopback (``lab.test``: a Jupyter on another machine, ``allow_remote_access``), whose
+    Host the proxy forwards to the kernel's signaller on 127.0.0.1: the page with its widget's
+    key connects and enters; without a key it is refused ``forbidden_host``."""
+    signaller.register("widget-key-2")
+    port, token = free_port(), "security-token"
+    argv = [
+        sys.executable, "-m", "jupyter", "server", "--allow-root", "--no-browser",
+        "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
+        f"--IdentityProvider.token={token}", "--ServerApp.allow_remote_access=True",
+        f"--ServerApp.root_dir={tmp_path}",
+    ]  # fmt: skip
+    served = await asyncio.to_thread(
+        start_server,
+        argv,
+        f"http://127.0.0.1:{port}/api/status?token={token}",
+        {"url": f"http://127.0.0.1:{port}/", "root": tmp_path, "log": tmp_path / "server.log"},
+        90,
+    )
+    try:
+        named = f"lab.test:{port}"
+        headers = {
+            "Host": named,
+            "Origin": f"http://{named}",
+            "Authorization": f"token {token}",
+        }
+        jupyter = f"http://127.0.0.1:{port}"
+        path = f"/proxy/{signaller.port}/socket.io"
+        sio = socketio.AsyncClient(reconnection=False)
+        await sio.connect(
+            jupyter,
+            socketio_path=path,
+            headers=headers,
+            auth={"client": "widget-key-2"},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+        try:
+            assert (await sio.call("enter", {"room": "through-proxy"}, timeout=5))["ok"] is True
+        finally:
+            await sio.disconnect()
+        errors: list[Any] = []
+        refused = socketio.AsyncClient(reconnection=False)
+        refused.on("connect_error", errors.append)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await refused.connect(
+                jupyter, socketio_path=path, headers=headers, transports=["websocket"]
+            )
+        assert [e["data"] for e in errors] == [{"code": "forbidden_host"}]
+    finally:
+        await asyncio.to_thread(stop_server, served)

@@ -250,7 +250,7 @@ def test_the_kernel_route_passes_the_credentials_to_the_page_only(
     """Through the widget's comm the acknowledgement reaches the page by custom message (never
     saved), and no log line of the kernel holds it."""
     server = make_signaller(turn_urls=TURN, turn_secret=SECRET)
-    page = RoutePage(server, client="k-turn")
+    page = RoutePage(server, client="k-turn", room="t-2")
     caplog.set_level(logging.DEBUG)
     try:
         page.connect(1)
