@@ -46,6 +46,15 @@ def signaller(make_signaller: MakeSignaller) -> SignallerThread:
     return make_signaller()
 
 
+@pytest.fixture
+def own_kernel_signaller(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A kernel signaller of this test's own: secure=True would otherwise stay on for the others."""
+    monkeypatch.setattr(runner, "_kernel_signaller", None)
+    yield
+    if runner._kernel_signaller is not None:
+        runner._kernel_signaller.stop()
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_signaller_threads() -> Iterator[None]:
     """Fail a test that leaves a signaller thread of its own running."""

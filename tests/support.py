@@ -44,6 +44,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve_cli(*args: str) -> subprocess.Popen[str]:
+    """``ipymeet serve ARGS`` as a user runs it, its output (both streams) in ``stdout``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ipymeet.server.cli", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def wait_until(
     predicate: Callable[[], Any], timeout: float = 20, what: str = "the condition"
 ) -> Any:

@@ -7,6 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# Real Redis servers and `ipymeet serve --redis` processes (tests/security uses them too).
+from .redis_nodes import redis_server, two_nodes  # noqa: F401
+
 #: The server's side only: the clients' engine.io logs an error when a test closes them.
 SERVER_LOGGERS = (
     "ipymeet",

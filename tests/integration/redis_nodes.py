@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from ..support import free_port, wait_http
@@ -172,3 +173,20 @@ def node_id(node: Node) -> str:
     found = re.search(r"node ([0-9a-f]{16}) shares its rooms", node.log())
     assert found is not None, node.log()
     return found.group(1)
+
+
+# -- fixtures (import them into a test module to use them) ----------------------------------------
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A ``redis-server`` of the test's own."""
+    with running_redis(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+def two_nodes(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[Node]]:
+    """Two ``ipymeet serve --redis`` processes sharing ``redis_server`` (rooms of 4)."""
+    with running_nodes(redis_server.url, tmp_path, 2, "--max-peers", "4") as nodes:
+        yield nodes

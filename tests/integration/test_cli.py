@@ -11,16 +11,7 @@ from pathlib import Path
 import aiohttp
 import socketio
 
-from ..support import free_port, wait_http
-
-
-def _serve(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ipymeet.server.cli", "serve", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+from ..support import free_port, serve_cli, wait_http
 
 
 async def test_serve_runs_both_dialects_and_stops_on_sigint(tmp_path: Path) -> None:
@@ -28,7 +19,7 @@ async def test_serve_runs_both_dialects_and_stops_on_sigint(tmp_path: Path) -> N
     exits cleanly on Ctrl-C."""
     (tmp_path / "hello.txt").write_text("hi")
     port = free_port()
-    server = _serve(
+    server = serve_cli(
         "--port", str(port), "--max-peers", "3", "--ice-servers", "[]", "--public", str(tmp_path)
     )
     clients = [socketio.AsyncClient() for _ in range(4)]
@@ -73,7 +64,7 @@ def test_serve_refuses_a_wildcard_origin_and_bad_settings() -> None:
 async def test_serve_takes_its_heartbeat_from_the_command_line() -> None:
     """`--ping-interval 3 --ping-timeout 2` reach the Engine.IO handshake; a bad one is refused."""
     port = free_port()
-    server = _serve("--port", str(port), "--ice-servers", "[]", "--ping-interval", "3",
+    server = serve_cli("--port", str(port), "--ice-servers", "[]", "--ping-interval", "3",
                     "--ping-timeout", "2")  # fmt: skip
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", 30, server)
@@ -90,7 +81,7 @@ async def test_serve_takes_its_heartbeat_from_the_command_line() -> None:
     finally:
         server.send_signal(signal.SIGINT)
         server.communicate(timeout=30)
-    refused = _serve("--ping-interval", "0")
+    refused = serve_cli("--ping-interval", "0")
     output, _ = refused.communicate(timeout=30)
     assert refused.returncode == 2
     assert "ping_interval" in output

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,23 +28,11 @@ from ipymeet.server.validation import Refused
 from ..support import free_port
 from .helpers import OFFER_SDP, Peer, enter, ice_candidate, tutorial_call
 from .pages import wait_until
-from .redis_nodes import Node, RedisServer, running_nodes, running_redis
+from .redis_nodes import Node, RedisServer
 
 #: How soon a SIGKILLed node's members must be gone for the others: its heartbeat's TTL (3 s) and
 #: one heartbeat of the node that notices (1 s), with room for a loaded machine.
 DEAD_NODE_LIMIT = 6.0
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
-def two_nodes(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[Node]]:
-    with running_nodes(redis_server.url, tmp_path, 2, "--max-peers", "4") as nodes:
-        yield nodes
 
 
 @contextlib.asynccontextmanager

@@ -22,7 +22,7 @@ import pytest
 from ipymeet.server import SignallerThread, tokens
 from ipymeet.server.signaller import DIALECT1_NEEDS_TOKEN
 
-from ..support import MakeSignaller, free_port
+from ..support import MakeSignaller, free_port, serve_cli
 from .helpers import OFFER_SDP, Peer, connected
 
 SECRET = b"integration-test-secret-0123456789"
@@ -189,20 +189,11 @@ async def test_a_self_signed_signaller_serves_https_and_wss(make_signaller: Make
     assert not folder.exists()
 
 
-def _serve(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ipymeet.server.cli", "serve", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 async def test_ipymeet_serve_with_self_signed_tls_and_a_generated_secret() -> None:
     """The real CLI: prints an https address, the certificate's fingerprint and an invite link
     with a token (never the secret); a client pinning that fingerprint enters with the token."""
     port = free_port()
-    process = _serve(
+    process = serve_cli(
         "--port", str(port), "--ice-servers", "[]", "--tls", "self-signed",
         "--secret", "generate", "--invite", "cli-room", "--token-ttl", "2",
     )  # fmt: skip

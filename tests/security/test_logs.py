@@ -13,24 +13,13 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import subprocess
-import sys
 
 import aiohttp
 import socketio
 
-from ..support import free_port, wait_http
+from ..support import free_port, serve_cli, wait_http
 
 INVITE = re.compile(r"^Invite to lab: (http://\S+\?room=lab&token=([A-Za-z0-9_-]{44}))")
-
-
-def _serve(*argv: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ipymeet.server.cli", "serve", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 async def test_an_invite_links_token_is_in_no_log_line_at_any_level() -> None:
@@ -39,7 +28,7 @@ async def test_an_invite_links_token_is_in_no_log_line_at_any_level() -> None:
     status, and the refusal of a forged token is logged once, by its reason. Every response
     carries ``Referrer-Policy: no-referrer``, so a browser would not even send the Referer."""
     port = free_port()
-    process = _serve("--port", str(port), "--ice-servers", "[]", "--secret", "generate",
+    process = serve_cli("--port", str(port), "--ice-servers", "[]", "--secret", "generate",
                      "--invite", "lab", "--log-level", "debug")  # fmt: skip
     try:
         assert process.stdout is not None

@@ -21,7 +21,6 @@ import os
 import pickle
 import shlex
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,24 +38,11 @@ from ..integration.redis_nodes import (
     node_id,
     publish,
     running_nodes,
-    running_redis,
 )
 from ..integration.test_redis import DEAD_NODE_LIMIT, peers_on
 
 #: What the nodes' logs say of a skipped thing (server/cluster.py, ``Drops``).
 SKIPPED = ", read from Redis ("
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
-def two_nodes(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[Node]]:
-    with running_nodes(redis_server.url, tmp_path, 2, "--max-peers", "4") as nodes:
-        yield nodes
 
 
 class _Command:

@@ -8,27 +8,17 @@ part is played through the widget's real comm handler; the others are real Socke
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import socketio
 
 from ipymeet import VideoRoom, kernel_signaller
-from ipymeet.server import runner
 
 from ..unit.test_relay import Guest, WidgetPage, guests  # noqa: F401 - the fixture
 
 SESSION = "v" * 24
-
-
-@pytest.fixture
-def own_kernel_signaller(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A kernel signaller of this test's own: secure=True would stay on for the other tests."""
-    monkeypatch.setattr(runner, "_kernel_signaller", None)
-    yield
-    if runner._kernel_signaller is not None:
-        runner._kernel_signaller.stop()
 
 
 async def _enter(url: str, room: str, token: str | None) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,16 +13,7 @@ import socketio
 from ipywidgets.embed import embed_data
 
 from ipymeet import VideoRoom
-from ipymeet.server import Settings, SignallerThread, runner, tokens
-
-
-@pytest.fixture
-def own_kernel_signaller(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A kernel signaller of this test's own: secure=True would otherwise stay on for the others."""
-    monkeypatch.setattr(runner, "_kernel_signaller", None)
-    yield
-    if runner._kernel_signaller is not None:
-        runner._kernel_signaller.stop()
+from ipymeet.server import Settings, SignallerThread, tokens
 
 
 def _record(room: VideoRoom) -> tuple[list[Any], list[Any]]:

@@ -1,0 +1,3 @@
+"""Fixtures the attacks share with the integration tests."""
+
+from ..integration.redis_nodes import redis_server, two_nodes  # noqa: F401
