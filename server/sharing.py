@@ -3,12 +3,13 @@
 Inside a running ipykernel (or with ``IPYMEET_SHARE=1``; ``IPYMEET_SHARE=0`` turns it off)
 ``kernel_signaller()`` returns a :class:`KernelSignaller`, with the API widgets use of
 ``SignallerThread`` and a few more. The first kernel of a user that needs a signaller **hosts**
-it: a ``SignallerThread`` on the user's port (``IPYMEET_PORT``, else one derived from the uid)
-with the hub of attached kernels (server/kernels.py), and writes the runtime file (port, pid, url,
-a secret; server/runtime.py). Every later kernel **attaches** instead (server/attach.py): it
-checks that the host holds the secret, proves that it holds it too, registers its widgets' keys
-(the host admits their pages) and hears the members of its widgets' rooms first-hand, on a thread
-of its own. "Find or host" holds the lock beside the runtime file, so it is one kernel at a time.
+it: a ``SignallerThread`` on the user's port (``IPYMEET_PORT``, else one derived from the user's
+name) with the hub of attached kernels (server/kernels.py), and writes the runtime file (port,
+pid, url, a secret; server/runtime.py). Every later kernel **attaches** instead
+(server/attach.py): it checks that the host holds the secret, proves that it holds it too,
+registers its widgets' keys (the host admits their pages) and hears the members of its widgets'
+rooms first-hand, on a thread of its own. "Find or host" holds the lock beside the runtime file,
+so it is one kernel at a time.
 
 **Failover.** When the host ends, the attached kernels' connections drop at once. Each takes the
 lock and reads the file again: a live host that passes the check is attached to; otherwise it
@@ -359,10 +360,15 @@ class KernelSignaller:
                 failure = why
                 continue
             role.hub.loop, role.hub.port = thread.loop, thread.port
-            write_runtime(
-                self.runtime_file,
-                RuntimeInfo(thread.port, os.getpid(), thread.url, self._secret, self.kernel_id),
-            )
+            try:
+                write_runtime(
+                    self.runtime_file,
+                    RuntimeInfo(thread.port, os.getpid(), thread.url, self._secret, self.kernel_id),
+                )
+            except BaseException:  # secure_write refused the file's permissions, a full disk
+                role.hub.close()
+                thread.stop()
+                raise
             thread.registry.subscribe(self._notify)
             self._switch(role, sent, sent_rooms)
             self._end_attach_loop(previous)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 if TYPE_CHECKING:
     from ipymeet.server import SignallerThread
 
@@ -35,6 +37,16 @@ class Hide:
 
 sys.meta_path.insert(0, Hide())
 """
+
+
+#: Whether this Python has POSIX's users and file modes (not on Windows): the tests that need
+#: them are skipped elsewhere with :func:`posix_only`.
+POSIX = hasattr(os, "getuid")
+
+
+def posix_only(reason: str) -> pytest.MarkDecorator:
+    """Skip a test (or a ``pytest.param``) where there is no POSIX, saying what it needs."""
+    return pytest.mark.skipif(not POSIX, reason=f"needs POSIX: {reason}")
 
 
 def free_port() -> int:

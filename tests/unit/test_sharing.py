@@ -5,11 +5,15 @@ sharing is on (server/sharing.py)."""
 
 from __future__ import annotations
 
+import getpass
 import hmac
 import json
 import os
 import stat
 import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +36,7 @@ from ipymeet.server.runtime import (
 from ipymeet.server.settings import port_from_env, share_from_env
 from ipymeet.server.sharing import KernelSignaller
 
-from ..support import free_port, wait_until
+from ..support import free_port, posix_only, wait_until
 
 INFO = RuntimeInfo(24321, os.getpid(), "http://127.0.0.1:24321", bytes(range(32)), "kernel-1")
 
@@ -40,16 +44,9 @@ INFO = RuntimeInfo(24321, os.getpid(), "http://127.0.0.1:24321", bytes(range(32)
 # -- the runtime file ------------------------------------------------------------------------------
 
 
-def test_the_runtime_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
+def test_the_runtime_file_holds_what_the_kernels_need_and_not_in_its_repr(tmp_path: Path) -> None:
     path = tmp_path / RUNTIME_FILE
-    before = os.umask(0)
-    try:
-        write_runtime(path, INFO)
-    finally:
-        os.umask(before)
-    info = path.stat()
-    assert stat.S_IMODE(info.st_mode) == 0o600
-    assert info.st_uid == os.getuid()
+    write_runtime(path, INFO)
     assert read_runtime(path) == INFO
     written = json.loads(path.read_text())
     assert written == {
@@ -61,6 +58,52 @@ def test_the_runtime_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
         "kernel": "kernel-1",
     }
     assert bytes(range(32)).hex() not in repr(INFO)
+
+
+@posix_only("file modes and owners")
+def test_the_runtime_file_and_its_lock_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / RUNTIME_FILE
+    before = os.umask(0)
+    try:
+        write_runtime(path, INFO)
+        with runtime_lock(tmp_path):
+            assert stat.S_IMODE((tmp_path / LOCK_FILE).stat().st_mode) == 0o600
+    finally:
+        os.umask(before)
+    info = path.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o600
+    assert info.st_uid == os.getuid()
+    assert read_runtime(path) == INFO
+
+
+def test_the_file_is_written_with_jupyters_secure_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """secure_write (jupyter_core) makes the temporary file: mode 0600 here, the user's ACL on
+    Windows; a refusal of it (its permissions did not take) leaves nothing behind."""
+    import jupyter_core.paths
+
+    opened: list[str] = []
+    real = jupyter_core.paths.secure_write
+
+    def spy(name: str, binary: bool = False) -> Any:
+        opened.append(name)
+        return real(name, binary)
+
+    monkeypatch.setattr(jupyter_core.paths, "secure_write", spy)
+    path = tmp_path / RUNTIME_FILE
+    write_runtime(path, INFO)
+    assert [Path(name).parent for name in opened] == [tmp_path]
+    assert Path(opened[0]).name.startswith(f".{RUNTIME_FILE}.")
+
+    def refuse(name: str, binary: bool = False) -> Any:
+        raise RuntimeError(f"Permissions assignment failed for secure file: '{name}'.")
+
+    monkeypatch.setattr(jupyter_core.paths, "secure_write", refuse)
+    with pytest.raises(RuntimeError, match="Permissions"):
+        write_runtime(path, RuntimeInfo(1, 1, "http://127.0.0.1:1", b"z" * 32, "k"))
+    assert read_runtime(path) == INFO
+    assert [p.name for p in tmp_path.iterdir()] == [RUNTIME_FILE]
 
 
 def test_the_runtime_file_is_replaced_whole_never_written_in_place(tmp_path: Path) -> None:
@@ -81,8 +124,12 @@ def test_the_runtime_file_is_replaced_whole_never_written_in_place(tmp_path: Pat
 @pytest.mark.parametrize(
     "spoil",
     [
-        pytest.param(lambda p: p.chmod(0o644), id="others-may-read"),
-        pytest.param(lambda p: p.chmod(0o620), id="group-may-write"),
+        pytest.param(
+            lambda p: p.chmod(0o644), id="others-may-read", marks=posix_only("file modes")
+        ),
+        pytest.param(
+            lambda p: p.chmod(0o620), id="group-may-write", marks=posix_only("file modes")
+        ),
         pytest.param(lambda p: p.write_text("{not json"), id="garbage"),
         pytest.param(lambda p: p.write_text(json.dumps({"version": 2})), id="other-version"),
         pytest.param(
@@ -105,13 +152,62 @@ def test_a_runtime_file_that_is_not_the_users_own_or_not_ours_is_ignored(
     assert read_runtime(path) is None
 
 
-def test_a_symlink_or_a_missing_file_is_no_runtime_file(tmp_path: Path) -> None:
+def test_a_symlink_or_a_missing_file_is_no_runtime_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "elsewhere.json"
     write_runtime(target, INFO)
     link = tmp_path / RUNTIME_FILE
     link.symlink_to(target)
     assert read_runtime(link) is None
     assert read_runtime(tmp_path / "missing.json") is None
+    # Without O_NOFOLLOW (Windows), the link is opened, and refused all the same.
+    monkeypatch.delattr(os, "O_NOFOLLOW", raising=False)
+    assert read_runtime(link) is None
+    assert read_runtime(target) == INFO
+
+
+def test_without_posix_the_file_is_trusted_for_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where there is no uid (Windows), a file's mode bits say nothing of who may read it (its
+    ACL does): read_runtime takes a regular file in the user's runtime folder whatever its
+    mode, and still no link or directory."""
+    path = tmp_path / RUNTIME_FILE
+    write_runtime(path, INFO)
+    path.chmod(0o644)
+    monkeypatch.delattr(os, "getuid", raising=False)
+    assert not runtime.posix()
+    assert read_runtime(path) == INFO
+    (tmp_path / "folder").mkdir()
+    assert read_runtime(tmp_path / "folder") is None
+
+
+def test_a_rename_refused_for_a_moment_is_tried_again_without_posix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows refuses to rename over a file another process has open (a virus scanner): the
+    writer tries again; on POSIX a PermissionError is one at once."""
+    path = tmp_path / RUNTIME_FILE
+    write_runtime(path, INFO)
+    real, refusals = Path.replace, [PermissionError(13, "in use"), PermissionError(13, "in use")]
+
+    def busy(self: Path, target: Any) -> Path:
+        if refusals:
+            raise refusals.pop()
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "replace", busy)
+    newer = RuntimeInfo(30001, 1, "https://127.0.0.1:30001", b"n" * 32, "kernel-2")
+    if runtime.posix():
+        with pytest.raises(PermissionError):
+            write_runtime(path, newer)
+        assert read_runtime(path) == INFO
+        monkeypatch.delattr(os, "getuid")
+    write_runtime(path, newer)
+    assert not refusals
+    assert read_runtime(path) == newer
+    assert [p.name for p in tmp_path.iterdir()] == [RUNTIME_FILE]
 
 
 def test_the_host_removes_the_file_only_while_it_is_its_own(tmp_path: Path) -> None:
@@ -124,9 +220,8 @@ def test_the_host_removes_the_file_only_while_it_is_its_own(tmp_path: Path) -> N
     assert remove_runtime(path, "kernel-1") is False
 
 
-def test_the_lock_is_one_holder_at_a_time_and_private(tmp_path: Path) -> None:
+def test_the_lock_is_one_holder_at_a_time(tmp_path: Path) -> None:
     with runtime_lock(tmp_path):
-        assert stat.S_IMODE((tmp_path / LOCK_FILE).stat().st_mode) == 0o600
         # Another open file description (as another process has) waits, then gives up.
         with pytest.raises(TimeoutError), runtime_lock(tmp_path, timeout=0.05):
             pass
@@ -136,13 +231,71 @@ def test_the_lock_is_one_holder_at_a_time_and_private(tmp_path: Path) -> None:
         pass
 
 
-def test_the_runtime_directory_is_jupyters_and_made_private(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    wanted = tmp_path / "deep" / "runtime"
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(wanted))
-    assert runtime.runtime_dir() == wanted
-    assert stat.S_IMODE(wanted.stat().st_mode) == 0o700
+def test_the_lock_excludes_another_thread_until_let_go(tmp_path: Path) -> None:
+    """Two "kernels" in one process (the tests', a failover thread) take turns too."""
+    held, release, order = threading.Event(), threading.Event(), []
+
+    def holder() -> None:
+        with runtime_lock(tmp_path):
+            order.append("holder in")
+            held.set()
+            release.wait(10)
+            order.append("holder out")
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(TimeoutError), runtime_lock(tmp_path, timeout=0.1):
+            pass
+        threading.Timer(0.2, release.set).start()
+        with runtime_lock(tmp_path, timeout=10):
+            order.append("waiter in")
+    finally:
+        release.set()
+        thread.join(10)
+    assert order == ["holder in", "holder out", "waiter in"]
+
+
+LOCK_HOLDER = """
+import sys, time
+from pathlib import Path
+from ipymeet.server.runtime import runtime_lock
+with runtime_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_holders_lock_is_let_go_at_once(tmp_path: Path) -> None:
+    """Another process holds the lock; killed (SIGKILL; TerminateProcess on Windows) it never
+    let go itself, and the system did: the next one takes it at once, the file left in place."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "held\n"
+        with pytest.raises(TimeoutError), runtime_lock(tmp_path, timeout=0.2):
+            pass
+        child.kill()
+        child.wait(10)
+        started = time.monotonic()
+        with runtime_lock(tmp_path, timeout=5):
+            took = time.monotonic() - started
+    finally:
+        child.kill()
+        child.wait(10)
+    assert took < 0.5
+    assert (tmp_path / LOCK_FILE).exists()
+
+
+def test_the_lock_is_filelocks_os_lock_not_a_soft_one() -> None:
+    """Where flock or LockFileEx exists filelock takes it: a SoftFileLock (a file that says
+    "taken") would outlive a killed holder."""
+    import filelock
+
+    assert filelock.FileLock in (filelock.UnixFileLock, filelock.WindowsFileLock)
 
 
 # -- the handshake's proofs ------------------------------------------------------------------------
@@ -181,12 +334,22 @@ def test_proofs_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -
 # -- the port, and when sharing is on --------------------------------------------------------------
 
 
-def test_the_users_port_is_derived_from_the_uid_below_the_ephemeral_ports() -> None:
-    ports = [user_port(uid) for uid in range(1000, 1200)]
+def test_the_users_port_is_derived_from_the_name_below_the_ephemeral_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    names = [f"user{n}" for n in range(200)]
+    ports = [user_port(name) for name in names]
     assert all(20000 <= port <= 31999 for port in ports)
     assert len(set(ports)) > 190  # users of one machine differ
-    assert user_port(1000) == user_port(1000)
-    assert user_port() == user_port(os.getuid())
+    assert user_port("ada") == user_port("ada") == 28539  # the same on every machine
+    monkeypatch.setenv("LOGNAME", "grace")  # getpass.getuser()'s first place to look
+    assert user_port() == user_port("grace")
+
+    def nameless() -> str:
+        raise OSError("No username set in the environment")
+
+    monkeypatch.setattr(getpass, "getuser", nameless)
+    assert user_port() == user_port("")
 
 
 def test_ipymeet_port_and_share_are_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,6 +448,7 @@ def test_the_host_state_goes_over_the_wire_and_back() -> None:
             HostState.from_wire(broken)
 
 
+@posix_only("signal 0 and /proc tell a dead or zombie process")
 def test_a_killed_host_not_yet_reaped_counts_as_gone() -> None:
     """A zombie (killed, its parent not yet waiting for it) still has its pid, but no socket: a
     kernel taking over must not wait for it."""
@@ -302,3 +466,32 @@ def test_a_killed_host_not_yet_reaped_counts_as_gone() -> None:
         child.wait(5)
     assert not runtime.pid_alive(child.pid)
     assert runtime.pid_alive(os.getpid())
+
+
+def test_without_posix_any_pid_may_be_alive_and_no_signal_is_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On Windows ``os.kill(pid, 0)`` is a CTRL_C_EVENT: never sent; the handshake decides."""
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.delattr(os, "getuid", raising=False)
+    assert runtime.pid_alive(os.getpid())
+    assert runtime.pid_alive(2**22 + 12345)
+    assert sent == []
+
+
+def test_a_host_that_cannot_write_the_file_stops_its_signaller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """secure_write refusing the file's permissions (or a full disk) ends the start, and leaves
+    no signaller thread behind (the autouse fixture checks)."""
+
+    def refuse(path: Path, info: RuntimeInfo) -> None:
+        raise RuntimeError("Permissions assignment failed for secure file")
+
+    monkeypatch.setattr(sharing, "write_runtime", refuse)
+    kernel = KernelSignaller(Settings(ice_servers=()), runtime_dir=tmp_path, port=free_port())
+    with pytest.raises(RuntimeError, match="Permissions"):
+        kernel.start()
+    assert not kernel.running
+    assert read_runtime(tmp_path / RUNTIME_FILE) is None
