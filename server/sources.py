@@ -44,6 +44,8 @@ def read_source(
         raise ValueError(f"{option} file:{where}: no such file") from None
     except OSError as error:
         raise ValueError(f"{option} file:{where}: cannot read it ({error.strerror})") from None
-    if path.stat().st_mode & 0o077:
+    # Only POSIX's mode bits say who else may read it (on Windows every writable file shows 0o666;
+    # its ACL decides, and is not looked at here).
+    if hasattr(os, "getuid") and path.stat().st_mode & 0o077:
         log.warning("ipymeet: warning: %s can be read by other users; chmod 600 it", path)
     return text
