@@ -39,14 +39,31 @@ sys.meta_path.insert(0, Hide())
 """
 
 
-#: Whether this Python has POSIX's users and file modes (not on Windows): the tests that need
-#: them are skipped elsewhere with :func:`posix_only`.
+#: Whether this Python has POSIX's users and file modes: not on Windows, nor in the POSIX-less
+#: mode (tests/posixless); the tests that need them are skipped elsewhere with :func:`posix_only`.
 POSIX = hasattr(os, "getuid")
+#: The folder whose ``sitecustomize`` hides what only POSIX has (tests/posixless/sitecustomize.py).
+POSIXLESS = Path(__file__).parent / "posixless"
 
 
 def posix_only(reason: str) -> pytest.MarkDecorator:
     """Skip a test (or a ``pytest.param``) where there is no POSIX, saying what it needs."""
     return pytest.mark.skipif(not POSIX, reason=f"needs POSIX: {reason}")
+
+
+#: For the tests that run benchmarks/signalling.py, a POSIX tool.
+BENCHMARK_NEEDS_POSIX = posix_only(
+    "benchmarks/signalling.py forks its load processes and raises the open-file limit (resource)"
+)
+
+
+def posixless_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (else this process's environment) for a Python as on Windows: tests/posixless
+    first on its PYTHONPATH."""
+    env = dict(os.environ if env is None else env)
+    paths = [str(POSIXLESS), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
 
 
 def free_port() -> int:

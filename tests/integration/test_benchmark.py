@@ -11,6 +11,10 @@ from pathlib import Path
 
 from ipymeet.server import SignallerThread
 
+from ..support import BENCHMARK_NEEDS_POSIX
+
+pytestmark = BENCHMARK_NEEDS_POSIX
+
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "signalling.py"
 
 FIELDS = {

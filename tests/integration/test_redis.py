@@ -25,7 +25,7 @@ from ipymeet.server.cluster import Cluster
 from ipymeet.server.registry import MESH, TUTORIAL, Departure, LocalRooms, Member, Registry, Rooms
 from ipymeet.server.validation import Refused
 
-from ..support import free_port
+from ..support import BENCHMARK_NEEDS_POSIX, free_port
 from .helpers import OFFER_SDP, Peer, enter, ice_candidate, tutorial_call
 from .pages import wait_until
 from .redis_nodes import Node, RedisServer
@@ -365,6 +365,7 @@ async def test_both_registries_answer_alike(kind: str, redis_server: RedisServer
         await cluster.redis.aclose()
 
 
+@BENCHMARK_NEEDS_POSIX
 def test_the_benchmark_measures_two_processes_behind_redis() -> None:
     """``benchmarks/signalling.py cluster``: one process, then two behind its own Redis (pairs on
     one process, then across), every message relayed, and the ratios."""
