@@ -71,9 +71,9 @@ def user_port(user: str | None = None) -> int:
 
 def runtime_dir() -> Path:
     """Jupyter's runtime directory (``JUPYTER_RUNTIME_DIR`` honoured), made as Jupyter's own apps
-    make it (``ensure_dir_exists``, 0700 on POSIX) if missing. On Windows it is under the user's
-    profile (``%APPDATA%\\jupyter\\runtime``), whose ACL lets in only the user, SYSTEM and
-    Administrators; a ``JUPYTER_RUNTIME_DIR`` elsewhere must be as private."""
+    make it (``ensure_dir_exists``, 0700 on POSIX) if missing. On Windows it is in the user's
+    profile (``%APPDATA%\\jupyter\\runtime``), which only the user, SYSTEM and Administrators
+    may enter; a ``JUPYTER_RUNTIME_DIR`` elsewhere must be as private."""
     from jupyter_core.paths import jupyter_runtime_dir
     from jupyter_core.utils import ensure_dir_exists
 
