@@ -135,7 +135,9 @@ def read_runtime(path: Path) -> RuntimeInfo | None:
     POSIX not this user's or readable or writable by others, or not one this version wrote."""
     try:
         # O_NOFOLLOW where there is one (not on Windows); the lstat below refuses a link anywhere.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # O_BINARY (Windows only): bytes as written, the text layer below decodes them.
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(path, flags)
     except OSError:
         return None
     try:
