@@ -247,7 +247,14 @@ class Attachment:
     def send(self, event: str, payload: dict[str, Any]) -> None:
         """Send ``event`` without waiting (lost if the connection is down: re-sent on attach).
         A refusal in its answer is logged, once per code: nobody waits to hear it."""
-        future = self.loop.submit(self._call(event, payload, REQUEST_TIMEOUT))
+        call = self._call(event, payload, REQUEST_TIMEOUT)
+        try:
+            future = self.loop.submit(call)
+        except RuntimeError:
+            # The attach loop has ended: the kernel is shutting down, and a widget's finalizer
+            # (binding._release) unregisters its key. Lost, as while the connection is down.
+            call.close()
+            return
         future.add_done_callback(functools.partial(self._refused, event))
 
     def _refused(self, event: str, future: concurrent.futures.Future[Any]) -> None:

@@ -5,6 +5,7 @@ sharing is on (server/sharing.py)."""
 
 from __future__ import annotations
 
+import gc
 import getpass
 import hmac
 import json
@@ -21,7 +22,8 @@ from typing import Any
 import pytest
 
 from ipymeet.server import Settings, SignallerThread, kernels, runner, runtime, sharing
-from ipymeet.server.attach import HostState
+from ipymeet.server.attach import Attachment, HostState, Loop
+from ipymeet.server.frames import FrameInbox
 from ipymeet.server.kernels import proof, proof_matches
 from ipymeet.server.runtime import (
     LOCK_FILE,
@@ -495,3 +497,24 @@ def test_a_host_that_cannot_write_the_file_stops_its_signaller(
         kernel.start()
     assert not kernel.running
     assert read_runtime(tmp_path / RUNTIME_FILE) is None
+
+
+def test_a_key_let_go_after_the_attach_loop_ended_raises_nothing(recwarn: Any) -> None:
+    """At kernel shutdown a widget's finalizer unregisters its key after the attach thread's loop
+    has closed: nothing is sent (the connection is gone too), and no traceback ("Event loop is
+    closed") nor a never-awaited coroutine is left behind."""
+    loop = Loop()
+    loop.stop()
+    assert loop.loop.is_closed()
+    info = RuntimeInfo(free_port(), os.getpid(), "http://127.0.0.1:1", b"s" * 32, "k-1")
+    attachment = Attachment(
+        info,
+        loop,
+        FrameInbox(),
+        on_members=lambda *_: None,
+        on_state=lambda *_: None,
+        on_lost=lambda *_: None,
+    )
+    attachment.send("kernel_clients", {"remove": ["gone"]})
+    gc.collect()
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]
