@@ -428,9 +428,7 @@ class Access:
     def check_request(self, host: str | None) -> None:
         """Refuse (``forbidden_host``) a request whose Host is not one of this signaller's."""
         if not self.hosts.allows(host):
-            name = host_name(host or "")[:100]
-            self.refusals.refused(Door.CONNECT, "forbidden_host", repr(name))
-            raise v.Refused("forbidden_host", FORBIDDEN_HOST.format(name=name))
+            raise self._forbidden_host(host)
 
     def origin_allowed(self, origin: str | None, request: Any) -> bool:
         """CORS: loopback pages, configured origins, and the origin of the request's own Host.
@@ -463,9 +461,7 @@ class Access:
         host = request.headers.get("Host") if request is not None else None
         client = _client_of(auth)
         if not self.hosts.allows(host) and not (client and await self._knows(client)):
-            name = host_name(host or "")[:100]
-            self.refusals.refused(Door.CONNECT, "forbidden_host", repr(name))
-            raise v.Refused("forbidden_host", FORBIDDEN_HOST.format(name=name))
+            raise self._forbidden_host(host)
         if self.vouchers is None:
             return ""
         user = await self.vouchers.identify(sid, dict(environ), auth)
@@ -496,18 +492,21 @@ class Access:
                 "closed): re-run the cell that shows the room",
             )
 
+    def _forbidden_host(self, host: str | None) -> v.Refused:
+        name = host_name(host or "")[:100]
+        self.refusals.refused(Door.CONNECT, "forbidden_host", repr(name))
+        return v.Refused("forbidden_host", FORBIDDEN_HOST.format(name=name))
+
     async def _knows(self, client: str) -> bool:
+        """Whether a kernel registered widget key ``client``. A kernel that has just taken over
+        hosting waits a moment for a key it does not know yet (server/kernels.py)."""
         if self.keys is not None and self.keys(client):
             return True
         return self.vouchers is not None and await self.vouchers.wait_for_key(client)
 
     async def _admits(self, client: str) -> bool:
-        """Whether widget key ``client`` may enter. A kernel that has just taken over hosting
-        waits a moment for a key it does not know yet (server/kernels.py)."""
-        known = self.keys
-        if known is None or known(client):
-            return True
-        return self.vouchers is not None and await self.vouchers.wait_for_key(client)
+        """Whether widget key ``client`` may enter: any key until a kernel restricts them."""
+        return self.keys is None or await self._knows(client)
 
 
 def _client_of(auth: Any) -> str:

@@ -237,10 +237,10 @@ async def assert_serves_a_call(url: str, room: str = "fresh-pair") -> None:
         assert await c.take() == [("signal", {"from": d.sid, "description": OFFER_SDP})]
 
 
-async def until(predicate: Callable[[], bool], what: str) -> None:
+async def until(predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> None:
     """Wait until ``predicate()`` holds, checking every 20 ms (for state nothing signals)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT
+    deadline = loop.time() + timeout
     while not predicate():
         assert loop.time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.02)

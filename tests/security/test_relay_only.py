@@ -41,7 +41,7 @@ from ipymeet.widget.contract import ErrorCode
 from ipymeet.widget.kernelpeer import NO_RELAY_MESSAGE
 
 from ..e2e.coturn import Coturn, coturn
-from ..integration.helpers import Peer, enter
+from ..integration.helpers import Peer, enter, until
 from ..integration.test_kernel_peer import PATTERN, peer_threads
 from ..support import MakeSignaller
 
@@ -143,15 +143,6 @@ def signals_from(member: Peer, sender: str) -> list[dict[str, Any]]:
     ]
 
 
-async def until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> None:
-    """Wait until ``predicate()`` holds, checking every 20 ms (state kept by other threads)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
 async def peer_state(peer: KernelPeer, predicate: Callable[[KernelPeer], bool]) -> None:
     """Wait for ``peer``, whose thread tells its changes, without blocking this test's loop."""
     await asyncio.to_thread(peer.wait_for, predicate, WAIT)
@@ -176,7 +167,7 @@ async def offer_heard(url: str, room: str, **options: Any) -> dict[str, Any]:
         try:
             peer.join()
             await peer_state(peer, lambda p: p.id != "")
-            await until(lambda: signals_from(mallory, peer.id), "the kernel peer's offer")
+            await until(lambda: signals_from(mallory, peer.id), "the kernel peer's offer", WAIT)
             signal = signals_from(mallory, peer.id)[0]
         finally:
             await asyncio.to_thread(peer.close)
@@ -233,11 +224,13 @@ async def test_a_relay_only_kernel_peer_answers_with_relays_only_and_is_reached_
             await mallory.emit(
                 "signal", {"to": bot.id, "description": {"type": offer.type, "sdp": offer.sdp}}
             )
-            await until(lambda: signals_from(mallory, bot.id), "the kernel peer's answer")
+            await until(lambda: signals_from(mallory, bot.id), "the kernel peer's answer", WAIT)
             answer = signals_from(mallory, bot.id)[0]["description"]
             assert answer["type"] == "answer"
             await attacker.setRemoteDescription(RTCSessionDescription(**answer))
-            await until(lambda: attacker.connectionState == "connected", "the call to connect")
+            await until(
+                lambda: attacker.connectionState == "connected", "the call to connect", WAIT
+            )
             assert check_relay_only(signals_from(mallory, bot.id), hosts, turn) >= 1
             transport = attacker.getTransceivers()[0].receiver.transport.transport
             learned = transport.getRemoteCandidates()
@@ -310,7 +303,7 @@ async def test_joining_relay_only_without_turn_fails_with_no_relay(
             assert bot.error_code is ErrorCode.NO_RELAY
             assert bot.error == NO_RELAY_MESSAGE
             await until(
-                lambda: any(e[0] == "peer_left" for e in mallory.events), "the peer to leave"
+                lambda: any(e[0] == "peer_left" for e in mallory.events), "the peer to leave", WAIT
             )
         finally:
             await asyncio.to_thread(bot.close)
@@ -363,7 +356,9 @@ async def test_process_and_record_of_a_relay_only_widget_offer_relays_only(
             assert recorder.peer.relay_only is True
             await peer_state(recorder.peer, lambda p: p.id != "")
             for peer in (processor.peer, recorder.peer):
-                await until(lambda p=peer: signals_from(mallory, p.id), f"{peer.name}'s offer")
+                await until(
+                    lambda p=peer: signals_from(mallory, p.id), f"{peer.name}'s offer", WAIT
+                )
                 signals = signals_from(mallory, peer.id)
                 assert signals[0]["description"]["type"] == "offer"
                 assert check_relay_only(signals, hosts, turn) >= 1

@@ -89,14 +89,8 @@ class RoutePage(Page):
 
     def __init__(self, server: SignallerThread, client: str = "k-route", room: str = "") -> None:
         super().__init__()
-        #: Its widget's room; "" until the page first enters one (then that is its widget's).
-        self.widget_room = room
-        self.route = relay.KernelRoute(client, server, self.catch, lambda: self.widget_room)
-
-    def request(self, n: int, request_id: int, event: str, payload: Message) -> Any:
-        if event == "enter" and not self.widget_room:
-            self.widget_room = payload["room"]
-        return super().request(n, request_id, event, payload)
+        #: Its widget's room: the only one the route relays an ``enter`` for.
+        self.route = relay.KernelRoute(client, server, self.catch, lambda: room)
 
     def send(self, content: Message, buffers: Sequence[bytes] = ()) -> None:
         self.route.take(parse_browser_message(content, buffers), buffers)  # type: ignore[arg-type]
