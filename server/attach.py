@@ -19,7 +19,7 @@ import functools
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +45,7 @@ class HostRefused(RuntimeError):
         self.code = str(fields.get("code", ""))[:64]
         self.message = str(fields.get("message", ""))[:300]
         super().__init__(f"the shared signaller refused {event}: {self.code}: {self.message}")
+
 
 #: Each step of attaching (connect, hello, attach) may take this long before the host is
 #: taken for dead; loopback answers in milliseconds.
@@ -143,6 +144,29 @@ class HostState:
             max_peers=max_peers,
             token_secret=token_secret,
         )
+
+
+#: How often :func:`until_dropped` looks at the connection.
+DROP_CHECK = 0.01
+
+
+async def until_dropped(sio: socketio.AsyncClient, work: Awaitable[T], what: str) -> T:
+    """Await ``work`` on ``sio`` (its connect, or a call), but end it with ConnectionError as soon
+    as its Engine.IO connection drops: python-socketio would wait out the timeout after a drop,
+    and a host that died mid-request must be known dead at once (a takeover's two seconds)."""
+    task = asyncio.ensure_future(work)
+    seen = sio.eio.state == "connected"
+    try:
+        while True:
+            done, _ = await asyncio.wait((task,), timeout=DROP_CHECK)
+            if done:
+                return task.result()
+            up = sio.eio.state == "connected"
+            if seen and not up:
+                raise ConnectionError(f"the connection dropped before {what} was answered")
+            seen = seen or up
+    finally:
+        task.cancel()
 
 
 class Loop:
@@ -278,7 +302,7 @@ class Attachment:
         sio = self.sio
         if sio is None or not sio.connected:
             raise ConnectionError("not connected")
-        return await sio.call(event, payload, timeout=timeout)
+        return await until_dropped(sio, sio.call(event, payload, timeout=timeout), event)
 
     async def open(self, request: dict[str, Any]) -> HostState:
         """Connect, check the host, prove this kernel, attach; the host's state."""
@@ -296,9 +320,10 @@ class Attachment:
         sio.on("kernel_frame", self._on_frame)
         sio.on("disconnect", self._on_disconnect)
         try:
-            await sio.connect(info.url, transports=["websocket"], wait_timeout=ATTACH_TIMEOUT)
+            connect = sio.connect(info.url, transports=["websocket"], wait_timeout=ATTACH_TIMEOUT)
+            await until_dropped(sio, connect, "connect")
             mine = secrets.token_hex(32)
-            hello = await sio.call("kernel_hello", {"challenge": mine}, timeout=ATTACH_TIMEOUT)
+            hello = await self._call("kernel_hello", {"challenge": mine}, ATTACH_TIMEOUT)
             theirs = hello.get("challenge") if isinstance(hello, dict) else None
             if not (
                 isinstance(hello, dict)
@@ -307,10 +332,10 @@ class Attachment:
                 and CHALLENGE_RE.fullmatch(theirs)
             ):
                 raise AttachRefused(f"the signaller on port {info.port} does not hold the secret")
-            answer = await sio.call(
+            answer = await self._call(
                 "kernel_attach",
                 {"proof": proof(info.secret, "kernel", info.port, theirs), **request},
-                timeout=ATTACH_TIMEOUT,
+                ATTACH_TIMEOUT,
             )
             if not isinstance(answer, dict) or answer.get("ok") is not True:
                 raise AttachRefused(f"the shared signaller refused to attach: {answer}")

@@ -49,7 +49,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import capacity
+from . import capacity, faults
 from . import validation as v
 from .access import Door, may_claim, may_hear, may_register
 from .frames import MAX_CHUNK_BYTES
@@ -268,6 +268,7 @@ class KernelHub:
     # -- the handshake ---------------------------------------------------------------------------
 
     async def _hello(self, conn: Connection, *args: Any) -> dict[str, Any]:
+        faults.reached("hello")
         payload = v.mapping(_one(args, "kernel_hello"), "kernel_hello payload")
         challenge = payload.get("challenge")
         if not isinstance(challenge, str) or not CHALLENGE_RE.fullmatch(challenge):
@@ -283,6 +284,7 @@ class KernelHub:
     async def _attach(self, conn: Connection, *args: Any) -> dict[str, Any]:
         payload = v.mapping(_one(args, "kernel_attach"), "kernel_attach payload")
         self._check_proof(conn, payload)
+        faults.reached("attach")
         if conn.sid in self._by_sid:
             raise v.Refused("already_attached", "this connection is attached already")
         kernel = payload.get("kernel")
@@ -314,6 +316,7 @@ class KernelHub:
             for key in clients:
                 self._owners[key] = kernel
         link.keys = clients
+        faults.reached("replay")
         # All of its rooms' capacities, as it has them now (its old ones went meanwhile).
         table = self.signaller.room_capacity
         table.drop(kernel)

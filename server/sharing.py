@@ -31,6 +31,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import secrets
@@ -40,7 +41,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from . import capacity, tokens
+from . import capacity, faults, tokens
 from .attach import ATTACH_TIMEOUT, REQUEST_TIMEOUT, Attachment, HostRefused, HostState, Loop
 from .frames import Frame, FrameInbox
 from .kernels import KernelHub
@@ -63,10 +64,19 @@ from .settings import Settings, port_from_env, share_from_env
 
 log = logging.getLogger("ipymeet.server")
 
+#: How long a kernel taking over waits for the port of the host that ended to be free.
+PORT_WAIT = 2.0
+
 #: How long ``register()`` on an attached kernel waits for the host to know the key.
 REGISTER_TIMEOUT = REQUEST_TIMEOUT
 
 Listener = Callable[[str], None]
+
+
+def _in_use(failure: RuntimeError) -> bool:
+    """Whether ``SignallerThread.start`` failed because the address is in use."""
+    cause = failure.__cause__
+    return isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE
 
 
 def enabled() -> bool:
@@ -276,6 +286,7 @@ class KernelSignaller:
             if self._stopping:
                 return
             info = read_runtime(self.runtime_file)
+            log.debug("ipymeet: took the lock; the runtime file names %s", info)
             stale = None
             if info is not None and info.kernel != self.kernel_id:
                 if pid_alive(info.pid):
@@ -331,6 +342,7 @@ class KernelSignaller:
         ``stale`` file's dead host (its pages come back there), the user's port, or a free one."""
         if self._secret is None or old is None:
             self._secret = secrets.token_bytes(SECRET_BYTES)
+        secret = self._secret
         if old is not None:  # taking over: the same address, scheme, capacity and tokens
             settings = self._base.with_(
                 host=old.host, tls=old.tls, max_peers=old.max_peers, secret=old.token_secret
@@ -343,32 +355,42 @@ class KernelSignaller:
         previous = self._role if isinstance(self._role, Attachment) else None
         with self._keys_lock:
             sent, sent_rooms = set(self._clients), self._claims.rooms()
+        # The port of a host that ended, where its pages come back: it may hold it a moment
+        # longer (a killed process's threads end one by one, its sockets close with the last).
+        ended = old.port if old is not None else 0
+        if stale is not None and not pid_alive(stale.pid):
+            ended = stale.port
+        took_over = old is not None or bool(stale)
         failure: Exception | None = None
+        faults.reached("locked")
         for port in ports:
-            thread = SignallerThread(settings.with_(port=port))
-            thread.signaller.frames = self._frames  # one inbox across roles
-            for room, max_peers in sent_rooms.items():  # the others bring theirs as they attach
-                thread.signaller.room_capacity.set(self.kernel_id, room, max_peers)
-            # A host that replaces one that ended waits a moment for keys being registered again.
-            role = _Hosting(self, thread, self._secret, took_over=old is not None or bool(stale))
-            role.hub.install()
-            for key in sent:
-                role.hub.add_local(key)
-            try:
-                thread.start()
-            except RuntimeError as why:  # the port is taken (a squatter, another program)
-                failure = why
+            deadline = time.monotonic() + (PORT_WAIT if port and port == ended else 0.0)
+            while True:
+                try:
+                    role = self._listen(
+                        settings.with_(port=port), secret, sent, sent_rooms, took_over
+                    )
+                    break
+                except RuntimeError as why:  # the port is taken (a squatter, another program)
+                    failure = why
+                    if not _in_use(why) or time.monotonic() >= deadline:
+                        role = None
+                        break
+                    time.sleep(0.02)
+            if role is None:
                 continue
-            role.hub.loop, role.hub.port = thread.loop, thread.port
+            thread = role.thread
+            faults.reached("listening")
             try:
                 write_runtime(
                     self.runtime_file,
-                    RuntimeInfo(thread.port, os.getpid(), thread.url, self._secret, self.kernel_id),
+                    RuntimeInfo(thread.port, os.getpid(), thread.url, secret, self.kernel_id),
                 )
             except BaseException:  # secure_write refused the file's permissions, a full disk
                 role.hub.close()
                 thread.stop()
                 raise
+            faults.reached("written")
             thread.registry.subscribe(self._notify)
             self._switch(role, sent, sent_rooms)
             self._end_attach_loop(previous)
@@ -379,6 +401,30 @@ class KernelSignaller:
             )
             return
         raise RuntimeError(f"could not host the shared signaller: {failure}")
+
+    def _listen(
+        self,
+        settings: Settings,
+        secret: bytes,
+        sent: set[str],
+        sent_rooms: dict[str, int],
+        took_over: bool,
+    ) -> _Hosting:
+        """A signaller listening with ``settings``, its hub holding ``secret``, admitting this
+        kernel's keys ``sent``, its rooms holding ``sent_rooms``; RuntimeError if it cannot
+        listen."""
+        thread = SignallerThread(settings)
+        thread.signaller.frames = self._frames  # one inbox across roles
+        for room, max_peers in sent_rooms.items():  # the others bring theirs as they attach
+            thread.signaller.room_capacity.set(self.kernel_id, room, max_peers)
+        # A host that replaces one that ended waits a moment for keys being registered again.
+        role = _Hosting(self, thread, secret, took_over=took_over)
+        role.hub.install()
+        for key in sent:
+            role.hub.add_local(key)
+        thread.start()
+        role.hub.loop, role.hub.port = thread.loop, thread.port
+        return role
 
     def _switch(
         self, role: _Hosting | Attachment, sent: set[str], sent_rooms: dict[str, int]
@@ -473,6 +519,7 @@ class KernelSignaller:
         threading.Thread(target=self._failover, name="ipymeet-failover", daemon=True).start()
 
     def _failover(self) -> None:
+        log.debug("ipymeet: the shared signaller's host went away; finding or hosting another")
         pause = 0.05
         with self._role_lock:
             old = self._mirror

@@ -17,11 +17,27 @@ import { SignalingClient, SignalingError, UnreachableError, type EnterAccepted, 
 import type { FrameSink } from "./snapshot";
 import type { ChatPeerMessage, Model, PeerStats, WidgetModel } from "./types";
 
-/** Pauses between attempts to reach the signaller again: doubling from the first to the last. */
+/**
+ * Pauses between attempts to reach the signaller again: RECONNECT_FIRST_MS for the first
+ * RECONNECT_QUICK attempts (about two seconds, in which a kernel taking over the shared signaller
+ * is back), then doubling up to RECONNECT_MAX_MS.
+ */
 export const RECONNECT_FIRST_MS = 250;
+export const RECONNECT_QUICK = 8;
 export const RECONNECT_MAX_MS = 5000;
 /** How long the signaller may be out of reach before the view says so in an error. */
 export const RECONNECT_NOTICE_MS = 10000;
+
+/**
+ * The pause before attempt `attempt` to reach the signaller again (0: the first, at once), with
+ * ±25 % jitter so that the pages that lost a restarted signaller do not all come back at one
+ * instant.
+ */
+export function reconnectPause(attempt: number, random: () => number = Math.random): number {
+  if (attempt === 0) return 0;
+  const steps = Math.max(0, attempt - RECONNECT_QUICK);
+  return Math.min(RECONNECT_FIRST_MS * 2 ** steps, RECONNECT_MAX_MS) * (0.75 + random() / 2);
+}
 
 /** What a session tells its Call. None of it is called once the session is closed. */
 export interface SessionHost {
@@ -256,8 +272,7 @@ export class Session {
 
   private scheduleReconnect(attempt: number): void {
     if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
-    // Jitter, so that pages that lost a restarted signaller do not all come back at one instant.
-    const pause = attempt === 0 ? 0 : Math.min(RECONNECT_FIRST_MS * 2 ** (attempt - 1), RECONNECT_MAX_MS) * (0.75 + Math.random() / 2);
+    const pause = reconnectPause(attempt);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       void this.reconnect(attempt);

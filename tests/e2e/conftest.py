@@ -154,6 +154,20 @@ def wait_remote_video(page: Any, count: int = 1, *, scope: str = "", timeout: fl
     )
 
 
+TILE_FRAMES_JS = """(name) => {
+  const tile = [...document.querySelectorAll('.ipymeet-tile')].find(
+    (t) => t.querySelector('.ipymeet-tile-name-text')?.textContent === name);
+  const video = tile && tile.querySelector('video');
+  return video ? [tile.dataset.peerId, video.getVideoPlaybackQuality().totalVideoFrames] : null;
+}"""
+
+
+def tile_frames(page: Any, name: str) -> tuple[str, int] | None:
+    """``name``'s tile on ``page``: its member id and the frames its video has shown."""
+    found = page.evaluate(TILE_FRAMES_JS, name)
+    return None if found is None else (str(found[0]), int(found[1]))
+
+
 def model(page: Any, name: str) -> Any:
     """A trait of the page's model (standalone pages: ``window.ipymeet.model``)."""
     return page.evaluate("(n) => window.ipymeet.model.get(n)", name)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ..support import Served, open_and_run, wait_for_file, write_notebook
-from .conftest import ARTIFACTS, wait_remote_video
+from .conftest import ARTIFACTS, tile_frames, wait_remote_video
 from .remote import (
     DASHBOARD,
     Dashboard,
@@ -153,19 +153,6 @@ def wait_videos(page: Any, count: int, timeout: float = 30) -> None:
 
 #: The longest a remote video may stand still while the room heals (it runs at about 20 fps).
 STALL = 2.5
-
-TILE_FRAMES_JS = """(name) => {
-  const tile = [...document.querySelectorAll('.ipymeet-tile')].find(
-    (t) => t.querySelector('.ipymeet-tile-name-text')?.textContent === name);
-  const video = tile && tile.querySelector('video');
-  return video ? [tile.dataset.peerId, video.getVideoPlaybackQuality().totalVideoFrames] : null;
-}"""
-
-
-def tile_frames(page: Any, name: str) -> tuple[str, int] | None:
-    """``name``'s tile on ``page``: its member id and the frames its video has shown."""
-    found = page.evaluate(TILE_FRAMES_JS, name)
-    return None if found is None else (str(found[0]), int(found[1]))
 
 
 def say(page: Any, text: str) -> None:

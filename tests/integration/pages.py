@@ -3,7 +3,7 @@ view does (js/src/session.ts) when its signaller goes away.
 
 A :class:`Page` connects with its widget's key (``auth.client``) and enters its room under a
 session key. When its connection drops while it is in the room, it reconnects with the pauses
-session.ts uses (at once, then 0.25 s doubling to 5 s) and enters again under the same session
+session.ts uses (at once, every 0.25 s for 2 s, then doubling to 5 s) and enters again under the same session
 key; a refusal that ends a call (``unknown_widget``, ``forbidden``) ends it here too. Every wait
 is on a condition with a timeout.
 """
@@ -19,10 +19,12 @@ from typing import Any
 
 import socketio
 
+from ipymeet.server.attach import until_dropped
 from ipymeet.server.signaller import member_id
 
-#: The pauses before each attempt to enter again, as session.ts (its ±25 % jitter left out).
-PAUSES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 5.0)
+#: The pauses before each attempt to enter again, as session.ts's reconnectPause (its ±25 %
+#: jitter left out): at once, every 0.25 s for 2 s, then doubling up to 5 s.
+PAUSES = (0.0, *(0.25,) * 8, 0.5, 1.0, 2.0, 4.0, 5.0)
 #: Refusals after which session.ts gives up (js/src/errors.ts: they end the call).
 ENDS_THE_CALL = frozenset({"unknown_widget", "forbidden", "room_full", "wrong_dialect"})
 #: Longest wait for anything here; a deferred enter alone may take 3 s.
@@ -78,12 +80,13 @@ class Page:
         sio.on("*", self._record)
         sio.on("disconnect", lambda *_: self._lost(sio))
         try:
-            await sio.connect(
+            connect = sio.connect(
                 self.url,
                 transports=["websocket"],
                 auth={"client": self.client},
                 wait_timeout=TIMEOUT,
             )
+            await until_dropped(sio, connect, "connect")
         except BaseException:
             await sio.eio.disconnect()  # closes its HTTP session, which a failed connect leaves
             raise
@@ -91,7 +94,9 @@ class Page:
         payload: dict[str, Any] = {"room": self.room, "name": self.name, "session": self.session}
         if self.token is not None:
             payload["token"] = self.token
-        answer: dict[str, Any] = await sio.call("enter", payload, timeout=TIMEOUT)
+        # As signaling.ts, fail the request as soon as the connection drops.
+        enter = sio.call("enter", payload, timeout=TIMEOUT)
+        answer: dict[str, Any] = await until_dropped(sio, enter, "enter")
         if answer.get("ok") is True:
             self.entered += 1
             self.answer = answer

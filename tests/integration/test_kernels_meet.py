@@ -13,98 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
-from jupyter_client import KernelManager
 
 from ipymeet.server.runtime import RUNTIME_FILE, read_runtime
 
 from ..support import free_port
+from .kernels import MAKE_ROOM, Kernel, kernel_env, listeners
 from .pages import Page, pages, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
-#: How long a kernel may take to start and import ipymeet on a loaded 2-core machine.
-START_TIMEOUT = 90.0
 #: The failover's target is 2 s; this test allows for a loaded machine and prints the figure.
 FAILOVER_LIMIT = 5.0
-
-
-class Kernel:
-    """One real kernel (jupyter_client), its widget ``r`` and what it says of its signaller."""
-
-    def __init__(self, name: str, env: dict[str, str], directory: Path) -> None:
-        self.name = name
-        self.manager = KernelManager(kernel_name="python3")
-        self.manager.connection_file = str(directory / f"kernel-{name}.json")
-        self.manager.start_kernel(env=env, cwd=str(directory))
-        self.client = self.manager.blocking_client()
-        self.client.start_channels()
-        self.info: dict[str, Any] = {}
-
-    @property
-    def pid(self) -> int:
-        return int(self.manager.provisioner.pid)  # type: ignore[union-attr]
-
-    def ready(self) -> None:
-        self.client.wait_for_ready(timeout=START_TIMEOUT)
-
-    def run(self, code: str, timeout: float = 30.0) -> Any:
-        """Run ``code``; the JSON its last printed line holds."""
-        printed: list[str] = []
-        errors: list[str] = []
-
-        def output(message: dict[str, Any]) -> None:
-            kind, content = message["msg_type"], message["content"]
-            if kind == "stream":
-                printed.append(content["text"])
-            elif kind == "error":
-                errors.append("\n".join(content["traceback"]))
-
-        reply = self.client.execute_interactive(code, timeout=timeout, output_hook=output)
-        assert reply["content"]["status"] == "ok", f"{self.name}: {errors or reply}"
-        lines = "".join(printed).strip().splitlines()
-        return json.loads(lines[-1]) if lines else None
-
-    def peers(self) -> list[str]:
-        return sorted(p["name"] for p in self.run("print(json.dumps(r.peers))"))
-
-    @property
-    def alive(self) -> bool:
-        return bool(self.manager.is_alive())
-
-    def kill(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
-
-    def shutdown(self) -> None:
-        """A clean shutdown (the kernel's atexit runs), as closing its notebook does."""
-        self.client.stop_channels()
-        if self.manager.has_kernel:
-            self.manager.shutdown_kernel(now=False)
-
-    def close(self) -> None:
-        self.client.stop_channels()
-        if self.manager.has_kernel:
-            self.manager.shutdown_kernel(now=True)
-        self.manager.cleanup_resources()
-
-
-MAKE_ROOM = """
-import json, os
-from ipymeet import VideoRoom, kernel_signaller
-r = VideoRoom('team', name={name!r})
-s = kernel_signaller()
-print(json.dumps({{"client": r._client, "port": r._port, "hosting": s.hosting,
-                  "shared": s.shared, "pid": os.getpid()}}))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -112,12 +38,7 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Three kernels started at once, each with its VideoRoom('team')."""
     directory = tmp_path_factory.mktemp("kernels")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IPYMEET_")}
-    env.update(
-        JUPYTER_RUNTIME_DIR=str(directory),
-        IPYMEET_PORT=str(port),
-        IPYMEET_ICE_SERVERS="[]",
-    )
+    env = kernel_env(directory, port)
     made = [Kernel(name, env, directory) for name in ("Ada", "Bea", "Cy")]
     try:
         for kernel in made:
@@ -131,15 +52,6 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     finally:
         for kernel in made:
             kernel.close()
-
-
-def listeners(port: int) -> set[int]:
-    """The pids listening on ``port``."""
-    return {
-        c.pid
-        for c in psutil.net_connections("tcp")
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
-    }
 
 
 def hosting(kernels: list[Kernel]) -> list[str]:
