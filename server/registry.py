@@ -39,6 +39,7 @@ def public_name(key: str) -> str:
     """The room id clients use for a room kept under ``key``."""
     return key[len(TUTORIAL_MARK) :] if key.startswith(TUTORIAL_MARK) else key
 
+
 Listener = Callable[[str], None]
 log = logging.getLogger("ipymeet.server")
 

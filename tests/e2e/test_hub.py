@@ -22,7 +22,8 @@ import pytest
 import requests
 import socketio
 
-from ipymeet.server.hub import COOKIE, ServiceSignaller, ServiceTarget
+from ipymeet.server.hubclient import ServiceSignaller, ServiceTarget
+from ipymeet.server.hubservice import COOKIE
 
 from ..support import KERNEL_IDLE_JS, free_port, wait_http, wait_until, write_notebook
 from .conftest import ARTIFACTS, wait_remote_video
