@@ -46,7 +46,6 @@ class HostRefused(RuntimeError):
         self.message = str(fields.get("message", ""))[:300]
         super().__init__(f"the shared signaller refused {event}: {self.code}: {self.message}")
 
-
 #: Each step of attaching (connect, hello, attach) may take this long before the host is
 #: taken for dead; loopback answers in milliseconds.
 ATTACH_TIMEOUT = 2.0

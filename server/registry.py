@@ -39,7 +39,6 @@ def public_name(key: str) -> str:
     """The room id clients use for a room kept under ``key``."""
     return key[len(TUTORIAL_MARK) :] if key.startswith(TUTORIAL_MARK) else key
 
-
 Listener = Callable[[str], None]
 log = logging.getLogger("ipymeet.server")
 

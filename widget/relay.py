@@ -155,7 +155,9 @@ class KernelRoute:
         route.close()
     """
 
-    def __init__(self, client: str, server: Endpoint, send: Send, room: Callable[[], str]) -> None:
+    def __init__(
+        self, client: str, server: Endpoint, send: Send, room: Callable[[], str]
+    ) -> None:
         self.client = client
         self.server = server
         self._send = send
