@@ -38,6 +38,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -374,7 +375,8 @@ class ServiceSignaller(KernelSignaller):
     def _detached(self, problem: str) -> None:
         """Not attached: widgets see ``problem`` and a placeholder of the service's state until
         an attempt in the background gets through."""
-        log.warning("ipymeet: %s; trying again in the background", problem)
+        # Info, not a warning: the widgets show it (a warning would print in the cell as well).
+        log.info("ipymeet: %s; trying again in the background", problem)
         self._problem = problem
         public = (
             self.target.public if self.target is not None else getattr(self.source, "public", "")
@@ -435,7 +437,7 @@ class ServiceSignaller(KernelSignaller):
             try:
                 state = self._loop.run(attachment.open(request), 2 * ATTACH_TIMEOUT + 1)
             except Exception as failed:
-                tried.append(f"{target.url} ({_plain(failed)})")
+                tried.append(f"{target.url} ({_plain(failed, target)})")
                 continue
             self._mirror = self._seen_here(state)
             self._switch(attachment, sent, sent_rooms)
@@ -482,6 +484,18 @@ class ServiceSignaller(KernelSignaller):
         super().stop(timeout)
 
 
-def _plain(failed: BaseException) -> str:
-    """An attempt's failure in a few words (a timeout's own says nothing)."""
-    return str(failed).strip() or f"no answer within {2 * ATTACH_TIMEOUT + 1:g} s"
+def _plain(failed: BaseException, target: ServiceTarget) -> str:
+    """An attempt's failure in a few words. Socket.IO's own say little ("Connection error"), so
+    its address is tried once more with a bare TCP connection, which names the cause."""
+    text = str(failed).strip() or f"no answer within {2 * ATTACH_TIMEOUT + 1:g} s"
+    if not isinstance(failed, socketio.exceptions.ConnectionError):
+        return text
+    host = urlsplit(target.url).hostname or ""
+    try:
+        with socket.create_connection((host, target.port), timeout=ATTACH_TIMEOUT):
+            pass
+    except ConnectionRefusedError:
+        return "connection refused: nothing listens there"
+    except OSError as why:
+        return str(why) or type(why).__name__
+    return f"{text}: something answers there, but not as the hub's ipymeet service"

@@ -276,6 +276,7 @@ async def test_a_widget_shows_a_service_that_is_down_and_connects_once_it_is_up(
         try:
             assert room.error_code == ErrorCode.SIGNALLER_UNREACHABLE
             assert f"http://127.0.0.1:{port}/services/ipymeet/" in room.error, room.error
+            assert "connection refused: nothing listens there" in room.error
             assert "keeps trying" in room.error
             assert TOKEN not in room.error
             assert room.signaling_url == "/services/ipymeet/"
