@@ -376,7 +376,7 @@ def kernel_signaller(settings: Settings | None = None) -> SignallerThread | Kern
     from . import hubclient, sharing  # both import this module
 
     with _kernel_lock:
-        if _shared_signaller is not None and _shared_signaller.running:
+        if isinstance(_shared_signaller, hubclient.ServiceSignaller) and _shared_signaller.running:
             return _shared_signaller
         source = hubclient.source_from_env()
         if source is not None and source != _no_service:
@@ -391,9 +391,10 @@ def kernel_signaller(settings: Settings | None = None) -> SignallerThread | Kern
                 atexit.register(server.stop)
                 return server
         if sharing.enabled():
-            _shared_signaller = sharing.KernelSignaller(settings or Settings.from_env())
-            _shared_signaller.start()
-            atexit.register(_shared_signaller.stop)
+            if _shared_signaller is None or not _shared_signaller.running:
+                _shared_signaller = sharing.KernelSignaller(settings or Settings.from_env())
+                _shared_signaller.start()
+                atexit.register(_shared_signaller.stop)
             return _shared_signaller
         if _kernel_signaller is None or not _kernel_signaller.running:
             settings = settings or Settings.from_env()
