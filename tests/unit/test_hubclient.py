@@ -7,12 +7,14 @@ service the real app; a real hub's answers are checked in tests/e2e/test_hub.py.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from ipymeet.server import Settings, SignallerThread, runner
+from ipymeet.server import Settings, SignallerThread, hubclient, runner
 from ipymeet.server.attach import HostState
 from ipymeet.server.hubclient import (
     NoService,
@@ -323,3 +325,22 @@ def test_a_service_signaller_never_started_is_not_running() -> None:
     lookup = ServiceLookup("ipymeet", "http://127.0.0.1:1/hub/api", TOKEN)
     server = ServiceSignaller(lookup, Settings(ice_servers=()))
     assert (server.running, server.problem, server.page_url) == (False, "", "/services/ipymeet/")
+
+
+def test_the_service_and_its_client_do_not_import_each_other() -> None:
+    """The service runs where the hub runs it, the client in every user's kernel: they share
+    only server/hubnames.py."""
+    server = Path(hubclient.__file__).resolve().parent
+    for module, other in (("hubservice", "hubclient"), ("hubclient", "hubservice")):
+        tree = ast.parse((server / f"{module}.py").read_text(encoding="utf-8"))
+        imported = {
+            name
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for name in (
+                [node.module or "", *(a.name for a in node.names)]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+            )
+        }
+        assert not any(other in name for name in imported), (module, imported)
