@@ -10,7 +10,7 @@ The doors ask the functions and the :class:`Access` object here, never their own
 - the HTTP and Socket.IO doors of a signaller (server/app.py, server/signaller.py) ask
   :meth:`Access.check_request`, :meth:`Access.origin_allowed`, :meth:`Access.connect` and
   :meth:`Access.enter`;
-- the kernels' door (server/kernels.py, and server/hub.py for hub users) asks
+- the kernels' door (server/kernels.py, and server/hubservice.py for hub users) asks
   :func:`may_register`, :func:`may_hear` and :func:`may_claim`;
 - a kernel's widgets (widget/room.py, widget/relay.py) ask :func:`widget_room_allows` before they
   mint a token or relay an ``enter`` for their page.
@@ -384,7 +384,7 @@ class RefusalLog:
 
 class Vouchers(Protocol):
     """Who vouches for widget keys and callers besides the settings: the kernels attached to a
-    shared signaller (server/kernels.py) or the hub's users (server/hub.py)."""
+    shared signaller (server/kernels.py) or the hub's users (server/hubservice.py)."""
 
     def knows(self, client: str) -> bool:
         """Whether a kernel registered widget key ``client``."""

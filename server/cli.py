@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         hub_config = None
         if args.jupyterhub:
-            from .hub import HubConfig
+            from .hubservice import HubConfig
 
             hub_config = HubConfig.from_env()
             args.host = hub_config.bind_host if args.host is None else args.host
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         if hub_config is None:
             app, path = create_app(settings), "/"
         else:
-            from .hub import create_hub_app
+            from .hubservice import create_hub_app
 
             app, path = create_hub_app(settings, hub_config), hub_config.prefix
         served = serve_tls(settings.tls, settings.host)

@@ -24,8 +24,8 @@ back to ``unknown_widget``, as the view of a restarted kernel does, and its room
 
 Each kernel belongs to a user (:attr:`_Link.user`): "" for every kernel of a user's own shared
 signaller (one principal: all of them are the user's, proven by the runtime file), a hub user's
-name on a JupyterHub service (server/hub.py). What a kernel may register, hear and claim is asked
-of server/access.py (:func:`~server.access.may_register`, :func:`~server.access.may_hear`,
+name on a JupyterHub service (server/hubservice.py). What a kernel may register, hear and claim
+is asked of server/access.py (:func:`~server.access.may_register`, :func:`~server.access.may_hear`,
 :func:`~server.access.may_claim`), with the users of the rooms' members' connections: on the user's
 own signaller everything passes, as it always did; on the service a hub user's kernel reaches only
 what its own user's widgets hold. Each refusal is answered ``forbidden`` and logged once.
@@ -336,7 +336,7 @@ class KernelHub:
 
     def _check_proof(self, conn: Connection, payload: dict[str, Any]) -> None:
         """Refuse (and drop) ``conn`` unless ``payload`` proves it a kernel of this user: the
-        answer to this host's challenge (server/hub.py checks a JupyterHub token instead)."""
+        answer to this host's challenge (server/hubservice.py checks a JupyterHub token instead)."""
         challenge = self._challenges.pop(conn.sid, None)
         if challenge is None or not proof_matches(
             self._secret, "kernel", self.port, challenge, payload.get("proof")

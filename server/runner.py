@@ -50,7 +50,7 @@ def exposure_warning(settings: Settings, url: str, *, hub_prefix: str | None = N
     """What a signaller bound beyond loopback exposes, in plain words; None on loopback.
 
     ``hub_prefix``: it is ``ipymeet serve --jupyterhub``, serving under that path behind the hub's
-    login (server/hub.py), which is then what guards it instead of join tokens.
+    login (server/hubservice.py), which is then what guards it instead of join tokens.
     """
     if not settings.exposed:
         return None
@@ -349,33 +349,47 @@ class SignallerThread:
 _kernel_lock = threading.Lock()
 _kernel_signaller: SignallerThread | None = None
 _shared_signaller: KernelSignaller | None = None
+#: The hub's answer that it has no ipymeet service for this kernel (not asked again).
+_no_service: object = None
 
 
 def kernel_signaller(settings: Settings | None = None) -> SignallerThread | KernelSignaller:
     """This process's signaller, started on first use.
 
-    Inside a kernel (or with ``IPYMEET_SHARE=1``), the signaller this user's kernels share on
-    this machine: hosted by the first of them, attached to by the others (server/sharing.py).
-    Otherwise (or with ``IPYMEET_SHARE=0``) one of this process's own: 127.0.0.1, in a kernel on
-    the port :func:`kernel_port` gives unless it is taken, else a free one.
+    In a kernel of a JupyterHub's single-user server whose hub runs ipymeet's service (the hub's
+    API tells the kernel where, server/hubclient.py), or with ``IPYMEET_SIGNALLER`` set by hand:
+    that service, which this kernel attaches to with its hub token, wherever the kernel runs. If
+    it cannot be reached yet, the signaller returned is detached, says why in its ``problem``
+    and keeps trying; a value of the environment that is wrong raises
+    ``hubclient.ServiceUnreachable`` (the widget shows either).
 
-    With ``IPYMEET_SIGNALLER`` set (a JupyterHub's spawner sets it), the hub's ipymeet service,
-    which this kernel attaches to with its hub token (server/hub.py), wherever the kernel runs.
+    Otherwise, inside a kernel (or with ``IPYMEET_SHARE=1``), the signaller this user's kernels
+    share on this machine: hosted by the first of them, attached to by the others
+    (server/sharing.py). Otherwise (or with ``IPYMEET_SHARE=0``) one of this process's own:
+    127.0.0.1, in a kernel on the port :func:`kernel_port` gives unless it is taken, else a free
+    one.
 
     Settings come from ``IPYMEET_*`` environment variables (:meth:`Settings.from_env`) unless given;
     they apply only to the first call, which starts it (and, shared, only if this kernel hosts).
     """
-    global _kernel_signaller, _shared_signaller
-    from . import hub, sharing  # both import this module
+    global _kernel_signaller, _shared_signaller, _no_service
+    from . import hubclient, sharing  # both import this module
 
     with _kernel_lock:
-        target = hub.service_from_env()
-        if target is not None:
-            if _shared_signaller is None or not _shared_signaller.running:
-                _shared_signaller = hub.ServiceSignaller(target, settings or Settings.from_env())
-                _shared_signaller.start()
-                atexit.register(_shared_signaller.stop)
+        if isinstance(_shared_signaller, hubclient.ServiceSignaller) and _shared_signaller.running:
             return _shared_signaller
+        source = hubclient.source_from_env()
+        if source is not None and source != _no_service:
+            server = hubclient.ServiceSignaller(source, settings or Settings.from_env())
+            try:
+                _shared_signaller = server.start()
+            except hubclient.NoService as none:
+                # Asked once per process: a hub without ipymeet's service answers the same later.
+                log.info("ipymeet: no hub service for this kernel (%s): one of its own", none)
+                _no_service = source
+            else:
+                atexit.register(server.stop)
+                return server
         if sharing.enabled():
             if _shared_signaller is None or not _shared_signaller.running:
                 _shared_signaller = sharing.KernelSignaller(settings or Settings.from_env())

@@ -86,7 +86,7 @@ class Connection:
     #: How the others address it in ``mesh_room`` (see :func:`member_id`).
     peer_id: str = ""
     closing: bool = False
-    #: The hub user it connected as, behind a JupyterHub (server/hub.py); "" elsewhere.
+    #: The hub user it connected as, behind a JupyterHub (server/hubservice.py); "" elsewhere.
     user: str = ""
 
 

@@ -22,15 +22,21 @@ from typing import Any, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
 from ..server import SignallerThread, capacity, kernel_signaller
+from ..server.hubclient import ServiceUnreachable
 from ..server.registry import Member
 from ..server.settings import TLS, Settings
 from ..server.sharing import KernelSignaller
+from .contract import ErrorCode
 
 #: The kernel's signaller: of its own, or the one shared by this user's kernels.
 KernelServer: TypeAlias = "SignallerThread | KernelSignaller"
 
 #: Lifetime of the tokens a widget's own browser gets from the kernel: it uses them at once.
 WIDGET_TOKEN_TTL = 600.0
+
+#: Raised by :func:`kernel_signaller_for` when the kernel's signaller cannot even be looked for
+#: (a wrong value in the kernel's environment): the widget shows it (:func:`unavailable_message`).
+SignallerUnavailable = ServiceUnreachable
 
 # The bindings of this kernel, for admission and for ``secure=True`` reaching every widget.
 _bindings: weakref.WeakSet[KernelBinding] = weakref.WeakSet()
@@ -61,6 +67,22 @@ def kernel_signaller_for(host: str | None, tls: TLS) -> KernelServer:
                 "Pass it to the first VideoRoom of the kernel (or restart the kernel)."
             )
     return server
+
+
+def unavailable_message(why: Exception) -> str:
+    """The widget's ``error`` when the kernel's signaller cannot be looked for at all."""
+    return f"{_sentence(str(why))} Fix the kernel's environment, then restart the kernel."
+
+
+def problem_message(problem: str) -> str:
+    """The widget's ``error`` while the kernel's signaller is not reached (``server.problem``)."""
+    return f"{_sentence(problem)} ipymeet keeps trying: the room connects once it answers."
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def _tls_key(tls: TLS) -> Any:
@@ -154,7 +176,7 @@ class KernelBinding:
 
         unsubscribe = (server.subscribe(members_changed), server.on_change(server_changed))
         server.register(client)
-        # The hub's ipymeet service (server/hub.py): the page reaches it at a path of its own
+        # The hub's ipymeet service (server/hubclient.py): the page reaches it at a path of its own
         # origin, not at the kernel's port.
         page_url = getattr(server, "page_url", "")
         if page_url and follow_port is not None and hasattr(follow_port, "signaling_url"):
@@ -162,6 +184,7 @@ class KernelBinding:
         self._release = weakref.finalize(
             self, _release, server, client, unsubscribe, self._capacity
         )
+        self._show_problem(follow_port)
 
     @property
     def open(self) -> bool:
@@ -200,9 +223,27 @@ class KernelBinding:
             ):
                 if hasattr(holder, trait) and getattr(holder, trait) != value:
                     holder.set_trait(trait, value)
+        self._show_problem(holder)
         callback = self._on_tokens_required()
         if callback is not None and self.requires_tokens:
             callback()
+
+    def _show_problem(self, holder: Any) -> None:
+        """The widget's ``error`` says why the signaller is not reached yet (the hub's service:
+        ``server.problem``), and clears when it is."""
+        if holder is None or not hasattr(holder, "error_code"):
+            return
+        problem = str(getattr(self.server, "problem", ""))
+        if problem:
+            message = problem_message(problem)
+            if holder.error != message:
+                with holder.hold_sync():
+                    holder.error = message
+                    holder.error_code = ErrorCode.SIGNALLER_UNREACHABLE
+        elif holder.error_code == ErrorCode.SIGNALLER_UNREACHABLE:
+            with holder.hold_sync():
+                holder.error = ""
+                holder.error_code = ErrorCode.NONE
 
     def hold_capacity(self, room: str, max_peers: int | None) -> None:
         """Have ``room`` hold ``max_peers`` (the widget's room; "" or None: no claim) instead of

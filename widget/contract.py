@@ -86,6 +86,9 @@ class ErrorCode(str, enum.Enum):
     TURN_REFUSED = "turn_refused"
     #: With relay only, a connection failed: the TURN server was not reached or relayed nothing.
     RELAY_FAILED = "relay_failed"
+    #: The kernel cannot reach its signaller (the hub's ipymeet service is down, refuses it, or
+    #: cannot be found); ``error`` says what was tried. Kernel-side; clears once it is reached.
+    SIGNALLER_UNREACHABLE = "signaller_unreachable"
 
     def __str__(self) -> str:
         return self.value

@@ -227,7 +227,14 @@ class VideoRoom(anywidget.AnyWidget):
         self._invite_ttl = float(invite_ttl)
         # Of this widget's room only: the kernel's signaller may serve every notebook of the user.
         self._max_peers = binding.checked_max_peers(max_peers)
-        server = None if signaling_url else binding.kernel_signaller_for(host, tls)
+        # Where the kernel's signaller is cannot be found (a wrong value in the environment):
+        # the widget says so instead of the cell failing (a service not reached yet is the
+        # signaller's own problem, which the binding shows).
+        unavailable = ""
+        try:
+            server = None if signaling_url else binding.kernel_signaller_for(host, tls)
+        except binding.SignallerUnavailable as why:
+            server, unavailable = None, binding.unavailable_message(why)
         if server is not None and secure:
             binding.require_tokens(server)
         secure_now = self._join_token is not None if server is None else server.requires_tokens
@@ -264,6 +271,8 @@ class VideoRoom(anywidget.AnyWidget):
                 follow_port=self,
             )
             self._binding.hold_capacity(self.room, self._max_peers)
+        if unavailable:
+            self._kernel_error(unavailable, ErrorCode.SIGNALLER_UNREACHABLE)
         self.on_msg(self._on_browser_message)
         cells.made_by_this_run(self)
 
@@ -614,12 +623,12 @@ class VideoRoom(anywidget.AnyWidget):
         path: Path = recorder.stop()
         return path
 
-    def _kernel_error(self, message: str) -> None:
+    def _kernel_error(self, message: str, code: ErrorCode = ErrorCode.INTERNAL_ERROR) -> None:
         """A problem found in the kernel, shown as the browser's are (any thread)."""
         log.warning("ipymeet: %s", message)
         with self.hold_sync():
             self.error = message
-            self.error_code = ErrorCode.INTERNAL_ERROR
+            self.error_code = code
 
     # -- tokens and links ----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ export const CALL_STATES = ["idle", "joining", "waiting", "in_call", "reconnecti
 export type CallState = (typeof CALL_STATES)[number];
 
 /** What went wrong (`error_code`); "" when nothing did. */
-export const ERROR_CODES = ["room_full", "unreachable", "bad_request", "camera_denied", "no_camera", "camera_busy", "screen_denied", "insecure_context", "disconnected", "forbidden", "wrong_dialect", "already_in_room", "rate_limited", "timeout", "unknown_widget", "internal_error", "no_relay", "turn_refused", "relay_failed"] as const;
+export const ERROR_CODES = ["room_full", "unreachable", "bad_request", "camera_denied", "no_camera", "camera_busy", "screen_denied", "insecure_context", "disconnected", "forbidden", "wrong_dialect", "already_in_room", "rate_limited", "timeout", "unknown_widget", "internal_error", "no_relay", "turn_refused", "relay_failed", "signaller_unreachable"] as const;
 export type ErrorCode = "" | (typeof ERROR_CODES)[number];
 
 /** The `type` of every custom message the kernel sends the browser. */

@@ -107,6 +107,11 @@ export const ERRORS: { readonly [C in Exclude<ErrorCode, "">]: ErrorEntry } = {
       "again, whoever runs the signaller must give it the TURN server's static-auth-secret as --turn-secret " +
       "(and check both machines' clocks).",
   },
+  signaller_unreachable: {
+    final: false,
+    message: ({ detail }) =>
+      detail ?? "This notebook's kernel cannot reach its ipymeet signaller yet; it keeps trying.",
+  },
   relay_failed: {
     final: false,
     message: ({ turn }) =>

@@ -13,7 +13,7 @@ export interface PageOptions {
   room?: string;
   /**
    * The name to start with; without one, the page's `<meta name="ipymeet-name">` (the hub's
-   * ipymeet service puts its logged-in user's there, server/hub.py), else none.
+   * ipymeet service puts its logged-in user's there, server/hubservice.py), else none.
    */
   name?: string;
   /** Where the signaller is; defaults to the page's origin. */

@@ -1,6 +1,8 @@
 """A real JupyterHub for the tests: DummyAuthenticator, SimpleLocalProcessSpawner (JupyterLab with
 ipymeet from this venv), configurable-http-proxy, and ``ipymeet serve --jupyterhub`` as its
-managed service at ``/services/ipymeet/``, configured as docs/deploy.md ("JupyterHub") says.
+managed service at ``/services/ipymeet/``, configured with docs/deploy.md's block ("The
+configuration to copy") as it is written there (:func:`documented_config`), test-only settings
+after it.
 
 Everything lives in one temporary folder (database, cookie secret, proxy pid file, the users'
 homes) and listens on free loopback ports; :func:`stop_hub` stops the hub and everything it
@@ -12,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +32,11 @@ from ..support import free_port, wait_http
 REPO = Path(__file__).resolve().parents[2]
 PROXY_BIN = REPO / ".ci" / "cache" / "node" / "node_modules" / ".bin"
 PASSWORD = "ipymeet-hub-test"
+DEPLOY = REPO / "docs" / "deploy.md"
+#: The line of docs/deploy.md above the block a deployer copies.
+CONFIG_MARK = "<!-- jupyterhub-config: tests/e2e/hubserver.py reads the block below -->"
+#: A service the hub knows but nobody runs (until a test does): as ipymeet's when it is down.
+DOWN_SERVICE = "ipymeet-down"
 
 CONFIG = """
 import sys
@@ -57,31 +66,37 @@ c.Spawner.args = [
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 
-# --- what docs/deploy.md (JupyterHub) tells a deployer to add (ports, paths: the test's) ---
-c.JupyterHub.services = [
-    {{
-        "name": "ipymeet",
-        "url": "http://127.0.0.1:{service_port}",
-        "command": [sys.executable, "-m", "ipymeet.server.cli", "serve", "--jupyterhub",
-                    "--ice-servers", "[]"],
-        "oauth_no_confirm": True,
-        "environment": {{"PYTHONUNBUFFERED": "1"}},
-    }}
-]
-c.JupyterHub.load_roles = [
-    {{"name": "user", "scopes": ["self", "access:services!service=ipymeet"]}},
-]
-# --- for the tests only: a service that makes users and their tokens ---
+"""
+
+#: What only the tests add after docs/deploy.md's block: no STUN (offline), a second service that
+#: is not running, and a service that makes users and their tokens.
+TEST_ONLY = """
+c.JupyterHub.services[0]["command"] += ["--ice-servers", "[]"]
+c.JupyterHub.services[0]["environment"] = {{"PYTHONUNBUFFERED": "1"}}
+c.JupyterHub.services.append({{"name": {down!r}, "url": "http://127.0.0.1:{down_port}"}})
+c.JupyterHub.load_roles[0]["scopes"].append("read:services!service={down}")
+c.Spawner.server_token_scopes.append("read:services!service={down}")
 c.JupyterHub.services.append({{"name": "tester", "api_token": {tester_token!r}}})
 c.JupyterHub.load_roles.append(
     {{"name": "tester", "scopes": ["admin:users", "tokens"], "services": ["tester"]}}
 )
-c.Spawner.environment = {{
-    "IPYMEET_SIGNALLER": "http://127.0.0.1:{port}/services/ipymeet/",
-    "IPYMEET_ICE_SERVERS": "[]",
-    "PYTHONUNBUFFERED": "1",
-}}
+c.Spawner.environment = {{"IPYMEET_ICE_SERVERS": "[]", "PYTHONUNBUFFERED": "1"}}
 """
+
+
+def documented_config() -> str:
+    """The ``jupyterhub_config.py`` block of docs/deploy.md ("JupyterHub"), as written there."""
+    text = DEPLOY.read_text(encoding="utf-8")
+    _, found, after = text.partition(CONFIG_MARK)
+    assert found, f"docs/deploy.md lost its mark {CONFIG_MARK!r}"
+    return after.split("```python\n", 1)[1].split("\n```", 1)[0]
+
+
+def documented_service_port(config: str) -> int:
+    """The port of the service's ``url`` in the documented block (the test uses it as is)."""
+    found = re.search(r'"url": "http://127\.0\.0\.1:(\d+)"', config)
+    assert found, "docs/deploy.md's block has no service url on 127.0.0.1"
+    return int(found.group(1))
 
 
 @dataclass
@@ -95,6 +110,8 @@ class Hub:
     tester_token: str
     #: The hub's REST API, as its services reach it.
     api_url: str
+    #: Where :data:`DOWN_SERVICE` would listen, if anyone started it.
+    down_port: int = 0
 
     @property
     def service_url(self) -> str:
@@ -109,21 +126,33 @@ class Hub:
 def start_hub(folder: Path) -> Hub:
     """Start the hub in ``folder``; returns once it and its ipymeet service answer."""
     folder.mkdir(parents=True, exist_ok=True)
-    port, service_port, hub_port = free_port(), free_port(), free_port()
+    port, hub_port, down_port = free_port(), free_port(), free_port()
+    documented = documented_config()
+    service_port = documented_service_port(documented)
+    with socket.socket() as probe:  # fail plainly rather than with a service that cannot bind
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", service_port))
+        except OSError:
+            raise RuntimeError(
+                f"port {service_port} (docs/deploy.md's service url) is taken"
+            ) from None
     tester_token = secrets.token_hex(32)
     config = CONFIG.format(
         port=port,
         hub_port=hub_port,
         proxy_api=free_port(),
-        service_port=service_port,
         pid_file=str(folder / "proxy.pid"),
         db=folder / "hub.sqlite",
         cookie=str(folder / "cookie_secret"),
         password=PASSWORD,
         homes=str(folder / "homes"),
         singleuser=str(Path(sys.executable).parent / "jupyterhub-singleuser"),
-        tester_token=tester_token,
         lab_settings=str(folder / "lab-settings"),
+    )
+    config += "\n# --- docs/deploy.md's block, as written ---\n" + documented
+    config += "\n# --- for the tests only ---" + TEST_ONLY.format(
+        down=DOWN_SERVICE, down_port=down_port, tester_token=tester_token
     )
     news = folder / "lab-settings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True, exist_ok=True)
@@ -157,6 +186,7 @@ def start_hub(folder: Path) -> Hub:
         service_port,
         tester_token,
         f"http://127.0.0.1:{hub_port}/hub/api",
+        down_port,
     )
     try:
         wait_http(f"{hub.url}hub/health", 90, proc)

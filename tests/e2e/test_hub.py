@@ -22,11 +22,12 @@ import pytest
 import requests
 import socketio
 
-from ipymeet.server.hub import COOKIE, ServiceSignaller, ServiceTarget
+from ipymeet.server.hubclient import ServiceSignaller, ServiceTarget
+from ipymeet.server.hubservice import COOKIE
 
 from ..support import KERNEL_IDLE_JS, free_port, wait_http, wait_until, write_notebook
 from .conftest import ARTIFACTS, wait_remote_video
-from .hubserver import PASSWORD, Hub, start_hub, stop_hub
+from .hubserver import DOWN_SERVICE, PASSWORD, Hub, start_hub, stop_hub
 from .test_jupyter import LOGGER, wait_kernel
 
 pytestmark = [pytest.mark.jupyter]
@@ -146,15 +147,15 @@ def test_a_hub_login_and_a_kernels_token_get_in_under_the_users_names(hub: Hub) 
         server.stop()
 
 
-def start_service(hub: Hub, port: int, log: Path) -> subprocess.Popen[Any]:
-    """``ipymeet serve --jupyterhub`` as the hub would start it, on ``port``, with the hub's API
-    (the test-only service's token stands for the service's own)."""
+def start_service(hub: Hub, port: int, log: Path, name: str = "ipymeet") -> subprocess.Popen[Any]:
+    """``ipymeet serve --jupyterhub`` as the hub would start service ``name``, on ``port``, with
+    the hub's API (the test-only service's token stands for the service's own)."""
     env = {
         **os.environ,
         "JUPYTERHUB_API_URL": hub.api_url,
         "JUPYTERHUB_API_TOKEN": hub.tester_token,
-        "JUPYTERHUB_SERVICE_NAME": "ipymeet",
-        "JUPYTERHUB_SERVICE_PREFIX": "/services/ipymeet/",
+        "JUPYTERHUB_SERVICE_NAME": name,
+        "JUPYTERHUB_SERVICE_PREFIX": f"/services/{name}/",
         "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}/",
         "PYTHONUNBUFFERED": "1",
     }
@@ -163,7 +164,7 @@ def start_service(hub: Hub, port: int, log: Path) -> subprocess.Popen[Any]:
     with log.open("a") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=out)
     try:
-        wait_http(f"http://127.0.0.1:{port}/services/ipymeet/healthz", 30, proc)
+        wait_http(f"http://127.0.0.1:{port}/services/{name}/healthz", 30, proc)
     except BaseException:
         proc.kill()
         proc.wait(5)
@@ -267,3 +268,64 @@ def test_two_hub_users_meet_from_their_own_servers(hub: Hub, new_page: Callable[
     stranger = new_page(f"{hub.service_url}?room=class")
     assert urlsplit(stranger.url).path == "/hub/login", stranger.url
     assert stranger.locator("#login_submit").is_visible()
+
+
+def hub_lab(hub: Hub, page: Any, user: str, notebook: str) -> None:
+    """Log ``user`` in at the hub in ``page`` and open ``notebook`` in their own server, its
+    kernel idle."""
+    page.goto(f"{hub.url}hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(rf"/user/{user}/lab"), timeout=150_000)
+    page.goto(f"{hub.url}user/{user}/lab/tree/{notebook}?reset")
+    page.wait_for_function(KERNEL_IDLE_JS, timeout=120_000)
+
+
+@pytest.mark.browser
+def test_a_service_that_is_down_is_the_widgets_error_and_the_cell_returns(
+    hub: Hub, new_page: Callable[..., Any], tmp_path: Path
+) -> None:
+    """hope's kernel, in her own server, finds a service the hub has but nobody runs (the hub's
+    API names it and its address; ``IPYMEET_HUB_SERVICE`` picks it, as for a service not named
+    ipymeet): ``VideoRoom(...)`` returns and the next cell runs; the widget's ``error_code`` is
+    ``signaller_unreachable`` and its ``error``, shown in the page, names the address tried and
+    the cause, and no token. Once the service runs, the kernel attaches by itself and the error
+    clears."""
+    log = hub.home("hope") / "kernel.jsonl"
+    write_notebook(
+        hub.home("hope") / "down.ipynb",
+        [
+            LOGGER.format(log=str(log))
+            + f"import os\nos.environ['IPYMEET_HUB_SERVICE'] = {DOWN_SERVICE!r}\n",
+            "room = VideoRoom('downroom')\n"
+            "note('made', str(room.error_code), room.error,"
+            " os.environ['JUPYTERHUB_API_TOKEN'] in room.error)\n"
+            "record('me', room, names=('error_code',))\n"
+            "room",
+            "note('the next cell ran')",
+        ],
+    )
+    page = new_page()
+    hub_lab(hub, page, "hope", "down.ipynb")
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    entries = wait_kernel(log, lambda e: ["the next cell ran"] in e, timeout=60)
+    made = next(e for e in entries if e[0] == "made")
+    tried = f"http://127.0.0.1:{hub.down_port}/services/{DOWN_SERVICE}/"
+    assert made[1] == "signaller_unreachable", made
+    assert tried in made[2], made
+    assert "keeps trying" in made[2], made
+    assert made[3] is False, "the widget's error shows the server's token"
+    banner = page.locator("[data-testid=error]").first
+    banner.wait_for(state="visible")
+    assert tried in banner.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    banner.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "hub-service-down.png"), full_page=False)
+    proc = start_service(hub, hub.down_port, tmp_path / "down.log", name=DOWN_SERVICE)
+    try:
+        wait_kernel(log, lambda e: ["me", "error_code", ""] in e, timeout=60)
+        banner.wait_for(state="hidden")
+    finally:
+        stop_process(proc)
+    assert "a kernel of hub user hope attached" in (tmp_path / "down.log").read_text()

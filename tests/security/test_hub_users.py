@@ -8,7 +8,7 @@ sets the capacity of another user's room (the latest claim won: a third guest lo
 hears the members of another user's room (asked for when attaching, then pushed at each change).
 
 Everything is real: the service's app (``create_hub_app``) on a loopback port, python-socketio
-clients as the kernels (``auth.jupyterhub_token``, ``kernel_attach``, as server/hub.py's
+clients as the kernels (``auth.jupyterhub_token``, ``kernel_attach``, as server/hubclient.py's
 ``ServiceAttachment`` does) and as the pages (a widget's key, or the service's login cookie), and
 a stand-in for the hub's API naming each token's user (tests/unit/test_hub.py). Each attack is
 shown refused beside the legitimate case: a hub user in their own room, whose kernel registers,
@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from ipymeet.server import kernels
-from ipymeet.server.hub import ServiceSignaller, ServiceTarget
+from ipymeet.server.hubclient import ServiceSignaller, ServiceTarget
 
 from ..integration.helpers import Peer, enter, until
 from ..unit.test_hub import ACCESS, Service, running_service, stand_in_hub
@@ -61,8 +61,8 @@ async def clients(service: Service) -> AsyncIterator[list[Peer]]:
 
 
 class Kernel(Peer):
-    """A hub user's kernel, as server/hub.py's ServiceAttachment speaks to the service; it takes
-    the frames handed to it (``kernel_frame``, answered ok) and records them with the rest."""
+    """A hub user's kernel, as server/hubclient.py's ServiceAttachment speaks to the service; it
+    takes the frames handed to it (``kernel_frame``, answered ok) and records them with the rest."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name)

@@ -1,6 +1,6 @@
-"""The JupyterHub service's parts that need no hub (server/hub.py): its configuration from the
-hub's environment, the kernel's ``IPYMEET_SIGNALLER``, the login cookie, and the service's app
-refusing what the hub has not vouched for (a hub that does not answer vouches for nobody). The
+"""The JupyterHub service's parts that need no hub (server/hubservice.py): its configuration from
+the hub's environment, the login cookie, and the service's app refusing what the hub has not
+vouched for (a hub that does not answer vouches for nobody). The
 paths a real hub vouches for are in tests/e2e/test_hub.py.
 
 :func:`stand_in_hub` (a small aiohttp app answering the few calls of the hub's API the service
@@ -28,17 +28,9 @@ import pytest
 import socketio
 from aiohttp import web
 
-from ipymeet.server import Settings, app, hub
-from ipymeet.server.attach import HostState
-from ipymeet.server.hub import (
-    HUB,
-    HubAPI,
-    HubConfig,
-    Login,
-    ServiceHub,
-    ServiceSignaller,
-    service_from_env,
-)
+from ipymeet.server import Settings, app
+from ipymeet.server import hubservice as hub
+from ipymeet.server.hubservice import HUB, HubAPI, HubConfig, Login, ServiceHub
 
 from ..support import free_port
 
@@ -73,6 +65,10 @@ class StandInHub:
     login: str = ""
     #: How many code exchanges the service asked for.
     exchanges: int = 0
+    #: The hub's services by name (their models, as ``GET /hub/api/services/NAME`` gives them)...
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ...to the tokens that may read them (``read:services``); others get a 403, as from a hub.
+    service_readers: set[str] = field(default_factory=set)
     _codes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     @property
@@ -85,6 +81,15 @@ class StandInHub:
             return web.json_response({"message": "no such token"}, status=403)
         name, scopes = self.users[given]
         return web.json_response({"kind": "user", "name": name, "scopes": list(scopes)})
+
+    async def _service(self, request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "").removeprefix("token ")
+        if given not in self.service_readers:
+            return web.json_response({"message": "Action is not authorized"}, status=403)
+        model = self.services.get(request.match_info["name"])
+        if model is None:
+            return web.json_response({"message": "No such service"}, status=404)
+        return web.json_response(model)
 
     async def _authorize(self, request: web.Request) -> web.Response:
         query = request.query
@@ -122,6 +127,7 @@ async def stand_in_hub(users: Mapping[str, tuple[str, Sequence[str]]]) -> AsyncI
     stand_in = StandInHub(users)
     api = web.Application()
     api.router.add_get("/hub/api/user", stand_in._user)
+    api.router.add_get("/hub/api/services/{name}", stand_in._service)
     api.router.add_get("/hub/api/oauth2/authorize", stand_in._authorize)
     api.router.add_post("/hub/api/oauth2/token", stand_in._token)
     runner = web.AppRunner(api, handle_signals=False, shutdown_timeout=1.0)
@@ -153,14 +159,14 @@ class Service:
 
 
 @contextlib.asynccontextmanager
-async def running_service(api_url: str) -> AsyncIterator[Service]:
-    """``create_hub_app`` (what ``ipymeet serve --jupyterhub`` runs) on a loopback port, its
-    hub's API at ``api_url``."""
+async def running_service(api_url: str, port: int = 0) -> AsyncIterator[Service]:
+    """``create_hub_app`` (what ``ipymeet serve --jupyterhub`` runs) on a loopback port (``port``,
+    or a free one), its hub's API at ``api_url``."""
     config = HubConfig.from_env({**SERVICE_ENV, "JUPYTERHUB_API_URL": api_url})
     app = hub.create_hub_app(Settings(ice_servers=()), config)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         yield Service(f"http://127.0.0.1:{runner.addresses[0][1]}", config, app[HUB])
     finally:
@@ -189,9 +195,10 @@ def test_defaults_follow_the_service_name_and_base_url() -> None:
         }
     )
     assert config.api_url == "http://hub:8081/jh/hub/api"
-    assert config.prefix == "/services/meet/"
+    # JupyterHub's rule (Service.prefix): the hub's base URL, services/, the name.
+    assert config.prefix == "/jh/services/meet/"
     assert config.client_id == "service-meet"
-    assert config.callback_url == "/services/meet/oauth_callback"
+    assert config.callback_url == "/jh/services/meet/oauth_callback"
     assert config.hub_prefix == "/jh/hub/"
     assert config.access_scopes == {"access:services!service=meet", "access:services"}
 
@@ -201,100 +208,6 @@ def test_outside_a_hub_the_service_says_what_is_missing() -> None:
         HubConfig.from_env({})
     with pytest.raises(ValueError, match="JSON list"):
         HubConfig.from_env({**SERVICE_ENV, "JUPYTERHUB_OAUTH_ACCESS_SCOPES": '"access"'})
-
-
-def test_a_kernel_finds_the_service_in_its_environment() -> None:
-    assert service_from_env({}) is None
-    target = service_from_env(
-        {
-            "IPYMEET_SIGNALLER": "http://127.0.0.1:8000/services/ipymeet",
-            "JUPYTERHUB_API_TOKEN": "user-server-token",
-        }
-    )
-    assert target is not None
-    assert target.url == "http://127.0.0.1:8000/services/ipymeet/"
-    assert (target.origin, target.path, target.port) == (
-        "http://127.0.0.1:8000",
-        "/services/ipymeet/",
-        8000,
-    )
-    assert "user-server-token" not in repr(target)
-    https = service_from_env(
-        {"IPYMEET_SIGNALLER": "https://hub.example.org/", "JUPYTERHUB_API_TOKEN": "t"}
-    )
-    assert https is not None
-    assert (https.port, https.path) == (443, "/")
-
-
-def test_invite_links_use_the_hubs_public_address_when_the_hub_knows_it() -> None:
-    """A kernel reaching the service at a cluster address (the proxy's service name) gives
-    invite links on the hub's public origin (``c.JupyterHub.public_url``, handed to every
-    server as JUPYTERHUB_PUBLIC_HUB_URL), with the service's path."""
-    env = {
-        "IPYMEET_SIGNALLER": "http://proxy-public/services/ipymeet/",
-        "JUPYTERHUB_API_TOKEN": "t",
-        "JUPYTERHUB_PUBLIC_HUB_URL": "https://hub.example.org/hub/",
-    }
-    target = service_from_env(env)
-    assert target is not None
-    assert target.url == "http://proxy-public/services/ipymeet/"
-    assert target.public == "https://hub.example.org/services/ipymeet/"
-    # Without it (the hub has no public_url, or it is empty): the kernel's own address.
-    for unset in ("", "not a url"):
-        bare = service_from_env({**env, "JUPYTERHUB_PUBLIC_HUB_URL": unset})
-        assert bare is not None
-        assert bare.public == bare.url
-
-
-def test_a_kernel_without_its_hub_token_or_with_a_bad_url_says_so() -> None:
-    with pytest.raises(ValueError, match="JUPYTERHUB_API_TOKEN is not"):
-        service_from_env({"IPYMEET_SIGNALLER": "http://127.0.0.1:8000/services/ipymeet/"})
-    with pytest.raises(ValueError, match="as the kernel reaches it"):
-        service_from_env({"IPYMEET_SIGNALLER": "/services/ipymeet/", "JUPYTERHUB_API_TOKEN": "t"})
-
-
-def test_the_kernels_view_of_the_service_is_its_own_address_and_never_a_token_secret() -> None:
-    target = service_from_env(
-        {"IPYMEET_SIGNALLER": "http://10.0.0.5:8000/services/ipymeet/", "JUPYTERHUB_API_TOKEN": "t"}
-    )
-    assert target is not None
-    server = ServiceSignaller(target, Settings(ice_servers=()))
-    assert server.page_url == "/services/ipymeet/"
-    told = HostState(
-        port=10101,
-        url="http://127.0.0.1:10101",
-        public_url="http://127.0.0.1:10101",
-        host="127.0.0.1",
-        scheme="http",
-        tls=None,
-        fingerprint=None,
-        max_peers=6,
-        token_secret=b"x" * 32,
-    )
-    seen = server._seen_here(told)
-    assert (seen.url, seen.public_url, seen.port, seen.host) == (
-        "http://10.0.0.5:8000/services/ipymeet",
-        "http://10.0.0.5:8000/services/ipymeet",
-        8000,
-        "10.0.0.5",
-    )
-    assert not seen.requires_tokens
-    public = service_from_env(
-        {
-            "IPYMEET_SIGNALLER": "http://10.0.0.5:8000/services/ipymeet/",
-            "JUPYTERHUB_API_TOKEN": "t",
-            "JUPYTERHUB_PUBLIC_HUB_URL": "https://hub.example.org/hub/",
-        }
-    )
-    assert public is not None
-    seen = ServiceSignaller(public, Settings(ice_servers=()))._seen_here(told)
-    assert (seen.url, seen.public_url) == (
-        "http://10.0.0.5:8000/services/ipymeet",
-        "https://hub.example.org/services/ipymeet",
-    )
-    server.require_tokens()  # nothing to turn on: the hub's login is the gate
-    with pytest.raises(ValueError, match="--max-peers"):
-        server.set_max_peers(3)
 
 
 def test_the_login_cookie_is_signed_with_a_key_from_the_services_token() -> None:

@@ -1,9 +1,10 @@
-"""``ipymeet serve --jupyterhub``: the signaller as a JupyterHub managed service, and the way the
-users' kernels attach to it (docs/deploy.md, "JupyterHub").
+"""``ipymeet serve --jupyterhub``: the signaller as a JupyterHub managed service (docs/deploy.md,
+"JupyterHub"). The users' kernels' side of it is server/hubclient.py; the two share only the
+names in server/hubnames.py.
 
-The service side. The hub starts ``ipymeet serve --jupyterhub`` with its ``JUPYTERHUB_*``
-environment; it serves under ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/ipymeet/``, which the
-hub's proxy forwards to it whole) and lets in only what the hub vouches for:
+The hub starts ``ipymeet serve --jupyterhub`` with its ``JUPYTERHUB_*`` environment; it serves
+under ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/ipymeet/``, which the hub's proxy forwards to it
+whole) and lets in only what the hub vouches for:
 
 - **the standalone page** needs the hub's login for this service: without it the page redirects
   to the hub's OAuth (``/hub/api/oauth2/authorize``), the login under way kept in a signed state
@@ -16,16 +17,8 @@ hub's proxy forwards to it whole) and lets in only what the hub vouches for:
   Anything else is refused at connect.
 
 A member who gives no name is shown under its hub user's name, which the standalone page's
-Name field starts with.
-
-The kernel side. With ``IPYMEET_SIGNALLER`` in a kernel's environment (the hub's
-``c.Spawner.environment`` sets it), every ``VideoRoom`` of the kernel uses that signaller: the
-kernel attaches to it as a kernel attaches to its user's shared signaller (server/attach.py,
-server/kernels.py: its widgets' keys, its rooms' members first-hand, frames), proving itself with
-``JUPYTERHUB_API_TOKEN`` instead of the runtime file's secret, and its widgets' pages reach it on
-their own origin at the URL's path (the hub's proxy). A kernel that loses the service (it
-restarted) attaches again, with its keys and rooms' capacities, as a failover would. A hub user's
-kernel registers, hears and claims only what its own user's widgets hold (:class:`ServiceHub`).
+Name field starts with. A hub user's kernel registers, hears and claims only what its own user's
+widgets hold (:class:`ServiceHub`).
 
 Why not JupyterHub's own helpers. ``jupyterhub.services.auth`` (``HubAuth``, ``HubOAuth``) does
 this module's login jobs for a service: the OAuth redirect with its state cookie and PKCE, the
@@ -48,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import functools
 import hashlib
 import hmac
@@ -59,31 +51,25 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
-import socketio
 from aiohttp import web
 
 from . import validation as v
 from .access import own_origin
 from .app import PAGE, SIGNALLER, create_app
-from .attach import ATTACH_TIMEOUT, Attachment, HostState, Loop
+from .attach import HostState
+from .hubnames import TOKEN_AUTH, service_prefix, slashed
 from .kernels import KERNEL_ID_RE, KernelHub
-from .runtime import RuntimeInfo
 from .settings import Settings
-from .sharing import KernelSignaller
 from .signaller import Connection, Signaller
 
 log = logging.getLogger("ipymeet.server")
 
-#: The kernel's environment variable naming the hub's ipymeet service (as the kernel reaches it).
-SIGNALLER_ENV = "IPYMEET_SIGNALLER"
-#: The Socket.IO ``auth`` field in which a kernel sends its single-user server's token.
-TOKEN_AUTH = "jupyterhub_token"
 #: Seconds the hub's answer about a token is trusted before it is asked again.
 IDENTITY_TTL = 60.0
 MAX_CACHED = 4096
@@ -142,8 +128,8 @@ class HubConfig:
                 "as a service the hub starts (c.JupyterHub.services, docs/deploy.md, JupyterHub)"
             )
         name = env.get("JUPYTERHUB_SERVICE_NAME", "ipymeet")
-        prefix = _slashed(env.get("JUPYTERHUB_SERVICE_PREFIX") or f"/services/{name}/")
-        base = _slashed(env.get("JUPYTERHUB_BASE_URL", "/"))
+        base = slashed(env.get("JUPYTERHUB_BASE_URL", "/"))
+        prefix = slashed(env.get("JUPYTERHUB_SERVICE_PREFIX") or service_prefix(base, name))
         raw_scopes = env.get("JUPYTERHUB_OAUTH_ACCESS_SCOPES", "")
         scopes: list[Any] = json.loads(raw_scopes) if raw_scopes else []
         if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
@@ -162,11 +148,6 @@ class HubConfig:
             bind_host=url.hostname or "127.0.0.1",
             bind_port=url.port or 0,
         )
-
-
-def _slashed(path: str) -> str:
-    path = path if path.startswith("/") else f"/{path}"
-    return path if path.endswith("/") else f"{path}/"
 
 
 # -- the hub's API ---------------------------------------------------------------------------------
@@ -477,7 +458,7 @@ class _ServiceHost:
         self._signaller = signaller
 
     def state(self) -> dict[str, Any]:
-        # A kernel knows the service by the URL it dialled (ServiceSignaller puts its own in
+        # A kernel knows the service by the URL it dialled (server/hubclient.py puts its own in
         # place of these addresses, which behind the hub's proxy mean nothing to it).
         settings = self._signaller.settings
         url = f"http://127.0.0.1:{settings.port or 80}"
@@ -641,178 +622,3 @@ def create_hub_app(settings: Settings, config: HubConfig) -> web.Application:
 
 
 HUB: web.AppKey[ServiceHub] = web.AppKey("ipymeet.hub", ServiceHub)
-
-
-# -- the kernel's side -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServiceTarget:
-    """The hub's ipymeet service as a kernel reaches it, and the token it proves itself with."""
-
-    #: As the kernel reaches it, e.g. ``http://127.0.0.1:8000/services/ipymeet/``.
-    url: str
-    token: str = field(repr=False)
-    #: As browsers reach it (invite links): the hub's public origin with the service's path
-    #: when the hub knows it (``JUPYTERHUB_PUBLIC_HUB_URL``, set by ``c.JupyterHub.public_url``),
-    #: else ``url``.
-    public: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.public:
-            object.__setattr__(self, "public", self.url)
-
-    @property
-    def origin(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc}"
-
-    @property
-    def path(self) -> str:
-        """Its path, which the pages use on their own origin (the hub's)."""
-        return _slashed(urlsplit(self.url).path or "/")
-
-    @property
-    def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def service_from_env(environ: Mapping[str, str] | None = None) -> ServiceTarget | None:
-    """``IPYMEET_SIGNALLER``, with the kernel's ``JUPYTERHUB_API_TOKEN``; None when unset."""
-    env = os.environ if environ is None else environ
-    url = env.get(SIGNALLER_ENV, "").strip()
-    if not url:
-        return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(
-            f"{SIGNALLER_ENV} must be the service's URL as the kernel reaches it, e.g. "
-            f"http://127.0.0.1:8000/services/ipymeet/, not {url!r}"
-        )
-    token = env.get("JUPYTERHUB_API_TOKEN", "")
-    if not token:
-        raise ValueError(
-            f"{SIGNALLER_ENV} is set but JUPYTERHUB_API_TOKEN is not: a kernel attaches to the "
-            "hub's ipymeet service with its single-user server's token"
-        )
-    # The kernel's way to the service may be an address only the cluster knows (a proxy's
-    # service name): browsers come through the hub's public address, when the hub was told it.
-    hub = urlsplit(env.get("JUPYTERHUB_PUBLIC_HUB_URL", "").strip())
-    public = ""
-    if hub.scheme in ("http", "https") and hub.netloc:
-        public = f"{hub.scheme}://{hub.netloc}{_slashed(parts.path or '/')}"
-    return ServiceTarget(_slashed_url(url), token, public)
-
-
-def _slashed_url(url: str) -> str:
-    return url if url.endswith("/") else f"{url}/"
-
-
-class ServiceAttachment(Attachment):
-    """An attach connection to the hub's service: the hub's token instead of the secret's proof."""
-
-    def __init__(self, target: ServiceTarget, *args: Any, **kwargs: Any) -> None:
-        info = RuntimeInfo(target.port, 0, target.url, b"", "")
-        super().__init__(info, *args, **kwargs)
-        self.target = target
-
-    async def open(self, request: dict[str, Any]) -> HostState:
-        target = self.target
-        sio = socketio.AsyncClient(
-            reconnection=False, handle_sigint=False, logger=False, engineio_logger=False
-        )
-        self.sio = sio
-        sio.on("kernel_members", self._on_members)
-        sio.on("kernel_state", self._on_state)
-        sio.on("kernel_frame", self._on_frame)
-        sio.on("disconnect", self._on_disconnect)
-        try:
-            await sio.connect(
-                target.origin,
-                socketio_path=f"{target.path}socket.io",
-                auth={TOKEN_AUTH: target.token},
-                transports=["websocket"],
-                wait_timeout=ATTACH_TIMEOUT,
-            )
-            answer = await sio.call("kernel_attach", request, timeout=ATTACH_TIMEOUT)
-            if not isinstance(answer, dict) or answer.get("ok") is not True:
-                raise RuntimeError(f"the hub's ipymeet service refused this kernel: {answer}")
-            return HostState.from_wire(answer)
-        except BaseException:
-            self.closing = True
-            with contextlib.suppress(Exception):  # it failed already: that error is the one
-                await sio.disconnect()
-            raise
-
-
-class ServiceSignaller(KernelSignaller):
-    """This kernel's way to the hub's ipymeet service: attached to it, never hosting; attaches
-    again when the connection drops (the service restarted). The API of ``KernelSignaller``;
-    ``page_url`` is where this kernel's widgets' pages reach it (a path on their own origin).
-
-    Example::
-
-        server = ServiceSignaller(service_from_env()).start()
-        server.register(widget_key)       # its page may now enter
-    """
-
-    def __init__(self, target: ServiceTarget, settings: Settings | None = None) -> None:
-        super().__init__(settings, port=target.port)
-        self.target = target
-
-    @property
-    def page_url(self) -> str:
-        return self.target.path
-
-    def _find_or_host(self, old: HostState | None) -> None:
-        if self._stopping:
-            return
-        if self._loop is None:
-            self._loop = Loop()
-        request, sent, sent_rooms = self._attach_request()
-        attachment = ServiceAttachment(
-            self.target,
-            self._loop,
-            self._frames,
-            on_members=self._members_changed,
-            on_state=self._host_changed,
-            on_lost=self._lost,
-        )
-        try:
-            state = self._loop.run(attachment.open(request), 2 * ATTACH_TIMEOUT + 1)
-        except Exception as failed:
-            raise RuntimeError(
-                f"could not attach to the hub's ipymeet service at {self.target.url}: {failed}"
-            ) from None
-        self._mirror = self._seen_here(state)
-        self._switch(attachment, sent, sent_rooms)
-        log.info("ipymeet: attached to the hub's ipymeet service at %s", self.target.url)
-
-    def _seen_here(self, state: HostState) -> HostState:
-        """The service's state with its addresses as this kernel reaches it (and, for invite
-        links, as browsers do)."""
-        url = self.target.url.rstrip("/")
-        parts = urlsplit(url)
-        return replace(
-            state,
-            port=self.target.port,
-            url=url,
-            public_url=self.target.public.rstrip("/"),
-            host=parts.hostname or state.host,
-            scheme=parts.scheme,
-            token_secret=None,
-        )
-
-    def _host_changed(self, attachment: Attachment, state: HostState) -> None:
-        super()._host_changed(attachment, self._seen_here(state))
-
-    def require_tokens(self, secret: bytes | None = None) -> None:
-        """Nothing to do: the hub's login already keeps out everyone who is not a hub user
-        (and a user's kernel may not change what the service requires of everyone)."""
-
-    def set_max_peers(self, max_peers: int) -> None:
-        raise ValueError(
-            "the hub's ipymeet service serves every user: its default capacity is its own "
-            "(ipymeet serve --max-peers); VideoRoom(room, max_peers=N) sets a room's"
-        )
