@@ -49,7 +49,7 @@ from urllib.parse import quote, urlsplit
 
 import socketio
 
-from .attach import ATTACH_TIMEOUT, Attachment, HostState, Loop
+from .attach import ATTACH_TIMEOUT, Attachment, HostState, Loop, until_dropped
 from .hubnames import DEFAULT_SERVICE, SERVICE_ENV, SIGNALLER_ENV, TOKEN_AUTH, service_prefix
 from .hubnames import slashed as _slashed
 from .runtime import RuntimeInfo
@@ -302,14 +302,15 @@ class ServiceAttachment(Attachment):
         sio.on("kernel_frame", self._on_frame)
         sio.on("disconnect", self._on_disconnect)
         try:
-            await sio.connect(
+            connect = sio.connect(
                 target.origin,
                 socketio_path=f"{target.path}socket.io",
                 auth={TOKEN_AUTH: target.token},
                 transports=["websocket"],
                 wait_timeout=ATTACH_TIMEOUT,
             )
-            answer = await sio.call("kernel_attach", request, timeout=ATTACH_TIMEOUT)
+            await until_dropped(sio, connect, "connect")
+            answer = await self._call("kernel_attach", request, ATTACH_TIMEOUT)
             if not isinstance(answer, dict) or answer.get("ok") is not True:
                 reason = answer.get("message") if isinstance(answer, dict) else answer
                 raise RuntimeError(f"the service refused this kernel: {reason}")

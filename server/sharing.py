@@ -520,15 +520,20 @@ class KernelSignaller:
 
     def _failover(self) -> None:
         log.debug("ipymeet: the shared signaller's host went away; finding or hosting another")
-        pause = 0.05
+        pause, failed = 0.05, 0
         with self._role_lock:
             old = self._mirror
             while not self._stopping:
                 try:
                     self._find_or_host(old)
+                    if failed:
+                        log.warning("ipymeet: the signaller is back after %d failed tries", failed)
                     return
                 except Exception as why:  # the lock, a port: try again
-                    log.warning("ipymeet: could not reach or host the signaller: %s", why)
+                    # Once per outage, not at every try: it lands in the cell's output.
+                    level = logging.WARNING if not failed else logging.DEBUG
+                    log.log(level, "ipymeet: could not reach or host the signaller: %s", why)
+                    failed += 1
                     time.sleep(pause)
                     pause = min(pause * 2, 2.0)
 
@@ -725,7 +730,7 @@ class KernelSignaller:
                         remove_runtime(self.runtime_file, self.kernel_id)
                         role.hub.close()
                         role.thread.stop(timeout)
-                except TimeoutError:
+                except OSError:  # the lock not had in time, or its folder gone meanwhile
                     remove_runtime(self.runtime_file, self.kernel_id)
                     role.thread.stop(timeout)
             elif isinstance(role, Attachment) and self._loop is not None:

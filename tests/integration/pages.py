@@ -3,9 +3,9 @@ view does (js/src/session.ts) when its signaller goes away.
 
 A :class:`Page` connects with its widget's key (``auth.client``) and enters its room under a
 session key. When its connection drops while it is in the room, it reconnects with the pauses
-session.ts uses (at once, every 0.25 s for 2 s, then doubling to 5 s) and enters again under the same session
-key; a refusal that ends a call (``unknown_widget``, ``forbidden``) ends it here too. Every wait
-is on a condition with a timeout.
+session.ts uses (at once, every 0.25 s for 2 s, then doubling to 5 s) and enters again under the
+same session key; a refusal that ends a call (``unknown_widget``, ``forbidden``) ends it here
+too. Every wait is on a condition with a timeout.
 """
 
 from __future__ import annotations

@@ -551,3 +551,41 @@ async def test_an_attached_kernels_keys_are_revoked_3_s_after_it_leaves_unless_i
         await bob.wait_until(lambda: bob.ended == "unknown_widget", "Bob refused")
         assert names(a.members("r")) == ["Ann"]
         assert hub.counts()["keys"] == 1
+
+
+async def test_a_failover_that_keeps_failing_warns_once_and_says_when_it_is_back(
+    kernels: Kernels, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The failover tries again and again (the runtime folder is gone, here, as a cleaner of
+    temporary files may do): one warning, which lands in the running cell's output, not one per
+    try; and one when it is back. The host stopped without its folder, too."""
+    caplog.set_level(logging.DEBUG, logger="ipymeet.server")
+    a, b = kernels(), kernels()
+    hidden = tmp_path.with_name(tmp_path.name + "-away")
+    tries = "could not reach or host the signaller"
+
+    def away() -> None:  # the runtime folder gone, and a file has its name: no lock there
+        tmp_path.rename(hidden)
+        tmp_path.write_text("not a folder")
+
+    def back() -> None:
+        tmp_path.unlink()
+        hidden.rename(tmp_path)
+
+    await asyncio.to_thread(away)
+    await stop(a)
+    try:
+        await wait_until(
+            lambda: sum(tries in r.getMessage() for r in caplog.records) >= 4, "four tries"
+        )
+    finally:
+        await asyncio.to_thread(back)
+    await wait_until(lambda: b.hosting, "b to host once the folder is back")
+    await wait_until(
+        lambda: any("back after" in r.getMessage() for r in caplog.records), "it says so"
+    )
+    warned = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and "signaller" in r.getMessage()
+    ]
+    assert [tries in r.getMessage() for r in warned] == [True, False]
+    assert "back after" in warned[1].getMessage()
