@@ -59,6 +59,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..server import internals
 from ..server.loopthread import LoopThread
 from ..server.validation import ROOM_RE
 from . import binding
@@ -922,7 +923,7 @@ class _Session:
                     "width": member.size[0],
                     "height": member.size[1],
                     "packet_loss": round(lost / (lost + received), 4) if lost + received else 0.0,
-                    "candidate_type": _candidate_type(connection.pc),
+                    "candidate_type": internals.candidate_type(connection.pc),
                     "frames_dropped": 0 if slot is None else slot.dropped,
                 }
             with self.peer._lock:
@@ -972,19 +973,6 @@ def _audio_array(frame: Any) -> Any:
         frame = frames[0]
     channels = len(frame.layout.channels)
     return frame.to_ndarray().reshape(-1, channels)
-
-
-def _candidate_type(pc: Any) -> str | None:
-    """The local candidate type of the pair in use (aioice's own state: best effort)."""
-    try:
-        for transceiver in pc.getTransceivers():
-            connection = transceiver.receiver.transport.transport._connection
-            pair = getattr(connection, "_nominated", {}).get(1)
-            if pair is not None:
-                return str(pair.local_candidate.type)
-    except Exception:
-        return None
-    return None
 
 
 def _at_exit(ref: weakref.ref[KernelPeer]) -> None:
