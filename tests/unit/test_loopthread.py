@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def clean(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Fail the test if asyncio complains or a warning about a loop or a coroutine is left."""
     caplog.set_level(logging.WARNING)
+    gc.collect()  # what earlier tests left (an unclosed aiohttp session, say) is not this one's
+    caplog.clear()
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         yield
