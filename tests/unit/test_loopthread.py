@@ -311,14 +311,15 @@ def test_only_loopthread_makes_or_runs_a_loop() -> None:
 
 
 def test_new_loop_is_asyncio_s_unless_fast(clean: None) -> None:
-    loop = loopthread.new_loop()
+    """uvloop only when asked for (ipymeet serve) and installed; without it, asyncio's."""
+    uvloop: Any
     try:
-        assert type(loop).__module__.startswith("asyncio")
-    finally:
-        loop.close()
-    uvloop: Any = pytest.importorskip("uvloop")
-    fast = loopthread.new_loop(fast=True)
-    try:
-        assert isinstance(fast, uvloop.Loop)
-    finally:
-        fast.close()
+        import uvloop
+    except ImportError:  # not installed, or hidden (the POSIX-less pass, as on Windows)
+        uvloop = None
+    for fast, expected in ((False, "asyncio"), (True, "asyncio" if uvloop is None else "uvloop")):
+        loop = loopthread.new_loop(fast=fast)
+        try:
+            assert type(loop).__module__.split(".")[0] == expected
+        finally:
+            loop.close()
