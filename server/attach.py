@@ -19,7 +19,7 @@ import functools
 import logging
 import secrets
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ import socketio
 from . import validation as v
 from .frames import FrameInbox
 from .kernels import CHALLENGE_RE, proof, proof_matches
+from .loopthread import LoopThread
 from .registry import Member
 from .runner import SignallerThread
 from .runtime import RuntimeInfo
@@ -52,8 +53,6 @@ class HostRefused(RuntimeError):
 ATTACH_TIMEOUT = 2.0
 #: How long a request to the host (``kernel_clients``, ``kernel_settings``) waits for its answer.
 REQUEST_TIMEOUT = 2.0
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -146,6 +145,8 @@ class HostState:
         )
 
 
+T = TypeVar("T")
+
 #: How often :func:`until_dropped` looks at the connection.
 DROP_CHECK = 0.01
 
@@ -169,49 +170,12 @@ async def until_dropped(sio: socketio.AsyncClient, work: Awaitable[T], what: str
         task.cancel()
 
 
-class Loop:
-    """A daemon thread running an asyncio loop of its own, for the attached role."""
+class Loop(LoopThread):
+    """The attach thread, "ipymeet-attach": a :class:`LoopThread` started at once."""
 
     def __init__(self, name: str = "ipymeet-attach") -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._main, name=name, daemon=True)
-        self.thread.start()
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-        finally:
-            leftover = asyncio.all_tasks(self.loop)
-            for task in leftover:
-                task.cancel()
-            if leftover:
-                self.loop.run_until_complete(asyncio.wait(leftover, timeout=1.0))
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
-
-    @property
-    def inside(self) -> bool:
-        return threading.current_thread() is self.thread
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
-        future = self.submit(coro)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self.loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        if not self.inside:
-            self.thread.join(timeout)
+        super().__init__(name)
+        self.start()
 
 
 class AttachRefused(Exception):

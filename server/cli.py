@@ -322,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     warning = exposure_warning(settings, public, hub_prefix=hub_prefix)
     if warning is not None:
         print(warning, file=sys.stderr, flush=True)
-    from .tuning import new_event_loop, tune_process  # this process is the signaller's own
+    from .loopthread import new_loop
+    from .tuning import tune_process  # this process is the signaller's own
 
     tune_process()
     try:
@@ -335,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             # Never aiohttp's default format: its request line and Referer carry invite tokens.
             access_log_class=AccessLog,
             ssl_context=None if served is None else served.context,
-            loop=new_event_loop(),
+            loop=new_loop(fast=True),  # uvloop when installed: this process is ours
         )
     except ConnectionError as exc:  # Redis gone between the check above and start-up
         print(f"ipymeet serve: {exc}", file=sys.stderr)

@@ -386,8 +386,10 @@ class Manager(socketio.AsyncManager):  # type: ignore[misc]
         self.cluster = cluster
 
     def holds(self, sid: str) -> bool:
-        """Whether this node holds the connection ``sid`` (of the default namespace)."""
-        return self.eio_sid_from_sid(sid, "/") is not None
+        """Whether this node holds the connection ``sid`` (of the default namespace): whether
+        the room python-socketio names after each connection has a participant here
+        (``get_participants``, which is public and counts this process's connections only)."""
+        return next(iter(self.get_participants("/", sid)), None) is not None
 
     async def emit(
         self,
@@ -432,7 +434,7 @@ class Cluster:
 
         cluster = Cluster("redis://127.0.0.1:6379/0")
         sio = socketio.AsyncServer(client_manager=cluster.manager(), ...)
-        await cluster.start(sio, announce, drop_all)   # the app's start-up
+        await cluster.start(sio, announce, drop_all, max_message)   # the app's start-up
         await cluster.close()                          # its shutdown, after the disconnects
     """
 
@@ -498,13 +500,15 @@ class Cluster:
         self._manager = Manager(self)
         return self._manager
 
-    async def start(self, sio: socketio.AsyncServer, announce: Announce, drop_all: DropAll) -> None:
+    async def start(
+        self, sio: socketio.AsyncServer, announce: Announce, drop_all: DropAll, max_message: int
+    ) -> None:
         """Beat for the first time, start hearing the other nodes' events, and keep beating
         (and looking for dead nodes) until :meth:`close`. Raises ConnectionError when Redis
-        cannot be reached."""
+        cannot be reached. ``max_message``: the most a client may send here (bytes)."""
         self._sio, self._announce, self._drop_all = sio, announce, drop_all
         # A message from another node may relay at most what a client may send here.
-        self.max_raw = int(sio.eio.max_http_buffer_size) + ENVELOPE
+        self.max_raw = max_message + ENVELOPE
         try:
             await self._beat_once(first=True)
         except (RedisError, OSError) as exc:

@@ -22,18 +22,17 @@ How, with python-socketio / python-engineio as they come. Public API: python-soc
 ``serializer=`` (:class:`GuardedPacket` checks each packet as it is decoded, and tells the handlers
 whether an acknowledgement was asked for), ``engineio_logger=`` (:class:`_EngineLog`: engineio's
 own reports of a request it could not handle close that request's connection), python-engineio's
-``on()``, ``disconnect()``, ``create_queue()`` (each socket's queue is a :class:`MeteredQueue`) and
-``handle_request()``, which :meth:`Guard.attach` routes aiohttp's requests to, as engineio's own
-``attach`` does, knowing meanwhile which connection a request belongs to, its transport, and
-failures engineio lets escape. Beyond that, three names every python-socketio 5.x /
-python-engineio 4.x has had (read from 5.11 / 4.9 through 5.18 / 4.15): ``sio.eio``, the Engine.IO
-handlers python-socketio registers (``eio.handlers``, wrapped here), and engineio's sockets making
-their queue with ``create_queue()`` and announcing their sid in it with the open packet (the
-protocol's first packet). Should a release drop one: without ``handlers``, malformed Socket.IO
-packets are still refused but close nothing, and relays take ``sio.emit``; without the queue, the
-cap holds on the fast path's WebSockets only (a warning says which, once). python-socketio before
-5.16.2 also keeps the unfinished binary packet of a connection the guard closes mid-packet (at
-most the size limit each; before 5.16.4, of any connection closed mid-packet).
+``on()``, ``disconnect()`` and ``handle_request()``, which :meth:`Guard.attach` routes aiohttp's
+requests to, as engineio's own ``attach`` does, knowing meanwhile which connection a request
+belongs to, its transport, and failures engineio lets escape. Beyond that, two hooks into
+internals, through internals.py and only on the releases it checked them on: the Engine.IO
+handlers python-socketio registers (wrapped here), and each socket's outgoing queue (a
+:class:`MeteredQueue`, which learns its connection from the open packet, the protocol's first).
+Without the first, a connection that sends junk is still closed, by its transport (engineio
+reports the failure to :class:`_EngineLog`), and relays take ``sio.emit``; without the second,
+nothing caps a slow reader's backlog (a warning says which, once). python-socketio before 5.16.2
+also keeps the unfinished binary packet of a connection the guard closes mid-packet (at most the
+size limit each; before 5.16.4, of any connection closed mid-packet).
 """
 
 from __future__ import annotations
@@ -52,6 +51,7 @@ import socketio
 from aiohttp import web
 from socketio import packet as sio_packet
 
+from . import internals
 from .ratelimit import TokenBucket
 
 log = logging.getLogger("ipymeet.server")
@@ -321,31 +321,33 @@ class Guard:
         self.websockets_guarded = False
         #: Whether :meth:`install` found python-socketio's Engine.IO handlers to wrap.
         self.installed = False
+        #: Whether each Engine.IO socket's queue is a :class:`MeteredQueue` (the backlog cap).
+        self.metered = False
 
     # -- set-up -------------------------------------------------------------------------------
 
     def install(self, sio: socketio.AsyncServer) -> None:
-        """Wrap the Engine.IO handlers python-socketio registered, and meter each socket's queue."""
+        """Wrap the Engine.IO handlers python-socketio registered, and meter each socket's queue
+        (both through internals.py, where it allows them)."""
         eio = self._eio = sio.eio
-        handlers = getattr(eio, "handlers", None)
-        if not isinstance(handlers, dict) or not all(
-            callable(handlers.get(name)) for name in ("connect", "message", "disconnect")
-        ):
+        registered = internals.engine_handlers(eio)
+        if registered is None:
             self._say_once(
-                "handlers",
-                "ipymeet: this python-socketio registers no Engine.IO handlers to wrap: malformed "
-                "packets are refused but their connections stay open",
+                "hooks",
+                "ipymeet: the guard does not wrap this python-socketio's Engine.IO handlers: "
+                "connections that send junk are closed by their transport only, and a slow "
+                "reader's backlog is not capped",
             )
             return
-        self._sio_connect = handlers["connect"]
-        self._sio_message = handlers["message"]
-        self._sio_disconnect = handlers["disconnect"]
+        self._sio_connect = registered["connect"]
+        self._sio_message = registered["message"]
+        self._sio_disconnect = registered["disconnect"]
         with contextlib.suppress(TypeError, ValueError):
-            self._disconnect_args = len(inspect.signature(handlers["disconnect"]).parameters)
+            self._disconnect_args = len(inspect.signature(registered["disconnect"]).parameters)
         eio.on("connect", self._on_connect)
         eio.on("message", self.message)
         eio.on("disconnect", self._on_disconnect)
-        eio.create_queue = self._create_queue
+        self.metered = internals.meter_queues(eio, self._new_queue)
         self.installed = True
 
     def attach(self, app: web.Application, path: str | None = None) -> None:
@@ -381,7 +383,7 @@ class Guard:
             _request.reset(token)
         return response
 
-    def _create_queue(self, *args: Any, **kwargs: Any) -> MeteredQueue:
+    def _new_queue(self) -> MeteredQueue:
         return MeteredQueue(self)
 
     def queue_opened(self, eio_sid: str, queue: MeteredQueue) -> None:
@@ -409,7 +411,7 @@ class Guard:
         if link.queue is None:
             self._say_once(
                 "queue",
-                "ipymeet: this python-engineio makes its queues elsewhere: a slow reader's "
+                "ipymeet: this python-engineio's queues are not metered: a slow reader's "
                 "backlog is capped on the fast path's WebSockets only",
             )
         assert self._sio_connect is not None

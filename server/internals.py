@@ -1,25 +1,36 @@
-"""The one place that uses python-engineio / python-socketio internals, behind one version check.
+"""The one place that uses a library's internals, each use behind a check of its release.
 
-The signaller runs on one of two paths, chosen when it is created:
+Every name of a library's internals ipymeet uses is in :data:`INTERNAL_NAMES`, and appears in no
+module of server/ or widget/ but this one and fastio.py, which only this module imports
+(tests/unit/test_internals.py fails otherwise). Each use has a gate: the releases its sources
+were read on. On any other release (or with ``IPYMEET_INTERNALS=0``) only public API is used,
+and what that costs is logged once:
 
-- **fast**, when :func:`active`: python-socketio's Engine.IO server is fastio.py's (a leaner
-  WebSocket transport), and a relay is framed once and written to each member's WebSocket
-  (:func:`frame_writer`). Both reach into internals that any release may change, so this path is
-  taken only on the releases in :data:`CHECKED`, whose sources were read against fastio.py and
-  this module; ``IPYMEET_FASTIO=0`` turns it off (the test suite runs on both paths).
-- **stock**, on any other release: python-socketio and python-engineio as they come, through their
-  public API and the few long-stable names guard.py lists. The same behaviour, limits included
-  (tests/integration runs on this path too); slower per message (docs/performance.md).
-
-Nothing else in the signaller touches a library internal: the checks that close malformed
-connections and cap a slow reader's backlog (guard.py) hold on both paths.
+- **The fast path** (:func:`active`, releases in :data:`CHECKED`): python-socketio's Engine.IO
+  server is fastio.py's (a leaner WebSocket transport), and a relay is framed once and written
+  to each member's WebSocket (:func:`frame_writer`). ``IPYMEET_FASTIO=0`` turns it off (the test
+  suite runs on both paths). Without it: **stock**, python-socketio and python-engineio as they
+  come; the same behaviour, limits included (tests/integration runs on this path too), slower
+  per message (docs/performance.md).
+- **The guard's hooks** (:func:`engine_handlers`, :func:`meter_queues`, releases in
+  :data:`GUARD_CHECKED`): the Engine.IO handlers python-socketio registers, wrapped by guard.py
+  (so a malformed packet closes its connection, and relays know each connection's Engine.IO
+  session), and engineio's sockets taking their outgoing queue from the server's
+  ``create_queue()`` (so a slow reader's backlog is capped). Without them: a connection that
+  sends junk is still closed (python-engineio reports the failure to the guard's logger, which
+  closes that request's transport; tests/integration/test_malformed.py), relays take
+  ``sio.emit``, and nothing caps a slow reader's backlog (a warning says so).
+- **The kernel peer's candidate type** (:func:`candidate_type`, releases in
+  :data:`ICE_CHECKED`): the local candidate of the ICE pair aioice nominated. Without it: the
+  type all local candidates share (``relay`` for a relay-only peer), else unknown (None).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -38,8 +49,37 @@ CHECKED: dict[str, tuple[str, str]] = {
     "python-socketio": ("5.18.0", "5.18.1"),
 }
 
+#: The releases guard.py's hooks (python-socketio's Engine.IO handlers in ``eio.handlers``;
+#: engineio's sockets calling ``create_queue()`` for their queue and putting the open packet,
+#: with their sid, in it first) were read on: python-socketio 5.11 / python-engineio 4.9 through
+#: the highest below.
+GUARD_CHECKED: dict[str, tuple[str, str]] = {
+    "python-engineio": ("4.9.0", "4.15.1"),
+    "python-socketio": ("5.11.0", "5.18.1"),
+}
+
+#: The releases the kernel peer's candidate type was read on: aiortc's ``RTCIceTransport`` holds
+#: aioice's ``Connection`` as ``_connection``, whose ``_nominated`` maps a component to its
+#: nominated ``CandidatePair`` (``local_candidate.type``).
+ICE_CHECKED: dict[str, tuple[str, str]] = {
+    "aiortc": ("1.16.0", "1.16.0"),
+    "aioice": ("0.13.0", "0.13.0"),
+}
+
+#: Every internal name used, by library; each appears only here and in fastio.py.
+INTERNAL_NAMES: dict[str, tuple[str, ...]] = {
+    "python-socketio": ("_engineio_server_class", "handlers", "eio_sid_from_sid"),
+    "python-engineio": ("create_queue", "sockets", "_upgrade_websocket", "_trigger_event"),
+    "aiortc": ("_connection",),
+    "aioice": ("_nominated",),
+}
+#: The modules that touch internals: this one, and fastio.py, which only this one imports.
+INTERNAL_MODULES = ("internals.py", "fastio.py")
+
 #: Set to "0" to run the stock path on a checked release too.
 ENV = "IPYMEET_FASTIO"
+#: Set to "0" to use public API only, on every release (every gate closed).
+ENV_ALL = "IPYMEET_INTERNALS"
 
 
 def _release(text: str) -> tuple[int, ...] | None:
@@ -50,9 +90,12 @@ def _release(text: str) -> tuple[int, ...] | None:
         return None
 
 
-def checks(installed: dict[str, str | None]) -> bool:
-    """Whether every library in :data:`CHECKED` is installed at a release in its range."""
-    for name, (lowest, highest) in CHECKED.items():
+def checks(
+    installed: Mapping[str, str | None], ranges: Mapping[str, tuple[str, str]] | None = None
+) -> bool:
+    """Whether every library in ``ranges`` (:data:`CHECKED`) is installed at a release in its
+    range."""
+    for name, (lowest, highest) in (CHECKED if ranges is None else ranges).items():
         release = _release(installed.get(name) or "")
         low, high = _release(lowest), _release(highest)
         if release is None or low is None or high is None or not low <= release <= high:
@@ -60,10 +103,10 @@ def checks(installed: dict[str, str | None]) -> bool:
     return True
 
 
-def installed() -> dict[str, str | None]:
-    """The installed release of each library in :data:`CHECKED` (None: not installed)."""
+def installed(names: Mapping[str, Any] | None = None) -> dict[str, str | None]:
+    """The installed release of each library named (in :data:`CHECKED`; None: not installed)."""
     found: dict[str, str | None] = {}
-    for name in CHECKED:
+    for name in CHECKED if names is None else names:
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -87,9 +130,51 @@ def supported() -> bool:
     return False
 
 
+def _opened(
+    ranges: Mapping[str, tuple[str, str]], without: str, level: int = logging.WARNING
+) -> bool:
+    """Whether the installed releases are in ``ranges``; logged once (by the caller's cache)
+    with what is done ``without`` if not."""
+    releases = installed(ranges)
+    if checks(releases, ranges):
+        return True
+    log.log(
+        level,
+        "ipymeet: %s are not the releases checked (%s): %s",
+        ", ".join(f"{name} {releases[name]}" for name in ranges),
+        ", ".join(f"{name} {low} to {high}" for name, (low, high) in ranges.items()),
+        without,
+    )
+    return False
+
+
+def _all_allowed() -> bool:
+    return os.environ.get(ENV_ALL, "1") != "0"
+
+
+@cache
+def guard_supported() -> bool:
+    """Whether the installed releases are ones guard.py's hooks were checked on."""
+    return _opened(
+        GUARD_CHECKED,
+        "the guard closes what sends junk by its transport only, and a slow reader's backlog "
+        "is not capped",
+    )
+
+
+@cache
+def ice_supported() -> bool:
+    """Whether the installed aiortc / aioice are ones the candidate type was checked on."""
+    return _opened(
+        ICE_CHECKED,
+        "the kernel peer's candidate type is known only where all of its candidates are of one",
+        logging.INFO,
+    )
+
+
 def active() -> bool:
     """Whether a signaller created now takes the fast path."""
-    return os.environ.get(ENV, "1") != "0" and supported()
+    return os.environ.get(ENV, "1") != "0" and _all_allowed() and supported()
 
 
 def server_class(fast: bool) -> type[socketio.AsyncServer]:
@@ -150,3 +235,69 @@ def message_framer() -> Callable[[str], bytes]:
         return ws_frame("4" + text)
 
     return frame
+
+
+# -- guard.py's hooks ------------------------------------------------------------------------------
+
+EngineHandler = Callable[..., Awaitable[Any]]
+
+
+def engine_handlers(eio: Any) -> dict[str, EngineHandler] | None:
+    """The Engine.IO handlers python-socketio registered on ``eio`` (``connect``, ``message``,
+    ``disconnect``), for guard.py to wrap with ``eio.on()``; None where the gate is closed or
+    they are not there as read."""
+    if not (_all_allowed() and guard_supported()):
+        return None
+    registered = getattr(eio, "handlers", None)
+    names = ("connect", "message", "disconnect")
+    if not isinstance(registered, dict) or not all(callable(registered.get(n)) for n in names):
+        return None
+    return {name: registered[name] for name in names}
+
+
+def meter_queues(eio: Any, make: Callable[[], asyncio.Queue[Any]]) -> bool:
+    """Make each Engine.IO socket of ``eio`` take its outgoing queue from ``make()`` (engineio's
+    sockets ask the server's ``create_queue()``); False where the gate is closed."""
+    if not (_all_allowed() and guard_supported()) or not callable(
+        getattr(eio, "create_queue", None)
+    ):
+        return False
+
+    def create_queue(*args: Any, **kwargs: Any) -> asyncio.Queue[Any]:
+        return make()
+
+    eio.create_queue = create_queue
+    return True
+
+
+# -- the kernel peer's candidate type --------------------------------------------------------------
+
+
+def candidate_type(pc: Any) -> str | None:
+    """The type of the local candidate in use by aiortc's RTCPeerConnection ``pc`` ("host",
+    "srflx", "prflx", "relay"), or None when it is not known.
+
+    aiortc's stats have no candidate pair: on the releases checked, aioice's nominated pair says
+    it. Elsewhere (public API only), the type all of the local candidates gathered share, which
+    is "relay" for a relay-only peer; None when they differ."""
+    try:
+        transports = [t.receiver.transport.transport for t in pc.getTransceivers()]
+    except Exception:
+        return None
+    if _all_allowed() and ice_supported():
+        try:
+            for transport in transports:
+                connection = getattr(transport, "_connection", None)
+                pair = getattr(connection, "_nominated", {}).get(1)
+                if pair is not None:
+                    return str(pair.local_candidate.type)
+        except Exception:
+            return None
+        return None
+    kinds: set[str] = set()
+    try:
+        for transport in transports:
+            kinds.update(str(c.type) for c in transport.iceGatherer.getLocalCandidates())
+    except Exception:
+        return None
+    return kinds.pop() if len(kinds) == 1 else None

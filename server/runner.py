@@ -1,8 +1,9 @@
 """Running the signaller on a thread of its own: the way a kernel hosts it.
 
 The signaller must keep answering while a notebook cell is busy, so it owns a named daemon thread
-with its own asyncio loop. Other threads read its room registry (under the registry's lock) and
-stop it through ``run_coroutine_threadsafe``; they never touch its loop's objects directly.
+with its own asyncio loop (a :class:`~.loopthread.LoopThread`). Other threads read its room
+registry (under the registry's lock) and cross to its loop only through that class; they never
+touch its loop's objects directly.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from aiohttp import web
 from . import capacity, tokens
 from .app import SIGNALLER, create_app
 from .frames import Frame
+from .loopthread import LoopThread
 from .registry import Member, Registry
 from .settings import Settings
 from .signaller import Signaller
@@ -107,11 +109,9 @@ class SignallerThread:
         self.port = 0
         #: The TLS being served (certificate file, fingerprint), once started with ``tls``.
         self.tls: Served | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loops: LoopThread | None = None
         self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._startup_error: BaseException | None = None
+        self._serving = False
         self._lock = threading.Lock()
         self._clients: set[str] = set()
 
@@ -155,29 +155,38 @@ class SignallerThread:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and self._ready.is_set()
+        loops = self._loops
+        return loops is not None and loops.running and self._serving
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The signaller's thread, "ipymeet-signaller", once started."""
+        return None if self._loops is None else self._loops.thread
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The signaller's loop once started (cross to it with ``run_coroutine_threadsafe``)."""
-        return self._loop
+        return None if self._loops is None else self._loops.loop
 
     def start(self, timeout: float = 15.0) -> SignallerThread:
         """Start serving; returns once the port is bound (raises if it cannot be)."""
         with self._lock:
-            if self._thread is not None:
+            if self._loops is not None:
                 return self
-            self._thread = threading.Thread(
-                target=self._main, name="ipymeet-signaller", daemon=True
-            )
-            self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"the signaller did not start within {timeout} s")
-        if self._startup_error is not None:
+            loops = self._loops = LoopThread("ipymeet-signaller")
+        try:
+            loops.start(timeout)
+            loops.run(self._serve(), timeout)
+        except TimeoutError:
+            loops.stop(timeout)
+            raise TimeoutError(f"the signaller did not start within {timeout} s") from None
+        except BaseException as exc:
+            loops.stop(timeout)
             raise RuntimeError(
                 f"the signaller could not listen on {self.settings.host}:{self.settings.port}: "
-                f"{self._startup_error}"
-            ) from self._startup_error
+                f"{exc}"
+            ) from exc
+        self._serving = True
         warning = exposure_warning(self.settings, self.public_url)
         if warning is not None:
             log.warning("%s", warning)
@@ -188,31 +197,6 @@ class SignallerThread:
                 self.tls.fingerprint,
             )
         return self
-
-    def _main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported to start()'s caller
-            self._startup_error = exc
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            # What stop()'s timeout cut short (e.g. a WebSocket to a peer that vanished, whose
-            # close handshake waits): cancel it, as asyncio.run does, rather than drop it pending.
-            leftover = asyncio.all_tasks(loop)
-            for task in leftover:
-                task.cancel()
-            if leftover:
-                loop.run_until_complete(asyncio.wait(leftover, timeout=1.0))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
 
     async def _serve(self) -> None:
         runner = web.AppRunner(
@@ -317,15 +301,13 @@ class SignallerThread:
     def stop(self, timeout: float = 5.0) -> None:
         """Close every connection and the listening socket, then end the thread. Idempotent."""
         with self._lock:
-            thread, loop, runner = self._thread, self._loop, self._runner
+            loops, runner = self._loops, self._runner
             self._runner = None
-        if thread is None or loop is None or not thread.is_alive():
+        if loops is None or not loops.running:
             return
-        future = asyncio.run_coroutine_threadsafe(self._shutdown(self.signaller, runner), loop)
-        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
-            future.result(timeout)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
+        with contextlib.suppress(TimeoutError, RuntimeError):  # what is left is cancelled below
+            loops.run(self._shutdown(self.signaller, runner), timeout)
+        loops.stop(timeout)
         if self.tls is not None:
             self.tls.cleanup()
 
@@ -335,15 +317,12 @@ class SignallerThread:
         # closed (soon another kernel's, when one takes over) rather than come back here.
         for site in list(runner.sites if runner is not None else ()):
             await site.stop()
-        # Then the clients: the runner's cleanup waits for open WebSockets.
+        # Then the clients: the runner's cleanup waits for open WebSockets. What is still
+        # pending after it (a WebSocket to a peer that vanished, whose close handshake waits)
+        # is cancelled as the loop stops.
         await signaller.close()
         if runner is not None:
             await runner.cleanup()
-        current = asyncio.current_task()
-        pending = [t for t in asyncio.all_tasks() if t is not current]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
 
 
 _kernel_lock = threading.Lock()

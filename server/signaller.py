@@ -214,7 +214,12 @@ class Signaller:
             cluster = self.cluster
 
             async def join_cluster(_: Any) -> None:
-                await cluster.start(self.sio, self._announce_departure, self._reconnect_all)
+                await cluster.start(
+                    self.sio,
+                    self._announce_departure,
+                    self._reconnect_all,
+                    self.settings.max_message_bytes,
+                )
 
             app.on_startup.append(join_cluster)
 

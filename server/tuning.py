@@ -14,8 +14,8 @@ knobs, each with the reason it is here:
   process ``ipymeet serve`` owns, never in a kernel that hosts the signaller on a thread.
 - **Open-file limit** (:func:`tune_process`): raised to the hard limit, since every connection is a
   file descriptor and a soft limit of 1,024 would cap the clients (Node's users raise it by hand).
-- **uvloop** (:func:`new_event_loop`, ``ipymeet serve`` only), when installed: a faster event
-  loop and transports. A kernel's loop is the kernel's choice.
+- **uvloop** (``loopthread.new_loop(fast=True)``, ``ipymeet serve`` only), when installed: a
+  faster event loop and transports. A kernel's loop is the kernel's choice.
 - **orjson** (:func:`json_module`, any signaller), when installed: encodes outgoing packets about
   four times faster than :mod:`json` (an SDP is 3-6 KB). python-socketio sets the module on its
   packet classes, so it applies to every python-socketio user in the process, and so it must be
@@ -32,7 +32,6 @@ Without uvloop and orjson (``pip install ipymeet[serve]`` brings them) everythin
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import json
@@ -109,13 +108,3 @@ def tune_process() -> None:
     if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A uvloop event loop when uvloop is installed, else asyncio's default one."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop

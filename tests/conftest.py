@@ -67,7 +67,7 @@ def _no_leaked_signaller_threads() -> Iterator[None]:
         if t.name == "ipymeet-signaller"
         and t not in before
         and t.is_alive()
-        and (kernel is None or t is not kernel._thread)
+        and (kernel is None or t is not kernel.thread)
     ]
     for thread in leaked:
         thread.join(2.0)

@@ -24,9 +24,11 @@ own, shared by the user's kernels, or ``signaling_url``), as a dialect-2 member 
 Threads and loops (aiortc binds its objects to the loop that made them, so they all live on one):
 
 - **the media loop**: one daemon thread per join, ``ipymeet-peer-<room>``, with an asyncio loop of
-  its own. The Socket.IO client (python-socketio's AsyncClient), every RTCPeerConnection and every
-  track live there. Other threads never touch them: ``join()`` starts the thread, ``leave()`` sets
-  an event through ``call_soon_threadsafe`` and waits for the thread to end.
+  its own (a :class:`~..server.loopthread.LoopThread`). The Socket.IO client (python-socketio's
+  AsyncClient), every RTCPeerConnection and every track live there. Other threads never touch
+  them: ``join()`` starts the loop and the session on it, ``leave()`` sets an event on the loop
+  and waits for the thread to end; the session, once it has left, stops its own loop, which
+  cancels what is left (bounded) and closes.
 - **one callback thread per received track**, ``ipymeet-peer-<room>-<member>-video`` (or
   ``-audio``). The media loop reads each track as fast as it comes (aiortc's queue of decoded
   frames is unbounded) and puts the frame into that track's :class:`~.peermedia.LatestSlot`,
@@ -57,6 +59,8 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..server import internals
+from ..server.loopthread import LoopThread
 from ..server.validation import ROOM_RE
 from . import binding
 from .contract import MAX_NAME, CallState, ErrorCode
@@ -91,6 +95,9 @@ REQUEST_TIMEOUT = 5.0
 RECONNECT_DELAYS = (0.25, 5.0)
 #: A member whose signalling dropped (``peer_left`` "disconnected") is kept this long.
 LINGER_S = 30.0
+#: How long what is left on the media loop when a join ends (the connections' tasks, aiortc's
+#: encoders) gets to finish once cancelled.
+DRAIN = 2.0
 #: Lifetime of the join tokens the peer mints for itself on a signaller that requires them.
 TOKEN_TTL = 600.0
 #: The error of a relay-only peer on a signaller without TURN (the page's, js/src/errors.ts).
@@ -217,8 +224,8 @@ class KernelPeer:
         self._peers: list[dict[str, Any]] = []
         self._stats: dict[str, dict[str, Any]] = {}
         self._self_id = ""
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        #: The media loop of the current (or last) join.
+        self._media: LoopThread | None = None
         self._stop: asyncio.Event | None = None
         self._pacer: Pacer | None = None
         self._only = only
@@ -380,30 +387,30 @@ class KernelPeer:
         if self._closed:
             raise RuntimeError("this KernelPeer is closed; make a new one")
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            if self._media is not None and self._media.thread.is_alive():
                 raise RuntimeError(
                     f"this KernelPeer is in room {self.room!r} already (state {self._state}); "
                     "leave() first"
                 )
             self._error, self._error_code = "", ErrorCode.NONE
             self._set_state_locked(CallState.JOINING)
-            ready = threading.Event()
-            self._thread = threading.Thread(
-                target=self._main, args=(ready,), name=f"ipymeet-peer-{self.room}", daemon=True
-            )
-            self._thread.start()
-        ready.wait(5)
+            media = self._media = LoopThread(f"ipymeet-peer-{self.room}", drain=DRAIN)
+            self._stop = asyncio.Event()
+        try:
+            media.start()
+        except Exception as problem:
+            self._fail(ErrorCode.INTERNAL_ERROR, f"the kernel peer could not start: {problem}")
+            raise
+        media.submit(self._session(media))
 
     def leave(self, timeout: float = 5.0) -> None:
         """Leave the room: the ``leave`` request, every connection, the client, the loop and the
         callback threads end. Idempotent."""
-        thread, loop, stop = self._thread, self._loop, self._stop
-        if thread is None or loop is None or stop is None:
+        media, stop = self._media, self._stop
+        if media is None or stop is None:
             return
-        with contextlib.suppress(RuntimeError):  # the loop has ended already
-            loop.call_soon_threadsafe(stop.set)
-        if thread is not threading.current_thread():
-            thread.join(timeout)
+        media.call_soon(stop.set)  # False once the loop has ended: nothing to leave
+        media.join(timeout)  # the session leaves, then stops its loop (not from that thread)
         with self._lock:
             if self._state is not CallState.FAILED:
                 self._set_state_locked(CallState.LEFT)
@@ -419,27 +426,15 @@ class KernelPeer:
 
     # -- the media loop --------------------------------------------------------------------------
 
-    def _main(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        self._stop = asyncio.Event()
-        ready.set()
+    async def _session(self, media: LoopThread) -> None:
+        """One join, on its media loop; the loop ends with it (and cancels what is left)."""
         try:
-            loop.run_until_complete(_run_session(self))
+            await _run_session(self)
         except Exception as problem:
             log.exception("ipymeet: the kernel peer's call ended with an error")
             self._fail(ErrorCode.INTERNAL_ERROR, f"the kernel peer failed: {problem}")
         finally:
-            leftover = asyncio.all_tasks(loop)
-            for task in leftover:
-                task.cancel()
-            if leftover:
-                loop.run_until_complete(asyncio.wait(leftover, timeout=2.0))
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
+            media.stop()
 
     def _stop_soon(self) -> None:
         """End the session (on the media loop: the call failed)."""
@@ -928,7 +923,7 @@ class _Session:
                     "width": member.size[0],
                     "height": member.size[1],
                     "packet_loss": round(lost / (lost + received), 4) if lost + received else 0.0,
-                    "candidate_type": _candidate_type(connection.pc),
+                    "candidate_type": internals.candidate_type(connection.pc),
                     "frames_dropped": 0 if slot is None else slot.dropped,
                 }
             with self.peer._lock:
@@ -978,19 +973,6 @@ def _audio_array(frame: Any) -> Any:
         frame = frames[0]
     channels = len(frame.layout.channels)
     return frame.to_ndarray().reshape(-1, channels)
-
-
-def _candidate_type(pc: Any) -> str | None:
-    """The local candidate type of the pair in use (aioice's own state: best effort)."""
-    try:
-        for transceiver in pc.getTransceivers():
-            connection = transceiver.receiver.transport.transport._connection
-            pair = getattr(connection, "_nominated", {}).get(1)
-            if pair is not None:
-                return str(pair.local_candidate.type)
-    except Exception:
-        return None
-    return None
 
 
 def _at_exit(ref: weakref.ref[KernelPeer]) -> None:

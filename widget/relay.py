@@ -7,11 +7,11 @@ kernel opens a Socket.IO connection of its own to the signaller for it, with the
 sends back what the signaller says (``sig_open``, ``sig_event``, ``sig_answer``,
 ``sig_dropped``). The protocol is docs/protocol.md's, section "The kernel route".
 
-Threads: one daemon thread, "ipymeet-relay", with its own asyncio loop serves every widget of the
-kernel. A page's message reaches the widget on the kernel's thread (between cells: a running cell
-holds it back) and crosses to the relay thread once (``call_soon_threadsafe``); everything back to
-the page is sent from the relay thread, so it goes out at once even while a cell runs. Nothing
-polls.
+Threads: one daemon thread, "ipymeet-relay", with its own asyncio loop (server/loopthread.py)
+serves every widget of the kernel. A page's message reaches the widget on the kernel's thread
+(between cells: a running cell holds it back) and crosses to the relay thread once
+(``call_soon_threadsafe``); everything back to the page is sent from the relay thread, so it goes
+out at once even while a cell runs. Nothing polls.
 
 Bounds: each widget has at most one live connection (:class:`KernelRoute`); a new ``sig_connect``
 replaces it (the old one is closed before the new one opens, and a burst of them opens only the
@@ -40,6 +40,7 @@ import aiohttp
 import socketio
 
 from ..server.access import widget_room_allows
+from ..server.loopthread import LoopThread
 from .contract import SIGNALLER_EVENTS
 from .messages import KernelMessage, RouteMessage
 
@@ -70,53 +71,38 @@ Send = Callable[[KernelMessage], None]
 
 
 class RelayThread:
-    """One named daemon thread with its own loop, for every route connection of this kernel.
+    """The named daemon thread with its own loop (a :class:`~..server.loopthread.LoopThread`)
+    for every route connection of this kernel.
 
     Other threads only hand it callbacks (:meth:`call`); its connections live on its loop.
     """
 
     def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="ipymeet-relay", daemon=True)
-        self._stopped = False
-        self._lock = threading.Lock()
+        self._loops = LoopThread("ipymeet-relay")
         #: The live connections (loop thread only), closed on :meth:`stop`.
         self.connections: set[_Connection] = set()
 
     def start(self) -> RelayThread:
-        self._thread.start()
+        self._loops.start()
         return self
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_forever()
-        finally:
-            self._loop.close()
 
     @property
     def running(self) -> bool:
-        return self._thread.is_alive() and not self._stopped
+        return bool(self._loops.running)
 
     def call(self, callback: Callable[..., None], *args: Any) -> None:
-        """Run ``callback(*args)`` on the relay's loop, in the order called (any thread)."""
-        with self._lock:
-            if not self._stopped:
-                self._loop.call_soon_threadsafe(callback, *args)
+        """Run ``callback(*args)`` on the relay's loop, in the order called (any thread);
+        dropped once the relay is stopping."""
+        self._loops.call_soon(callback, *args)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every connection and end the thread. Idempotent."""
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-        if not self._thread.is_alive():
+        if not self._loops.running:
+            self._loops.stop(timeout)
             return
-        closing = asyncio.run_coroutine_threadsafe(self._close_all(), self._loop)
-        with contextlib.suppress(Exception):
-            closing.result(timeout)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout)
+        with contextlib.suppress(Exception):  # timed out, or stopped meanwhile
+            self._loops.run(self._close_all(), timeout)
+        self._loops.stop(timeout)
 
     async def _close_all(self) -> None:
         await asyncio.gather(
@@ -155,9 +141,7 @@ class KernelRoute:
         route.close()
     """
 
-    def __init__(
-        self, client: str, server: Endpoint, send: Send, room: Callable[[], str]
-    ) -> None:
+    def __init__(self, client: str, server: Endpoint, send: Send, room: Callable[[], str]) -> None:
         self.client = client
         self.server = server
         self._send = send

@@ -18,7 +18,7 @@ import logging
 import aiohttp
 import pytest
 
-from ipymeet.server import SignallerThread, guard
+from ipymeet.server import SignallerThread, guard, internals
 
 from ..support import MakeSignaller
 from .helpers import (
@@ -238,3 +238,27 @@ async def until_no_connections(signaller: SignallerThread) -> None:
     """Wait until the signaller holds no connection (the closed ones were let go)."""
     server = signaller.signaller
     await until(lambda: not server.connections and not server.guard.links, "the connections to go")
+
+
+async def test_public_api_only_junk_is_refused_without_a_traceback_and_calls_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+    make_signaller: MakeSignaller,
+    server_logs: list[logging.LogRecord],
+) -> None:
+    """With every gate of server/internals.py closed (what a python-socketio release the guard
+    was not checked on gets): no wrapped Engine.IO handlers, yet junk still closes its
+    connection (engineio reports the handler's failure to the guard's logger), without a
+    traceback, and calls go on."""
+    monkeypatch.setenv(internals.ENV_ALL, "0")
+    signaller = make_signaller()
+    assert not signaller.signaller.fast
+    assert not signaller.signaller.guard.installed
+    async with aiohttp.ClientSession() as http:
+        for name in SOCKET_IO_JUNK:
+            ws = await raw_websocket(http, signaller.url)
+            for frame in SOCKET_IO_JUNK[name]:
+                await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame))
+            assert await closed_by_server(ws), f"{name}: the server left the connection open"
+    await until_no_connections(signaller)
+    no_tracebacks(server_logs)
+    await assert_serves_a_call(signaller.url)
