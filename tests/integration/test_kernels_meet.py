@@ -21,13 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from jupyter_client import KernelManager
 
 from ipymeet.server.runtime import RUNTIME_FILE, read_runtime
 
-from ..support import free_port
+from ..support import free_port, listeners
 from .pages import Page, pages, wait_until
 
 pytestmark = pytest.mark.timeout(240)
@@ -131,15 +130,6 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     finally:
         for kernel in made:
             kernel.close()
-
-
-def listeners(port: int) -> set[int]:
-    """The pids listening on ``port``."""
-    return {
-        c.pid
-        for c in psutil.net_connections("tcp")
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
-    }
 
 
 def hosting(kernels: list[Kernel]) -> list[str]:
