@@ -3,7 +3,8 @@ notebooks/marimo_room.py (two processes, on one runtime folder and signaller por
 own) and a tab of the signaller's own page meet in one room, in real Chromium.
 
 The first app's process hosts the signaller, the second's attaches: one process listens on the
-shared port, and the second app's process listens on nothing but its own marimo port. That the
+shared port, and the second app's process listens on nothing but its own marimo port; a second
+tab of the first app (another session of its process) adds no port either. That the
 second app's page gets in at all shows the attachment at work: the host admits only the widget
 keys registered with it, and the second app's key reaches it over the attach connection. When the
 first server ends (SIGTERM, as a Ctrl-C does), the second hosts on the same port and the call goes
@@ -75,7 +76,7 @@ def marimo_apps(tmp_path: Path) -> Iterator[tuple[str, list[Served]]]:
 
 
 def open_app(new_page: Callable[..., Any], served: Served, name: str) -> Any:
-    """A tab of the app: the widget shown (its session has run the cells), ``name`` typed, joined."""
+    """A tab of the app, once the widget shows (its session ran the cells), ``name`` typed in."""
     page = new_page(served.url, viewport={"width": 1100, "height": 900})
     page.get_by_test_id("connect").wait_for(timeout=START_TIMEOUT * 1000)
     page.get_by_test_id("name-input").fill(name)
@@ -89,6 +90,11 @@ def listening_ports(pid: int) -> set[int]:
         for c in psutil.Process(pid).net_connections("tcp")
         if c.status == psutil.CONN_LISTEN and c.laddr
     }
+
+
+def app_port(served: Served) -> int:
+    """The port ``marimo run`` serves the app on."""
+    return int(served.url.rstrip("/").rsplit(":", 1)[1])
 
 
 def tiles(page: Any) -> list[str]:
@@ -142,7 +148,11 @@ def test_two_marimo_apps_and_a_tab_meet_in_one_room(
     # One signaller: the first app's process listens on the shared port, the second's only on
     # its own marimo port (it attached, it hosts nothing).
     assert listeners(port) == {first.proc.pid}
-    assert listening_ports(second.proc.pid) == {int(second.url.rsplit(":", 1)[1].strip("/"))}
+    assert listening_ports(second.proc.pid) == {app_port(second)}
+    # Another tab of the first app is another session of the same process: its widget is served
+    # by the same signaller, the process opens no other port.
+    open_app(new_page, first, "Ada again")
+    assert listening_ports(first.proc.pid) == {app_port(first), port}
     ARTIFACTS.mkdir(exist_ok=True)
     bob.screenshot(path=str(ARTIFACTS / "marimo-call.png"))
 
