@@ -342,11 +342,11 @@ def kernel_signaller(settings: Settings | None = None) -> SignallerThread | Kern
     and keeps trying; a value of the environment that is wrong raises
     ``hubclient.ServiceUnreachable`` (the widget shows either).
 
-    Otherwise, inside a kernel (or with ``IPYMEET_SHARE=1``), the signaller this user's kernels
-    share on this machine: hosted by the first of them, attached to by the others
-    (server/sharing.py). Otherwise (or with ``IPYMEET_SHARE=0``) one of this process's own:
-    127.0.0.1, in a kernel on the port :func:`kernel_port` gives unless it is taken, else a free
-    one.
+    Otherwise, inside a kernel or a marimo app (or with ``IPYMEET_SHARE=1``), the signaller this
+    user's kernels and marimo apps share on this machine: hosted by the first of them, attached
+    to by the others (server/sharing.py). Otherwise (or with ``IPYMEET_SHARE=0``) one of this
+    process's own: 127.0.0.1, in a kernel on the port :func:`kernel_port` gives unless it is
+    taken, else a free one.
 
     Settings come from ``IPYMEET_*`` environment variables (:meth:`Settings.from_env`) unless given;
     they apply only to the first call, which starts it (and, shared, only if this kernel hosts).
@@ -389,6 +389,25 @@ def in_kernel() -> bool:
     kernelapp = sys.modules.get("ipykernel.kernelapp")
     app = getattr(kernelapp, "IPKernelApp", None)
     return app is not None and bool(app.initialized())
+
+
+def in_marimo() -> bool:
+    """Whether this thread runs a cell of a marimo notebook or app (``marimo edit``, ``marimo
+    run``), by marimo's public ``running_in_notebook()``; not a marimo script (``python app.py``).
+
+    marimo's kernel is not ipykernel, yet its apps are a user's notebooks all the same: under
+    ``marimo run`` each browser tab is a session, a thread of the server's process (one
+    signaller serves them all: the process has one), and each ``marimo run`` or ``marimo edit``
+    notebook is a process of its own, which must find the others' signaller as kernels do.
+    Asked on the thread of the cell that makes the widget: marimo's context is per thread.
+    """
+    # Only where marimo is loaded already: importing it is slow, and nothing else needs it.
+    marimo = sys.modules.get("marimo")
+    running = getattr(marimo, "running_in_notebook", None)
+    try:
+        return callable(running) and bool(running())
+    except Exception:  # a marimo that changed its mind about its API: not one we know
+        return False
 
 
 def kernel_port() -> int:

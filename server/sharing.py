@@ -1,15 +1,16 @@
 """One signaller per user and machine, hosted by a kernel, attached to by the others.
 
-Inside a running ipykernel (or with ``IPYMEET_SHARE=1``; ``IPYMEET_SHARE=0`` turns it off)
-``kernel_signaller()`` returns a :class:`KernelSignaller`, with the API widgets use of
-``SignallerThread`` and a few more. The first kernel of a user that needs a signaller **hosts**
-it: a ``SignallerThread`` on the user's port (``IPYMEET_PORT``, else one derived from the user's
-name) with the hub of attached kernels (server/kernels.py), and writes the runtime file (port,
-pid, url, a secret; server/runtime.py). Every later kernel **attaches** instead
-(server/attach.py): it checks that the host holds the secret, proves that it holds it too,
-registers its widgets' keys (the host admits their pages) and hears the members of its widgets'
-rooms first-hand, on a thread of its own. "Find or host" holds the lock beside the runtime file,
-so it is one kernel at a time.
+Inside a running ipykernel or a marimo notebook or app (or with ``IPYMEET_SHARE=1``;
+``IPYMEET_SHARE=0`` turns it off) ``kernel_signaller()`` returns a :class:`KernelSignaller`, with
+the API widgets use of ``SignallerThread`` and a few more. A marimo process is one "kernel" here,
+however many sessions (browser tabs of ``marimo run``) it serves. The first kernel of a user
+that needs a signaller **hosts** it: a ``SignallerThread`` on the user's port (``IPYMEET_PORT``,
+else one derived from the user's name) with the hub of attached kernels (server/kernels.py), and
+writes the runtime file (port, pid, url, a secret; server/runtime.py). Every later kernel
+**attaches** instead (server/attach.py): it checks that the host holds the secret, proves that it
+holds it too, registers its widgets' keys (the host admits their pages) and hears the members of
+its widgets' rooms first-hand, on a thread of its own. "Find or host" holds the lock beside the
+runtime file, so it is one kernel at a time.
 
 **Failover.** When the host ends, the attached kernels' connections drop at once. Each takes the
 lock and reads the file again: a live host that passes the check is attached to; otherwise it
@@ -46,7 +47,7 @@ from .attach import ATTACH_TIMEOUT, REQUEST_TIMEOUT, Attachment, HostRefused, Ho
 from .frames import Frame, FrameInbox
 from .kernels import KernelHub
 from .registry import Member
-from .runner import SignallerThread, in_kernel
+from .runner import SignallerThread, in_kernel, in_marimo
 from .runtime import (
     LOCK_TIMEOUT,
     RUNTIME_FILE,
@@ -81,9 +82,12 @@ def _in_use(failure: RuntimeError) -> bool:
 
 def enabled() -> bool:
     """Whether ``kernel_signaller()`` shares one signaller among this user's kernels:
-    ``IPYMEET_SHARE`` if set, else inside a running ipykernel."""
+    ``IPYMEET_SHARE`` if set, else inside a running ipykernel or a marimo notebook or app (a
+    marimo process takes part as a kernel does: it hosts or attaches)."""
     share = share_from_env()
-    return in_kernel() if share is None else share
+    if share is not None:
+        return share
+    return in_kernel() or in_marimo()
 
 
 # -- the host role ---------------------------------------------------------------------------------

@@ -73,6 +73,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listeners(port: int) -> set[int]:
+    """The pids listening on ``port`` (on any address)."""
+    import psutil  # not every test environment needs it to import this module
+
+    return {
+        c.pid
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
+    }
+
+
 def serve_cli(*args: str) -> subprocess.Popen[str]:
     """``ipymeet serve ARGS`` as a user runs it, its output (both streams) in ``stdout``."""
     return subprocess.Popen(

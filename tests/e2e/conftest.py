@@ -125,28 +125,37 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
 
 # -- what a person sees -----------------------------------------------------------------------
 
-REMOTE_PLAYING_JS = """
-([selector, count]) => {
-  const videos = [...document.querySelectorAll(selector)];
+# Where the videos are: the document, or the open shadow root of the first element ``shadow``
+# names (a host that renders widgets in a shadow root: marimo's <marimo-anywidget>).
+ROOT_JS = "(shadow) => (shadow ? document.querySelector(shadow)?.shadowRoot : document)"
+
+REMOTE_PLAYING_JS = f"""
+([selector, count, shadow]) => {{
+  const root = ({ROOT_JS})(shadow);
+  const videos = root ? [...root.querySelectorAll(selector)] : [];
   return videos.length >= count && videos.slice(0, count).every(
     (v) => v.videoWidth > 0 && v.readyState >= 2 && !v.paused);
-}
+}}
 """
 
-FRAMES_JS = """
-(selector) => [...document.querySelectorAll(selector)].map(
+FRAMES_JS = f"""
+([selector, shadow]) => [...(({ROOT_JS})(shadow)?.querySelectorAll(selector) ?? [])].map(
   (v) => v.getVideoPlaybackQuality().totalVideoFrames)
 """
 
 
-def wait_remote_video(page: Any, count: int = 1, *, scope: str = "", timeout: float = 30) -> None:
-    """Wait until ``count`` remote videos play (videoWidth > 0) and their frames advance."""
+def wait_remote_video(
+    page: Any, count: int = 1, *, scope: str = "", shadow: str = "", timeout: float = 30
+) -> None:
+    """Wait until ``count`` remote videos play (videoWidth > 0) and their frames advance; in the
+    shadow root of the element ``shadow`` names, if given."""
     selector = f"{scope} [data-testid=remote-video]".strip()
-    page.wait_for_function(REMOTE_PLAYING_JS, arg=[selector, count], timeout=timeout * 1000)
-    before = page.evaluate(FRAMES_JS, selector)[:count]
+    where = [selector, shadow]
+    page.wait_for_function(REMOTE_PLAYING_JS, arg=[selector, count, shadow], timeout=timeout * 1000)
+    before = page.evaluate(FRAMES_JS, where)[:count]
     page.wait_for_function(
         f"""(before) => {{
-            const now = ({FRAMES_JS})({json.dumps(selector)});
+            const now = ({FRAMES_JS})({json.dumps(where)});
             return before.every((n, i) => now[i] > n + 5);
         }}""",
         arg=before,

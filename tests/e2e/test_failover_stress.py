@@ -36,9 +36,9 @@ import pytest
 from ipymeet.server import faults
 from ipymeet.server.runtime import RUNTIME_FILE, read_runtime
 
-from ..integration.kernels import MAKE_ROOM, Kernel, kernel_env, listeners
+from ..integration.kernels import MAKE_ROOM, Kernel, kernel_env
 from ..integration.pages import Page
-from ..support import free_port
+from ..support import free_port, listeners
 from .conftest import CHROMIUM, CHROMIUM_ARGS, TILE_FRAMES_JS
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]

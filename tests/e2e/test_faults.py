@@ -94,7 +94,7 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
 
 
 def frames(page: Any) -> list[int]:
-    counts: list[int] = page.evaluate(FRAMES_JS, REMOTE)
+    counts: list[int] = page.evaluate(FRAMES_JS, [REMOTE, ""])
     return counts
 
 

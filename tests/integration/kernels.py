@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 from jupyter_client import KernelManager
 
 #: How long a kernel may take to start and import ipymeet on a loaded 2-core machine.
@@ -116,12 +115,3 @@ s = kernel_signaller()
 print(json.dumps({{"client": r._client, "port": r._port, "hosting": s.hosting,
                   "shared": s.shared, "pid": os.getpid()}}))
 """
-
-
-def listeners(port: int) -> set[int]:
-    """The pids listening on ``port``."""
-    return {
-        c.pid
-        for c in psutil.net_connections("tcp")
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
-    }

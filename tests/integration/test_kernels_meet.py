@@ -23,8 +23,8 @@ import pytest
 
 from ipymeet.server.runtime import RUNTIME_FILE, read_runtime
 
-from ..support import free_port
-from .kernels import MAKE_ROOM, Kernel, kernel_env, listeners
+from ..support import free_port, listeners
+from .kernels import MAKE_ROOM, Kernel, kernel_env
 from .pages import Page, pages, wait_until
 
 pytestmark = pytest.mark.timeout(240)

@@ -379,6 +379,7 @@ def test_ipymeet_port_and_share_are_read_and_checked(monkeypatch: pytest.MonkeyP
 def test_outside_a_kernel_sharing_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IPYMEET_SHARE", raising=False)
     assert not runner.in_kernel()
+    assert not runner.in_marimo()  # nor a marimo app's cell (tests/e2e/test_marimo.py: in one)
     assert sharing.enabled() is False
     monkeypatch.setenv("IPYMEET_SHARE", "1")
     assert sharing.enabled() is True

@@ -1,8 +1,8 @@
 /**
  * The card on the stage while you are in the room alone: where the widget listens, and how others
- * get there — from Jupyter (the notebooks and dashboards that reach the same signaller) and from a
- * browser (the invite link, or where to get one when the room needs a token); on a JupyterHub, the
- * hub's ipymeet service and its login instead. `aloneText` decides
+ * get there — from a notebook (the notebooks, dashboards and marimo apps that reach the same
+ * signaller) and from a browser (the invite link, or where to get one when the room needs a
+ * token); on a JupyterHub, the hub's ipymeet service and its login instead. `aloneText` decides
  * the words (a pure function, tested by table); `AloneCard` shows them, with a Copy button.
  */
 import { Bindings, h, setAttr, setHidden, setText } from "./dom";
@@ -54,12 +54,12 @@ export function aloneText(facts: AloneFacts): AloneText | null {
   const whose = facts.explicit
     ? "the signaller signaling_url names"
     : facts.shared
-      ? "the signaller your notebooks and dashboards share"
+      ? "the signaller your notebooks, dashboards and marimo apps share"
       : "this kernel's own signaller";
   const jupyter = facts.explicit
     ? `Any VideoRoom with this signaling_url and the room ${room}.`
     : facts.shared
-      ? `Any notebook or Voilà dashboard of yours on this ${remote ? "server" : "machine"} that opens ${room}.`
+      ? `Any notebook, Voilà dashboard or marimo app of yours on this ${remote ? "server" : "machine"} that opens ${room}.`
       : `Another widget of this kernel in ${room}.`;
   let link: string | null = null;
   let browser: string;
@@ -157,7 +157,7 @@ export class AloneCard {
       h(
         "div",
         { class: "ipymeet-alone-ways" },
-        h("div", { class: "ipymeet-alone-way" }, h("span", { class: "ipymeet-alone-label" }, "From Jupyter"), this.jupyter),
+        h("div", { class: "ipymeet-alone-way" }, h("span", { class: "ipymeet-alone-label" }, "From a notebook"), this.jupyter),
         h(
           "div",
           { class: "ipymeet-alone-way" },

@@ -28,8 +28,8 @@ describe("aloneText (the card while you are alone)", () => {
   it("on a shared signaller: any notebook or dashboard of yours, and the link", () => {
     expect(aloneText(facts())).toEqual({
       title: "No one else is in “lobby” yet",
-      where: "Listening on 127.0.0.1:24567, the signaller your notebooks and dashboards share.",
-      jupyter: "Any notebook or Voilà dashboard of yours on this machine that opens “lobby”.",
+      where: "Listening on 127.0.0.1:24567, the signaller your notebooks, dashboards and marimo apps share.",
+      jupyter: "Any notebook, Voilà dashboard or marimo app of yours on this machine that opens “lobby”.",
       link: "http://127.0.0.1:24567/?room=lobby",
       browser: "Opens in browsers on this machine (the signaller listens on loopback only).",
     });
@@ -65,8 +65,8 @@ describe("aloneText (the card while you are alone)", () => {
     for (const via of ["kernel", "https://hub.example.org/user/ada/proxy/24567"]) {
       expect(aloneText(facts({ via }))).toEqual({
         title: "No one else is in “lobby” yet",
-        where: "Listening on 127.0.0.1:24567 on the server, the signaller your notebooks and dashboards share.",
-        jupyter: "Any notebook or Voilà dashboard of yours on this server that opens “lobby”.",
+        where: "Listening on 127.0.0.1:24567 on the server, the signaller your notebooks, dashboards and marimo apps share.",
+        jupyter: "Any notebook, Voilà dashboard or marimo app of yours on this server that opens “lobby”.",
         link: null,
         browser: "The signaller listens on the server's loopback only, out of other browsers' reach: they join from Jupyter.",
       });
