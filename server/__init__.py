@@ -1,19 +1,26 @@
 """The ipymeet signaller: Socket.IO (python-socketio on aiohttp), both dialects of docs/protocol.md.
 
-- :func:`create_app` builds the aiohttp application;
-- :class:`SignallerThread` serves it on a background thread (how a kernel hosts it);
-- :func:`kernel_signaller` is this process's lazily started instance: inside Jupyter a
-  :class:`KernelSignaller`, the signaller a user's kernels share (hosted by one, attached to by
-  the others; sharing.py, kernels.py);
-- ``ipymeet serve`` (:mod:`ipymeet.server.cli`) runs it as a process of its own.
+Its folders are its programs, the arrows of their imports pointing one way (core ← kernel,
+cluster, hub ← choose, cli; tests/unit/test_layers.py keeps them so):
+
+- ``core/``: the signalling core every deployment shares (:func:`create_app`, the
+  :class:`Signaller`, its rooms, checks, access model, settings);
+- ``kernel/``: the signaller a kernel hosts or attaches to: :class:`SignallerThread` (a
+  signaller on a background thread), the one a user's kernels share
+  (:class:`KernelSignaller`: hosted by one, attached to by the others, taken over when it ends);
+- ``cluster/``: rooms shared by several ``ipymeet serve`` processes through Redis;
+- ``hub/``: ``ipymeet serve --jupyterhub`` (the service) and the kernels' client of it;
+- ``choose.py``: :func:`kernel_signaller`, which of these a kernel's widgets use;
+- ``cli.py``: ``ipymeet serve`` and ``ipymeet token``.
 """
 
-from .app import create_app
-from .registry import Member, Registry
-from .runner import SignallerThread, kernel_signaller
-from .settings import Settings
-from .sharing import KernelSignaller
-from .signaller import Signaller
+from .choose import kernel_signaller
+from .core.app import create_app
+from .core.registry import Member, Registry
+from .core.settings import Settings
+from .core.signaller import Signaller
+from .kernel.runner import SignallerThread
+from .kernel.sharing import KernelSignaller
 
 __all__ = [
     "KernelSignaller",

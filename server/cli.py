@@ -20,12 +20,13 @@ from typing import Any
 
 from aiohttp import web
 
-from . import tokens, turn
-from .app import AccessLog, create_app
-from .runner import exposure_warning, public_host
-from .settings import TLS, Settings
-from .sources import read_source
-from .tls import serve_tls
+from .core import tokens, turn
+from .core.app import AccessLog, create_app
+from .core.registry import RoomStore
+from .core.settings import TLS, Settings
+from .core.sources import read_source
+from .core.tls import serve_tls
+from .kernel.runner import exposure_warning, public_host
 
 SECRET_HELP = (
     "require join tokens, signed with a secret from SOURCE: env:NAME (an environment variable), "
@@ -202,10 +203,19 @@ def _ttl(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _store(settings: Settings) -> RoomStore | None:
+    """Where the rooms are kept beyond this process: in Redis with ``--redis``, else nowhere."""
+    if settings.redis_url is None:
+        return None
+    from .cluster.redis import Cluster  # needs the redis package (ipymeet[redis])
+
+    return Cluster(settings.redis_url, max_sdp=settings.max_sdp_bytes)
+
+
 def _reach_redis(url: str) -> None:
     """ConnectionError (or ImportError) with a plain message unless Redis answers at ``url``."""
     try:
-        from .cluster import reach
+        from .cluster.redis import reach
     except ImportError:
         raise ImportError("--redis needs the redis package: pip install 'ipymeet[redis]'") from None
     reach(url)
@@ -237,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         hub_config = None
         if args.jupyterhub:
-            from .hubservice import HubConfig
+            from .hub.service import HubConfig
 
             hub_config = HubConfig.from_env()
             args.host = hub_config.bind_host if args.host is None else args.host
@@ -278,12 +288,13 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--token-ttl must be positive")
         if settings.redis_url is not None:
             _reach_redis(settings.redis_url)
+        store = _store(settings)
         if hub_config is None:
-            app, path = create_app(settings), "/"
+            app, path = create_app(settings, store), "/"
         else:
-            from .hubservice import create_hub_app
+            from .hub.service import create_hub_app
 
-            app, path = create_hub_app(settings, hub_config), hub_config.prefix
+            app, path = create_hub_app(settings, hub_config, store), hub_config.prefix
         served = serve_tls(settings.tls, settings.host)
     except (ValueError, OSError, ImportError) as exc:
         print(f"ipymeet serve: {exc}", file=sys.stderr)
@@ -305,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     if settings.redis_url is not None:
-        from .cluster import shown_url
+        from .cluster.redis import shown_url
 
         print(f"Rooms shared through Redis at {shown_url(settings.redis_url)}", flush=True)
     for room in args.invite:
@@ -322,8 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     warning = exposure_warning(settings, public, hub_prefix=hub_prefix)
     if warning is not None:
         print(warning, file=sys.stderr, flush=True)
-    from .loopthread import new_loop
-    from .tuning import tune_process  # this process is the signaller's own
+    from .core.loopthread import new_loop
+    from .core.tuning import tune_process  # this process is the signaller's own
 
     tune_process()
     try:

@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 
-from ipymeet.server import Settings, SignallerThread, internals, runner
+from ipymeet.server import Settings, SignallerThread, choose
+from ipymeet.server.core import internals
 
 from .support import MakeSignaller
 
 
 @pytest.fixture(params=["fast", "stock"])
 def engine_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test on each engine path (server/internals.py): signallers started after this
+    """Run the test on each engine path (server/core/internals.py): signallers started after this
     take it. "fast" is skipped where the installed releases are not the ones it was checked on."""
     path = str(request.param)
     if path == "fast" and not internals.supported():
@@ -49,10 +50,10 @@ def signaller(make_signaller: MakeSignaller) -> SignallerThread:
 @pytest.fixture
 def own_kernel_signaller(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A kernel signaller of this test's own: secure=True would otherwise stay on for the others."""
-    monkeypatch.setattr(runner, "_kernel_signaller", None)
+    monkeypatch.setattr(choose, "_kernel_signaller", None)
     yield
-    if runner._kernel_signaller is not None:
-        runner._kernel_signaller.stop()
+    if choose._kernel_signaller is not None:
+        choose._kernel_signaller.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +61,7 @@ def _no_leaked_signaller_threads() -> Iterator[None]:
     """Fail a test that leaves a signaller thread of its own running."""
     before = {t for t in threading.enumerate() if t.name == "ipymeet-signaller"}
     yield
-    kernel = runner._kernel_signaller  # the process-wide one lives on by design
+    kernel = choose._kernel_signaller  # the process-wide one lives on by design
     leaked = [
         t
         for t in threading.enumerate()

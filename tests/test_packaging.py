@@ -61,8 +61,8 @@ def test_wheel_contains_the_bundle_and_one_import_package(wheel: Path) -> None:
         "ipymeet/widget/static/widget.js",
         "ipymeet/widget/static/widget.css",
         "ipymeet/widget/static/socket.io.js",
-        "ipymeet/server/signaller.py",
-        "ipymeet/server/page.html",
+        "ipymeet/server/core/signaller.py",
+        "ipymeet/server/core/page.html",
     ):
         assert required in names, f"{required} missing from {wheel.name}"
     bundle = zipfile.ZipFile(wheel).read("ipymeet/widget/static/widget.js").decode()

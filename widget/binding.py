@@ -1,8 +1,8 @@
 """A widget's tie to the kernel's signaller.
 
 The kernel's signaller (``server.kernel_signaller``) serves every widget of the kernel that has no
-``signaling_url``: in a kernel, the one this user's kernels share (server/sharing.py: hosted by
-one of them, attached to by the others), else one of this process's own. Through
+``signaling_url``: in a kernel, the one this user's kernels share (server/kernel/sharing.py: hosted
+by one of them, attached to by the others), else one of this process's own. Through
 :class:`KernelBinding` a widget: lets its own browser in (it registers its key: the signaller
 admits only keys of open widgets of the kernels that share it), hears when its room's members
 change (on the signaller's or the attach thread, live while a cell is busy) and reads them, mints
@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
-from ..server import SignallerThread, capacity, kernel_signaller
-from ..server.hubclient import ServiceUnreachable
-from ..server.registry import Member
-from ..server.settings import TLS, Settings
-from ..server.sharing import KernelSignaller
+from ..server import SignallerThread, kernel_signaller
+from ..server.core import capacity
+from ..server.core.registry import Member
+from ..server.core.settings import TLS, Settings
+from ..server.hub.client import ServiceUnreachable
+from ..server.kernel.sharing import KernelSignaller
 from .contract import ErrorCode
 
 #: The kernel's signaller: of its own, or the one shared by this user's kernels.
@@ -176,7 +177,7 @@ class KernelBinding:
 
         unsubscribe = (server.subscribe(members_changed), server.on_change(server_changed))
         server.register(client)
-        # The hub's ipymeet service (server/hubclient.py): the page reaches it at a path of its own
+        # The hub's ipymeet service (server/hub/client.py): the page reaches it at a path of its own
         # origin, not at the kernel's port.
         page_url = getattr(server, "page_url", "")
         if page_url and follow_port is not None and hasattr(follow_port, "signaling_url"):

@@ -6,7 +6,7 @@ After a change here run::
 
     python -m ipymeet.widget.contract > js/src/contract.ts
 
-The room id pattern and the name length are the signaller's own (``server/validation.py``): the
+The room id pattern and the name length are the signaller's own (``server/core/validation.py``): the
 widget and the page check them before asking, the signaller checks them again.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import json
 
-from ..server.validation import MAX_NAME, ROOM_RE
+from ..server.core.validation import MAX_NAME, ROOM_RE
 
 __all__ = [
     "BROWSER_MESSAGE_TYPES",

@@ -5,7 +5,7 @@ The checks run in the browser that shows the room (``js/src/doctor.ts``, judged 
 the camera, which routes to the signaller it can open and which ICE candidates it gathers. The
 kernel starts a check with a ``diagnose`` custom message carrying the ICE servers to gather with:
 the signaller's STUN servers and, with TURN configured, credentials made for this check only
-(``server/turn.py``'s :func:`ice_servers_for`, the same function as the ``enter``
+(``server/core/turn.py``'s :func:`ice_servers_for`, the same function as the ``enter``
 acknowledgement's). They travel in the message and never in a trait. The page writes its report
 into the ``diagnosis`` trait as each check finishes.
 
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets
 
-from ..server.turn import ice_servers_for
+from ..server.core.turn import ice_servers_for
 
 if TYPE_CHECKING:
     from .binding import KernelServer

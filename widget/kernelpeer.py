@@ -24,7 +24,7 @@ own, shared by the user's kernels, or ``signaling_url``), as a dialect-2 member 
 Threads and loops (aiortc binds its objects to the loop that made them, so they all live on one):
 
 - **the media loop**: one daemon thread per join, ``ipymeet-peer-<room>``, with an asyncio loop of
-  its own (a :class:`~..server.loopthread.LoopThread`). The Socket.IO client (python-socketio's
+  its own (a :class:`~..server.core.loopthread.LoopThread`). The Socket.IO client (python-socketio's
   AsyncClient), every RTCPeerConnection and every track live there. Other threads never touch
   them: ``join()`` starts the loop and the session on it, ``leave()`` sets an event on the loop
   and waits for the thread to end; the session, once it has left, stops its own loop, which
@@ -59,9 +59,9 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..server import internals
-from ..server.loopthread import LoopThread
-from ..server.validation import ROOM_RE
+from ..server.core import internals
+from ..server.core.loopthread import LoopThread
+from ..server.core.validation import ROOM_RE
 from . import binding
 from .contract import MAX_NAME, CallState, ErrorCode
 from .messages import Sender

@@ -16,9 +16,9 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple, TypedDict, cast, final
 
-from ..server.frames import FORMATS, MAX_CHUNK_BYTES
-from ..server.settings import Settings
-from ..server.validation import ROOM_RE
+from ..server.core.frames import FORMATS, MAX_CHUNK_BYTES
+from ..server.core.settings import Settings
+from ..server.core.validation import ROOM_RE
 from .contract import (
     BROWSER_MESSAGE_TYPES,
     MAX_CHAT,
@@ -46,8 +46,8 @@ class SnapshotRequest(TypedDict):
 
     The browser answers by the one path asked, ``via``: ``"signaller"`` in chunks through its
     connection to the kernel's own signaller (event ``frame``, read on the signaller's thread even
-    while a cell runs: see server/frames.py), ``"comm"`` as one :class:`FrameMessage` (read by the
-    kernel between cells).
+    while a cell runs: see server/core/frames.py), ``"comm"`` as one :class:`FrameMessage` (read by
+    the kernel between cells).
     """
 
     type: Literal["snapshot"]
@@ -276,11 +276,12 @@ class Sender(NamedTuple):
 MAX_ID = 128
 #: Longest error text kept from the browser.
 MAX_ERROR = 500
-#: Largest frame side, as the signaller's own limit (server/frames.py).
+#: Largest frame side, as the signaller's own limit (server/core/frames.py).
 MAX_SIDE = 8192
 #: Largest kernel-route payload, JSON-encoded: one Socket.IO message of the signaller's.
 MAX_ROUTE_PAYLOAD = Settings.max_message_bytes
-#: Largest kernel-route buffer: one snapshot chunk, the signaller's own limit (server/frames.py).
+#: Largest kernel-route buffer: one snapshot chunk, the signaller's own limit
+#: (server/core/frames.py).
 MAX_ROUTE_BUFFER = MAX_CHUNK_BYTES
 
 

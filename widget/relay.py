@@ -7,7 +7,7 @@ kernel opens a Socket.IO connection of its own to the signaller for it, with the
 sends back what the signaller says (``sig_open``, ``sig_event``, ``sig_answer``,
 ``sig_dropped``). The protocol is docs/protocol.md's, section "The kernel route".
 
-Threads: one daemon thread, "ipymeet-relay", with its own asyncio loop (server/loopthread.py)
+Threads: one daemon thread, "ipymeet-relay", with its own asyncio loop (server/core/loopthread.py)
 serves every widget of the kernel. A page's message reaches the widget on the kernel's thread
 (between cells: a running cell holds it back) and crosses to the relay thread once
 (``call_soon_threadsafe``); everything back to the page is sent from the relay thread, so it goes
@@ -39,8 +39,8 @@ from typing import Any, Protocol
 import aiohttp
 import socketio
 
-from ..server.access import widget_room_allows
-from ..server.loopthread import LoopThread
+from ..server.core.access import widget_room_allows
+from ..server.core.loopthread import LoopThread
 from .contract import SIGNALLER_EVENTS
 from .messages import KernelMessage, RouteMessage
 
@@ -71,7 +71,7 @@ Send = Callable[[KernelMessage], None]
 
 
 class RelayThread:
-    """The named daemon thread with its own loop (a :class:`~..server.loopthread.LoopThread`)
+    """The named daemon thread with its own loop (a :class:`~..server.core.loopthread.LoopThread`)
     for every route connection of this kernel.
 
     Other threads only hand it callbacks (:meth:`call`); its connections live on its loop.
@@ -133,7 +133,8 @@ class KernelRoute:
 
     ``send`` is the widget's ``send_msg``; it is called on the relay thread only. ``room`` gives
     the widget's room as Python set it: the only room the page may ``enter`` through this route
-    (server/access.py; a Voilà visitor's page must not reach the owner's other rooms). Example::
+    (server/core/access.py; a Voilà visitor's page must not reach the owner's other rooms).
+    Example::
 
         route = KernelRoute(room._client, binding.server, room.send_msg, lambda: room.room)
         route.take({"type": "sig_connect", "n": 1}, [])      # the page's message
@@ -196,7 +197,7 @@ class KernelRoute:
             self._spawn(live.emit(message["event"], message["payload"], buffer))
 
     def _refuse_enter(self, n: int, request_id: int, asked: object) -> None:
-        """Door RELAY (server/access.py): an ``enter`` for a room that is not the widget's is
+        """Door RELAY (server/core/access.py): an ``enter`` for a room that is not the widget's is
         answered here, never sent on; logged once per route."""
         self._refused += 1
         if self._refused == 1:

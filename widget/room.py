@@ -29,9 +29,9 @@ import anywidget
 import traitlets
 from numpy.typing import NDArray
 
-from ..server import access, tokens
-from ..server.settings import TLS
-from ..server.validation import ROOM_RE
+from ..server.core import access, tokens
+from ..server.core.settings import TLS
+from ..server.core.validation import ROOM_RE
 from . import binding, cells, diagnose, relay, snapshots
 from .contract import MAX_CHAT, MAX_NAME, CallState, ErrorCode
 from .messages import (
@@ -634,7 +634,7 @@ class VideoRoom(anywidget.AnyWidget):
 
     def _send_token(self, room: str) -> None:
         """Answer the browser's token request (custom message; never a trait): a token for this
-        widget's own room only (server/access.py, door MINT). A page that asks for another room
+        widget's own room only (server/core/access.py, door MINT). A page that asks for another room
         (a Voilà visitor's, say) gets none, and its ``enter`` there is refused as without one."""
         if not access.widget_room_allows(self.room, room):
             if "token_room" not in self._refused:

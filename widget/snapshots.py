@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..server.frames import Frame
+from ..server.core.frames import Frame
 from .binding import KernelServer
 from .messages import FrameError, FrameFormat, FrameMessage, FrameRoute, SnapshotRequest
 

@@ -1,5 +1,5 @@
 /**
- * Page mode: the standalone page the signaller serves at `/` (server/page.html) runs the same
+ * Page mode: the standalone page the signaller serves at `/` (server/core/page.html) runs the same
  * Call and view on a small in-memory model instead of a kernel's. With no Python there, the page
  * itself plays Python's part in following what the Call reports (`followTheCall`).
  */
@@ -13,7 +13,7 @@ export interface PageOptions {
   room?: string;
   /**
    * The name to start with; without one, the page's `<meta name="ipymeet-name">` (the hub's
-   * ipymeet service puts its logged-in user's there, server/hubservice.py), else none.
+   * ipymeet service puts its logged-in user's there, server/hub/service.py), else none.
    */
   name?: string;
   /** Where the signaller is; defaults to the page's origin. */

@@ -2,7 +2,7 @@
  * Where the page connects to the signaller.
  *
  * An explicit `signaling_url` wins, and is then the only way tried (a path is on the page's own
- * origin: the hub's ipymeet service, server/hubclient.py, sets one). Otherwise the kernel's
+ * origin: the hub's ipymeet service, server/hub/client.py, sets one). Otherwise the kernel's
  * signaller listens on 127.0.0.1:_port, which the page reaches directly (only when the browser
  * runs on the kernel's machine), through jupyter-server-proxy on the page's own origin (remote
  * Jupyter, HTTPS, JupyterHub), or, when neither answers, through the widget's own comm and its

@@ -5,11 +5,11 @@
  * element plays the stream's video track and is drawn onto a canvas at the video's native size.
  * It goes back to the kernel once, by the path the request names (`via`): as a binary custom
  * message (read by the kernel between cells), or through the signaller in chunks (read even while
- * a cell runs: server/frames.py).
+ * a cell runs: server/core/frames.py).
  */
 import type { FrameFormat, FrameMessage, SnapshotRequest } from "./types";
 
-/** Largest chunk the signaller accepts (MAX_CHUNK_BYTES in server/frames.py). */
+/** Largest chunk the signaller accepts (MAX_CHUNK_BYTES in server/core/frames.py). */
 export const MAX_CHUNK_BYTES = 192 * 1024;
 /** How long a video may take to show its first frame. */
 export const FIRST_FRAME_TIMEOUT_MS = 5000;

@@ -2,9 +2,9 @@
 free port of a given address, its log kept, and stopped however the test ends.
 
 The config is what the field notes found works for a test: ``use-auth-secret`` with a
-``static-auth-secret`` (the TURN REST credentials ipymeet hands out, server/turn.py), no TLS, no
-DTLS, no CLI (with the CLI on and no password coturn 4.6.1 exits), the log on stdout. Bind it to a
-namespace address, not 127.0.0.1: coturn refuses loopback peers, and Chromium gathers no loopback
+``static-auth-secret`` (the TURN REST credentials ipymeet hands out, server/core/turn.py), no TLS,
+no DTLS, no CLI (with the CLI on and no password coturn 4.6.1 exits), the log on stdout. Bind it to
+a namespace address, not 127.0.0.1: coturn refuses loopback peers, and Chromium gathers no loopback
 candidates.
 """
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ipymeet.server.runtime import pid_alive
+from ipymeet.server.kernel.runtime import pid_alive
 
 from ..support import free_port, wait_http
 

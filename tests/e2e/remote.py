@@ -37,7 +37,7 @@ from .netns import Namespace, namespace
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 DASHBOARD = NOTEBOOKS / "dashboard.ipynb"
-#: The shared signaller's runtime file (server/sharing.py): ``{"port", "pid", "url", ...}``.
+#: The shared signaller's runtime file (server/kernel/sharing.py): ``{"port", "pid", "url", ...}``.
 SIGNALLER_FILE = "ipymeet-signaller.json"
 
 #: The page's Voilà kernel id (Voilà puts it in the page's config).

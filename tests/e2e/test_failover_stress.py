@@ -6,8 +6,8 @@ Chromium tabs of the signaller's standalone page are in the room too, in a call 
 (fake cameras), media browser to browser.
 
 Each round kills the hosting kernel with SIGKILL and, in turn, arms one fault point of
-server/faults.py (none, then each step of the hand-over), so that the kernel taking over dies at
-that step as well; and at the moment of the kill a fresh kernel makes ``VideoRoom('team')``, a
+server/kernel/faults.py (none, then each step of the hand-over), so that the kernel taking over dies
+at that step as well; and at the moment of the kill a fresh kernel makes ``VideoRoom('team')``, a
 late arrival in the middle of the hand-over. Each round checks that:
 
 - the pages of the kernels still alive are back in the room within :data:`LIMIT` s of the kill,
@@ -33,8 +33,8 @@ from typing import Any
 
 import pytest
 
-from ipymeet.server import faults
-from ipymeet.server.runtime import RUNTIME_FILE, read_runtime
+from ipymeet.server.kernel import faults
+from ipymeet.server.kernel.runtime import RUNTIME_FILE, read_runtime
 
 from ..integration.kernels import MAKE_ROOM, Kernel, kernel_env
 from ..integration.pages import Page

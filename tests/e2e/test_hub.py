@@ -22,8 +22,8 @@ import pytest
 import requests
 import socketio
 
-from ipymeet.server.hubclient import ServiceSignaller, ServiceTarget
-from ipymeet.server.hubservice import COOKIE
+from ipymeet.server.hub.client import ServiceSignaller, ServiceTarget
+from ipymeet.server.hub.service import COOKIE
 
 from ..support import KERNEL_IDLE_JS, free_port, wait_http, wait_until, write_notebook
 from .conftest import ARTIFACTS, wait_remote_video

@@ -1,5 +1,5 @@
 """Two ``ipymeet serve --redis`` processes on one real Redis, a Chromium tab on each one's own
-standalone page: they meet in one room with video both ways (server/cluster.py)."""
+standalone page: they meet in one room with video both ways (server/cluster/redis.py)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ import pytest
 import socketio
 
 from ipymeet import VideoRoom
-from ipymeet.server import Settings, SignallerThread, runner
-from ipymeet.server.app import STATIC_DIR
+from ipymeet.server import Settings, SignallerThread, choose
+from ipymeet.server.core.app import STATIC_DIR
 
 from ..support import Served, open_and_run, wait_for_file, write_notebook
 from .conftest import ARTIFACTS, model, wait_model, wait_remote_video
@@ -30,13 +30,13 @@ def tampered(token: str) -> str:
 @pytest.fixture
 def secure_room(monkeypatch: pytest.MonkeyPatch) -> Iterator[VideoRoom]:
     """A VideoRoom(secure=True) on a kernel signaller of this test's own."""
-    monkeypatch.setattr(runner, "_kernel_signaller", None)
+    monkeypatch.setattr(choose, "_kernel_signaller", None)
     room = VideoRoom("vault-e2e", secure=True)
     try:
         yield room
     finally:
-        if runner._kernel_signaller is not None:
-            runner._kernel_signaller.stop()
+        if choose._kernel_signaller is not None:
+            choose._kernel_signaller.stop()
         # Outside a kernel, comm's dummy manager never registered the widget's comm.
         with contextlib.suppress(KeyError):
             room.close()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ipymeet.server import Settings, SignallerThread
-from ipymeet.server.registry import tutorial_key
+from ipymeet.server.core.registry import tutorial_key
 
 from .conftest import pump_until, wait_remote_video, wait_state
 from .tutorial import write_tutorial_page

@@ -4,8 +4,8 @@ Each browser runs in a network namespace of the test's own (tests/e2e/netns.py),
 the other's: the only way between them is the TURN server, which listens (and relays) on this
 machine's side of the first namespace's link, where the second reaches it by a host route. The
 signaller is ``ipymeet serve --turn-url ... --turn-secret env:...``, which hands each page its own
-short-lived credentials in its ``enter`` acknowledgement (server/turn.py). Then the same with the
-wrong secret, and with credentials that expired before they were used: the view says so. Last, a
+short-lived credentials in its ``enter`` acknowledgement (server/core/turn.py). Then the same with
+the wrong secret, and with credentials that expired before they were used: the view says so. Last, a
 call that outlives its first credentials: renewed, they move it to new relay allocations.
 """
 

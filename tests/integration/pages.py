@@ -19,8 +19,8 @@ from typing import Any
 
 import socketio
 
-from ipymeet.server.attach import until_dropped
-from ipymeet.server.signaller import member_id
+from ipymeet.server.core.signaller import member_id
+from ipymeet.server.kernel.attach import until_dropped
 
 #: The pauses before each attempt to enter again, as session.ts's reconnectPause (its ±25 %
 #: jitter left out): at once, every 0.25 s for 2 s, then doubling up to 5 s.

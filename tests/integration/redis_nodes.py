@@ -157,7 +157,7 @@ def running_nodes(redis_url: str, folder: Path, count: int = 2, *args: str) -> I
             node.stop()
 
 
-#: The pub/sub channel of the events between the nodes (server/cluster.py).
+#: The pub/sub channel of the events between the nodes (server/cluster/redis.py).
 EVENTS = "ipymeet:events"
 
 

@@ -1,6 +1,6 @@
 """A member that stops reading while others send to it is dropped once what waits for it passes
 ``Settings.max_backlog_bytes``; the server's memory stays bounded and the others carry on
-(server/guard.py).
+(server/core/guard.py).
 
 The stalled member is a raw client that never reads again after entering its room: a WebSocket
 on a socket with a small receive buffer, or a long-polling session that never polls. It keeps
@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from ipymeet.server import SignallerThread
-from ipymeet.server.signaller import member_id
+from ipymeet.server.core.signaller import member_id
 
 from ..support import MakeSignaller
 from .helpers import (

@@ -43,8 +43,8 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from ipymeet.server import SignallerThread
-from ipymeet.server.registry import tutorial_key
-from ipymeet.server.signaller import member_id
+from ipymeet.server.core.registry import tutorial_key
+from ipymeet.server.core.signaller import member_id
 
 from ..support import MakeSignaller
 from .helpers import (

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from ipymeet import KernelPeer
-from ipymeet.server import tokens
+from ipymeet.server.core import tokens
 
 from ..support import HIDE_AIORTC, MakeSignaller, free_port
 from .pages import wait_until

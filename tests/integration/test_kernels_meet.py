@@ -1,4 +1,4 @@
-"""Real ipykernel kernels share one signaller (server/sharing.py): three kernels, each with
+"""Real ipykernel kernels share one signaller (server/kernel/sharing.py): three kernels, each with
 ``VideoRoom('team')``, on a runtime directory and a port of the test's own. One hosts, the others
 attach (the runtime file and the listening socket say which); pages of the three widgets meet and
 every kernel's ``peers`` shows the other two; the host is killed with SIGKILL and another kernel
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ipymeet.server.runtime import RUNTIME_FILE, read_runtime
+from ipymeet.server.kernel.runtime import RUNTIME_FILE, read_runtime
 
 from ..support import free_port, listeners
 from .kernels import MAKE_ROOM, Kernel, kernel_env

@@ -14,7 +14,7 @@ import pytest
 import socketio
 
 from ipymeet.server import SignallerThread
-from ipymeet.server.registry import tutorial_key
+from ipymeet.server.core.registry import tutorial_key
 
 from ..support import MakeSignaller
 from .helpers import (

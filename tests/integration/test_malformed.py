@@ -1,5 +1,5 @@
 """A client that sends what no Socket.IO client sends is closed, as Node's socket.io closes it,
-and logging stays bounded (server/guard.py).
+and logging stays bounded (server/core/guard.py).
 
 Raw Engine.IO clients (aiohttp WebSockets, long polling by hand) against a real signaller, on both
 engine paths (the ``engine_path`` fixture: fastio and python-engineio's own) and both transports.
@@ -18,7 +18,8 @@ import logging
 import aiohttp
 import pytest
 
-from ipymeet.server import SignallerThread, guard, internals
+from ipymeet.server import SignallerThread
+from ipymeet.server.core import guard, internals
 
 from ..support import MakeSignaller
 from .helpers import (
@@ -245,7 +246,7 @@ async def test_public_api_only_junk_is_refused_without_a_traceback_and_calls_go_
     make_signaller: MakeSignaller,
     server_logs: list[logging.LogRecord],
 ) -> None:
-    """With every gate of server/internals.py closed (what a python-socketio release the guard
+    """With every gate of server/core/internals.py closed (what a python-socketio release the guard
     was not checked on gets): no wrapped Engine.IO handlers, yet junk still closes its
     connection (engineio reports the handler's failure to the guard's logger), without a
     traceback, and calls go on."""

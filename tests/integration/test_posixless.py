@@ -26,11 +26,11 @@ for name in ("fcntl", "pwd", "grp", "termios", "resource", "uvloop"):
 import importlib, pkgutil
 import filelock
 import ipymeet
-from ipymeet.server import runtime
+from ipymeet.server.kernel import runtime
 failed = {}
 for package in ("ipymeet.server", "ipymeet.widget"):
     where = importlib.import_module(package).__path__
-    for module in pkgutil.iter_modules(where, package + "."):
+    for module in pkgutil.walk_packages(where, package + "."):
         try:
             importlib.import_module(module.name)
         except ModuleNotFoundError as error:  # an extra not installed here (aiortc) is no failure
@@ -54,7 +54,7 @@ print(json.dumps({
 KERNEL = """
 import json, sys, time
 from ipymeet.server import Settings
-from ipymeet.server.sharing import KernelSignaller
+from ipymeet.server.kernel.sharing import KernelSignaller
 kernel = KernelSignaller(
     Settings(ice_servers=()), runtime_dir=sys.argv[1], port=int(sys.argv[2])
 ).start()

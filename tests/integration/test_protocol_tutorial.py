@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ipymeet.server import SignallerThread
-from ipymeet.server.registry import tutorial_key
+from ipymeet.server.core.registry import tutorial_key
 
 from .helpers import (
     ANSWER_SDP,

@@ -1,4 +1,5 @@
-"""Rooms shared by several ``ipymeet serve`` processes through a real Redis (server/cluster.py).
+"""Rooms shared by several ``ipymeet serve`` processes through a real Redis
+(server/cluster/redis.py).
 
 Each test has its own ``redis-server`` (a free port, a temporary folder, no persistence) and its
 own nodes, all stopped in teardown (tests/integration/redis_nodes.py). The clients are the
@@ -21,9 +22,17 @@ from typing import Any
 
 import pytest
 
-from ipymeet.server.cluster import Cluster
-from ipymeet.server.registry import MESH, TUTORIAL, Departure, LocalRooms, Member, Registry, Rooms
-from ipymeet.server.validation import Refused
+from ipymeet.server.cluster.redis import Cluster
+from ipymeet.server.core.registry import (
+    MESH,
+    TUTORIAL,
+    Departure,
+    LocalRooms,
+    Member,
+    Registry,
+    Rooms,
+)
+from ipymeet.server.core.validation import Refused
 
 from ..support import BENCHMARK_NEEDS_POSIX, free_port
 from .helpers import OFFER_SDP, Peer, enter, ice_candidate, tutorial_call
@@ -301,7 +310,7 @@ async def test_redis_lost_while_running(two_nodes: list[Node], redis_server: Red
     assert [_health(node)["redis"] for node in two_nodes] == ["ok", "ok"]
     assert [_health(node)["node"] for node in two_nodes] == [_node_id(n) for n in two_nodes]
     # A pair across the nodes meets again. The events channel's subscription comes back on its
-    # own schedule (server/cluster.py): a pair that missed it tries again.
+    # own schedule (server/cluster/redis.py): a pair that missed it tries again.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
     while True:

@@ -7,7 +7,7 @@ Real ``socketio.AsyncClient``s against real signallers on loopback ports.
 from __future__ import annotations
 
 from ipymeet.server import Settings, SignallerThread
-from ipymeet.server.signaller import member_id
+from ipymeet.server.core.signaller import member_id
 
 from ..support import MakeSignaller
 from .helpers import OFFER_SDP, Peer, connected, enter

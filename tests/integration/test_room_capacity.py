@@ -1,4 +1,4 @@
-"""Capacity per room on the signaller a user's kernels share (server/capacity.py): a widget's
+"""Capacity per room on the signaller a user's kernels share (server/core/capacity.py): a widget's
 ``max_peers`` is its own room's, never that of the rooms of the user's other notebooks.
 
 Several "kernels" (``KernelSignaller`` facades) in this process, on a runtime directory and a port
@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from ipymeet.server import Settings
-from ipymeet.server.kernels import MAX_ROOMS, REVOKE_AFTER, proof
-from ipymeet.server.runtime import RUNTIME_FILE, read_runtime
-from ipymeet.server.sharing import KernelSignaller
+from ipymeet.server.kernel.kernels import MAX_ROOMS, REVOKE_AFTER, proof
+from ipymeet.server.kernel.runtime import RUNTIME_FILE, read_runtime
+from ipymeet.server.kernel.sharing import KernelSignaller
 from ipymeet.widget.binding import KernelBinding
 
 from ..support import free_port

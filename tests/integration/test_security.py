@@ -19,8 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ipymeet.server import SignallerThread, tokens
-from ipymeet.server.signaller import DIALECT1_NEEDS_TOKEN
+from ipymeet.server import SignallerThread
+from ipymeet.server.core import tokens
+from ipymeet.server.core.signaller import DIALECT1_NEEDS_TOKEN
 
 from ..support import MakeSignaller, free_port, serve_cli
 from .helpers import OFFER_SDP, Peer, connected

@@ -1,5 +1,5 @@
-"""One signaller per user and machine, shared by the user's kernels (server/sharing.py,
-server/kernels.py): several "kernels" (``KernelSignaller`` facades) in this process, on a
+"""One signaller per user and machine, shared by the user's kernels (server/kernel/sharing.py,
+server/kernel/kernels.py): several "kernels" (``KernelSignaller`` facades) in this process, on a
 runtime directory and a port of the test's own, with real Socket.IO pages.
 
 The second kernel attaches instead of hosting; a squatter on the port is never used; nothing an
@@ -28,11 +28,12 @@ import pytest
 import socketio
 from aiohttp import web
 
-from ipymeet.server import Settings, tokens
-from ipymeet.server.frames import Frame
-from ipymeet.server.kernels import KEY_WAIT, REVOKE_AFTER, proof
-from ipymeet.server.runtime import RUNTIME_FILE, RuntimeInfo, read_runtime, write_runtime
-from ipymeet.server.sharing import KernelSignaller
+from ipymeet.server import Settings
+from ipymeet.server.core import tokens
+from ipymeet.server.core.frames import Frame
+from ipymeet.server.kernel.kernels import KEY_WAIT, REVOKE_AFTER, proof
+from ipymeet.server.kernel.runtime import RUNTIME_FILE, RuntimeInfo, read_runtime, write_runtime
+from ipymeet.server.kernel.sharing import KernelSignaller
 from ipymeet.widget.binding import KernelBinding
 
 from ..support import free_port

@@ -1,7 +1,7 @@
 """Fresh TURN credentials before the old ones expire: the ``ice_servers`` event (docs/protocol.md,
-server/turn.py's ``Renewals``), with real Socket.IO clients against a real signaller on loopback,
-through the kernel route, across two processes sharing their rooms through a real Redis, and
-taken by a KernelPeer (real aiortc) for the relay of a connection it makes later (real coturn).
+server/core/turn.py's ``Renewals``), with real Socket.IO clients against a real signaller on
+loopback, through the kernel route, across two processes sharing their rooms through a real Redis,
+and taken by a KernelPeer (real aiortc) for the relay of a connection it makes later (real coturn).
 
 A short ``turn_ttl`` makes the renewals come within the helpers' waits: with 4 s the first comes
 3 s after ``enter``, with 2 s every 1.5 s. That nothing is left behind is read from the
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ipymeet.server import SignallerThread
-from ipymeet.server.turn import credentials
+from ipymeet.server.core.turn import credentials
 
 from ..e2e.coturn import coturn
 from ..support import MakeSignaller

@@ -3,7 +3,7 @@
 The attack: every GET of the service's page without a login started an OAuth login, kept in a
 table of the service for 10 minutes and bounded (1,024); 1,024 anonymous GETs filled it, and
 every real user was answered 503 until they expired. Now the login under way is kept in the
-browser, in a state cookie signed with the service's key (server/hubservice.py, ``Login``): any
+browser, in a state cookie signed with the service's key (server/hub/service.py, ``Login``): any
 number of page loads costs the service nothing, and the callback takes only a state cookie it
 signed, not expired, whose state is the one the hub sends back.
 
@@ -22,8 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
-from ipymeet.server import hubservice as hub
-from ipymeet.server.hubservice import HubAPI, HubConfig, Login
+from ipymeet.server.hub import service as hub
+from ipymeet.server.hub.service import HubAPI, HubConfig, Login
 
 from ..unit.test_hub import ACCESS, SERVICE_ENV, Service, StandInHub, running_service, stand_in_hub
 

@@ -1,5 +1,5 @@
-"""Hub users do not cross on ``ipymeet serve --jupyterhub`` (issue 17, finding 4; server/access.py,
-doors REGISTER, CLAIM and HEAR for a hub user).
+"""Hub users do not cross on ``ipymeet serve --jupyterhub`` (issue 17, finding 4;
+server/core/access.py, doors REGISTER, CLAIM and HEAR for a hub user).
 
 The attack: any hub user with a server (no access scope to the service needed) attaches their
 kernel with its hub token and, from that connection, registers another user's widget key (taking
@@ -8,7 +8,7 @@ sets the capacity of another user's room (the latest claim won: a third guest lo
 hears the members of another user's room (asked for when attaching, then pushed at each change).
 
 Everything is real: the service's app (``create_hub_app``) on a loopback port, python-socketio
-clients as the kernels (``auth.jupyterhub_token``, ``kernel_attach``, as server/hubclient.py's
+clients as the kernels (``auth.jupyterhub_token``, ``kernel_attach``, as server/hub/client.py's
 ``ServiceAttachment`` does) and as the pages (a widget's key, or the service's login cookie), and
 a stand-in for the hub's API naming each token's user (tests/unit/test_hub.py). Each attack is
 shown refused beside the legitimate case: a hub user in their own room, whose kernel registers,
@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from ipymeet.server import kernels
-from ipymeet.server.hubclient import ServiceSignaller, ServiceTarget
+from ipymeet.server.hub.client import ServiceSignaller, ServiceTarget
+from ipymeet.server.kernel import kernels
 
 from ..integration.helpers import Peer, enter, until
 from ..unit.test_hub import ACCESS, Service, running_service, stand_in_hub
@@ -61,7 +61,7 @@ async def clients(service: Service) -> AsyncIterator[list[Peer]]:
 
 
 class Kernel(Peer):
-    """A hub user's kernel, as server/hubclient.py's ServiceAttachment speaks to the service; it
+    """A hub user's kernel, as server/hub/client.py's ServiceAttachment speaks to the service; it
     takes the frames handed to it (``kernel_frame``, answered ok) and records them with the rest."""
 
     def __init__(self, name: str) -> None:

@@ -3,7 +3,7 @@
 The attack: the tutorial dialect's ``join`` answered ``full_room`` for a name an ipymeet room
 held and ``room_created`` for a free name, and its members heard nothing, so anyone who could
 reach the signaller probed room names silently. The rooms of the two dialects are now kept apart
-(server/registry.py, ``tutorial_key``): a probe gets the same answer for a taken name as for a
+(server/core/registry.py, ``tutorial_key``): a probe gets the same answer for a taken name as for a
 free one, and nobody in the probed room hears of it.
 """
 

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import redis
 
-from ipymeet.server.cluster import event_message
+from ipymeet.server.cluster.redis import event_message
 
 from ..integration.helpers import OFFER_SDP, enter, ice_candidate
 from ..integration.pages import wait_until
@@ -41,7 +41,7 @@ from ..integration.redis_nodes import (
 )
 from ..integration.test_redis import DEAD_NODE_LIMIT, peers_on
 
-#: What the nodes' logs say of a skipped thing (server/cluster.py, ``Drops``).
+#: What the nodes' logs say of a skipped thing (server/cluster/redis.py, ``Drops``).
 SKIPPED = ", read from Redis ("
 
 
@@ -56,7 +56,8 @@ class _Command:
 
 
 def _forged(sid: str, event: str, *args: Any) -> str:
-    """An event for ``sid`` in the nodes' own format (server/cluster.py's ``event_message``)."""
+    """An event for ``sid`` in the nodes' own format (server/cluster/redis.py's
+    ``event_message``)."""
     data = None if not args else args[0] if len(args) == 1 else args
     return json.dumps(event_message(sid, event, data))
 

@@ -36,7 +36,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from ipymeet import KernelPeer, VideoRoom
-from ipymeet.server import SignallerThread, runner
+from ipymeet.server import SignallerThread, choose
 from ipymeet.widget.contract import ErrorCode
 from ipymeet.widget.kernelpeer import NO_RELAY_MESSAGE
 
@@ -322,13 +322,13 @@ def turn_kernel_signaller(
     turn: Coturn, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SignallerThread]:
     """The kernel's own signaller, of this test alone, handing out credentials for ``turn``."""
-    monkeypatch.setattr(runner, "_kernel_signaller", None)
+    monkeypatch.setattr(choose, "_kernel_signaller", None)
     monkeypatch.setenv("IPYMEET_SHARE", "0")
     monkeypatch.delenv("IPYMEET_SIGNALLER", raising=False)
     monkeypatch.setenv("IPYMEET_TURN_URLS", turn.url)
     monkeypatch.setenv("RELAY_ONLY_TEST_SECRET", SECRET)
     monkeypatch.setenv("IPYMEET_TURN_SECRET", "env:RELAY_ONLY_TEST_SECRET")
-    server = runner.kernel_signaller()
+    server = choose.kernel_signaller()
     assert isinstance(server, SignallerThread)
     yield server
     server.stop()

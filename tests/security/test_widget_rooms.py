@@ -1,4 +1,4 @@
-"""A widget's page reaches only its widget's room (server/access.py, doors MINT and RELAY).
+"""A widget's page reaches only its widget's room (server/core/access.py, doors MINT and RELAY).
 
 The attack (issue 17, finding 3): a page that its kernel serves (a Voilà visitor's, say) asks the
 kernel for a join token naming *another* room, or has the kernel route relay an ``enter`` for

@@ -1,5 +1,5 @@
-"""The access model (server/access.py): its table is docs/security.md's and names real tests, and
-its decisions, each a pure function, hold their cases."""
+"""The access model (server/core/access.py): its table is docs/security.md's and names real tests,
+and its decisions, each a pure function, hold their cases."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ipymeet.server import Settings, access
-from ipymeet.server.access import Hosts, RefusalLog
+from ipymeet.server import Settings
+from ipymeet.server.core import access
+from ipymeet.server.core.access import Hosts, RefusalLog
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "security.md"

@@ -1,4 +1,4 @@
-"""Rooms' capacities by who claimed them (server/capacity.py), and ``set_room_capacity`` on a
+"""Rooms' capacities by who claimed them (server/core/capacity.py), and ``set_room_capacity`` on a
 signaller of a kernel's own (``SignallerThread``, as with ``IPYMEET_SHARE=0``)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ipymeet.server import Settings, SignallerThread
-from ipymeet.server.capacity import RoomCapacity, check
+from ipymeet.server.core.capacity import RoomCapacity, check
 
 
 def test_the_latest_claim_wins_and_each_owner_takes_only_its_own() -> None:

@@ -1,5 +1,5 @@
 """What ``ipymeet serve --redis`` takes and shows: URLs checked, passwords never printed; and what
-a node reads back from Redis, checked as what a client sends (server/cluster.py)."""
+a node reads back from Redis, checked as what a client sends (server/cluster/redis.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from ipymeet.server import Settings
 from ipymeet.server.cli import _parser
-from ipymeet.server.cluster import (
+from ipymeet.server.cluster.redis import (
     Drops,
     check_url,
     read_dialect,
@@ -20,8 +20,8 @@ from ipymeet.server.cluster import (
     relayed,
     shown_url,
 )
-from ipymeet.server.registry import MESH, TUTORIAL, Member
-from ipymeet.server.validation import MAX_NAME, Refused
+from ipymeet.server.core.registry import MESH, TUTORIAL, Member
+from ipymeet.server.core.validation import MAX_NAME, Refused
 
 
 def test_a_password_in_the_url_is_never_shown() -> None:
@@ -126,7 +126,7 @@ CANDIDATE = {"candidate": "candidate:1 1 udp 1 127.0.0.1 5 typ host", "sdpMid": 
 
 
 def test_each_event_the_signaller_relays_passes_as_it_is_sent() -> None:
-    """What server/signaller.py sends another node's members comes out as it went in."""
+    """What server/core/signaller.py sends another node's members comes out as it went in."""
     for event, args in [
         ("signal", ({"from": "p1", "description": DESCRIPTION},)),
         ("signal", ({"from": "p1", "candidate": CANDIDATE},)),

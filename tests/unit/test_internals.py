@@ -1,4 +1,4 @@
-"""server/internals.py: every library internal ipymeet uses is named there, used nowhere else,
+"""server/core/internals.py: every library internal ipymeet uses is named there, used nowhere else,
 and behind a gate whose closed side (public API only) works too.
 
 The fast path's own gate and the shapes it relies on are tests/unit/test_fastio.py's.
@@ -17,10 +17,10 @@ from typing import Any
 import engineio
 import pytest
 
-from ipymeet.server import internals
-from ipymeet.server.guard import MeteredQueue
-from ipymeet.server.settings import Settings
-from ipymeet.server.signaller import Signaller
+from ipymeet.server.core import internals
+from ipymeet.server.core.guard import MeteredQueue
+from ipymeet.server.core.settings import Settings
+from ipymeet.server.core.signaller import Signaller
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = {name for names in internals.INTERNAL_NAMES.values() for name in names}
@@ -46,14 +46,16 @@ def _modules() -> Iterator[Path]:
 
 
 def test_internal_names_are_used_only_in_internals() -> None:
-    allowed = {ROOT / "server" / name for name in internals.INTERNAL_MODULES}
+    allowed = {ROOT / "server" / "core" / name for name in internals.INTERNAL_MODULES}
     found = [
         f"{path.relative_to(ROOT)}:{line}: {name}"
         for path in _modules()
         if path not in allowed
         for line, name in _uses(path.read_text(encoding="utf-8"), NAMES)
     ]
-    assert not found, "library internals used outside server/internals.py:\n" + "\n".join(found)
+    assert not found, "library internals used outside server/core/internals.py:\n" + "\n".join(
+        found
+    )
 
 
 def test_the_check_finds_a_use() -> None:

@@ -1,4 +1,5 @@
-"""server/loopthread.py: the one asyncio loop on a daemon thread, its crossings and its teardown.
+"""server/core/loopthread.py: the one asyncio loop on a daemon thread, its crossings and its
+teardown.
 
 Each test owns its LoopThread and stops it; the warnings a badly ended loop leaves ("Task was
 destroyed but it is pending!", an unclosed loop's ResourceWarning, a coroutine never awaited)
@@ -20,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from ipymeet.server import loopthread
-from ipymeet.server.loopthread import LoopClosed, LoopThread
+from ipymeet.server.core import loopthread
+from ipymeet.server.core.loopthread import LoopClosed, LoopThread
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -297,17 +298,17 @@ def test_a_loop_that_does_not_come_up_in_time_is_reported(clean: None) -> None:
 
 def test_only_loopthread_makes_or_runs_a_loop() -> None:
     """Every asyncio loop on a thread in server/ and widget/ is a LoopThread: no module of
-    theirs makes a loop or runs one forever but server/loopthread.py."""
+    theirs makes a loop or runs one forever but server/core/loopthread.py."""
     pattern = re.compile(r"new_event_loop\(|run_forever\(")
     found = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
         for folder in ("server", "widget")
         for path in sorted((ROOT / folder).rglob("*.py"))
-        if path != ROOT / "server" / "loopthread.py"
+        if path != ROOT / "server" / "core" / "loopthread.py"
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if pattern.search(line)
     ]
-    assert not found, "a loop made outside server/loopthread.py:\n" + "\n".join(found)
+    assert not found, "a loop made outside server/core/loopthread.py:\n" + "\n".join(found)
 
 
 def test_new_loop_is_asyncio_s_unless_fast(clean: None) -> None:

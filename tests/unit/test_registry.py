@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from ipymeet.server.registry import MESH, TUTORIAL, Member, Registry
-from ipymeet.server.validation import Refused
+from ipymeet.server.core.registry import MESH, TUTORIAL, Member, Registry
+from ipymeet.server.core.validation import Refused
 
 
 def test_capacity_dialect_and_order() -> None:

@@ -1,7 +1,7 @@
 """The shared signaller's parts that need no network: the runtime file (private, atomic, refused
-when it is not the user's own) and its lock (server/runtime.py), the proofs of the handshake
-(server/kernels.py), the host's state on the wire (server/attach.py), the user's port, and when
-sharing is on (server/sharing.py)."""
+when it is not the user's own) and its lock (server/kernel/runtime.py), the proofs of the handshake
+(server/kernel/kernels.py), the host's state on the wire (server/kernel/attach.py), the user's port,
+and when sharing is on (server/kernel/sharing.py)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,13 @@ from typing import Any
 
 import pytest
 
-from ipymeet.server import Settings, SignallerThread, kernels, runner, runtime, sharing
-from ipymeet.server.attach import Attachment, HostState, Loop
-from ipymeet.server.frames import FrameInbox
-from ipymeet.server.kernels import proof, proof_matches
-from ipymeet.server.runtime import (
+from ipymeet.server import Settings, SignallerThread, choose
+from ipymeet.server.core.frames import FrameInbox
+from ipymeet.server.core.settings import port_from_env, share_from_env
+from ipymeet.server.kernel import kernels, runner, runtime, sharing
+from ipymeet.server.kernel.attach import Attachment, HostState, Loop
+from ipymeet.server.kernel.kernels import proof, proof_matches
+from ipymeet.server.kernel.runtime import (
     LOCK_FILE,
     RUNTIME_FILE,
     RuntimeInfo,
@@ -35,8 +37,7 @@ from ipymeet.server.runtime import (
     user_port,
     write_runtime,
 )
-from ipymeet.server.settings import port_from_env, share_from_env
-from ipymeet.server.sharing import KernelSignaller
+from ipymeet.server.kernel.sharing import KernelSignaller
 
 from ..support import free_port, posix_only, wait_until
 
@@ -262,7 +263,7 @@ def test_the_lock_excludes_another_thread_until_let_go(tmp_path: Path) -> None:
 LOCK_HOLDER = """
 import sys, time
 from pathlib import Path
-from ipymeet.server.runtime import runtime_lock
+from ipymeet.server.kernel.runtime import runtime_lock
 with runtime_lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(60)
@@ -390,13 +391,13 @@ def test_outside_a_kernel_sharing_is_off_unless_asked(monkeypatch: pytest.Monkey
 @pytest.fixture
 def own_kernel_signallers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """kernel_signaller() of this test's own, on a runtime directory and port of its own."""
-    monkeypatch.setattr(runner, "_kernel_signaller", None)
-    monkeypatch.setattr(runner, "_shared_signaller", None)
+    monkeypatch.setattr(choose, "_kernel_signaller", None)
+    monkeypatch.setattr(choose, "_shared_signaller", None)
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
     monkeypatch.setenv("IPYMEET_PORT", str(free_port()))
     monkeypatch.setenv("IPYMEET_ICE_SERVERS", "[]")
     yield
-    for made in (runner._kernel_signaller, runner._shared_signaller):
+    for made in (choose._kernel_signaller, choose._shared_signaller):
         if made is not None:
             made.stop()
 
@@ -406,13 +407,13 @@ def test_kernel_signaller_shares_with_ipymeet_share_1_and_not_with_0(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("IPYMEET_SHARE", "1")
-    shared = runner.kernel_signaller()
+    shared = choose.kernel_signaller()
     assert isinstance(shared, KernelSignaller)
-    assert runner.kernel_signaller() is shared
+    assert choose.kernel_signaller() is shared
     assert (shared.hosting, shared.shared, shared.port) == (True, True, port_from_env())
     assert read_runtime(tmp_path / RUNTIME_FILE) is not None
     monkeypatch.setenv("IPYMEET_SHARE", "0")
-    own = runner.kernel_signaller()
+    own = choose.kernel_signaller()
     assert isinstance(own, SignallerThread)
     assert (own.hosting, own.shared) == (True, False)
     shared.stop()

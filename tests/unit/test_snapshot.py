@@ -12,7 +12,7 @@ import pytest
 import socketio
 
 from ipymeet import VideoRoom, kernel_signaller
-from ipymeet.server.frames import MAX_CHUNK_BYTES
+from ipymeet.server.core.frames import MAX_CHUNK_BYTES
 
 
 def _capture(room: VideoRoom) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Join tokens (server/tokens.py): signed for one room, expiring, compact, refused with a reason."""
+"""Join tokens (server/core/tokens.py): signed for one room, expiring, compact, refused with a
+reason."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import re
 
 import pytest
 
-from ipymeet.server import tokens
-from ipymeet.server.tokens import TokenError, mint, verify
+from ipymeet.server.core import tokens
+from ipymeet.server.core.tokens import TokenError, mint, verify
 
 SECRET = b"s" * 32
 NOW = 1_800_000_000.0

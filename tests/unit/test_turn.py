@@ -1,4 +1,4 @@
-"""TURN with short-lived credentials (server/turn.py): the TURN REST maths, checked against an
+"""TURN with short-lived credentials (server/core/turn.py): the TURN REST maths, checked against an
 independent HMAC (openssl) and against Debian's coturn itself; the settings and ``ipymeet serve``
 options that configure it; the ``enter`` acknowledgement that hands the credentials out, directly
 and through the kernel route, with nothing of them in a log line or the widget's state; the timers
@@ -21,7 +21,7 @@ import socketio
 
 from ipymeet import VideoRoom
 from ipymeet.server import Settings, SignallerThread, cli
-from ipymeet.server.turn import (
+from ipymeet.server.core.turn import (
     DEFAULT_TURN_TTL,
     RENEW_AT,
     Renewals,
@@ -295,7 +295,7 @@ async def test_a_kernels_signaller_configured_by_the_environment_hands_out_crede
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``IPYMEET_TURN_*`` reach the acknowledgement of a signaller made as a kernel makes its own
-    (``Settings.from_env``, server/runner.py)."""
+    (``Settings.from_env``, server/kernel/runner.py)."""
     monkeypatch.setenv("IPYMEET_TURN_URLS", TURN[0])
     monkeypatch.setenv("MY_TURN_SECRET", SECRET)
     monkeypatch.setenv("IPYMEET_TURN_SECRET", "env:MY_TURN_SECRET")

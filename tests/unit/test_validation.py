@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ipymeet.server import validation as v
+from ipymeet.server.core import validation as v
 
 
 @pytest.mark.parametrize("room", ["a", "lab-42", "A.b_c-9", "x" * 64])

@@ -13,7 +13,8 @@ import socketio
 from ipywidgets.embed import embed_data
 
 from ipymeet import VideoRoom
-from ipymeet.server import Settings, SignallerThread, tokens
+from ipymeet.server import Settings, SignallerThread
+from ipymeet.server.core import tokens
 
 
 def _record(room: VideoRoom) -> tuple[list[Any], list[Any]]:

@@ -22,7 +22,7 @@ export interface AloneFacts {
   via: string;
   /**
    * The hub's ipymeet service as this page reaches it, when the widget's kernel is attached to
-   * one (`signaling_url` is then its path on the page's own origin, server/hubclient.py); "" elsewhere.
+   * one (`signaling_url` is then its path on the page's own origin, server/hub/client.py); "" elsewhere.
    */
   hubService: string;
 }

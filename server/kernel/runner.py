@@ -9,7 +9,6 @@ touch its loop's objects directly.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
 import contextlib
 import hashlib
@@ -17,21 +16,17 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import capacity, tokens
-from .app import SIGNALLER, create_app
-from .frames import Frame
-from .loopthread import LoopThread
-from .registry import Member, Registry
-from .settings import Settings
-from .signaller import Signaller
-from .tls import Served, lan_address, serve_tls
-
-if TYPE_CHECKING:
-    from .sharing import KernelSignaller
+from ..core import capacity, tokens
+from ..core.app import SIGNALLER, create_app
+from ..core.frames import Frame
+from ..core.loopthread import LoopThread
+from ..core.registry import Member, Registry
+from ..core.settings import Settings
+from ..core.signaller import Signaller
+from ..core.tls import Served, lan_address, serve_tls
 
 log = logging.getLogger("ipymeet.server")
 
@@ -52,7 +47,7 @@ def exposure_warning(settings: Settings, url: str, *, hub_prefix: str | None = N
     """What a signaller bound beyond loopback exposes, in plain words; None on loopback.
 
     ``hub_prefix``: it is ``ipymeet serve --jupyterhub``, serving under that path behind the hub's
-    login (server/hubservice.py), which is then what guards it instead of join tokens.
+    login (server/hub/service.py), which is then what guards it instead of join tokens.
     """
     if not settings.exposed:
         return None
@@ -116,7 +111,7 @@ class SignallerThread:
         self._clients: set[str] = set()
 
     #: A signaller of this kernel's own: it hosts, and no other kernel attaches to it
-    #: (the shared one is server/sharing.py's ``KernelSignaller``, which has the same API).
+    #: (the shared one is server/kernel/sharing.py's ``KernelSignaller``, which has the same API).
     hosting = True
     shared = False
 
@@ -325,63 +320,6 @@ class SignallerThread:
             await runner.cleanup()
 
 
-_kernel_lock = threading.Lock()
-_kernel_signaller: SignallerThread | None = None
-_shared_signaller: KernelSignaller | None = None
-#: The hub's answer that it has no ipymeet service for this kernel (not asked again).
-_no_service: object = None
-
-
-def kernel_signaller(settings: Settings | None = None) -> SignallerThread | KernelSignaller:
-    """This process's signaller, started on first use.
-
-    In a kernel of a JupyterHub's single-user server whose hub runs ipymeet's service (the hub's
-    API tells the kernel where, server/hubclient.py), or with ``IPYMEET_SIGNALLER`` set by hand:
-    that service, which this kernel attaches to with its hub token, wherever the kernel runs. If
-    it cannot be reached yet, the signaller returned is detached, says why in its ``problem``
-    and keeps trying; a value of the environment that is wrong raises
-    ``hubclient.ServiceUnreachable`` (the widget shows either).
-
-    Otherwise, inside a kernel or a marimo app (or with ``IPYMEET_SHARE=1``), the signaller this
-    user's kernels and marimo apps share on this machine: hosted by the first of them, attached
-    to by the others (server/sharing.py). Otherwise (or with ``IPYMEET_SHARE=0``) one of this
-    process's own: 127.0.0.1, in a kernel on the port :func:`kernel_port` gives unless it is
-    taken, else a free one.
-
-    Settings come from ``IPYMEET_*`` environment variables (:meth:`Settings.from_env`) unless given;
-    they apply only to the first call, which starts it (and, shared, only if this kernel hosts).
-    """
-    global _kernel_signaller, _shared_signaller, _no_service
-    from . import hubclient, sharing  # both import this module
-
-    with _kernel_lock:
-        if isinstance(_shared_signaller, hubclient.ServiceSignaller) and _shared_signaller.running:
-            return _shared_signaller
-        source = hubclient.source_from_env()
-        if source is not None and source != _no_service:
-            server = hubclient.ServiceSignaller(source, settings or Settings.from_env())
-            try:
-                _shared_signaller = server.start()
-            except hubclient.NoService as none:
-                # Asked once per process: a hub without ipymeet's service answers the same later.
-                log.info("ipymeet: no hub service for this kernel (%s): one of its own", none)
-                _no_service = source
-            else:
-                atexit.register(server.stop)
-                return server
-        if sharing.enabled():
-            if _shared_signaller is None or not _shared_signaller.running:
-                _shared_signaller = sharing.KernelSignaller(settings or Settings.from_env())
-                _shared_signaller.start()
-                atexit.register(_shared_signaller.stop)
-            return _shared_signaller
-        if _kernel_signaller is None or not _kernel_signaller.running:
-            settings = settings or Settings.from_env()
-            _kernel_signaller = _start_on_kernel_port(settings)
-            atexit.register(_kernel_signaller.stop)
-        return _kernel_signaller
-
-
 def in_kernel() -> bool:
     """Whether this process is a running ipykernel."""
     # Only inside a running ipykernel: importing its kernel app elsewhere would install its comm
@@ -426,13 +364,3 @@ def kernel_port() -> int:
         return 0
     digest = hashlib.sha256(path.encode()).digest()
     return 20000 + int.from_bytes(digest[:4], "big") % 12000
-
-
-def _start_on_kernel_port(settings: Settings) -> SignallerThread:
-    port = kernel_port() if settings.port == 0 else 0
-    if port:
-        try:
-            return SignallerThread(settings.with_(port=port)).start()
-        except RuntimeError:  # taken (by another program, or a kernel whose file hashed alike)
-            pass
-    return SignallerThread(settings).start()

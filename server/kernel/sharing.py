@@ -5,12 +5,12 @@ Inside a running ipykernel or a marimo notebook or app (or with ``IPYMEET_SHARE=
 the API widgets use of ``SignallerThread`` and a few more. A marimo process is one "kernel" here,
 however many sessions (browser tabs of ``marimo run``) it serves. The first kernel of a user
 that needs a signaller **hosts** it: a ``SignallerThread`` on the user's port (``IPYMEET_PORT``,
-else one derived from the user's name) with the hub of attached kernels (server/kernels.py), and
-writes the runtime file (port, pid, url, a secret; server/runtime.py). Every later kernel
-**attaches** instead (server/attach.py): it checks that the host holds the secret, proves that it
-holds it too, registers its widgets' keys (the host admits their pages) and hears the members of
-its widgets' rooms first-hand, on a thread of its own. "Find or host" holds the lock beside the
-runtime file, so it is one kernel at a time.
+else one derived from the user's name) with the hub of attached kernels (server/kernel/kernels.py),
+and writes the runtime file (port, pid, url, a secret; server/kernel/runtime.py). Every later kernel
+**attaches** instead (server/kernel/attach.py): it checks that the host holds the secret, proves
+that it holds it too, registers its widgets' keys (the host admits their pages) and hears the
+members of its widgets' rooms first-hand, on a thread of its own. "Find or host" holds the lock
+beside the runtime file, so it is one kernel at a time.
 
 **Failover.** When the host ends, the attached kernels' connections drop at once. Each takes the
 lock and reads the file again: a live host that passes the check is attached to; otherwise it
@@ -42,11 +42,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from . import capacity, faults, tokens
+from ..core import capacity, tokens
+from ..core.frames import Frame, FrameInbox
+from ..core.registry import Member
+from ..core.settings import Settings, port_from_env, share_from_env
+from . import faults
 from .attach import ATTACH_TIMEOUT, REQUEST_TIMEOUT, Attachment, HostRefused, HostState, Loop
-from .frames import Frame, FrameInbox
 from .kernels import KernelHub
-from .registry import Member
 from .runner import SignallerThread, in_kernel, in_marimo
 from .runtime import (
     LOCK_TIMEOUT,
@@ -61,7 +63,6 @@ from .runtime import (
     user_port,
     write_runtime,
 )
-from .settings import Settings, port_from_env, share_from_env
 
 log = logging.getLogger("ipymeet.server")
 

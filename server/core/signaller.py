@@ -14,15 +14,15 @@ import asyncio
 import base64
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import socketio
 
 from . import internals, turn
 from . import validation as v
-from .access import Access
+from .access import Access, Vouchers
 from .capacity import RoomCapacity
 from .frames import FrameInbox
 from .guard import (
@@ -42,15 +42,12 @@ from .registry import (
     Member,
     Registry,
     Rooms,
+    RoomStore,
     public_name,
     tutorial_key,
 )
 from .settings import Settings
 from .tuning import json_module
-
-if TYPE_CHECKING:
-    from .cluster import Cluster
-    from .kernels import KernelHub
 
 log = logging.getLogger("ipymeet.server")
 
@@ -86,7 +83,7 @@ class Connection:
     #: How the others address it in ``mesh_room`` (see :func:`member_id`).
     peer_id: str = ""
     closing: bool = False
-    #: The hub user it connected as, behind a JupyterHub (server/hubservice.py); "" elsewhere.
+    #: The hub user it connected as, behind a JupyterHub (server/hub/service.py); "" elsewhere.
     user: str = ""
 
 
@@ -107,8 +104,34 @@ def member_id(sid: str, session: str | None) -> str:
 Handler = Callable[..., Awaitable[Any]]
 
 
+class KernelDoor(Vouchers, Protocol):
+    """The kernels attached to a signaller, as it sees them: the one interface between the core
+    and what is built on it (server/kernel/kernels.py's ``KernelHub`` on a user's shared
+    signaller, server/hub/service.py's ``ServiceHub`` for a JupyterHub's users), given with
+    :meth:`Signaller.open_to_kernels`. Besides vouching for widget keys and callers
+    (``Vouchers``):"""
+
+    #: Whether the Host of a request is checked (False behind a JupyterHub, whose proxy
+    #: forwards the hub's own name: the hub's word decides).
+    check_hosts: bool
+
+    def events(self) -> Mapping[str, Handler]:
+        """The kernels' own events, each handled as ``handler(conn, *args)`` and answered in
+        its acknowledgement."""
+
+    def disconnected(self, conn: Connection) -> None:
+        """``conn`` ended (a kernel's connection, or any other)."""
+
+    async def forward_frame(self, conn: Connection, meta: Any, chunk: Any) -> bool:
+        """Hand a snapshot frame's chunk to the attached kernel whose widget asked; False if no
+        attached kernel waits for it (this process's own inbox then takes it)."""
+
+
 class Signaller:
     """One signalling server: a python-socketio ``AsyncServer`` plus the room registry.
+
+    ``store``: rooms shared with other processes (``ipymeet serve --redis`` gives
+    server/cluster/redis.py's ``Cluster``); without it, this process's own.
 
     Example::
 
@@ -116,35 +139,35 @@ class Signaller:
         signaller.attach(aiohttp_app)
     """
 
-    def __init__(self, settings: Settings) -> None:
-        #: Who may pass each door (server/access.py): every admission below asks it.
+    def __init__(self, settings: Settings, store: RoomStore | None = None) -> None:
+        #: Who may pass each door (server/core/access.py): every admission below asks it.
         self.access = Access(settings)
         self._settings = settings
-        #: Rooms shared with other processes through Redis (``settings.redis_url``), or None.
-        self.cluster: Cluster | None = None
-        manager = None
-        if settings.redis_url is not None:
-            from .cluster import Cluster  # needs the redis package (ipymeet[redis])
-
-            self.cluster = Cluster(settings.redis_url, max_sdp=settings.max_sdp_bytes)
-            manager = self.cluster.manager()
+        #: Rooms shared with other processes (``store``: through Redis, for ``settings.redis_url``),
+        #: or None.
+        self.cluster: RoomStore | None = store
+        if settings.redis_url is not None and store is None:
+            raise ValueError(
+                "settings.redis_url is set, but no store of rooms was given to share them "
+                "through (server/cluster/redis.py's Cluster, as `ipymeet serve --redis` does)"
+            )
+        manager = None if store is None else store.manager()
         #: This process's members (with a cluster, only its own: the rest are in Redis).
         self.registry = Registry() if self.cluster is None else self.cluster.local
-        #: Where the handlers change and read the rooms (server/registry.py's ``Rooms``).
+        #: Where the handlers change and read the rooms (server/core/registry.py's ``Rooms``).
         self.rooms: Rooms = LocalRooms(self.registry) if self.cluster is None else self.cluster
         #: The process holding a member's connection, as ``Member.node`` says ("": this alone).
         self.node = "" if self.cluster is None else self.cluster.node
-        #: Rooms a widget asked to hold other than ``settings.max_peers`` (server/capacity.py).
+        #: Rooms a widget asked to hold other than ``settings.max_peers`` (server/core/capacity.py).
         self.room_capacity = RoomCapacity()
         self.frames = FrameInbox()
         self.connections: dict[str, Connection] = {}
-        #: Fresh TURN credentials for each member before its last ones expire (server/turn.py).
+        #: Fresh TURN credentials for each member before its last ones expire (server/core/turn.py).
         self.turn_renewals = turn.Renewals(settings, self._renew_turn)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
-        #: The kernels attached to this signaller when a kernel hosts it for its user
-        #: (server/kernels.py): their events, their widgets' keys and frames. None otherwise.
-        self.kernels: KernelHub | None = None
+        #: The kernels attached to this signaller (:meth:`open_to_kernels`), or None.
+        self.kernels: KernelDoor | None = None
         #: Whether this signaller runs on internals.py's fast path.
         self.fast = internals.active()
         self.guard = Guard(
@@ -224,7 +247,7 @@ class Signaller:
             app.on_startup.append(join_cluster)
 
     def origin_allowed(self, origin: str | None, environ: dict[str, Any] | None = None) -> bool:
-        """CORS for polling and WebSocket, as server/access.py decides it.
+        """CORS for polling and WebSocket, as server/core/access.py decides it.
 
         python-engineio before 4.11 passes the origin alone; the request then comes from the
         guard's route (what either passes is the aiohttp request being handled).
@@ -232,10 +255,16 @@ class Signaller:
         request = (environ or {}).get("aiohttp.request") or current_request()
         return self.access.origin_allowed(origin, request)
 
-    def on_event(self, event: str, handler: Handler, *, acked: bool) -> None:
-        """Handle ``event`` with ``handler(conn, *args)`` as the built-in events are: rate
-        limited, refusals answered (in the acknowledgement when ``acked``), nothing raised."""
-        self.sio.on(event, self._guarded(event, handler, acked=acked))
+    def open_to_kernels(self, door: KernelDoor) -> None:
+        """Let the kernels of ``door`` in: its events are handled as the built-in ones are (rate
+        limited, refusals answered in the acknowledgement, nothing raised), it vouches for widget
+        keys and callers (server/core/access.py), it is told when a connection ends, and it is
+        handed the snapshot frames of pages whose kernel is attached rather than hosting."""
+        self.kernels = door
+        self.access.keys = door.knows
+        self.access.trust(door, check_hosts=door.check_hosts)
+        for event, handler in door.events().items():
+            self.sio.on(event, self._guarded(event, handler, acked=True))
 
     def drop(self, conn: Connection) -> None:
         """Close ``conn`` now (Socket.IO's disconnect, then its socket): nothing it sends after
@@ -385,8 +414,8 @@ class Signaller:
 
     async def _reconnect_all(self) -> None:
         """Close every connection's Engine.IO session (not Socket.IO's disconnect, after which a
-        client stays away): the pages reconnect and enter again (server/cluster.py, a node that
-        was presumed dead)."""
+        client stays away): the pages reconnect and enter again (server/cluster/redis.py, a node
+        that was presumed dead)."""
         for conn in list(self.connections.values()):
             if conn.eio_sid is not None:
                 await self.sio.eio.disconnect(conn.eio_sid)
@@ -511,7 +540,7 @@ class Signaller:
             "room": room,
             "peers": [{"id": m.id, "name": m.name} for m in before],
             "capacity": capacity,
-            # With TURN, this member's own short-lived credentials (server/turn.py).
+            # With TURN, this member's own short-lived credentials (server/core/turn.py).
             "ice_servers": turn.ice_servers_for(self.settings, peer),
         }
 

@@ -7,7 +7,7 @@ lock, and must be quick and thread-safe.
 
 The signaller itself goes through :class:`Rooms`, the interface both registries offer: this one in
 one process (:class:`LocalRooms`, a thin async face on :class:`Registry`), or Redis when several
-processes share the rooms (server/cluster.py, ``ipymeet serve --redis``).
+processes share the rooms (server/cluster/redis.py, ``ipymeet serve --redis``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from .validation import Refused
 
@@ -51,7 +51,7 @@ class Member:
     ``sid`` is its Socket.IO connection; ``id`` how the others address it: the sid, or in dialect 2
     an id derived from the page's session key, which stays the same when the page reconnects.
     ``client`` is the key a widget sent when connecting, or "". ``node`` is the signaller process
-    that holds its connection when several share the rooms (server/cluster.py), else "".
+    that holds its connection when several share the rooms (server/cluster/redis.py), else "".
     """
 
     sid: str
@@ -229,7 +229,7 @@ class Registry:
 
 class Rooms(Protocol):
     """What the signaller asks of a registry: :class:`LocalRooms` in one process, or
-    server/cluster.py's ``Cluster`` when several processes share the rooms through Redis.
+    server/cluster/redis.py's ``Cluster`` when several processes share the rooms through Redis.
 
     The reads about one connection's own rooms (``rooms_of``, ``is_member``) are asked only for
     connections of this process, and are answered from memory either way.
@@ -262,6 +262,28 @@ class Rooms(Protocol):
     def is_member(self, room: str, sid: str) -> bool:
         """As :meth:`Registry.is_member`."""
         ...
+
+
+class RoomStore(Rooms, Protocol):
+    """Rooms kept beyond this process, which a signaller is given to share them
+    (server/cluster/redis.py's ``Cluster``, for ``ipymeet serve --redis``): the :class:`Rooms`
+    and what the signaller does with it besides."""
+
+    #: This process's own members (what ``/healthz`` counts, and a connection's own rooms).
+    local: Registry
+    #: This process's id among those sharing the rooms.
+    node: str
+    #: Whether the store is out of reach just now.
+    down: bool
+
+    def manager(self) -> Any:
+        """The Socket.IO client manager that carries events to the other processes."""
+
+    async def start(self, sio: Any, announce: Any, drop_all: Any, max_message: int) -> None:
+        """Join the others when the application starts (ConnectionError if it cannot)."""
+
+    async def close(self) -> None:
+        """Leave, after the signaller disconnected its clients."""
 
 
 class LocalRooms:

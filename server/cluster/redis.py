@@ -10,7 +10,7 @@ node delivers to its own connections never goes through Redis, and a member it h
 its own memory (``local``): a signal between two members of one node asks Redis nothing.
 
 What is read back from Redis is not trusted further than what a client sends: members read from
-a room hash, and events from the channel, are checked with server/validation.py's checks and
+a room hash, and events from the channel, are checked with server/core/validation.py's checks and
 limits, and anything else is skipped, never decoded otherwise (no pickle), and logged without its
 content, once per kind every :data:`DROP_LOG_EVERY` s (:class:`Drops`).
 
@@ -57,11 +57,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from . import validation as v
-from .registry import MESH, TUTORIAL, Departure, Member, Registry
-from .settings import Settings
-from .tuning import json_module
-from .validation import Refused
+from ..core import validation as v
+from ..core.registry import MESH, TUTORIAL, Departure, Member, Registry
+from ..core.settings import Settings
+from ..core.tuning import json_module
+from ..core.validation import Refused
 
 log = logging.getLogger("ipymeet.server")
 
@@ -88,7 +88,7 @@ DROP_LOG_EVERY = 600.0
 #: Seconds before subscribing again when the subscription to the events channel was lost: the
 #: first pause, doubling up to the last (the heartbeat logs the loss; this only tries again).
 RESUBSCRIBE = (0.1, 2.0)
-#: The events a node sends to another node's connections (server/signaller.py: the relays, and
+#: The events a node sends to another node's connections (server/core/signaller.py: the relays, and
 #: ``peer_joined`` / ``peer_left``): anything else on the channel is dropped.
 RELAYED = frozenset(
     {
@@ -250,7 +250,7 @@ def _text(value: bytes | str) -> str:
 
 def read_member(raw: Any) -> tuple[int, Member] | None:
     """``(seq, member)`` from a member's JSON in a room hash, checked field by field as the
-    signaller checks what a client sends (server/validation.py); None if it is not a member a
+    signaller checks what a client sends (server/core/validation.py); None if it is not a member a
     signaller wrote: not JSON, a field missing, of the wrong type, or over its limit."""
     if not isinstance(raw, (bytes, str)) or len(raw) > MAX_MEMBER:
         return None
@@ -283,7 +283,7 @@ def read_dialect(raw: Any) -> int | None:
 
 
 def read_room_name(raw: Any) -> str | None:
-    """A room's name as a node's ``rooms`` hash holds it: a room id (server/validation.py), or
+    """A room's name as a node's ``rooms`` hash holds it: a room id (server/core/validation.py), or
     one after the one-character mark (ASCII punctuation) a dialect's rooms may be kept under."""
     name = _text(raw) if isinstance(raw, (bytes, str)) else ""
     bare = name[1:] if name[:1] and name[0].isascii() and not name[0].isalnum() else name
@@ -301,7 +301,7 @@ def relayed(event: str, args: list[Any], max_sdp: int) -> Any:
     """The data of ``event`` as the signaller relays it, from the arguments another node sent,
     checked as the signaller checks a client's (the same checks and limits); Refused otherwise.
 
-    Each event must be exactly what server/signaller.py sends: one argument (none for
+    Each event must be exactly what server/core/signaller.py sends: one argument (none for
     ``start_call``) with exactly its keys. Returns the emit's data (None for no argument).
     """
     if event == "start_call":
@@ -477,7 +477,7 @@ class Cluster:
         self._sio: socketio.AsyncServer | None = None
         #: What was skipped when read back from Redis, by kind (logged, bounded).
         self.drops = Drops()
-        #: The limits of what comes from the events channel: a client's (server/validation.py).
+        #: The limits of what comes from the events channel: a client's (server/core/validation.py).
         #: The message size is the server's own (read at :meth:`start`).
         self.max_sdp = max_sdp
         self.max_raw = Settings.max_message_bytes + ENVELOPE

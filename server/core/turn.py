@@ -32,12 +32,24 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .sources import read_source
 
-if TYPE_CHECKING:
-    from .settings import Settings
+
+class TurnSettings(Protocol):
+    """What TURN reads of a signaller's settings (``Settings`` has them: settings.py reads its
+    TURN values with this module's checks, so this module does not import it)."""
+
+    @property
+    def ice_servers(self) -> tuple[dict[str, Any], ...]: ...
+    @property
+    def turn_urls(self) -> tuple[str, ...]: ...
+    @property
+    def turn_secret(self) -> str | None: ...
+    @property
+    def turn_ttl(self) -> int: ...
+
 
 log = logging.getLogger("ipymeet.server")
 
@@ -67,7 +79,7 @@ def credentials(secret: str, member: str, expiry: int) -> tuple[str, str]:
 
 
 def ice_servers_for(
-    settings: Settings, member: str, now: float | None = None
+    settings: TurnSettings, member: str, now: float | None = None
 ) -> list[dict[str, Any]]:
     """``settings.ice_servers`` plus, with TURN configured, one RTCIceServer with ``member``'s
     credentials, valid ``settings.turn_ttl`` seconds from ``now`` (default: the clock)."""
@@ -107,7 +119,7 @@ class Renewals:
         renewals.stop(conn.sid)               # at leave / disconnect
     """
 
-    def __init__(self, settings: Settings, send: Send) -> None:
+    def __init__(self, settings: TurnSettings, send: Send) -> None:
         self.settings = settings
         self._send = send
         self._timers: dict[str, asyncio.Task[None]] = {}
@@ -174,8 +186,8 @@ def split_urls(raw: str) -> tuple[str, ...]:
 
 
 def read_turn_secret(source: str, option: str = "--turn-secret") -> str:
-    """The TURN secret named by ``env:NAME`` or ``file:PATH`` (server/sources.py), never made up:
-    it must be the TURN server's ``static-auth-secret``."""
+    """The TURN secret named by ``env:NAME`` or ``file:PATH`` (server/core/sources.py), never made
+    up: it must be the TURN server's ``static-auth-secret``."""
     secret = read_source(source, option)
     if not secret:
         raise ValueError(f"{option} {source}: the secret is empty")

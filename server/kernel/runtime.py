@@ -1,4 +1,4 @@
-"""The runtime file of a user's shared signaller, and the lock beside it (server/sharing.py).
+"""The runtime file of a user's shared signaller, and the lock beside it (server/kernel/sharing.py).
 
 ``ipymeet-signaller.json`` in Jupyter's runtime directory says where the hosting kernel listens
 and holds the secret the user's kernels check each other with: ``{"version": 1, "port", "pid",

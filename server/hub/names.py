@@ -1,5 +1,5 @@
-"""What the JupyterHub service (server/hubservice.py) and the kernels' client of it
-(server/hubclient.py) both know: the names they meet under. The two halves import this module and
+"""What the JupyterHub service (server/hub/service.py) and the kernels' client of it
+(server/hub/client.py) both know: the names they meet under. The two halves import this module and
 never each other: the service runs where the hub runs it, the client in every user's kernel.
 """
 

@@ -1,4 +1,4 @@
-"""The host's side of a shared signaller: the kernels attached to it (see server/sharing.py).
+"""The host's side of a shared signaller: the kernels attached to it (see server/kernel/sharing.py).
 
 One kernel of a user hosts the signaller; the user's other kernels attach to it, each over one
 Socket.IO connection, and the two check each other with the secret of the runtime file, both ways
@@ -15,7 +15,7 @@ The port the kernel dialled is in both proofs, so a process on another port cann
 host's answers as its own. Nothing but ``kernel_hello`` is accepted from a connection before it
 attached, and a wrong proof closes it. Once attached, a kernel registers its widgets' keys
 (``kernel_clients``), may change the shared settings and its widgets' rooms' capacities
-(``kernel_settings``; server/capacity.py), hears the members of
+(``kernel_settings``; server/core/capacity.py), hears the members of
 every room where one of its keys is or just was (``kernel_members``) and any change of the
 settings (``kernel_state``), and takes the snapshot frames its widgets asked for
 (``kernel_frame``, answered). When its connection closes and the same kernel is not back within
@@ -24,8 +24,9 @@ back to ``unknown_widget``, as the view of a restarted kernel does, and its room
 
 Each kernel belongs to a user (:attr:`_Link.user`): "" for every kernel of a user's own shared
 signaller (one principal: all of them are the user's, proven by the runtime file), a hub user's
-name on a JupyterHub service (server/hubservice.py). What a kernel may register, hear and claim
-is asked of server/access.py (:func:`~server.access.may_register`, :func:`~server.access.may_hear`,
+name on a JupyterHub service (server/hub/service.py). What a kernel may register, hear and claim
+is asked of server/core/access.py (:func:`~server.access.may_register`,
+:func:`~server.access.may_hear`,
 :func:`~server.access.may_claim`), with the users of the rooms' members' connections: on the user's
 own signaller everything passes, as it always did; on the service a hub user's kernel reaches only
 what its own user's widgets hold. Each refusal is answered ``forbidden`` and logged once.
@@ -49,13 +50,14 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import capacity, faults
-from . import validation as v
-from .access import Door, may_claim, may_hear, may_register
-from .frames import MAX_CHUNK_BYTES
-from .ratelimit import TokenBucket
-from .registry import Member
-from .signaller import Connection, Signaller
+from ..core import capacity
+from ..core import validation as v
+from ..core.access import Door, may_claim, may_hear, may_register
+from ..core.frames import MAX_CHUNK_BYTES
+from ..core.ratelimit import TokenBucket
+from ..core.registry import Member
+from ..core.signaller import Connection, Handler, Signaller
+from . import faults
 
 log = logging.getLogger("ipymeet.server")
 
@@ -97,7 +99,7 @@ def proof_matches(secret: bytes, role: str, port: int, challenge: str, given: ob
 
 
 class HostSide(Protocol):
-    """What the hub needs of the kernel that hosts it (server/sharing.py)."""
+    """What the hub needs of the kernel that hosts it (server/kernel/sharing.py)."""
 
     def state(self) -> dict[str, Any]:
         """The host's state as an attached kernel mirrors it (the ``kernel_attach`` answer)."""
@@ -132,12 +134,15 @@ class KernelHub:
     """The kernels attached to ``signaller``, whose host kernel is ``kernel`` (its own widgets'
     keys are registered under that id) and holds ``secret``.
 
-    Example (server/sharing.py does this before the signaller listens)::
+    Example (server/kernel/sharing.py does this before the signaller listens)::
 
         hub = KernelHub(thread.signaller, secret, host_side, kernel="k-1")
         hub.install()
         hub.add_local(widget_key)
     """
+
+    #: A user's shared signaller checks the Host of each request (server/core/access.py).
+    check_hosts = True
 
     def __init__(
         self,
@@ -168,21 +173,21 @@ class KernelHub:
         self._waiting = 0  # enters waiting for their key
 
     def install(self) -> None:
-        """Take over the signaller's admission and handle the kernels' events on it."""
-        signaller = self.signaller
-        signaller.kernels = self
-        signaller.access.keys = self.knows
-        signaller.access.trust(self)
-        for event, handler in (
-            ("kernel_hello", self._hello),
-            ("kernel_attach", self._attach),
-            ("kernel_clients", self._clients),
-            ("kernel_settings", self._settings),
-        ):
-            signaller.on_event(event, handler, acked=True)
-        self._unsubscribe = signaller.registry.subscribe(self._room_changed)
+        """Open the signaller to the kernels (``Signaller.open_to_kernels``: their events, their
+        keys, their frames) and follow its rooms for them."""
+        self.signaller.open_to_kernels(self)
+        self._unsubscribe = self.signaller.registry.subscribe(self._room_changed)
         if self._took_over:
             self._took_over_at = time.monotonic()
+
+    def events(self) -> dict[str, Handler]:
+        """The kernels' own events (docs/protocol.md, "Kernels attached to a shared signaller")."""
+        return {
+            "kernel_hello": self._hello,
+            "kernel_attach": self._attach,
+            "kernel_clients": self._clients,
+            "kernel_settings": self._settings,
+        }
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -217,7 +222,7 @@ class KernelHub:
 
     async def identify(self, sid: str, environ: dict[str, Any], auth: Any) -> str | None:
         """Every caller of a user's shared signaller is let in here ("" : there are no users);
-        the widget keys and tokens decide at ``enter`` (server/access.py)."""
+        the widget keys and tokens decide at ``enter`` (server/core/access.py)."""
         return ""
 
     async def wait_for_key(self, client: str) -> bool:
@@ -336,7 +341,8 @@ class KernelHub:
 
     def _check_proof(self, conn: Connection, payload: dict[str, Any]) -> None:
         """Refuse (and drop) ``conn`` unless ``payload`` proves it a kernel of this user: the
-        answer to this host's challenge (server/hubservice.py checks a JupyterHub token instead)."""
+        answer to this host's challenge (server/hub/service.py checks a JupyterHub token
+        instead)."""
         challenge = self._challenges.pop(conn.sid, None)
         if challenge is None or not proof_matches(
             self._secret, "kernel", self.port, challenge, payload.get("proof")
@@ -350,7 +356,7 @@ class KernelHub:
 
     def _kernel_user(self, kernel: Hashable) -> str:
         """The user of ``kernel`` (an attached one, or the host's own: ""). A kernel this hub does
-        not know is counted as the host's user, whom no hub user is (server/access.py)."""
+        not know is counted as the host's user, whom no hub user is (server/core/access.py)."""
         link = self._links.get(kernel) if isinstance(kernel, str) else None
         return link.user if link is not None else ""
 

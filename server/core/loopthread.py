@@ -1,9 +1,9 @@
 """An asyncio loop on a named daemon thread of its own: the one way ipymeet runs one.
 
-A kernel's cell may run for minutes, and the signaller (server/runner.py), the attach connection
-(server/attach.py), the kernel route (widget/relay.py) and a kernel peer's media (widget/
-kernelpeer.py) must go on meanwhile, so each runs on a thread with a loop of its own. They share
-this class, and with it one start and one teardown:
+A kernel's cell may run for minutes, and the signaller (server/kernel/runner.py), the attach
+connection (server/kernel/attach.py), the kernel route (widget/relay.py) and a kernel peer's media
+(widget/ kernelpeer.py) must go on meanwhile, so each runs on a thread with a loop of its own. They
+share this class, and with it one start and one teardown:
 
 - :meth:`LoopThread.start` returns once the loop runs, and raises if the thread cannot be
   started or the loop does not come up in time.
@@ -22,7 +22,7 @@ this class, and with it one start and one teardown:
   for without end.
 
 The loop is asyncio's default one. uvloop is for ``ipymeet serve``'s process alone
-(:func:`new_loop`, server/tuning.py): inside a kernel, the kernel's own choice stands.
+(:func:`new_loop`, server/core/tuning.py): inside a kernel, the kernel's own choice stands.
 """
 
 from __future__ import annotations

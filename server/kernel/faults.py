@@ -1,8 +1,8 @@
 """Fault points: the steps of the shared signaller's hand-over at which a test makes a kernel die.
 
 A host may die at any instant, and whatever the instant, another kernel must host on the same
-port within about two seconds (server/sharing.py). The instants that matter are the steps of a
-hand-over, named in :data:`STEPS`; :func:`reached` marks each in the code. The stress test
+port within about two seconds (server/kernel/sharing.py). The instants that matter are the steps of
+a hand-over, named in :data:`STEPS`; :func:`reached` marks each in the code. The stress test
 (tests/e2e/test_failover_stress.py) kills the hosting kernel and, in turn, arms one step, so that
 the kernel taking over dies there too, and checks that the last one still takes over in time.
 

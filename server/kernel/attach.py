@@ -1,4 +1,4 @@
-"""The attached role of a kernel on its user's shared signaller (server/sharing.py).
+"""The attached role of a kernel on its user's shared signaller (server/kernel/sharing.py).
 
 A kernel that does not host holds one Socket.IO connection (python-socketio's ``AsyncClient``)
 to the kernel that does, from a daemon thread of its own ("ipymeet-attach") with its own loop,
@@ -26,14 +26,14 @@ from typing import Any, TypeVar
 
 import socketio
 
-from . import validation as v
-from .frames import FrameInbox
+from ..core import validation as v
+from ..core.frames import FrameInbox
+from ..core.loopthread import LoopThread
+from ..core.registry import Member
+from ..core.settings import TLS
 from .kernels import CHALLENGE_RE, proof, proof_matches
-from .loopthread import LoopThread
-from .registry import Member
 from .runner import SignallerThread
 from .runtime import RuntimeInfo
-from .settings import TLS
 
 log = logging.getLogger("ipymeet.server")
 

@@ -65,7 +65,8 @@ class RoomCapacity:
             return None if not claims else next(reversed(claims.values()))
 
     def claimers(self, room: str) -> list[Hashable]:
-        """Who claims ``room`` now, the latest last (server/kernels.py asks whose they are)."""
+        """Who claims ``room`` now, the latest last (server/kernel/kernels.py asks whose they
+        are)."""
         with self._lock:
             return list(self._claims.get(room, ()))
 

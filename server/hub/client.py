@@ -1,5 +1,5 @@
-"""The users' kernels' side of the hub's ipymeet service (server/hubservice.py is the service; the
-two share only the names in server/hubnames.py): how a kernel finds the service, and its
+"""The users' kernels' side of the hub's ipymeet service (server/hub/service.py is the service; the
+two share only the names in server/hub/names.py): how a kernel finds the service, and its
 signaller attached to it (docs/deploy.md, "JupyterHub").
 
 Finding it. A kernel started by a JupyterHub single-user server has the hub's API and a token
@@ -49,12 +49,12 @@ from urllib.parse import quote, urlsplit
 
 import socketio
 
-from .attach import ATTACH_TIMEOUT, Attachment, HostState, Loop, until_dropped
-from .hubnames import DEFAULT_SERVICE, SERVICE_ENV, SIGNALLER_ENV, TOKEN_AUTH, service_prefix
-from .hubnames import slashed as _slashed
-from .runtime import RuntimeInfo
-from .settings import Settings
-from .sharing import KernelSignaller
+from ..core.settings import Settings
+from ..kernel.attach import ATTACH_TIMEOUT, Attachment, HostState, Loop, until_dropped
+from ..kernel.runtime import RuntimeInfo
+from ..kernel.sharing import KernelSignaller
+from .names import DEFAULT_SERVICE, SERVICE_ENV, SIGNALLER_ENV, TOKEN_AUTH, service_prefix
+from .names import slashed as _slashed
 
 log = logging.getLogger("ipymeet.server")
 

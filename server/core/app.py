@@ -11,11 +11,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from . import validation as v
+from .registry import RoomStore
 from .settings import Settings
 from .signaller import Signaller
 
 #: The front-end bundle built by ``js/`` (``npm run build``); the wheel carries it.
-STATIC_DIR = Path(__file__).resolve().parent.parent / "widget" / "static"
+STATIC_DIR = Path(__file__).resolve().parents[2] / "widget" / "static"
 PAGE = Path(__file__).resolve().parent / "page.html"
 SIGNALLER: web.AppKey[Signaller] = web.AppKey("ipymeet.signaller", Signaller)
 
@@ -25,13 +26,14 @@ _NO_BUNDLE = (
 )
 
 
-def create_app(settings: Settings | None = None) -> web.Application:
+def create_app(settings: Settings | None = None, store: RoomStore | None = None) -> web.Application:
     """Build the signaller's aiohttp application.
 
     Routes: ``/socket.io/`` (both signalling dialects), ``/`` (the standalone call page, e.g.
     ``/?room=lab-42``), ``/static/`` (the front-end bundle), ``/socket.io/socket.io.js`` (the
     socket.io browser client, as the tutorial's Node server serves it), ``/public/`` (an optional
-    folder, ``Settings.public_dir``), ``/healthz``.
+    folder, ``Settings.public_dir``), ``/healthz``. ``store``: rooms shared with other processes
+    (``ipymeet serve --redis`` gives server/cluster/redis.py's ``Cluster``).
 
     Example::
 
@@ -39,7 +41,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         web.run_app(app, host="127.0.0.1", port=8765)
     """
     settings = settings or Settings()
-    signaller = Signaller(settings)
+    signaller = Signaller(settings, store)
     app = web.Application(
         client_max_size=settings.max_message_bytes, middlewares=[_named_hosts_only]
     )
@@ -64,9 +66,9 @@ def create_app(settings: Settings | None = None) -> web.Application:
 async def _named_hosts_only(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Door CONNECT for HTTP (server/access.py): a Host that is not one of the signaller's names
-    (a page of a rebound DNS name) gets 403 with the reason. Socket.IO's own path is decided at
-    its connect, where a widget key can vouch for a page behind a proxy in front of Jupyter."""
+    """Door CONNECT for HTTP (server/core/access.py): a Host that is not one of the signaller's
+    names (a page of a rebound DNS name) gets 403 with the reason. Socket.IO's own path is decided
+    at its connect, where a widget key can vouch for a page behind a proxy in front of Jupyter."""
     if not request.path.startswith("/socket.io/") or request.path == "/socket.io/socket.io.js":
         try:
             request.app[SIGNALLER].access.check_request(request.headers.get("Host"))

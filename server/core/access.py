@@ -7,10 +7,10 @@ tests/unit/test_access.py fails when the two differ or when a named test does no
 
 The doors ask the functions and the :class:`Access` object here, never their own rules:
 
-- the HTTP and Socket.IO doors of a signaller (server/app.py, server/signaller.py) ask
+- the HTTP and Socket.IO doors of a signaller (server/core/app.py, server/core/signaller.py) ask
   :meth:`Access.check_request`, :meth:`Access.origin_allowed`, :meth:`Access.connect` and
   :meth:`Access.enter`;
-- the kernels' door (server/kernels.py, and server/hubservice.py for hub users) asks
+- the kernels' door (server/kernel/kernels.py, and server/hub/service.py for hub users) asks
   :func:`may_register`, :func:`may_hear` and :func:`may_claim`;
 - a kernel's widgets (widget/room.py, widget/relay.py) ask :func:`widget_room_allows` before they
   mint a token or relay an ``enter`` for their page.
@@ -22,7 +22,6 @@ client's answer), logged once per kind and minute (:class:`RefusalLog`), never w
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import socket
 import time
@@ -34,6 +33,7 @@ from urllib.parse import urlsplit
 
 from . import tokens
 from . import validation as v
+from .hostnames import host_name, is_ip, is_loopback_host
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -48,8 +48,6 @@ __all__ = [
     "Principal",
     "RefusalLog",
     "Vouchers",
-    "host_name",
-    "is_loopback_host",
     "may_claim",
     "may_hear",
     "may_register",
@@ -268,35 +266,6 @@ def table_markdown() -> str:
 # -- hosts: the defence against DNS rebinding ---------------------------------------------------
 
 
-def is_loopback_host(host: str | None) -> bool:
-    """True for ``localhost``, ``*.localhost`` and loopback IP addresses."""
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def host_name(header: str) -> str:
-    """The name of a ``Host`` header, without its port: ``"[::1]:80"`` → ``"::1"``."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1 : header.find("]")] if "]" in header else header
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
 def _machine_names() -> frozenset[str]:
     names = {socket.gethostname().lower()}
     with contextlib.suppress(OSError):  # no resolver at all
@@ -335,7 +304,7 @@ class Hosts:
         name = host_name(header)
         if is_loopback_host(name) or name in self.allowed:
             return True
-        return self.exposed and _is_ip(name)
+        return self.exposed and is_ip(name)
 
 
 FORBIDDEN_HOST = (
@@ -384,7 +353,7 @@ class RefusalLog:
 
 class Vouchers(Protocol):
     """Who vouches for widget keys and callers besides the settings: the kernels attached to a
-    shared signaller (server/kernels.py) or the hub's users (server/hubservice.py)."""
+    shared signaller (server/kernel/kernels.py) or the hub's users (server/hub/service.py)."""
 
     def knows(self, client: str) -> bool:
         """Whether a kernel registered widget key ``client``."""
@@ -499,7 +468,7 @@ class Access:
 
     async def _knows(self, client: str) -> bool:
         """Whether a kernel registered widget key ``client``. A kernel that has just taken over
-        hosting waits a moment for a key it does not know yet (server/kernels.py)."""
+        hosting waits a moment for a key it does not know yet (server/kernel/kernels.py)."""
         if self.keys is not None and self.keys(client):
             return True
         return self.vouchers is not None and await self.vouchers.wait_for_key(client)

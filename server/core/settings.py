@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from .hostnames import is_loopback_host
 from .tokens import check_secret
 from .turn import DEFAULT_TURN_TTL, check_turn_url, read_turn_secret, split_urls
 
@@ -50,7 +51,7 @@ class Settings:
     #: Names this signaller is reached by besides loopback names and addresses (and, bound
     #: beyond loopback, any IP address and the machine's own names), e.g. the public name of a
     #: reverse proxy in front of it. A request whose Host is none of these is refused: a web
-    #: page whose DNS name an attacker points at 127.0.0.1 gets nothing (server/access.py).
+    #: page whose DNS name an attacker points at 127.0.0.1 gets nothing (server/core/access.py).
     allowed_hosts: tuple[str, ...] = ()
     #: RTCIceServer dicts handed to each browser in the ``enter`` acknowledgement.
     ice_servers: tuple[dict[str, Any], ...] = DEFAULT_ICE_SERVERS
@@ -74,15 +75,17 @@ class Settings:
     #: Socket.IO's defaults are 25 + 20 s; each ping costs the server a little per idle client.
     ping_interval: float = 10.0
     ping_timeout: float = 10.0
-    #: The key that signs join tokens (server/tokens.py), at least 16 bytes. When set, ``enter``
-    #: needs a valid token for its room and dialect 1 (which cannot send one) is refused.
+    #: The key that signs join tokens (server/core/tokens.py), at least 16 bytes. When set,
+    #: ``enter`` needs a valid token for its room and dialect 1 (which cannot send one) is refused.
     #: Never shown: it is left out of the repr.
     secret: bytes | None = field(default=None, repr=False)
     #: HTTPS and WSS: ``(certfile, keyfile)`` (PEM), or ``"self-signed"`` for a certificate made
-    #: at start for this machine's names and addresses (see server/tls.py); None for plain HTTP.
+    #: at start for this machine's names and addresses (see server/core/tls.py); None for plain
+    #: HTTP.
     tls: TLS = None
     #: TURN servers (``turn:`` / ``turns:`` URLs) whose credentials each member gets in its
-    #: ``enter`` acknowledgement, beside ``ice_servers`` (server/turn.py). Needs ``turn_secret``.
+    #: ``enter`` acknowledgement, beside ``ice_servers`` (server/core/turn.py). Needs
+    #: ``turn_secret``.
     turn_urls: tuple[str, ...] = ()
     #: The secret shared with the TURN server (coturn's ``static-auth-secret``), from which the
     #: short-lived credentials are made. Never shown: it is left out of the repr.
@@ -91,8 +94,8 @@ class Settings:
     turn_ttl: int = DEFAULT_TURN_TTL
     #: A Redis shared with other signaller processes (``redis://HOST:PORT/DB``, ``rediss://``,
     #: ``unix://``): the rooms live there and events cross between the processes
-    #: (server/cluster.py; ``ipymeet serve --redis``, ``IPYMEET_REDIS_URL``). None: this process
-    #: alone. Left out of the repr: it may hold a password.
+    #: (server/cluster/redis.py; ``ipymeet serve --redis``, ``IPYMEET_REDIS_URL``). None: this
+    #: process alone. Left out of the repr: it may hold a password.
     redis_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -143,7 +146,6 @@ class Settings:
     @property
     def exposed(self) -> bool:
         """Whether the listening address is reachable from other machines (not loopback)."""
-        from .access import is_loopback_host  # access imports this module's type only
 
         return not is_loopback_host(self.host)
 
@@ -187,7 +189,8 @@ class Settings:
 
 
 def port_from_env() -> int | None:
-    """``IPYMEET_PORT``: the port this user's shared signaller is hosted on (server/sharing.py;
+    """``IPYMEET_PORT``: the port this user's shared signaller is hosted on
+    (server/kernel/sharing.py;
     0 picks a free one), None when unset. Not a kernel's own signaller's: with sharing off, each
     kernel has its own port."""
     raw = os.environ.get("IPYMEET_PORT", "").strip()
@@ -200,7 +203,7 @@ def port_from_env() -> int | None:
 
 def share_from_env() -> bool | None:
     """``IPYMEET_SHARE``: "1" shares one signaller among this user's kernels, "0" gives each
-    kernel its own; None when unset (shared inside a kernel, see server/sharing.py)."""
+    kernel its own; None when unset (shared inside a kernel, see server/kernel/sharing.py)."""
     raw = os.environ.get("IPYMEET_SHARE", "").strip()
     if not raw:
         return None

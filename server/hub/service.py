@@ -1,6 +1,6 @@
 """``ipymeet serve --jupyterhub``: the signaller as a JupyterHub managed service (docs/deploy.md,
-"JupyterHub"). The users' kernels' side of it is server/hubclient.py; the two share only the
-names in server/hubnames.py.
+"JupyterHub"). The users' kernels' side of it is server/hub/client.py; the two share only the
+names in server/hub/names.py.
 
 The hub starts ``ipymeet serve --jupyterhub`` with its ``JUPYTERHUB_*`` environment; it serves
 under ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/ipymeet/``, which the hub's proxy forwards to it
@@ -59,14 +59,15 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 from aiohttp import web
 
-from . import validation as v
-from .access import own_origin
-from .app import PAGE, SIGNALLER, create_app
-from .attach import HostState
-from .hubnames import TOKEN_AUTH, service_prefix, slashed
-from .kernels import KERNEL_ID_RE, KernelHub
-from .settings import Settings
-from .signaller import Connection, Signaller
+from ..core import validation as v
+from ..core.access import own_origin
+from ..core.app import PAGE, SIGNALLER, create_app
+from ..core.registry import RoomStore
+from ..core.settings import Settings
+from ..core.signaller import Connection, Signaller
+from ..kernel.attach import HostState
+from ..kernel.kernels import KERNEL_ID_RE, KernelHub
+from .names import TOKEN_AUTH, service_prefix, slashed
 
 log = logging.getLogger("ipymeet.server")
 
@@ -429,7 +430,7 @@ class Login:
 
 
 def page_for(name: str) -> str:
-    """The standalone page (server/page.html) for hub user ``name``: the Name field starts with
+    """The standalone page (server/core/page.html) for hub user ``name``: the Name field starts with
     it, as the room shows a member who gives no name (``<meta name="ipymeet-name">``, which
     js/src/page.ts reads; an attribute, escaped, so a name is text and never markup)."""
     meta = f'<meta name="ipymeet-name" content="{html.escape(name, quote=True)}" />'
@@ -458,7 +459,7 @@ class _ServiceHost:
         self._signaller = signaller
 
     def state(self) -> dict[str, Any]:
-        # A kernel knows the service by the URL it dialled (server/hubclient.py puts its own in
+        # A kernel knows the service by the URL it dialled (server/hub/client.py puts its own in
         # place of these addresses, which behind the hub's proxy mean nothing to it).
         settings = self._signaller.settings
         url = f"http://127.0.0.1:{settings.port or 80}"
@@ -490,9 +491,13 @@ class ServiceHub(KernelHub):
     kernel id is kept under its user's, so that no user's kernel can take another's place, and it
     is that user's kernel (:meth:`_user_of`): it registers no key another user's kernel holds,
     hears a room only while one of its user's members is in it, and claims no room another user
-    claimed or is in (server/kernels.py asks server/access.py). Every connection here has a user:
-    a login cookie's, a kernel's, or that of the kernel that registered a page's widget key.
+    claimed or is in (server/kernel/kernels.py asks server/core/access.py). Every connection here
+    has a user: a login cookie's, a kernel's, or that of the kernel that registered a page's widget
+    key.
     """
+
+    #: The hub's proxy forwards the hub's own name: the hub's word decides, not the Host.
+    check_hosts = False
 
     def __init__(self, signaller: Signaller, login: Login) -> None:
         super().__init__(
@@ -506,11 +511,6 @@ class ServiceHub(KernelHub):
         )
         self.login = login
         self._kernel_users: dict[str, str] = {}  # sid -> user, kernels proven at connect
-
-    def install(self) -> None:
-        super().install()
-        # The hub's proxy forwards the hub's own name: the hub's word decides, not the Host.
-        self.signaller.access.trust(self, check_hosts=False)
 
     async def identify(self, sid: str, environ: dict[str, Any], auth: Any) -> str | None:
         """Who connects (a hub user's name), or None to refuse the connection."""
@@ -578,7 +578,9 @@ class ServiceHub(KernelHub):
 # -- the service's application ---------------------------------------------------------------------
 
 
-def create_hub_app(settings: Settings, config: HubConfig) -> web.Application:
+def create_hub_app(
+    settings: Settings, config: HubConfig, store: RoomStore | None = None
+) -> web.Application:
     """The signaller's application under ``config.prefix``, behind the hub's login.
 
     Example (what ``ipymeet serve --jupyterhub`` runs)::
@@ -589,7 +591,7 @@ def create_hub_app(settings: Settings, config: HubConfig) -> web.Application:
     """
     if settings.secret is not None:
         raise ValueError("--jupyterhub: the hub's login admits users; join tokens do not apply")
-    app = create_app(settings)
+    app = create_app(settings, store)
     signaller = app[SIGNALLER]
     api = HubAPI(config)
     login = Login(api)

@@ -1,0 +1,1 @@
+"""Rooms shared by several ``ipymeet serve --redis`` processes through one Redis."""
