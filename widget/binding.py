@@ -26,7 +26,12 @@ from ..server.core import capacity
 from ..server.core.registry import Member
 from ..server.core.settings import TLS, Settings
 from ..server.hub.client import ServiceUnreachable
+
+# Raised by kernel_signaller_for when the kernel's signaller cannot be looked for (a wrong value
+# in the kernel's environment: ServiceUnreachable, one kind of it) or neither joined nor started:
+# the widget shows it (unavailable_message) and its cell returns.
 from ..server.kernel.sharing import KernelSignaller
+from ..server.kernel.sharing import SignallerUnavailable as SignallerUnavailable
 from .contract import ErrorCode
 
 #: The kernel's signaller: of its own, or the one shared by this user's kernels.
@@ -35,9 +40,6 @@ KernelServer: TypeAlias = "SignallerThread | KernelSignaller"
 #: Lifetime of the tokens a widget's own browser gets from the kernel: it uses them at once.
 WIDGET_TOKEN_TTL = 600.0
 
-#: Raised by :func:`kernel_signaller_for` when the kernel's signaller cannot even be looked for
-#: (a wrong value in the kernel's environment): the widget shows it (:func:`unavailable_message`).
-SignallerUnavailable = ServiceUnreachable
 
 # The bindings of this kernel, for admission and for ``secure=True`` reaching every widget.
 _bindings: weakref.WeakSet[KernelBinding] = weakref.WeakSet()
@@ -71,8 +73,11 @@ def kernel_signaller_for(host: str | None, tls: TLS) -> KernelServer:
 
 
 def unavailable_message(why: Exception) -> str:
-    """The widget's ``error`` when the kernel's signaller cannot be looked for at all."""
-    return f"{_sentence(str(why))} Fix the kernel's environment, then restart the kernel."
+    """The widget's ``error`` when the kernel's signaller cannot be looked for at all (a wrong
+    value in the environment), or neither joined nor started (what to do is in ``why``)."""
+    if isinstance(why, ServiceUnreachable):
+        return f"{_sentence(str(why))} Fix the kernel's environment, then restart the kernel."
+    return _sentence(str(why))
 
 
 def problem_message(problem: str) -> str:

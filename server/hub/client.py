@@ -52,7 +52,7 @@ import socketio
 from ..core.settings import Settings
 from ..kernel.attach import ATTACH_TIMEOUT, Attachment, HostState, Loop, until_dropped
 from ..kernel.runtime import RuntimeInfo
-from ..kernel.sharing import KernelSignaller
+from ..kernel.sharing import KernelSignaller, SignallerUnavailable
 from .names import DEFAULT_SERVICE, SERVICE_ENV, SIGNALLER_ENV, TOKEN_AUTH, service_prefix
 from .names import slashed as _slashed
 
@@ -69,7 +69,7 @@ RETRY_MAX = 15.0
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class ServiceUnreachable(RuntimeError):
+class ServiceUnreachable(SignallerUnavailable):
     """The hub's ipymeet service could not be found or reached. The message says, in plain
     words, what was tried (addresses, the service's name) and why it failed; never a token."""
 

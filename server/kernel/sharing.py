@@ -51,6 +51,7 @@ from .attach import ATTACH_TIMEOUT, REQUEST_TIMEOUT, Attachment, HostRefused, Ho
 from .kernels import KernelHub
 from .runner import SignallerThread, in_kernel, in_marimo
 from .runtime import (
+    LOCK_FILE,
     LOCK_TIMEOUT,
     RUNTIME_FILE,
     SECRET_BYTES,
@@ -73,6 +74,12 @@ PORT_WAIT = 2.0
 REGISTER_TIMEOUT = REQUEST_TIMEOUT
 
 Listener = Callable[[str], None]
+
+
+class SignallerUnavailable(RuntimeError):
+    """The kernel's signaller could not be started or reached. The message says in plain words
+    what was tried, why it failed and what to do; never a secret. A widget shows it
+    (``error_code`` ``signaller_unreachable``) and its cell returns."""
 
 
 def _in_use(failure: RuntimeError) -> bool:
@@ -278,16 +285,34 @@ class KernelSignaller:
     # -- starting: find or host --------------------------------------------------------------------
 
     def start(self) -> KernelSignaller:
-        """Attach to the user's running signaller, or host it; returns once either is done."""
+        """Attach to the user's running signaller, or host it; returns once either is done.
+
+        A kernel arriving while another hands the signaller over waits for the lock (about a
+        second; tests/e2e/test_failover_stress.py), at most ``LOCK_TIMEOUT`` s: past that, or if
+        it can neither attach nor host, :class:`SignallerUnavailable` says why and what to do."""
         with self._role_lock:
             if self._role is None:
-                self._find_or_host(None)
+                try:
+                    self._find_or_host(None)
+                except TimeoutError:
+                    raise SignallerUnavailable(
+                        f"another kernel of yours has held the shared signaller's lock "
+                        f"({self.runtime_dir / LOCK_FILE}) for over {LOCK_TIMEOUT:.0f} s, so this "
+                        "kernel could neither join it nor start it. If a kernel of yours is stuck, "
+                        "restart it; then run this cell again"
+                    ) from None
+                except (RuntimeError, OSError) as why:
+                    raise SignallerUnavailable(
+                        f"this kernel could neither join your kernels' shared signaller nor start "
+                        f"it ({why}). Set IPYMEET_SHARE=0 for a signaller of this kernel's own, or "
+                        "fix the cause and run this cell again"
+                    ) from None
         return self
 
     def _find_or_host(self, old: HostState | None) -> None:
         """One step under the lock: attach to the host in the runtime file if it is alive and
         passes the check, else host (on ``old``'s port and settings when taking over)."""
-        with runtime_lock(self.runtime_dir, cancelled=lambda: self._stopping):
+        with runtime_lock(self.runtime_dir, LOCK_TIMEOUT, cancelled=lambda: self._stopping):
             if self._stopping:
                 return
             info = read_runtime(self.runtime_file)

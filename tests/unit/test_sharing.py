@@ -420,6 +420,33 @@ def test_kernel_signaller_shares_with_ipymeet_share_1_and_not_with_0(
     assert read_runtime(tmp_path / RUNTIME_FILE) is None  # a clean exit removes it
 
 
+@pytest.mark.usefixtures("own_kernel_signallers")
+def test_a_kernel_that_cannot_have_the_lock_shows_it_in_the_widget_and_its_cell_returns(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Another kernel holds the lock past the bound (stuck): VideoRoom returns, and its error
+    says what happened and what to do; nothing is hosted meanwhile. With the lock let go, the
+    next VideoRoom hosts."""
+    from ipymeet import VideoRoom
+
+    monkeypatch.setenv("IPYMEET_SHARE", "1")
+    monkeypatch.setattr(sharing, "LOCK_TIMEOUT", 0.5)
+    with runtime_lock(tmp_path):  # "another kernel", stuck holding it
+        started = time.monotonic()
+        room = VideoRoom("lab-42")
+        waited = time.monotonic() - started
+    assert 0.5 <= waited < 5, waited
+    assert room.error_code == "signaller_unreachable"
+    assert "held the shared signaller's lock" in room.error
+    assert "run this cell again" in room.error
+    assert read_runtime(tmp_path / RUNTIME_FILE) is None
+    room.close()
+    again = VideoRoom("lab-42")
+    assert again.error_code == ""
+    assert read_runtime(tmp_path / RUNTIME_FILE) is not None
+    again.close()
+
+
 # -- the host's state as attached kernels mirror it ------------------------------------------------
 
 
