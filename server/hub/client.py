@@ -293,14 +293,7 @@ class ServiceAttachment(Attachment):
 
     async def open(self, request: dict[str, Any]) -> HostState:
         target = self.target
-        sio = socketio.AsyncClient(
-            reconnection=False, handle_sigint=False, logger=False, engineio_logger=False
-        )
-        self.sio = sio
-        sio.on("kernel_members", self._on_members)
-        sio.on("kernel_state", self._on_state)
-        sio.on("kernel_frame", self._on_frame)
-        sio.on("disconnect", self._on_disconnect)
+        sio = self.client()
         try:
             connect = sio.connect(
                 target.origin,

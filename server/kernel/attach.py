@@ -268,21 +268,24 @@ class Attachment:
             raise ConnectionError("not connected")
         return await until_dropped(sio, sio.call(event, payload, timeout=timeout), event)
 
-    async def open(self, request: dict[str, Any]) -> HostState:
-        """Connect, check the host, prove this kernel, attach; the host's state."""
-        info = self.info
+    def client(self, **options: Any) -> socketio.AsyncClient:
+        """This attachment's Socket.IO client (``self.sio``), handling what the host pushes;
+        ``options`` go to python-socketio."""
         sio = socketio.AsyncClient(
-            reconnection=False,
-            handle_sigint=False,
-            logger=False,
-            engineio_logger=False,
-            ssl_verify=False,  # a self-signed host; the proof, not the certificate, is the check
+            reconnection=False, handle_sigint=False, logger=False, engineio_logger=False, **options
         )
         self.sio = sio
         sio.on("kernel_members", self._on_members)
         sio.on("kernel_state", self._on_state)
         sio.on("kernel_frame", self._on_frame)
         sio.on("disconnect", self._on_disconnect)
+        return sio
+
+    async def open(self, request: dict[str, Any]) -> HostState:
+        """Connect, check the host, prove this kernel, attach; the host's state."""
+        info = self.info
+        # A self-signed host: the proof, not the certificate, is the check.
+        sio = self.client(ssl_verify=False)
         try:
             connect = sio.connect(info.url, transports=["websocket"], wait_timeout=ATTACH_TIMEOUT)
             await until_dropped(sio, connect, "connect")
