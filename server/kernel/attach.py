@@ -289,8 +289,10 @@ class Attachment:
         try:
             connect = sio.connect(info.url, transports=["websocket"], wait_timeout=ATTACH_TIMEOUT)
             await until_dropped(sio, connect, "connect")
+            log.debug("ipymeet: connected to the signaller on port %d", info.port)
             mine = secrets.token_hex(32)
             hello = await self._call("kernel_hello", {"challenge": mine}, ATTACH_TIMEOUT)
+            log.debug("ipymeet: the signaller on port %d answered kernel_hello", info.port)
             theirs = hello.get("challenge") if isinstance(hello, dict) else None
             if not (
                 isinstance(hello, dict)

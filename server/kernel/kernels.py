@@ -288,6 +288,7 @@ class KernelHub:
 
     async def _attach(self, conn: Connection, *args: Any) -> dict[str, Any]:
         payload = v.mapping(_one(args, "kernel_attach"), "kernel_attach payload")
+        log.debug("ipymeet: kernel_attach on connection %s", conn.sid)
         self._check_proof(conn, payload)
         faults.reached("attach")
         if conn.sid in self._by_sid:
