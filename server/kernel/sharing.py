@@ -22,6 +22,12 @@ kernels register theirs again (and their rooms' capacities). SIGKILL leaves a
 stale file: its pid is gone, or its port does not answer the check, so the next kernel replaces
 it. On a clean exit the host removes the file if it is still its own.
 
+Whatever instant the host dies at, even while another kernel is taking over (the steps of
+server/kernel/faults.py), one kernel ends up hosting on the same port: a kernel taking over the
+port of a host that ended waits for it up to :data:`PORT_WAIT` (a killed process's sockets close a
+moment after it looks dead), never hosting elsewhere meanwhile, which would split the room; and a
+request to a host that dies mid-handshake ends at the drop (``attach.until_dropped``).
+
 A squatter on the user's port (another user's process, anything without the secret) fails the
 check and is never sent a proof; the first kernel then hosts on a free port, and the others find
 that port in the file.
