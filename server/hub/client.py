@@ -420,14 +420,7 @@ class ServiceSignaller(KernelSignaller):
         for target in targets:
             self.target = target
             request, sent, sent_rooms = self._attach_request()
-            attachment = ServiceAttachment(
-                target,
-                self._loop,
-                self._frames,
-                on_members=self._members_changed,
-                on_state=self._host_changed,
-                on_lost=self._lost,
-            )
+            attachment = self._attachment(ServiceAttachment, target)
             try:
                 state = self._loop.run(attachment.open(request), 2 * ATTACH_TIMEOUT + 1)
             except Exception as failed:

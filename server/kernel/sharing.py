@@ -42,11 +42,12 @@ import errno
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..core import capacity, tokens
 from ..core.frames import Frame, FrameInbox
@@ -80,6 +81,7 @@ PORT_WAIT = 2.0
 REGISTER_TIMEOUT = REQUEST_TIMEOUT
 
 Listener = Callable[[str], None]
+A = TypeVar("A", bound=Attachment)
 
 
 class SignallerUnavailable(RuntimeError):
@@ -88,10 +90,30 @@ class SignallerUnavailable(RuntimeError):
     (``error_code`` ``signaller_unreachable``) and its cell returns."""
 
 
-def _in_use(failure: RuntimeError) -> bool:
-    """Whether ``SignallerThread.start`` failed because the address is in use."""
-    cause = failure.__cause__
-    return isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE
+def _wait_for_port(host: str, port: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` s until ``port`` on ``host`` can be bound as the signaller binds
+    it (asyncio's ``create_server``: SO_REUSEADDR on POSIX); whether it can. A probe socket,
+    bound and closed at once, every 20 ms: cheap, where starting a signaller to find out is not."""
+    deadline = time.monotonic() + timeout
+    try:
+        found = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError:
+        return False
+    addresses = {(info[0], info[4]) for info in found}
+    while True:
+        try:
+            for family, address in addresses:
+                with socket.socket(family, socket.SOCK_STREAM) as probe:
+                    if os.name == "posix":
+                        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind(address)
+            return True
+        except OSError as taken:
+            if taken.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                return False
+        time.sleep(0.02)
 
 
 def enabled() -> bool:
@@ -349,6 +371,19 @@ class KernelSignaller:
             request["room_capacity"] = sent_rooms
         return request, sent, sent_rooms
 
+    def _attachment(self, kind: type[A], where: Any) -> A:
+        """A ``kind`` of attachment to ``where`` on this kernel's attach loop, its pushes and its
+        end told to this facade."""
+        assert self._loop is not None
+        return kind(
+            where,
+            self._loop,
+            self._frames,
+            on_members=self._members_changed,
+            on_state=self._host_changed,
+            on_lost=self._lost,
+        )
+
     def _attach(self, info: RuntimeInfo, old: HostState | None) -> None:
         if self._loop is None:
             self._loop = Loop()
@@ -359,14 +394,7 @@ class KernelSignaller:
             if mirror.token_secret is not None:
                 request["require_tokens"] = True
                 request["token_secret"] = mirror.token_secret.hex()
-        attachment = Attachment(
-            info,
-            self._loop,
-            self._frames,
-            on_members=self._members_changed,
-            on_state=self._host_changed,
-            on_lost=self._lost,
-        )
+        attachment = self._attachment(Attachment, info)
         state = self._loop.run(attachment.open(request), 3 * ATTACH_TIMEOUT + 1)
         self._secret = info.secret
         self._mirror = state
@@ -400,20 +428,12 @@ class KernelSignaller:
         failure: Exception | None = None
         faults.reached("locked")
         for port in ports:
-            deadline = time.monotonic() + (PORT_WAIT if port and port == ended else 0.0)
-            while True:
-                try:
-                    role = self._listen(
-                        settings.with_(port=port), secret, sent, sent_rooms, took_over
-                    )
-                    break
-                except RuntimeError as why:  # the port is taken (a squatter, another program)
-                    failure = why
-                    if not _in_use(why) or time.monotonic() >= deadline:
-                        role = None
-                        break
-                    time.sleep(0.02)
-            if role is None:
+            if port and port == ended:
+                _wait_for_port(settings.host, port, PORT_WAIT)
+            try:
+                role = self._listen(settings.with_(port=port), secret, sent, sent_rooms, took_over)
+            except RuntimeError as why:  # the port is taken (a squatter, another program)
+                failure = why
                 continue
             thread = role.thread
             faults.reached("listening")

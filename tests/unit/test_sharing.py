@@ -10,6 +10,7 @@ import getpass
 import hmac
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -547,3 +548,18 @@ def test_a_key_let_go_after_the_attach_loop_ended_raises_nothing(recwarn: Any) -
     attachment.send("kernel_clients", {"remove": ["gone"]})
     gc.collect()
     assert not [w for w in recwarn if "never awaited" in str(w.message)]
+
+
+def test_a_takeover_waits_for_the_port_of_the_host_that_ended_and_no_longer() -> None:
+    """The port is held (the host that ended still closing): the wait returns once it is let
+    go; held for good (a live listener), it gives up at its bound."""
+    held = socket.create_server(("127.0.0.1", 0))
+    port = held.getsockname()[1]
+    threading.Timer(0.3, held.close).start()
+    started = time.monotonic()
+    assert sharing._wait_for_port("127.0.0.1", port, 5.0)
+    assert 0.25 < time.monotonic() - started < 4
+    with socket.create_server(("127.0.0.1", 0)) as squatter:
+        started = time.monotonic()
+        assert not sharing._wait_for_port("127.0.0.1", squatter.getsockname()[1], 0.2)
+        assert 0.2 <= time.monotonic() - started < 2
