@@ -9,18 +9,20 @@ else one derived from the user's name) with the hub of attached kernels (server/
 and writes the runtime file (port, pid, url, a secret; server/kernel/runtime.py). Every later kernel
 **attaches** instead (server/kernel/attach.py): it checks that the host holds the secret, proves
 that it holds it too, registers its widgets' keys (the host admits their pages) and hears the
-members of its widgets' rooms first-hand, on a thread of its own. "Find or host" holds the lock
-beside the runtime file, so it is one kernel at a time.
+members of its widgets' rooms first-hand, on a thread of its own. Deciding to host holds the
+lock beside the runtime file, so it is one kernel at a time; attaching does not, so kernels
+attach side by side.
 
 **Failover.** When the host ends, the attached kernels' connections drop at once. Each takes the
-lock and reads the file again: a live host that passes the check is attached to; otherwise it
-hosts itself, on the old port, with the same secret, join-token secret, tokens-required flag and
-capacity it mirrored, and its own widgets' rooms' capacities, and rewrites the file. The pages
-reconnect to the same URL and enter again under their session keys (same member ids); a host that
-took over lets an ``enter`` with a key it does not know yet wait up to 3 s, while the other
-kernels register theirs again (and their rooms' capacities). SIGKILL leaves a
-stale file: its pid is gone, or its port does not answer the check, so the next kernel replaces
-it. On a clean exit the host removes the file if it is still its own.
+lock and reads the file again: a live host that passes the check is attached to (the lock let go
+meanwhile; should that attach fail, the file is read again under the lock, and a kernel hosts
+over only a host the file still names); otherwise it hosts itself, on the old port, with the same
+secret, join-token secret, tokens-required flag and capacity it mirrored, and its own widgets'
+rooms' capacities, and rewrites the file. The pages reconnect to the same URL and enter again
+under their session keys (same member ids); a host that took over lets an ``enter`` with a key it
+does not know yet wait up to 3 s, while the other kernels register theirs again (and their rooms'
+capacities). SIGKILL leaves a stale file: its pid is gone, or its port does not answer the check,
+so the next kernel replaces it. On a clean exit the host removes the file if it is still its own.
 
 Whatever instant the host dies at, even while another kernel is taking over (the steps of
 server/kernel/faults.py), one kernel ends up hosting on the same port: a kernel taking over the
@@ -338,23 +340,32 @@ class KernelSignaller:
         return self
 
     def _find_or_host(self, old: HostState | None) -> None:
-        """One step under the lock: attach to the host in the runtime file if it is alive and
-        passes the check, else host (on ``old``'s port and settings when taking over)."""
-        with runtime_lock(self.runtime_dir, LOCK_TIMEOUT, cancelled=lambda: self._stopping):
-            if self._stopping:
+        """Attach to the host in the runtime file if it is alive and passes the check, else host
+        (on ``old``'s port and settings when taking over).
+
+        Deciding to host is done under the lock, attaching is not: the survivors of a host
+        attach to the one that took over side by side, not one after the other. A host that
+        failed this kernel's attach is hosted over only if the file, read again under the lock,
+        still names it (else another kernel took over meanwhile, and it is tried in turn)."""
+        failed: RuntimeInfo | None = None
+        while True:
+            with runtime_lock(self.runtime_dir, LOCK_TIMEOUT, cancelled=lambda: self._stopping):
+                if self._stopping:
+                    return
+                info = read_runtime(self.runtime_file)
+                log.debug("ipymeet: took the lock; the runtime file names %s", info)
+                if info is None or info.kernel == self.kernel_id:
+                    self._host(old, None)
+                    return
+                if info == failed or not pid_alive(info.pid):
+                    self._host(old, info)
+                    return
+            try:
+                self._attach(info, old)
                 return
-            info = read_runtime(self.runtime_file)
-            log.debug("ipymeet: took the lock; the runtime file names %s", info)
-            stale = None
-            if info is not None and info.kernel != self.kernel_id:
-                if pid_alive(info.pid):
-                    try:
-                        self._attach(info, old)
-                        return
-                    except Exception as why:  # dead, a squatter, refused; socketio's errors too
-                        log.info("ipymeet: not attaching to port %d: %s", info.port, why)
-                stale = info
-            self._host(old, stale)
+            except Exception as why:  # dead, a squatter, refused; socketio's errors too
+                log.info("ipymeet: not attaching to port %d: %s", info.port, why)
+                failed = info
 
     def _attach_request(self) -> tuple[dict[str, Any], set[str], dict[str, int]]:
         """What an attachment tells its host of this kernel (its id, its widgets' keys, the rooms
@@ -429,13 +440,21 @@ class KernelSignaller:
         faults.reached("locked")
         for port in ports:
             if port and port == ended:
-                _wait_for_port(settings.host, port, PORT_WAIT)
+                began = time.monotonic()
+                free = _wait_for_port(settings.host, port, PORT_WAIT)
+                log.debug(
+                    "ipymeet: port %d %s after %.3f s",
+                    port,
+                    "free" if free else "still taken",
+                    time.monotonic() - began,
+                )
             try:
                 role = self._listen(settings.with_(port=port), secret, sent, sent_rooms, took_over)
             except RuntimeError as why:  # the port is taken (a squatter, another program)
                 failure = why
                 continue
             thread = role.thread
+            log.debug("ipymeet: listening on port %d", thread.port)
             faults.reached("listening")
             try:
                 write_runtime(

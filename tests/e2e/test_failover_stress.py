@@ -51,6 +51,8 @@ PLAN: tuple[str | None, ...] = (None, *faults.STEPS)
 #: (docs/performance.md has them), not asserted against the target: rare rounds take over 2 s on
 #: this machine (a kernel's connection to a host that has just started waits about a second).
 LIMIT = 5.0
+#: A round slower than this prints when each surviving page tried to enter again, and how.
+SLOW = 1.0
 #: The longest the tabs' video may stand still (it runs at about 20 fps here).
 STALL = 1.5
 #: How long the late arrival's cell may take (it may wait for the lock while the others hand over).
@@ -289,6 +291,12 @@ async def test_twenty_host_deaths_at_every_step_of_the_hand_over(tmp_path: Path)
                     await room.add()
                 await settled(room)
                 print(f"round {round_:2d} ({armed or 'host only'}): re-formed in {back:.3f} s")
+                if back > SLOW:
+                    for member in survivors:
+                        page = member.page
+                        tries = ", ".join(f"{t - killed:.3f} {how}" for t, how in page.attempts)
+                        dropped = (page.dropped_at or killed) - killed
+                        print(f"  {page.name}: dropped at {dropped:.3f}, tries: {tries}")
                 assert back < LIMIT, f"round {round_} ({armed}): re-formed in {back:.2f} s"
         finally:
             await browser.close()

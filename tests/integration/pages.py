@@ -54,6 +54,9 @@ class Page:
         self.events: list[tuple[Any, ...]] = []
         self.dropped_at: float | None = None
         self.back_at: float | None = None
+        #: Each attempt to enter again since the last drop: (when it began, how it ended), on the
+        #: monotonic clock; printed by tests that time a hand-over.
+        self.attempts: list[tuple[float, str]] = []
         self._closed = False
         self._changed = asyncio.Event()
         self._rejoin: asyncio.Task[None] | None = None
@@ -115,6 +118,7 @@ class Page:
         if self._closed or sio is not self.sio:
             return
         self.dropped_at = time.monotonic()
+        self.attempts = []
         self._changed.set()
         if self.entered and not self.ended and self._rejoin is None:
             self._rejoin = asyncio.ensure_future(self._enter_again())
@@ -126,10 +130,13 @@ class Page:
                 await asyncio.sleep(PAUSES[min(attempt, len(PAUSES) - 1)])
                 if self._closed:
                     return
+                began = time.monotonic()
                 try:
                     answer = await self._connect_and_enter()
-                except Exception:  # not reachable yet: try again
+                except Exception as failed:  # not reachable yet: try again
+                    self.attempts.append((began, f"{type(failed).__name__}: {failed}"[:80]))
                     continue
+                self.attempts.append((began, str(answer.get("code", "ok"))))
                 if answer.get("ok") is True:
                     self.back_at = time.monotonic()
                     return

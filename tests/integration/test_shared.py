@@ -17,6 +17,7 @@ import concurrent.futures
 import logging
 import os
 import secrets
+import ssl
 import stat
 import threading
 import time
@@ -123,6 +124,32 @@ def test_the_second_kernel_attaches_instead_of_hosting(
         "ipymeet-signaller.json",
         "ipymeet-signaller.lock",
     ]
+
+
+def test_a_kernel_attaches_to_a_self_signed_host_without_loading_the_systems_cas(
+    kernels: Kernels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over TLS the host's certificate is self-signed: the proof, not the certificate, is the
+    check. And no connect loads the system's CA certificates, 50 ms of CPU (several hundred under
+    load) that python-engineio's ``ssl_verify=False`` spends at every connect, a takeover too."""
+    a = kernels(tls="self-signed")
+    loaded: list[str] = []
+    default_context = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        loaded.append(threading.current_thread().name)
+        return default_context(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    b = kernels()
+    assert (a.hosting, b.hosting) == (True, False)
+    assert b.url == a.url
+    assert b.url.startswith("https://127.0.0.1:")
+    assert b.fingerprint == a.fingerprint is not None
+    b.register("key-b")  # answered by the host over the TLS connection
+    assert a.hub is not None
+    assert a.hub.attached() == [b.kernel_id]
+    assert "ipymeet-attach" not in loaded
 
 
 async def test_a_squatter_on_the_port_is_not_used_and_the_kernels_still_meet(
