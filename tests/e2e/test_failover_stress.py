@@ -46,18 +46,16 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 ROUNDS = 20
 #: Round r arms PLAN[r % len(PLAN)]: none (the host alone dies), then each step in turn.
 PLAN: tuple[str | None, ...] = (None, *faults.STEPS)
-#: A hand-over that sticks fails the test: the room must re-form within this, from the SIGKILL to
-#: the last surviving page back in the room. The target is 2 s; the time of each round is printed
-#: (docs/performance.md has them), not asserted against the target: rare rounds take over 2 s on
-#: this machine (a kernel's connection to a host that has just started waits about a second).
-LIMIT = 5.0
+#: The room must re-form within this, from the SIGKILL to the last surviving page back in the room.
+LIMIT = 2.0
 #: A round slower than this prints when each surviving page tried to enter again, and how.
 SLOW = 1.0
 #: The longest the tabs' video may stand still (it runs at about 20 fps here).
 STALL = 1.5
 #: How long the late arrival's cell may take (it may wait for the lock while the others hand over).
 CELL_LIMIT = 15.0
-#: Spare kernels started ahead, with ipymeet imported, so a round never waits for one to boot.
+#: Spare kernels started ahead, with ipymeet imported, so a round never waits for one to boot;
+#: booted again after each hand-over, not during it.
 SPARES = 2
 
 
@@ -103,9 +101,19 @@ class Room:
         self.spares.append(asyncio.ensure_future(asyncio.to_thread(boot)))
 
     async def take(self) -> Kernel:
-        kernel = await self.spares.pop(0)
-        self.spare()
-        return kernel
+        if not self.spares:
+            self.spare()
+        return await self.spares.pop(0)
+
+    def restock(self) -> None:
+        """Boot spares again (between hand-overs: a kernel booting takes a core for a second)."""
+        while len(self.spares) < SPARES:
+            self.spare()
+
+    async def booted(self) -> None:
+        """Every spare booted: none boots during the next hand-over."""
+        if self.spares:
+            await asyncio.wait(self.spares)
 
     async def enter(self, kernel: Kernel) -> Member:
         """Its page enters 'team' (its cell made the room)."""
@@ -198,19 +206,23 @@ async def heal(
         hosts = {m.kernel.pid for m in alive} | ({arrival.pid} if arrival.alive else set())
         info = read_runtime(room.directory / RUNTIME_FILE)
         fired = armed is None or not (room.faults / armed).exists()
+        # psutil walks every process's sockets (tens of ms with Chromium running): off this
+        # loop, where the pages' reconnects run, and only once the rest holds.
         if (
             fired
             and alive
             and info is not None
             and info.pid in hosts
             and all(m.page.connected and m.page.back_at is not None for m in alive)
-            and listeners(room.port) == {info.pid}
+            and await asyncio.to_thread(listeners, room.port) == {info.pid}
         ):
             return max(m.page.back_at or 0.0 for m in alive)
-        assert time.monotonic() < deadline, (
-            f"the room did not re-form (armed: {armed}): file {info}, "
-            f"pages {[m.page for m in alive]}, listening {listeners(room.port)}"
-        )
+        if time.monotonic() > deadline:
+            listening = await asyncio.to_thread(listeners, room.port)
+            raise AssertionError(
+                f"the room did not re-form (armed: {armed}): file {info}, "
+                f"pages {[m.page for m in alive]}, listening {listening}"
+            )
         await asyncio.sleep(0.05)
 
 
@@ -262,6 +274,7 @@ async def test_twenty_host_deaths_at_every_step_of_the_hand_over(tmp_path: Path)
                 survivors = [m for m in room.members if m is not host]
                 for member in survivors:
                     member.page.back_at = None
+                await room.booted()
                 arrival = await room.take()
                 if armed is not None:
                     faults.arm(room.faults, armed)
@@ -271,6 +284,7 @@ async def test_twenty_host_deaths_at_every_step_of_the_hand_over(tmp_path: Path)
                 cell = arrival.begin(MAKE_ROOM.format(name=arrival.name))
                 back = await heal(room, tabs, survivors, arrival, armed) - killed
                 times.append(back)
+                room.restock()
                 await room.bury(host)
                 dead = [m for m in survivors if not m.kernel.alive]
                 assert len(dead) == (armed is not None) or not arrival.alive, (
