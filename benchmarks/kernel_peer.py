@@ -60,6 +60,15 @@ from tests.e2e.test_kernel_peer import STAMPED_CAMERA_JS  # noqa: E402
 READ_INVERTED = ".data[1] < 128) t |= 1 << i;"
 CAMERA_JS = STAMPED_CAMERA_JS.replace(READ_INVERTED, ".data[1] >= 128) t |= 1 << i;")
 assert CAMERA_JS != STAMPED_CAMERA_JS, "the e2e instrument changed: update READ_INVERTED"
+#: Each frame shown, by its stamp, for --stages: [stamp, shown, received, presented] (page ms)
+#: and the count of frames presented so far (a page's reading may skip some).
+PUSH = "window.__latencies.push("
+CAMERA_JS = CAMERA_JS.replace(
+    PUSH,
+    "window.__stamps.push([t, now, receiveTime, presentationTime, meta.presentedFrames]); " + PUSH,
+)
+assert "__stamps.push" in CAMERA_JS, "the e2e instrument changed: update PUSH"
+CAMERA_JS += "window.__stamps = [];"
 #: Every RTCPeerConnection a frame makes, for FULL_SIZE_JS (the same for both pages).
 CAMERA_JS += """
 (() => {
@@ -74,18 +83,24 @@ CAMERA_JS += """
 #: The kernel: a KernelPeer with a no-op callback; answers each line on stdin with its counters,
 #: its stats and its CPU time so far.
 KERNEL = """
-import json, sys, time
+import json, os, sys, time
 from ipymeet import KernelPeer
+stages = None
+if os.environ.get("BENCH_STAGES") == "1":
+    sys.path.insert(0, "benchmarks")
+    import kernel_peer_stages as stages
+    stages.install()
 peer = KernelPeer(sys.argv[1], name="echo", signaling_url=sys.argv[2])
-peer.on_frame(lambda frame, sender: frame)
+peer.on_frame(stages.callback if stages else (lambda frame, sender: frame))
 peer.join()
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:
     if line.strip() == "quit":
         break
-    times = __import__("os").times()
+    times = os.times()
     print(json.dumps({"counters": peer.counters, "stats": peer.stats, "id": peer.id,
-                      "cpu": times.user + times.system, "t": time.monotonic()}), flush=True)
+                      "cpu": times.user + times.system, "t": time.monotonic(),
+                      "stages": stages.report() if stages else {}}), flush=True)
 peer.close()
 """
 
@@ -99,6 +114,17 @@ FULL_SIZE_JS = """async () => {
       const parameters = sender.getParameters();
       parameters.degradationPreference = 'maintain-resolution';
       await sender.setParameters(parameters);
+    }
+  }
+}"""
+
+
+#: The page's receivers of video asked for a jitter buffer of ``ms`` (Chromium's
+#: ``RTCRtpReceiver.jitterBufferTarget``), for --page-jitter-target.
+JITTER_TARGET_JS = """(ms) => {
+  for (const pc of window.__pcs) {
+    for (const receiver of pc.getReceivers()) {
+      if (receiver.track?.kind === 'video') receiver.jitterBufferTarget = ms;
     }
   }
 }"""
@@ -266,14 +292,14 @@ def percentile(values: list[float], fraction: float) -> float:
 class Kernel:
     """The kernel peer's process."""
 
-    def __init__(self, room: str, url: str) -> None:
+    def __init__(self, room: str, url: str, stages: bool = False) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-c", KERNEL, room, url],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(ROOT), "BENCH_STAGES": "1" if stages else "0"},
         )
         assert json.loads(self.read())["ready"]
 
@@ -300,16 +326,47 @@ class Kernel:
             self.process.kill()
 
 
-def run(seconds: float, warmup: float, full_size: bool) -> dict[str, Any]:
+def full_size_after(kernel: Kernel, width: int = 640, limit: float = 30.0) -> dict[str, Any]:
+    """From the page's joining: when the kernel peer got its first frame of the page's video,
+    and when its first frame ``width`` wide (seconds after that first one; None: not within
+    ``limit``). Read from the peer's stats, four times a second."""
+    began = time.monotonic()
+    first = None
+    while time.monotonic() - began < limit:
+        report = kernel.ask()
+        if first is None and report["counters"].get("frames_received", 0) > 0:
+            first = time.monotonic()
+        if first is not None and any(
+            (s.get("width") or 0) >= width for s in report["stats"].values()
+        ):
+            return {
+                "first_frame_s": round(first - began, 2),
+                "full_size_after_s": round(time.monotonic() - first, 2),
+            }
+        time.sleep(0.25)
+    return {
+        "first_frame_s": None if first is None else round(first - began, 2),
+        "full_size_after_s": None,
+    }
+
+
+def run(
+    seconds: float,
+    warmup: float,
+    full_size: bool,
+    stages: bool = False,
+    jitter_target: float | None = None,
+) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     signaller = SignallerThread(Settings(ice_servers=())).start()
     room = f"bench-kp-{os.getpid()}"
-    kernel = Kernel(room, signaller.url)
+    kernel = Kernel(room, signaller.url, stages)
     try:
         with sync_playwright() as playwright:
             browser, page = stamped_page(playwright)
             page.goto(f"{signaller.url}/?room={room}&autojoin=1")
+            growth = full_size_after(kernel)
             peer_id = kernel.ask()["id"]
             tile = f".ipymeet-tile[data-peer-id='{peer_id}'] video"
             page.wait_for_function(
@@ -320,11 +377,13 @@ def run(seconds: float, warmup: float, full_size: bool) -> dict[str, Any]:
             page.evaluate("(s) => window.__readStamps(s)", tile)
             if full_size:
                 page.evaluate(FULL_SIZE_JS)
+            if jitter_target is not None:
+                page.evaluate(JITTER_TARGET_JS, jitter_target)
             # The page sends a quarter of its size until its bandwidth estimate allows more, at
             # most 10 s (js/src/peer.ts, START_SCALE); then its encoder, its bit rate still low
             # against aiortc, skips frames for about 10 s.
             page.wait_for_timeout(warmup * 1000)
-            page.evaluate("() => { window.__latencies = []; }")
+            page.evaluate("() => { window.__latencies = []; window.__stamps = []; }")
             before = kernel.ask()
             started = time.monotonic()
             page.wait_for_timeout(seconds * 1000)
@@ -334,10 +393,13 @@ def run(seconds: float, warmup: float, full_size: bool) -> dict[str, Any]:
             size = page.evaluate(
                 "(s) => ((v) => [v.videoWidth, v.videoHeight])(document.querySelector(s))", tile
             )
+            page_stamps = page.evaluate("() => [performance.timeOrigin, window.__stamps]")
+            decoding = page.evaluate(INBOUND_JS)
             browser.close()
     finally:
         kernel.close()
         signaller.stop()
+    breakdown = stage_table(after["stages"], *page_stamps) if stages else None
     counted = ("frames_processed", "frames_sent", "frames_dropped")
     counters = {key: after["counters"][key] - before["counters"][key] for key in counted}
     span = after["t"] - before["t"]
@@ -352,8 +414,82 @@ def run(seconds: float, warmup: float, full_size: bool) -> dict[str, Any]:
         "fps_sent": round(counters["frames_sent"] / span, 1),
         "frames_dropped": counters["frames_dropped"],
         "size_in": [stats.get("width"), stats.get("height")],
+        **growth,
         "size_shown": size,
+        "fps_presented": presented_rate(page_stamps[1], window),
+        "page_inbound": decoding,
+        **({"stages": breakdown} if breakdown else {}),
     }
+
+
+def presented_rate(stamps: list[list[float]], window: float) -> float | None:
+    """Frames a second the page presented (``presentedFrames``, which counts the frames a
+    reading skipped too) over the window."""
+    counts = [row[4] for row in stamps if len(row) > 4 and row[4] is not None]
+    return round((counts[-1] - counts[0]) / window, 1) if len(counts) > 1 else None
+
+
+#: The page's figures of the video it receives: frames received, decoded, dropped, and the
+#: jitter buffer's mean delay (ms).
+INBOUND_JS = """async () => {
+  const found = [];
+  for (const pc of window.__pcs) {
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') found.push({
+        received: s.framesReceived, decoded: s.framesDecoded, dropped: s.framesDropped,
+        jitter_ms: s.jitterBufferEmittedCount
+          ? Math.round(1000 * s.jitterBufferDelay / s.jitterBufferEmittedCount) : null,
+        decode_ms: s.framesDecoded
+          ? Math.round(1000 * s.totalDecodeTime / s.framesDecoded * 10) / 10 : null,
+      });
+    });
+  }
+  return found;
+}"""
+
+
+#: The page's stages, after the kernel's (kernel_peer_stages.ORDER): the frame's last packet
+#: received, its picture presented to the compositor, and the page's reading of it.
+PAGE_STAGES = ("page_received", "page_presented", "page_shown")
+
+
+def stage_table(
+    kernel: dict[str, dict[str, float]], origin: float, shown: list[list[float]]
+) -> list[dict[str, Any]]:
+    """For each stage in order, over the frames seen at every stage: the median time since the
+    frame was drawn (ms) and the median step from the stage before (ms)."""
+    from kernel_peer_stages import ORDER
+
+    def since(stamp: int, page_ms: float) -> float:
+        return float(((int(page_ms) & 0xFFFF) - stamp) % 0x10000)
+
+    frames: dict[int, dict[str, float]] = {}
+    for key, stages in kernel.items():
+        stamp = int(key)
+        frames[stamp] = {s: since(stamp, at * 1000 - origin) for s, at in stages.items()}
+    for stamp, now, received, presented, *_ in shown:
+        row = frames.get(int(stamp))
+        if row is not None:
+            row.update(
+                page_received=since(int(stamp), received),
+                page_presented=since(int(stamp), presented),
+                page_shown=since(int(stamp), now),
+            )
+    order = [*ORDER, *PAGE_STAGES]
+    whole = [row for row in frames.values() if all(s in row for s in order)]
+    table = []
+    for index, stage in enumerate(order):
+        steps = [row[stage] - row[order[index - 1]] for row in whole] if index else []
+        table.append(
+            {
+                "stage": stage,
+                "since_drawn_ms": round(statistics.median(row[stage] for row in whole), 1)
+                if whole
+                else None,
+                "step_ms": round(statistics.median(steps), 1) if steps else None,
+            }
+        )
+    return [{"frames": len(whole)}, *table]
 
 
 def main() -> None:
@@ -377,6 +513,18 @@ def main() -> None:
         help="a Python with streamlit and streamlit-webrtc, for the side-by-side measure",
     )
     parser.add_argument("--runs", type=int, default=1, help="runs of each, alternating")
+    parser.add_argument(
+        "--page-jitter-target",
+        type=float,
+        default=None,
+        help="ask the page's video receivers for this jitter buffer (ms; Chromium's "
+        "jitterBufferTarget); default: the browser's own",
+    )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="time each stage of the round trip (benchmarks/kernel_peer_stages.py)",
+    )
     args = parser.parse_args()
     python = args.streamlit_python
     has_streamlit = Path(python).exists() and (
@@ -385,7 +533,9 @@ def main() -> None:
     )
     rows: dict[str, list[dict[str, Any]]] = {"kernel_peer": [], "streamlit_webrtc": []}
     for _ in range(args.runs):
-        rows["kernel_peer"].append(run(args.seconds, args.warmup, not args.adapt))
+        rows["kernel_peer"].append(
+            run(args.seconds, args.warmup, not args.adapt, args.stages, args.page_jitter_target)
+        )
         print(json.dumps(rows["kernel_peer"][-1]), flush=True)
         if has_streamlit:
             rows["streamlit_webrtc"].append(

@@ -163,7 +163,7 @@ class KernelBinding:
         self._port_holder = None if follow_port is None else weakref.ref(follow_port)
         self._closed = False
         #: The release of this widget's claim on its room's capacity (see :meth:`hold_capacity`).
-        self._capacity: list[Callable[[], None]] = [_nothing]
+        self._claim: list[Callable[[], None]] = [_nothing]
         self._claimed: tuple[str, int] | None = None
         with _bindings_lock:
             _bindings.add(self)
@@ -187,9 +187,7 @@ class KernelBinding:
         page_url = getattr(server, "page_url", "")
         if page_url and follow_port is not None and hasattr(follow_port, "signaling_url"):
             follow_port.set_trait("signaling_url", page_url)
-        self._release = weakref.finalize(
-            self, _release, server, client, unsubscribe, self._capacity
-        )
+        self._release = weakref.finalize(self, _release, server, client, unsubscribe, self._claim)
         self._show_problem(follow_port)
 
     @property
@@ -258,12 +256,12 @@ class KernelBinding:
         wanted = (room, max_peers) if room and max_peers is not None and not self._closed else None
         if wanted == self._claimed:
             return
-        release, self._capacity[0] = self._capacity[0], _nothing
+        release, self._claim[0] = self._claim[0], _nothing
         release()
         self._claimed = wanted
         if wanted is not None:
             try:
-                self._capacity[0] = self.server.set_room_capacity(room, wanted[1])
+                self._claim[0] = self.server.set_room_capacity(room, wanted[1])
             except ValueError:  # refused (a hub's service: another user's room); nothing held
                 self._claimed = None
                 raise

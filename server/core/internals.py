@@ -23,6 +23,9 @@ and what that costs is logged once:
 - **The kernel peer's candidate type** (:func:`candidate_type`, releases in
   :data:`ICE_CHECKED`): the local candidate of the ICE pair aioice nominated. Without it: the
   type all local candidates share (``relay`` for a relay-only peer), else unknown (None).
+- **The kernel peer's prompt video** (:func:`prompt_video`, releases in :data:`JITTER_CHECKED`):
+  each video frame it receives goes to the decoder at its last packet. Without it: aiortc's
+  jitter buffer, which holds each frame until the next one begins (a frame period more of delay).
 """
 
 from __future__ import annotations
@@ -66,11 +69,27 @@ ICE_CHECKED: dict[str, tuple[str, str]] = {
     "aioice": ("0.13.0", "0.13.0"),
 }
 
+#: The releases the prompt video jitter buffer was read on: aiortc's ``RTCRtpReceiver`` holds a
+#: ``JitterBuffer`` as ``__jitter_buffer`` (``_RTCRtpReceiver__jitter_buffer``), made in its
+#: ``__init__`` and fed from ``_handle_rtp_packet``; the buffer's ``_remove_frame`` joins the
+#: packets ``_packets[_origin...]`` (a ring of ``_capacity``; each with its depayloaded
+#: ``_data``) of one RTP timestamp and ``remove``s them, and ``_is_video`` marks a video one.
+JITTER_CHECKED: dict[str, tuple[str, str]] = {"aiortc": ("1.16.0", "1.16.0")}
+
 #: Every internal name used, by library; each appears only here and in fastio.py.
 INTERNAL_NAMES: dict[str, tuple[str, ...]] = {
     "python-socketio": ("_engineio_server_class", "handlers", "eio_sid_from_sid"),
     "python-engineio": ("create_queue", "sockets", "_upgrade_websocket", "_trigger_event"),
-    "aiortc": ("_connection",),
+    "aiortc": (
+        "_connection",
+        "_RTCRtpReceiver__jitter_buffer",
+        "_remove_frame",
+        "_packets",
+        "_origin",
+        "_capacity",
+        "_data",
+        "_is_video",
+    ),
     "aioice": ("_nominated",),
 }
 #: The modules that touch internals: this one, and fastio.py, which only this one imports.
@@ -301,3 +320,67 @@ def candidate_type(pc: Any) -> str | None:
     except Exception:
         return None
     return kinds.pop() if len(kinds) == 1 else None
+
+
+# -- the kernel peer's prompt video ----------------------------------------------------------------
+
+
+@cache
+def jitter_supported() -> bool:
+    """Whether the installed aiortc is one its receiver's jitter buffer was read on."""
+    return _opened(
+        JITTER_CHECKED,
+        "the kernel peer gets each video frame when the next one begins (one frame later)",
+        logging.INFO,
+    )
+
+
+@cache
+def _prompt_buffer_class() -> type:
+    from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+
+    class PromptJitterBuffer(JitterBuffer):
+        """aiortc's video jitter buffer, but a frame is complete at its last packet (the RTP
+        marker bit, RFC 3550 / RFC 7741), not when a packet of the next frame arrives."""
+
+        def _remove_frame(self, sequence_number: int) -> Any:
+            packets: list[Any] = []
+            origin = self._origin
+            if origin is None:
+                return None
+            for count in range(self._capacity):
+                packet = self._packets[(origin + count) % self._capacity]
+                if packet is None:
+                    return None  # a gap: not complete yet
+                if packets and packet.timestamp != packets[0].timestamp:
+                    # The next frame began without a marker on this one: complete, as aiortc has it.
+                    return self._take(packets, count)
+                packets.append(packet)
+                if packet.marker:
+                    return self._take(packets, count + 1)
+            return None
+
+        def _take(self, packets: list[Any], count: int) -> Any:
+            frame = JitterFrame(
+                data=b"".join(p._data for p in packets), timestamp=packets[0].timestamp
+            )
+            self.remove(count)
+            return frame
+
+    return PromptJitterBuffer
+
+
+def prompt_video(receiver: Any) -> bool:
+    """Make aiortc's video ``receiver`` (an ``RTCRtpReceiver``, before its first packet) give each
+    frame to its decoder at the frame's last packet. aiortc's own buffer knows a frame is whole
+    only when the next one begins: one frame period later (33 ms at 30 fps), on every frame a
+    kernel peer receives. Whether it could (else aiortc's buffer stays, as released)."""
+    if not (_all_allowed() and jitter_supported()):
+        return False
+    current = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+    if current is None or not getattr(current, "_is_video", False) or current._origin is not None:
+        return False
+    receiver._RTCRtpReceiver__jitter_buffer = _prompt_buffer_class()(
+        capacity=current.capacity, is_video=True
+    )
+    return True
