@@ -23,6 +23,7 @@ facade; the parts behind it, each in a module of its own:
 
 - ``peersession.py``: one join, its Socket.IO client and the other members;
 - ``peerconn.py``: one aiortc connection to one member (the roles of ``js/src/peer.ts``);
+- ``peerice.py``: the ICE servers a connection is made with, and relay only;
 - ``peertracks.py``: each received track read, and handed to the callbacks on a thread of its own;
 - ``peerstats.py``: the call's figures (``stats``);
 - ``peermedia.py``: the newest-frame slots, the callback threads, the outgoing video;
@@ -157,7 +158,7 @@ class KernelPeer:
             raise TypeError(f"relay_only must be True or False, not {relay_only!r}")
         require_extra()
         if relay_only:
-            from .peerconn import require_relay_policy
+            from .peerice import require_relay_policy
 
             require_relay_policy()  # refused here, not faked: an older aiortc gathers host too
         self.room = room

@@ -227,7 +227,7 @@ class Session:
             )
             self.stop.set()
             return
-        from .peerconn import has_turn, ice_servers
+        from .peerice import has_turn, ice_servers
 
         again = self.self_id != ""
         if again and ack["self"] != self.self_id:
@@ -297,7 +297,7 @@ class Session:
             if member.connection is not None:
                 member.connection.receive(data)
         elif event == "ice_servers" and isinstance(data.get("ice_servers"), list):
-            from .peerconn import ice_servers
+            from .peerice import ice_servers
 
             self.ice[:] = ice_servers(data["ice_servers"])  # fresh TURN credentials, as above
         elif event == "error":

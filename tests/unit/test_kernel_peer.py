@@ -260,7 +260,7 @@ def test_relay_only_must_be_a_bool_and_is_kept() -> None:
 
 
 def test_a_relay_only_description_keeps_relays_and_blanks_where_the_turn_server_saw_us() -> None:
-    from ipymeet.widget.peerconn import relay_only_sdp
+    from ipymeet.widget.peerice import relay_only_sdp
 
     sdp = f"v=0\r\nc=IN IP4 203.0.113.5\r\n{RELAY}\r\na=end-of-candidates\r\n"
     assert relay_only_sdp(sdp) == sdp.replace(
@@ -280,7 +280,7 @@ def test_a_relay_only_description_keeps_relays_and_blanks_where_the_turn_server_
     ],
 )
 def test_a_relay_only_description_with_anything_but_relays_is_refused(line: str) -> None:
-    from ipymeet.widget.peerconn import RelayLeak, relay_only_sdp
+    from ipymeet.widget.peerice import RelayLeak, relay_only_sdp
 
     with pytest.raises(RelayLeak, match="non-relay candidate"):
         relay_only_sdp(f"v=0\r\n{RELAY}\r\n{line}\r\n")
@@ -289,7 +289,7 @@ def test_a_relay_only_description_with_anything_but_relays_is_refused(line: str)
 def test_only_turn_urls_count_as_a_relay() -> None:
     from aiortc import RTCIceServer
 
-    from ipymeet.widget.peerconn import has_turn
+    from ipymeet.widget.peerice import has_turn
 
     assert not has_turn([])
     assert not has_turn([RTCIceServer(urls="stun:stun.example.org")])
