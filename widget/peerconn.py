@@ -1,6 +1,6 @@
 """One aiortc RTCPeerConnection of a kernel peer to one other member (the kernel side of
-``js/src/peer.ts``). Imports aiortc: only ``kernelpeer.py`` imports this module, and only once
-the optional dependencies are known to be there (``pip install "ipymeet[python]"``).
+``js/src/peer.ts``). Imports aiortc: the kernel peer's join (peersession.py) imports this module
+only once the optional dependencies are known to be there (``pip install "ipymeet[python]"``).
 
 Everything here lives on the kernel peer's media loop (its own thread); nothing is touched from
 another thread except :class:`OutgoingTrack`'s wake-up, which crosses with
@@ -21,14 +21,7 @@ Negotiation follows docs/protocol.md ("Negotiation"), with the same roles as the
 - the ``ipymeet`` data channel (negotiated, id 0) carries the flags (``state``) and answers the
   pages' liveness ``ping`` with ``pong``; chat lines are ignored.
 
-Relay only (``KernelPeer(relay_only=True)``, as a page's ``iceTransportPolicy: "relay"``): every
-RTCPeerConnection is made with aiortc's own ``RTCConfiguration(iceTransportPolicy=RELAY)``, which
-aioice's ``Connection(transport_policy=TransportPolicy.RELAY)`` carries out: it opens no host
-socket, so it gathers no host and no server-reflexive candidate and can neither offer nor use a
-pair from this machine's addresses; its relay candidates give ``0.0.0.0`` as their related
-address. Checked on aiortc 1.16.0 with aioice 0.13.0. Each description is checked again before it
-is sent (:func:`relay_only_sdp`): a candidate that is not ``typ relay`` ends the connection
-unsent, and any related address is blanked, in case an older aioice gathers or tells more.
+The ICE servers it is made with and what relay only allows of it are peerice.py's.
 """
 
 from __future__ import annotations
@@ -41,7 +34,6 @@ import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import aiortc
 import av
 from aiortc import (
     MediaStreamTrack,
@@ -54,72 +46,13 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 
 from ..server.core import internals
+from .peerice import RELAY_POLICY, RelayLeak, relay_only_sdp, require_relay_policy
 from .peermedia import VIDEO_CLOCK, Outgoing
 
 log = logging.getLogger("ipymeet")
 
 #: The longest data channel message read (as the pages' MAX_PEER_MESSAGE).
 MAX_CHANNEL_MESSAGE = 16 * 1024
-
-#: aiortc's relay transport policy (``RTCIceTransportPolicy.RELAY``), or None on a release whose
-#: ``RTCConfiguration`` has no ``iceTransportPolicy`` (there relay only is refused, not faked).
-RELAY_POLICY: Any = (
-    getattr(getattr(aiortc, "RTCIceTransportPolicy", None), "RELAY", None)
-    if "iceTransportPolicy" in getattr(RTCConfiguration, "__dataclass_fields__", {})
-    else None
-)
-#: A candidate line's type and related address (RFC 8839 section 5.1).
-_CANDIDATE_TYPE = re.compile(r" typ (\S+)")
-_RELATED = re.compile(r" raddr \S+ rport \d+")
-
-
-class RelayLeak(RuntimeError):
-    """A description of a relay-only connection would tell something else than relays."""
-
-
-def require_relay_policy() -> None:
-    """ImportError unless this aiortc can restrict a connection to relay candidates."""
-    if RELAY_POLICY is None:
-        raise ImportError(
-            f"relay_only needs an aiortc whose RTCConfiguration has iceTransportPolicy "
-            f"(this one is {getattr(aiortc, '__version__', 'unknown')}; checked on 1.16.0): "
-            "pip install -U aiortc"
-        )
-
-
-def has_turn(servers: list[RTCIceServer]) -> bool:
-    """Whether ``servers`` name a TURN server (``turn:`` or ``turns:``), the only source of the
-    relay candidates a relay-only connection may use."""
-    for server in servers:
-        urls = [server.urls] if isinstance(server.urls, str) else server.urls
-        if any(url.lower().startswith(("turn:", "turns:")) for url in urls):
-            return True
-    return False
-
-
-def relay_only_sdp(sdp: str) -> str:
-    r"""``sdp`` as a relay-only connection may send it: RelayLeak if any candidate in it is not a
-    relay (host, srflx, prflx: this machine's addresses or its NAT's); the related address of
-    each relay candidate (where the TURN server saw this machine) blanked to ``0.0.0.0 9``, as
-    aioice 0.13 does itself under the relay policy and browsers do under theirs.
-
-    Example::
-
-        relay_only_sdp("a=candidate:1 1 udp 1 203.0.113.5 50000 typ relay raddr 192.0.2.2 "
-                       "rport 41000\r\n")
-        # 'a=candidate:1 1 udp 1 203.0.113.5 50000 typ relay raddr 0.0.0.0 rport 9\r\n'
-    """
-    lines = sdp.splitlines(keepends=True)
-    for index, line in enumerate(lines):
-        if not line.startswith("a=candidate:"):
-            continue
-        kind = _CANDIDATE_TYPE.search(line)
-        if kind is None or kind.group(1) != "relay":
-            raise RelayLeak(
-                f"a relay-only description would carry a non-relay candidate: {line.strip()}"
-            )
-        lines[index] = _RELATED.sub(" raddr 0.0.0.0 rport 9", line)
-    return "".join(lines)
 
 
 #: The bit rate (kbps) a browser starts sending this peer video at, told in the peer's session
@@ -169,28 +102,6 @@ class Host(Protocol):
     def changed(self) -> None: ...
     def flags(self, connection: MemberConnection, flags: dict[str, bool]) -> None: ...
     def sent_frame(self, connection: MemberConnection) -> None: ...
-
-
-def ice_servers(raw: Any) -> list[RTCIceServer]:
-    """The ``ice_servers`` of an ``enter`` acknowledgement as aiortc's (bad entries skipped)."""
-    servers: list[RTCIceServer] = []
-    for entry in raw if isinstance(raw, list) else []:
-        if not isinstance(entry, dict):
-            continue
-        urls = entry.get("urls")
-        if isinstance(urls, str):
-            urls = [urls]
-        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls) or not urls:
-            continue
-        username, credential = entry.get("username"), entry.get("credential")
-        servers.append(
-            RTCIceServer(
-                urls=urls,
-                username=username if isinstance(username, str) else None,
-                credential=credential if isinstance(credential, str) else None,
-            )
-        )
-    return servers
 
 
 def _line(sdp: str | None, key: str) -> str | None:
@@ -245,8 +156,8 @@ class MemberConnection:
     """This kernel peer's connection to member ``peer_id``; replaced in place when needed.
 
     ``initiator``: offer at once (this peer is the newcomer). ``outgoing``: the video to send
-    (None: receive only). ``relay_only``: gather, offer and use relay candidates only (the
-    module's docstring says how).
+    (None: receive only). ``relay_only``: gather, offer and use relay candidates only
+    (peerice.py says how).
     """
 
     def __init__(

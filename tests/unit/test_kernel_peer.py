@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from ipymeet import KernelPeer
-from ipymeet.widget import kernelpeer, peermedia
+from ipymeet.widget import peermedia, peertracks
 from ipymeet.widget.peermedia import AudioWindow, Closed, LatestSlot, Outgoing, Worker
+from ipymeet.widget.peerstate import Member
 
 # -- the slot --------------------------------------------------------------------------------------
 
@@ -121,10 +122,10 @@ def test_a_raising_callback_is_logged_once_counted_each_time_and_the_others_go_o
         good.append(sender.name)
         return 255 - frame
 
-    member = kernelpeer._Member("m1", "Ada")
+    member = Member("m1", "Ada")
     slot: LatestSlot[Any] = LatestSlot()
     worker = Worker(
-        "test-cb", slot, lambda item: item, peer._deliver(peer._frame_callbacks, "video", member)
+        "test-cb", slot, lambda item: item, peertracks.deliver(peer._shared, "video", member)
     )
     worker.start()
     frame = np.zeros((4, 6, 3), dtype=np.uint8)
@@ -151,7 +152,7 @@ def test_a_raising_callback_is_logged_once_counted_each_time_and_the_others_go_o
 def test_a_callback_that_returns_something_else_than_a_frame_counts_as_an_error() -> None:
     peer = KernelPeer("unit-room", signaling_url="http://127.0.0.1:9")
     peer.on_frame(lambda frame, sender: "not a frame")
-    deliver = peer._deliver(peer._frame_callbacks, "video", kernelpeer._Member("m", ""))
+    deliver = peertracks.deliver(peer._shared, "video", Member("m", ""))
     deliver(np.zeros((4, 4, 3), dtype=np.uint8))
     assert peer.counters["callback_errors"] == 1
     peer.close()
@@ -259,7 +260,7 @@ def test_relay_only_must_be_a_bool_and_is_kept() -> None:
 
 
 def test_a_relay_only_description_keeps_relays_and_blanks_where_the_turn_server_saw_us() -> None:
-    from ipymeet.widget.peerconn import relay_only_sdp
+    from ipymeet.widget.peerice import relay_only_sdp
 
     sdp = f"v=0\r\nc=IN IP4 203.0.113.5\r\n{RELAY}\r\na=end-of-candidates\r\n"
     assert relay_only_sdp(sdp) == sdp.replace(
@@ -279,7 +280,7 @@ def test_a_relay_only_description_keeps_relays_and_blanks_where_the_turn_server_
     ],
 )
 def test_a_relay_only_description_with_anything_but_relays_is_refused(line: str) -> None:
-    from ipymeet.widget.peerconn import RelayLeak, relay_only_sdp
+    from ipymeet.widget.peerice import RelayLeak, relay_only_sdp
 
     with pytest.raises(RelayLeak, match="non-relay candidate"):
         relay_only_sdp(f"v=0\r\n{RELAY}\r\n{line}\r\n")
@@ -288,7 +289,7 @@ def test_a_relay_only_description_with_anything_but_relays_is_refused(line: str)
 def test_only_turn_urls_count_as_a_relay() -> None:
     from aiortc import RTCIceServer
 
-    from ipymeet.widget.peerconn import has_turn
+    from ipymeet.widget.peerice import has_turn
 
     assert not has_turn([])
     assert not has_turn([RTCIceServer(urls="stun:stun.example.org")])

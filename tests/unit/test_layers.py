@@ -1,6 +1,8 @@
 """server/'s folders are its programs, and their imports point one way: core ← kernel, cluster,
 hub ← choose.py, cli.py. Every import inside server/ counts, at the top of a module or inside a
-function, and those under ``if TYPE_CHECKING`` too: a type is a dependency as well."""
+function, and those under ``if TYPE_CHECKING`` too: a type is a dependency as well.
+
+In widget/, the kernel peer's parts (peer*.py) never reach into its facade (kernelpeer.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 SERVER = Path(__file__).resolve().parents[2] / "server"
+WIDGET = SERVER.parent / "widget"
 
 #: What each folder may import besides itself. The top (choose.py, cli.py, __init__.py) may
 #: import any of them; nothing imports the top but the top.
@@ -162,3 +165,52 @@ def test_the_import_reader_sees_type_only_and_function_imports() -> None:
     known = {"core.settings", "core.registry", "kernel.sharing", "hub.client", "core"}
     found = set(imports_in(source, ["kernel"], known))
     assert found == {"core.settings", "core.registry", "kernel.sharing", "hub.client"}
+
+
+# -- the kernel peer -------------------------------------------------------------------------------
+
+
+def reaches_into_facade(source: str, widget_modules: set[str]) -> list[str]:
+    """Where ``source``, a module of widget/, imports kernelpeer.py or reads a private attribute
+    of something named ``peer`` (``peer._lock``, ``self.peer._fail``)."""
+    found = [
+        f"imports {name}"
+        for name in imports_in(source, [], widget_modules)
+        if name.split(".")[0] == "kernelpeer"
+    ]
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        owner = node.value
+        named = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+        if named.endswith("peer") and not node.attr.startswith("__"):
+            found.append(f"line {node.lineno}: {named}.{node.attr}")
+    return found
+
+
+def test_the_kernel_peer_s_parts_never_reach_into_its_facade() -> None:
+    """KernelPeer (kernelpeer.py) shares one PeerState with its parts (peersession.py,
+    peertracks.py, peerstats.py, ...); none of them imports it or touches its privates."""
+    widget_modules = {path.stem for path in WIDGET.glob("*.py")}
+    parts = sorted(WIDGET.glob("peer*.py"))
+    assert {p.stem for p in parts} >= {"peersession", "peerstate", "peertracks", "peerstats"}
+    wrong = {
+        path.name: found
+        for path in parts
+        if (found := reaches_into_facade(path.read_text(encoding="utf-8"), widget_modules))
+    }
+    assert wrong == {}
+
+
+def test_the_facade_check_finds_a_reach() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from .kernelpeer import KernelPeer\n"
+        "def f(self, peer):\n    self.peer._fail(1)\n    with peer._lock:\n        pass\n"
+        "    self._own = peer.state\n"
+    )
+    assert reaches_into_facade(source, {"kernelpeer"}) == [
+        "imports kernelpeer",
+        "line 5: peer._fail",
+        "line 6: peer._lock",
+    ]
