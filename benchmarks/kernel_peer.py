@@ -167,7 +167,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def streamlit_webrtc(seconds: float, warmup: float, full_size: bool, python: str) -> dict[str, Any]:
+def streamlit_webrtc(
+    seconds: float,
+    warmup: float,
+    full_size: bool,
+    python: str,
+    size: tuple[int, int] = (640, 480),
+) -> dict[str, Any]:
     """The same measure of a streamlit-webrtc app (``python`` has streamlit and
     streamlit-webrtc): its component's iframe gets the same camera and reads the same stamps
     off the video it shows, the processed one."""
@@ -206,7 +212,7 @@ def streamlit_webrtc(seconds: float, warmup: float, full_size: bool, python: str
     )
     try:
         with sync_playwright() as playwright:
-            browser, page = stamped_page(playwright)
+            browser, page = stamped_page(playwright, size)
             deadline = time.monotonic() + 60
             while True:
                 try:
@@ -249,21 +255,43 @@ def streamlit_webrtc(seconds: float, warmup: float, full_size: bool, python: str
     span = after[2] - before[2]
     processed, cpu = after[0] - before[0], after[1] - before[1]
     figures = common_figures(
-        shown, span=span, window=span, processed=processed, cpu=cpu, full_size=full_size
+        shown,
+        span=span,
+        window=span,
+        processed=processed,
+        cpu=cpu,
+        full_size=full_size,
+        size=size,
     )
     return {"benchmark": "streamlit_webrtc", **figures, "size_shown": size}
 
 
-def stamped_page(playwright: Any) -> tuple[Any, Any]:
-    """A Chromium and a page of it whose camera is the stamped canvas (CAMERA_JS)."""
+#: The camera canvas's size in the e2e instrument, replaced for --size.
+CANVAS = "const W = 640, H = 480, CELL = 80"
+assert CANVAS in CAMERA_JS, "the e2e instrument changed: update CANVAS"
+
+
+def stamped_page(playwright: Any, size: tuple[int, int] = (640, 480)) -> tuple[Any, Any]:
+    """A Chromium and a page of it whose camera is the stamped canvas (CAMERA_JS) of ``size``
+    (its 16 cells an eighth of its width wide)."""
+    width, height = size
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     page = browser.new_context(permissions=["camera", "microphone"]).new_page()
-    page.add_init_script(CAMERA_JS)
+    page.add_init_script(
+        CAMERA_JS.replace(CANVAS, f"const W = {width}, H = {height}, CELL = {width // 8}")
+    )
     return browser, page
 
 
 def common_figures(
-    shown: list[Any], *, span: float, window: float, processed: int, cpu: float, full_size: bool
+    shown: list[Any],
+    *,
+    span: float,
+    window: float,
+    processed: int,
+    cpu: float,
+    full_size: bool,
+    size: tuple[int, int] = (640, 480),
 ) -> dict[str, Any]:
     """What both sides print: latency of the frames ``shown`` (the instrument's entries, read
     at the page's reading of each frame) over ``window`` seconds, and frames processed and CPU
@@ -271,7 +299,7 @@ def common_figures(
     latencies = [float(entry[1]) for entry in shown]
     return {
         "callback": "no-op (return frame)",
-        "camera": "640x480 canvas at 30 fps",
+        "camera": f"{size[0]}x{size[1]} canvas at 30 fps",
         "degradation": "maintain-resolution" if full_size else "the browser's default",
         "window_s": round(window, 1),
         "frames_shown": len(latencies),
@@ -356,6 +384,7 @@ def run(
     full_size: bool,
     stages: bool = False,
     jitter_target: float | None = None,
+    size: tuple[int, int] = (640, 480),
 ) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
@@ -364,9 +393,9 @@ def run(
     kernel = Kernel(room, signaller.url, stages)
     try:
         with sync_playwright() as playwright:
-            browser, page = stamped_page(playwright)
+            browser, page = stamped_page(playwright, size)
             page.goto(f"{signaller.url}/?room={room}&autojoin=1")
-            growth = full_size_after(kernel)
+            growth = full_size_after(kernel, size[0])
             peer_id = kernel.ask()["id"]
             tile = f".ipymeet-tile[data-peer-id='{peer_id}'] video"
             page.wait_for_function(
@@ -405,7 +434,13 @@ def run(
     span = after["t"] - before["t"]
     processed, cpu = counters["frames_processed"], after["cpu"] - before["cpu"]
     figures = common_figures(
-        shown, span=span, window=window, processed=processed, cpu=cpu, full_size=full_size
+        shown,
+        span=span,
+        window=window,
+        processed=processed,
+        cpu=cpu,
+        full_size=full_size,
+        size=size,
     )
     stats = next(iter(after["stats"].values()), {})
     return {
@@ -514,6 +549,11 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=1, help="runs of each, alternating")
     parser.add_argument(
+        "--size",
+        default="640x480",
+        help="the camera canvas's size, WIDTHxHEIGHT (e.g. 1280x720)",
+    )
+    parser.add_argument(
         "--page-jitter-target",
         type=float,
         default=None,
@@ -526,6 +566,8 @@ def main() -> None:
         help="time each stage of the round trip (benchmarks/kernel_peer_stages.py)",
     )
     args = parser.parse_args()
+    width, _, height = args.size.partition("x")
+    size = (int(width), int(height))
     python = args.streamlit_python
     has_streamlit = Path(python).exists() and (
         subprocess.run([python, "-c", "import streamlit_webrtc"], capture_output=True).returncode
@@ -534,12 +576,19 @@ def main() -> None:
     rows: dict[str, list[dict[str, Any]]] = {"kernel_peer": [], "streamlit_webrtc": []}
     for _ in range(args.runs):
         rows["kernel_peer"].append(
-            run(args.seconds, args.warmup, not args.adapt, args.stages, args.page_jitter_target)
+            run(
+                args.seconds,
+                args.warmup,
+                not args.adapt,
+                args.stages,
+                args.page_jitter_target,
+                size,
+            )
         )
         print(json.dumps(rows["kernel_peer"][-1]), flush=True)
         if has_streamlit:
             rows["streamlit_webrtc"].append(
-                streamlit_webrtc(args.seconds, args.warmup, not args.adapt, python)
+                streamlit_webrtc(args.seconds, args.warmup, not args.adapt, python, size)
             )
             print(json.dumps(rows["streamlit_webrtc"][-1]), flush=True)
     if not has_streamlit:

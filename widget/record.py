@@ -20,7 +20,9 @@ Encoding is the cost: VP8 in real-time mode at 960x540 took about 20-40 ms of on
 here (on a loaded 2-core machine), so 15 frames a second is a third to a half of a core.
 
 The container follows the file's suffix: ``.webm`` (VP8 and Opus: plays in every browser, the
-default choice), ``.mkv`` (the same in Matroska), ``.mp4`` (H.264 and AAC).
+default choice), ``.mkv`` (the same in Matroska), ``.mp4`` (H.264 and AAC); and for the sound
+alone, ``.wav`` (16-bit PCM) or ``.ogg`` (Opus), whether the members send video or not: no video
+is composed or encoded, and the file has one stream, the mix.
 """
 
 from __future__ import annotations
@@ -44,11 +46,13 @@ from .peermedia import AUDIO_RATE
 
 log = logging.getLogger("ipymeet")
 
-#: Codecs (video, audio) and encoder options per suffix.
-CONTAINERS: dict[str, tuple[str, str, dict[str, str]]] = {
+#: Codecs (video, or None: sound alone; audio) and the video encoder's options per suffix.
+CONTAINERS: dict[str, tuple[str | None, str, dict[str, str]]] = {
     ".webm": ("libvpx", "libopus", {"deadline": "realtime", "cpu-used": "16"}),
     ".mkv": ("libvpx", "libopus", {"deadline": "realtime", "cpu-used": "16"}),
     ".mp4": ("libx264", "aac", {"preset": "veryfast", "tune": "zerolatency"}),
+    ".wav": (None, "pcm_s16le", {}),
+    ".ogg": (None, "libopus", {}),
 }
 #: A member's audio held back at most this long (its clock may run ahead of ours).
 AUDIO_BACKLOG_S = 0.3
@@ -233,7 +237,8 @@ class Recorder:
         except BaseException:
             self._container.close()
             raise
-        self.peer.on_frame(self._frame)
+        if self._video is not None:
+            self.peer.on_frame(self._frame)
         self.peer.on_audio(self._samples)
         self._started = time.monotonic()
         self._thread = threading.Thread(
@@ -251,13 +256,15 @@ class Recorder:
         video_codec, audio_codec, options = CONTAINERS[suffix]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         container = av.open(str(self.path), mode="w")
+        # Any: PyAV types add_stream's result as a union of every kind of stream.
+        video: Any = None
         try:
-            # Any: PyAV types add_stream's result as a union of every kind of stream.
-            video: Any = container.add_stream(video_codec, rate=fractions.Fraction(self.fps))
-            video.width, video.height = self.size
-            video.pix_fmt = "yuv420p"
-            video.bit_rate = 2_000_000
-            video.options = dict(options)
+            if video_codec is not None:
+                video = container.add_stream(video_codec, rate=fractions.Fraction(self.fps))
+                video.width, video.height = self.size
+                video.pix_fmt = "yuv420p"
+                video.bit_rate = 2_000_000
+                video.options = dict(options)
             audio: Any = container.add_stream(audio_codec, rate=AUDIO_RATE)
             audio.layout = "stereo"
         except Exception:
@@ -292,10 +299,10 @@ class Recorder:
                 elapsed = time.monotonic() - self._started
                 target = int(elapsed * self.fps)
                 if target > index:
-                    self.frames_skipped += target - index - 1
-                    index = target
-                    self._write_video(index)
-                    self._index = index
+                    if self._video is not None:
+                        self.frames_skipped += target - index - 1
+                        self._write_video(target)
+                    index = self._index = target
                 self._write_audio(int(elapsed * AUDIO_RATE))
                 if stopping:
                     break
@@ -359,7 +366,7 @@ class Recorder:
         try:
             self._drain_audio(final=True)
             for stream in (self._video, self._audio_stream):
-                for packet in stream.encode(None):
+                for packet in stream.encode(None) if stream is not None else ():
                     self._container.mux(packet)
         except Exception as problem:
             if self.error is None:
@@ -372,7 +379,10 @@ class Recorder:
 
     @property
     def duration(self) -> float:
-        """Seconds of video recorded so far (to the end of the last frame written)."""
+        """Seconds recorded so far: of video, to the end of the last frame written; of sound
+        alone, to the last sample written."""
+        if self._video is None:
+            return self._audio_written / AUDIO_RATE
         return (self._index + 1) / self.fps
 
     def stop(self, timeout: float = 10.0) -> Path:

@@ -587,7 +587,8 @@ class VideoRoom(anywidget.AnyWidget):
 
         ``.webm`` (VP8 and Opus), ``.mkv`` (the same in Matroska) or ``.mp4`` (H.264 and AAC):
         one video, a grid of the members at ``size`` and ``fps`` with their names (``labels``),
-        and one audio, everyone mixed (widget/record.py says why). A kernel peer named
+        and one audio, everyone mixed (widget/record.py says why); ``.wav`` (16-bit PCM) or
+        ``.ogg`` (Opus): the mixed audio alone. A kernel peer named
         "Recording" joins the room to receive the media, so everyone sees that the call is
         recorded. Needs ``pip install "ipymeet[python]"``::
 
