@@ -71,7 +71,8 @@ class Firefox:
         self._answers: queue.Queue[dict[str, Any]] = queue.Queue()
         self._last = 0
         self._lock = threading.Lock()
-        threading.Thread(target=self._read, name="firefox-driver", daemon=True).start()
+        self._reader = threading.Thread(target=self._read, name="firefox-driver", daemon=True)
+        self._reader.start()
         ready = self._next(START_TIMEOUT, "Firefox to start")
         self.version = str(ready.get("version"))
 
@@ -127,6 +128,9 @@ class Firefox:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait(5)
+        self._reader.join(5)
+        if self._process.stdout is not None:
+            self._process.stdout.close()
         self._log_file.close()
 
 

@@ -87,8 +87,14 @@ async function answer(line) {
 
 send({ ready: true, version: await browser.version() });
 const input = createInterface({ input: process.stdin });
-input.on("line", (line) => void answer(line));
-input.on("close", async () => {
-  await browser.close().catch(() => {});
-  process.exit(0);
+// One request at a time, in the order they came.
+let done = Promise.resolve();
+input.on("line", (line) => {
+  done = done.then(() => answer(line));
+});
+input.on("close", () => {
+  done = done.then(async () => {
+    await browser.close().catch(() => {});
+    process.exit(0);
+  });
 });
