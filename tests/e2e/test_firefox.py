@@ -3,8 +3,9 @@ with a KernelPeer both ways, in real WebRTC with fake media.
 
 What differs from Chromium here: offline Firefox has no H.264 (OpenH264 is a download), so the
 video is VP8; it counts no frames of a MediaStream in getVideoPlaybackQuality (the helpers count
-presented frames instead); and a page without camera permission hides its host addresses behind
-mDNS ``.local`` names, which the other side must resolve or learn from the checks it receives.
+presented frames instead); and with no permission ever recorded (prompts are off), it names its
+host addresses by mDNS ``.local`` names, camera or not, which the other side must resolve (aiortc
+does) or learn from the checks it receives (Chromium does). docs/architecture.md, "Browsers".
 """
 
 from __future__ import annotations
