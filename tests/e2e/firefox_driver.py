@@ -113,7 +113,7 @@ class Firefox:
         return answer.get("result")
 
     def new_page(self, url: str | None = None) -> FirefoxPage:
-        """A page in a window of its own (a background tab presents no video frames)."""
+        """A page in a window of its own (a background tab all but stops rendering)."""
         page = FirefoxPage(self, int(self.request("open", url=url)))
         self.pages.append(page)
         return page

@@ -40,8 +40,9 @@ function pageOf(request) {
 }
 
 async function open(url) {
-  // Each page a window of its own: a background tab paints nothing, so its videos present no
-  // frames. The first page takes the blank window the browser starts with.
+  // Each page a window of its own: a background tab is hidden and all but stops rendering (2
+  // animation frames a second), so its videos' frames go uncounted. The first page takes the
+  // blank window the browser starts with.
   const [blank] = pages.size === 0 && lastPage === 0 ? await browser.pages() : [];
   const page = blank ?? (await browser.newPage({ type: "window" }));
   const id = ++lastPage;
