@@ -1,7 +1,9 @@
-"""Real Chromium (Debian's package, fake camera and microphone) and real Jupyter servers.
+"""Real browsers (Debian's chromium, and its firefox-esr), fake camera and microphone, and real
+Jupyter servers.
 
-The browser tests use Playwright's sync API, so they are plain functions; each waits on conditions
-in the page with time-outs, never on fixed sleeps.
+The browser tests use Playwright's sync API for Chromium and tests/e2e/firefox_driver.py for
+Firefox, whose pages answer the same ``evaluate`` and ``wait_for_function``; so they are plain
+functions, and each waits on conditions in the page with time-outs, never on fixed sleeps.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from typing import Any
 
 import pytest
 
+from ipymeet import KernelPeer
+
 from ..support import Served, free_port, start_lab, start_server, stop_server
+from . import firefox_driver
+from .firefox_driver import Firefox
 from .remote import (
     DASHBOARD,
     Dashboard,
@@ -87,14 +93,64 @@ def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[
         return page
 
     yield make
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        ARTIFACTS.mkdir(exist_ok=True)
-        for index, page in enumerate(pages):
-            with contextlib.suppress(Exception):  # best effort while reporting a failure
-                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{index}.png"))
+    if failed(request):
+        screenshots(request, pages)
     for context in contexts:
         context.close()
+
+
+def failed(request: pytest.FixtureRequest) -> bool:
+    """Whether the test (its call, not its set-up) failed."""
+    report = getattr(request.node, "rep_call", None)
+    return report is not None and bool(report.failed)
+
+
+def screenshots(request: pytest.FixtureRequest, pages: list[Any], tag: str = "") -> None:
+    """A screenshot of each page to tests/artifacts/, while reporting a failure."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for index, page in enumerate(pages):
+        with contextlib.suppress(Exception):  # best effort while reporting a failure
+            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{tag}{index}.png"))
+
+
+@pytest.fixture
+def firefox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Firefox]]:
+    """Start Debian's firefox-esr: ``firefox()`` with a fake camera and microphone granted,
+    ``firefox(camera=False)`` with neither (this machine has none), so its pages join
+    receive-only. ``.new_page(url)`` opens a page. On failure a screenshot of every page goes
+    to tests/artifacts/, and the end of each browser's log (page console) to the report."""
+    problem = firefox_driver.missing()
+    if problem is not None:
+        pytest.fail(problem)
+    started: list[Firefox] = []
+
+    def start(*, camera: bool = True) -> Firefox:
+        browser = Firefox(tmp_path / f"firefox-{len(started)}.log", camera=camera)
+        started.append(browser)
+        return browser
+
+    yield start
+    if failed(request):
+        for index, browser in enumerate(started):
+            screenshots(request, browser.pages, f"firefox{index}-")
+            print(f"--- Firefox {index} ({browser.version}), its log's end:\n{browser.tail()}")
+    for browser in started:
+        browser.close()
+
+
+@pytest.fixture
+def make_peer() -> Iterator[Callable[..., KernelPeer]]:
+    """Make kernel peers (``KernelPeer``'s arguments); each is closed after the test."""
+    made: list[KernelPeer] = []
+
+    def make(*args: Any, **kwargs: Any) -> KernelPeer:
+        peer = KernelPeer(*args, **kwargs)
+        made.append(peer)
+        return peer
+
+    yield make
+    for peer in made:
+        peer.close()
 
 
 @pytest.fixture
@@ -138,9 +194,23 @@ REMOTE_PLAYING_JS = f"""
 }}
 """
 
+# The frames a video element has shown. Chromium counts a MediaStream's frames in
+# getVideoPlaybackQuality(); Firefox leaves that at 0, so there the first call starts counting the
+# frames presented (requestVideoFrameCallback) and later calls read that count.
+VIDEO_FRAMES_JS = """(v) => {
+  const counted = v.getVideoPlaybackQuality().totalVideoFrames;
+  if (counted > 0) return counted;
+  if (v.ipymeetFrames === undefined) {
+    v.ipymeetFrames = 0;
+    const tick = () => { v.ipymeetFrames += 1; v.requestVideoFrameCallback(tick); };
+    v.requestVideoFrameCallback(tick);
+  }
+  return v.ipymeetFrames;
+}"""
+
 FRAMES_JS = f"""
 ([selector, shadow]) => [...(({ROOT_JS})(shadow)?.querySelectorAll(selector) ?? [])].map(
-  (v) => v.getVideoPlaybackQuality().totalVideoFrames)
+  (v) => ({VIDEO_FRAMES_JS})(v))
 """
 
 
@@ -163,12 +233,12 @@ def wait_remote_video(
     )
 
 
-TILE_FRAMES_JS = """(name) => {
+TILE_FRAMES_JS = f"""(name) => {{
   const tile = [...document.querySelectorAll('.ipymeet-tile')].find(
     (t) => t.querySelector('.ipymeet-tile-name-text')?.textContent === name);
   const video = tile && tile.querySelector('video');
-  return video ? [tile.dataset.peerId, video.getVideoPlaybackQuality().totalVideoFrames] : null;
-}"""
+  return video ? [tile.dataset.peerId, ({VIDEO_FRAMES_JS})(video)] : null;
+}}"""
 
 
 def tile_frames(page: Any, name: str) -> tuple[str, int] | None:

@@ -34,20 +34,6 @@ def server() -> Iterator[SignallerThread]:
     signaller.stop()
 
 
-@pytest.fixture
-def make_peer() -> Iterator[Callable[..., KernelPeer]]:
-    made: list[KernelPeer] = []
-
-    def make(*args: Any, **kwargs: Any) -> KernelPeer:
-        peer = KernelPeer(*args, **kwargs)
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.close()
-
-
 def tile(peer_id: str) -> str:
     return f".ipymeet-tile[data-peer-id='{peer_id}'] video"
 
