@@ -109,11 +109,12 @@ peer.close()
 #: sends when its encoder or the bandwidth estimate is short, as a call does).
 FULL_SIZE_JS = """async () => {
   for (const pc of window.__pcs) {
+    if (pc.connectionState === 'closed') continue;
     for (const sender of pc.getSenders()) {
       if (sender.track?.kind !== 'video') continue;
       const parameters = sender.getParameters();
       parameters.degradationPreference = 'maintain-resolution';
-      await sender.setParameters(parameters);
+      try { await sender.setParameters(parameters); } catch (e) { /* a stopped sender */ }
     }
   }
 }"""
