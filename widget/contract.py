@@ -21,10 +21,14 @@ __all__ = [
     "BROWSER_MESSAGE_TYPES",
     "KERNEL_MESSAGE_TYPES",
     "MAX_CHAT",
+    "MAX_FRAME_RATE",
     "MAX_HISTORY",
     "MAX_NAME",
     "MAX_ROUTE_NUMBER",
     "MAX_ROUTE_SIGNALS",
+    "MAX_VIDEO_HEIGHT",
+    "MAX_VIDEO_WIDTH",
+    "MIN_VIDEO_SIDE",
     "ROOM_PATTERN",
     "ROUTE_REQUESTS",
     "ROUTE_SENDS",
@@ -42,6 +46,14 @@ MAX_CHAT = 2000
 
 #: Chat lines kept in ``VideoRoom.messages``: the most recent ones.
 MAX_HISTORY = 200
+
+#: The bounds of a video size asked for (``VideoRoom.video_size``, ``KernelPeer(size=)`` and its
+#: ``want`` message on the data channel), in pixels: 4K UHD at most.
+MIN_VIDEO_SIDE = 16
+MAX_VIDEO_WIDTH = 3840
+MAX_VIDEO_HEIGHT = 2160
+#: The highest frame rate asked for (``VideoRoom.frame_rate``, ``KernelPeer(fps=)``); 1 the lowest.
+MAX_FRAME_RATE = 60
 
 
 class CallState(str, enum.Enum):
@@ -164,6 +176,13 @@ export const MAX_NAME = {MAX_NAME};
 export const MAX_CHAT = {MAX_CHAT};
 /** Chat lines kept in `messages`: the most recent ones. */
 export const MAX_HISTORY = {MAX_HISTORY};
+
+/** The bounds of a video size asked for (`video_size`, a kernel peer's `want`), in pixels. */
+export const MIN_VIDEO_SIDE = {MIN_VIDEO_SIDE};
+export const MAX_VIDEO_WIDTH = {MAX_VIDEO_WIDTH};
+export const MAX_VIDEO_HEIGHT = {MAX_VIDEO_HEIGHT};
+/** The highest frame rate asked for (`frame_rate`, a kernel peer's `want`); 1 the lowest. */
+export const MAX_FRAME_RATE = {MAX_FRAME_RATE};
 
 /** The call's states (`state`), in the order a call goes through them. */
 export const CALL_STATES = {_tuple(states)};

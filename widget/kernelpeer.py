@@ -15,6 +15,7 @@ Example::
     bot.leave()
 
     KernelPeer("lab-42", relay_only=True)   # media through the signaller's TURN server only
+    KernelPeer("lab-42", size=(320, 240), fps=15)  # frames of 320x240; members send no more
 
 It enters the room through the signaller a ``VideoRoom`` of this kernel would use (the kernel's
 own, shared by the user's kernels, or ``signaling_url``), as a dialect-2 member like a page
@@ -70,6 +71,7 @@ from .messages import Sender
 from .peermedia import AUDIO_RATE, Pacer, frames_of
 from .peersession import NO_RELAY_MESSAGE, Entry
 from .peerstate import PeerState
+from .videoask import check_rate, check_size
 
 log = logging.getLogger("ipymeet")
 
@@ -123,6 +125,14 @@ class KernelPeer:
         bot.wait_for(lambda p: p.state != "joining")
         bot.error_code          # ErrorCode.NO_RELAY on a signaller without --turn-url
 
+    ``size=(width, height)`` makes every frame handed to ``on_frame`` exactly that size, an
+    ``(height, width, 3)`` array (scaled and converted in one step; a smaller picture is
+    enlarged to it), and ``fps`` is the frame rate wanted. The peer tells each member both (the
+    data channel's ``want``, docs/protocol.md), and the member's page sends it no larger than
+    fits in ``size`` and at most ``fps`` frames a second: less to send, decode and convert. A
+    page never enlarges its camera for it, and a member's own cap for a crowded room still
+    holds. Sides 16..3840 by 16..2160, fps 1..60; None (the default): as the member sends.
+
     Callbacks (see :meth:`on_frame`, :meth:`on_audio`) run on a thread per received track, never
     on the media loop; a callback that raises is logged once and counted
     (``counters["callback_errors"]``), and the call goes on.
@@ -138,6 +148,8 @@ class KernelPeer:
         only: Callable[[Sender], bool] | None = None,
         sends_video: bool | None = None,
         relay_only: bool = False,
+        size: tuple[int, int] | None = None,
+        fps: int | None = None,
     ) -> None:
         if not isinstance(room, str) or not ROOM_RE.fullmatch(room):
             raise ValueError(
@@ -156,6 +168,8 @@ class KernelPeer:
             raise TypeError(f"only must be callable, not {type(only).__name__}")
         if not isinstance(relay_only, bool):
             raise TypeError(f"relay_only must be True or False, not {relay_only!r}")
+        size = check_size(size, "size")
+        fps = check_rate(fps, "fps")
         require_extra()
         if relay_only:
             from .peerice import require_relay_policy
@@ -180,6 +194,11 @@ class KernelPeer:
         self._sends = sends_video
         #: Media through the signaller's TURN server only (fixed for the peer's life).
         self.relay_only = relay_only
+        #: The size (width, height) of the frames handed over, and asked of each member (None:
+        #: as sent); fixed for the peer's life.
+        self.size = size
+        #: The frame rate asked of each member (None: as it sends); fixed for the peer's life.
+        self.fps = fps
         self._closed = False
         # At exit (a kernel's shutdown too): leave the room and end the threads. Registered
         # here, after the kernel's signaller started, so it runs before that one stops (atexit
@@ -251,7 +270,8 @@ class KernelPeer:
         self, callback: Callable[[Any, Sender], Any], *, remove: bool = False
     ) -> Callable[[Any, Sender], Any]:
         """Call ``callback(frame, sender)`` with each member's newest video frame, an HxWx3
-        uint8 RGB array, and its ``Sender`` (``id``, ``name``). Usable as a decorator.
+        uint8 RGB array (of the peer's ``size`` when given), and its ``Sender`` (``id``,
+        ``name``). Usable as a decorator.
 
         It runs on that member's video thread; while it runs, newer frames replace each other
         and only the newest is handed over next (``counters["frames_dropped"]`` counts the
@@ -377,6 +397,8 @@ class KernelPeer:
             relay_only=self.relay_only,
             sends_video=self._sends is not False,
             only=self._only,
+            size=self.size,
+            fps=self.fps,
         )
 
 

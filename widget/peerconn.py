@@ -18,8 +18,9 @@ Negotiation follows docs/protocol.md ("Negotiation"), with the same roles as the
   docs/protocol.md allows for such a peer. An offer from another connection of the page (its DTLS
   fingerprint differs: the page made a new one), an ICE restart (its ICE username differs: aiortc
   cannot restart ICE) and any offer aiortc refuses get the same treatment.
-- the ``ipymeet`` data channel (negotiated, id 0) carries the flags (``state``) and answers the
-  pages' liveness ``ping`` with ``pong``; chat lines are ignored.
+- the ``ipymeet`` data channel (negotiated, id 0) carries the flags (``state``), what the peer
+  wants of the member's video (``want``: the size and frame rate it takes, so the page sends no
+  more) and answers the pages' liveness ``ping`` with ``pong``; chat lines are ignored.
 
 The ICE servers it is made with and what relay only allows of it are peerice.py's.
 """
@@ -157,7 +158,8 @@ class MemberConnection:
 
     ``initiator``: offer at once (this peer is the newcomer). ``outgoing``: the video to send
     (None: receive only). ``relay_only``: gather, offer and use relay candidates only
-    (peerice.py says how).
+    (peerice.py says how). ``want``: the data channel's ``want`` message, sent each time a
+    channel opens (None: the peer takes the member's video as it comes).
     """
 
     def __init__(
@@ -170,6 +172,7 @@ class MemberConnection:
         ice: list[RTCIceServer],
         outgoing: Outgoing | None,
         relay_only: bool = False,
+        want: dict[str, Any] | None = None,
     ) -> None:
         if relay_only:
             require_relay_policy()
@@ -180,6 +183,7 @@ class MemberConnection:
         self._ice = ice
         self._outgoing = outgoing
         self.relay_only = relay_only
+        self._want = want
         self._inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._pending: list[dict[str, Any]] = []
         self._making_offer = False
@@ -208,6 +212,9 @@ class MemberConnection:
             if pc is self.pc:
                 self._channel = channel
                 self.announce()
+                if self._want is not None:  # once per channel: the page keeps it for its pc
+                    with contextlib.suppress(Exception):
+                        channel.send(json.dumps(self._want))
 
         @channel.on("message")
         def _message(data: Any) -> None:

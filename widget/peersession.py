@@ -37,6 +37,7 @@ from .messages import Sender
 from .peerstate import Member, PeerState
 from .peerstats import measure
 from .peertracks import read
+from .videoask import want_message
 
 if TYPE_CHECKING:
     from .peerconn import MemberConnection
@@ -76,6 +77,10 @@ class Entry:
     sends_video: bool
     #: Whose media reaches the callbacks (None: everyone's).
     only: Callable[[Sender], bool] | None
+    #: The size each member's video frames are handed over at, and asked for (None: as sent).
+    size: tuple[int, int] | None = None
+    #: The frame rate asked of each member (None: as it sends).
+    fps: int | None = None
 
 
 async def run(shared: PeerState, entry: Entry, stop: asyncio.Event) -> None:
@@ -329,6 +334,7 @@ class Session:
             ice=self.ice,
             outgoing=self.shared.outgoing if self.entry.sends_video else None,
             relay_only=self.entry.relay_only,
+            want=want_message(self.entry.size, self.entry.fps),
         )
         return member
 
@@ -369,7 +375,10 @@ class Session:
         member = self._member_of(connection)
         if member is None or track.kind not in ("video", "audio"):
             return
-        self.spawn(read(self.shared, member, track, room=self.entry.room, only=self.entry.only))
+        entry = self.entry
+        self.spawn(
+            read(self.shared, member, track, room=entry.room, only=entry.only, size=entry.size)
+        )
 
     def changed(self) -> None:
         self._changed()

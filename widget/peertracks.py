@@ -36,9 +36,11 @@ async def read(
     *,
     room: str,
     only: Callable[[Sender], bool] | None,
+    size: tuple[int, int] | None = None,
 ) -> None:
     """Read ``track`` of ``member`` as fast as it comes (aiortc queues without bound) into its
-    slot, for its callback thread; ends with the track."""
+    slot, for its callback thread; ends with the track. Video frames become arrays of ``size``
+    (width, height) when given, else of the size they came at."""
     from aiortc.mediastreams import MediaStreamError
 
     kind = track.kind
@@ -48,7 +50,7 @@ async def read(
     slot: LatestSlot[Any]
     if kind == "video":
         slot = LatestSlot()
-        convert: Callable[[Any], Any] = _video_array
+        convert: Callable[[Any], Any] = video_array(size)
     else:
         slot = AudioWindow()
         convert = _same
@@ -123,8 +125,14 @@ def _accepts(only: Callable[[Sender], bool], member: Member) -> bool:
         return False
 
 
-def _video_array(frame: Any) -> Any:
-    return frame.to_ndarray(format="rgb24")
+def video_array(size: tuple[int, int] | None) -> Callable[[Any], Any]:
+    """How an ``av.VideoFrame`` becomes the callbacks' HxWx3 uint8 RGB array: at ``size``
+    (width, height) when given, scaled and converted in one swscale step (up too: a smaller
+    picture than asked for is enlarged, so a callback always gets its size), else as it came."""
+    if size is None:
+        return lambda frame: frame.to_ndarray(format="rgb24")
+    width, height = size
+    return lambda frame: frame.to_ndarray(format="rgb24", width=width, height=height)
 
 
 def _same(item: Any) -> Any:

@@ -15,6 +15,13 @@ export const MAX_CHAT = 2000;
 /** Chat lines kept in `messages`: the most recent ones. */
 export const MAX_HISTORY = 200;
 
+/** The bounds of a video size asked for (`video_size`, a kernel peer's `want`), in pixels. */
+export const MIN_VIDEO_SIDE = 16;
+export const MAX_VIDEO_WIDTH = 3840;
+export const MAX_VIDEO_HEIGHT = 2160;
+/** The highest frame rate asked for (`frame_rate`, a kernel peer's `want`); 1 the lowest. */
+export const MAX_FRAME_RATE = 60;
+
 /** The call's states (`state`), in the order a call goes through them. */
 export const CALL_STATES = ["idle", "joining", "waiting", "in_call", "reconnecting", "left", "failed"] as const;
 export type CallState = (typeof CALL_STATES)[number];

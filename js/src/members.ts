@@ -502,6 +502,9 @@ export class Members {
       case "chat":
         this.host.chat({ id: member.id, name: member.name }, message);
         return;
+      case "want":
+        member.peer?.setWant(message);
+        return;
     }
   }
 }

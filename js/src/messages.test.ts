@@ -64,6 +64,30 @@ describe("parsePeerMessage", () => {
   });
 });
 
+describe("parsePeerMessage: want", () => {
+  it("reads a kernel peer's wanted size and frame rate, null or absent asking nothing", () => {
+    expect(parsePeerMessage('{"t":"want","width":320,"height":240,"fps":15}')).toEqual({ t: "want", width: 320, height: 240, fps: 15 });
+    expect(parsePeerMessage('{"t":"want","width":null,"height":null,"fps":30}')).toEqual({ t: "want", width: null, height: null, fps: 30 });
+    expect(parsePeerMessage('{"t":"want","width":3840,"height":2160}')).toEqual({ t: "want", width: 3840, height: 2160, fps: null });
+  });
+
+  it("ignores a want out of bounds, not whole, or with one side only", () => {
+    for (const raw of [
+      '{"t":"want","width":15,"height":240,"fps":15}',
+      '{"t":"want","width":3841,"height":240}',
+      '{"t":"want","width":320,"height":2161}',
+      '{"t":"want","width":320,"height":240,"fps":0}',
+      '{"t":"want","width":320,"height":240,"fps":61}',
+      '{"t":"want","width":320.5,"height":240}',
+      '{"t":"want","width":"320","height":240}',
+      '{"t":"want","width":320,"fps":15}',
+      '{"t":"want","width":1e400,"height":240}',
+    ]) {
+      expect(parsePeerMessage(raw), raw).toBeNull();
+    }
+  });
+});
+
 describe("chatText", () => {
   it("keeps what may be sent", () => {
     expect(chatText("hello")).toBe("hello");

@@ -6,9 +6,13 @@
  */
 import {
   MAX_CHAT,
+  MAX_FRAME_RATE,
   MAX_HISTORY,
   MAX_NAME,
   MAX_ROUTE_NUMBER,
+  MAX_VIDEO_HEIGHT,
+  MAX_VIDEO_WIDTH,
+  MIN_VIDEO_SIDE,
   ROOM_RE,
   SIGNALLER_EVENTS,
   type KernelMessageType,
@@ -202,7 +206,22 @@ export function parsePeerMessage(raw: unknown): PeerMessage | null {
     if (typeof value.id !== "string" || value.id === "" || value.id.length > MAX_ID) return null;
     return { t: value.t, id: value.id };
   }
+  if (value.t === "want") {
+    const width = bounded(value.width, MIN_VIDEO_SIDE, MAX_VIDEO_WIDTH);
+    const height = bounded(value.height, MIN_VIDEO_SIDE, MAX_VIDEO_HEIGHT);
+    const fps = bounded(value.fps, 1, MAX_FRAME_RATE);
+    if (width === undefined || height === undefined || fps === undefined) return null;
+    if ((width === null) !== (height === null)) return null; // a box has both sides
+    return { t: "want", width, height, fps };
+  }
   return null;
+}
+
+/** A whole number within `min..max`; null when absent or null (nothing asked); undefined when bad. */
+function bounded(value: unknown, min: number, max: number): number | null | undefined {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) return undefined;
+  return value;
 }
 
 /** A display name from another browser: no control characters, at most `MAX_NAME` characters. */

@@ -128,10 +128,18 @@ class FakeChannel {
   }
 }
 
+/** A track as a sender holds it: its kind, and its size (a 640x480 camera unless told). */
+function fakeTrack(kind: string, width = 640, height = 480) {
+  return { kind, getSettings: () => ({ width, height }) };
+}
+
 class FakeSender {
   encodings: RTCRtpEncodingParameters[] = [];
   applied: (number | undefined)[] = [];
-  constructor(readonly track: { kind: string } | null) {}
+  readonly track: ReturnType<typeof fakeTrack> | null;
+  constructor(track: { kind: string; width?: number; height?: number } | null) {
+    this.track = track === null ? null : fakeTrack(track.kind, track.width, track.height);
+  }
   getParameters() {
     return { transactionId: "t", encodings: this.encodings.map((e) => ({ ...e })) };
   }
@@ -353,6 +361,38 @@ describe("Peer first frame", () => {
       expect(video.encodings[0]?.scaleResolutionDownBy).toBe(START_SCALE);
       await vi.advanceTimersByTimeAsync(GROW_CHECK_MS * 3);
       expect(video.encodings[0]?.scaleResolutionDownBy).toBe(1);
+      peer.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe("Peer: what the other side wants", () => {
+  it("sends no larger than wanted during the small start, and the wanted size once it ends", async () => {
+    vi.useFakeTimers();
+    try {
+      const { peer, pc } = makePeer({ selfId: "a", peerId: "z" });
+      const video = new FakeSender({ kind: "video", width: 1920, height: 1080 });
+      pc.senders.push(video);
+      video.encodings = [{ active: true }];
+      pc.estimate = 100_000;
+      peer.setWant({ width: 160, height: 120, fps: 15 });
+      pc.connectionState = "connected";
+      pc.onconnectionstatechange!();
+      await vi.advanceTimersByTimeAsync(10);
+      // The small start's quarter (480x270) would be larger than wanted: the wanted scale wins.
+      expect(video.encodings[0]).toMatchObject({ scaleResolutionDownBy: 12, maxFramerate: 15 });
+      peer.setWant({ width: 640, height: 480, fps: 15 });
+      await vi.advanceTimersByTimeAsync(10);
+      expect(video.encodings[0]?.scaleResolutionDownBy).toBe(START_SCALE); // still the small start
+      pc.estimate = GROW_AT_BPS;
+      await vi.advanceTimersByTimeAsync(GROW_CHECK_MS + 10);
+      expect(video.encodings[0]).toMatchObject({ scaleResolutionDownBy: 3, maxFramerate: 15 }); // 640x360
+      peer.setWant(null);
+      await vi.advanceTimersByTimeAsync(10);
+      expect(video.encodings[0]?.scaleResolutionDownBy).toBe(1);
+      expect(video.encodings[0]?.maxFramerate).toBeUndefined();
       peer.close();
     } finally {
       vi.useRealTimers();

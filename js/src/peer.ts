@@ -32,7 +32,7 @@
  * the small start all act on the one RTCPeerConnection and its events, in an order that matters (a
  * restart waits for a negotiation under way, a cap for the senders' encodings).
  */
-import { computeStats } from "./quality";
+import { computeStats, sendScale, type VideoWant } from "./quality";
 
 /** After `disconnected`, how long to wait for the connection to come back by itself. */
 export const ICE_GRACE_MS = 2000;
@@ -130,6 +130,8 @@ export class Peer {
   private bitrateWork: Promise<void> = Promise.resolve();
   /** Whether the video still goes at `1 / START_SCALE` of its size (see `START_SCALE`). */
   private startSmall = true;
+  /** What the other side wants of our video (its `want` message), null for as sent. */
+  private want: VideoWant | null = null;
   /** The sender of each kind we send, kept so a track can be swapped in (replaceTrack). */
   private readonly senders = new Map<string, RTCRtpSender>();
 
@@ -246,6 +248,21 @@ export class Peer {
   /** Cap each video sender at `bitsPerSecond` (null: no cap), without renegotiating. */
   setMaxVideoBitrate(bitsPerSecond: number | null): void {
     this.maxVideoBitrate = bitsPerSecond;
+    this.applyBitrate();
+  }
+
+  /**
+   * Send video no larger than fits within what the other side wants, at most at its frame rate
+   * (its `want` message; null: as the track is), without renegotiating. The small start still
+   * sends smaller while it lasts, never larger than wanted.
+   */
+  setWant(want: VideoWant | null): void {
+    this.want = want;
+    this.applyBitrate();
+  }
+
+  /** The track's size changed (new camera constraints): fit it to what is wanted again. */
+  refitVideo(): void {
     this.applyBitrate();
   }
 
@@ -489,11 +506,21 @@ export class Peer {
       // No encodings before negotiation: applied again once negotiated and once connected.
       if (encoding === undefined) continue;
       const cap = this.maxVideoBitrate;
-      const scale = this.startSmall ? START_SCALE : 1;
-      if ((encoding.maxBitrate ?? null) === cap && (encoding.scaleResolutionDownBy ?? 1) === scale) continue;
+      const { width = 0, height = 0 } = sender.track.getSettings();
+      const scale = sendScale(width, height, this.want, this.startSmall ? START_SCALE : 1);
+      const fps = this.want?.fps ?? null;
+      if (
+        (encoding.maxBitrate ?? null) === cap &&
+        (encoding.scaleResolutionDownBy ?? 1) === scale &&
+        (encoding.maxFramerate ?? null) === fps
+      ) {
+        continue;
+      }
       if (cap === null) delete encoding.maxBitrate;
       else encoding.maxBitrate = cap;
       encoding.scaleResolutionDownBy = scale;
+      if (fps === null) delete encoding.maxFramerate;
+      else encoding.maxFramerate = fps;
       await sender.setParameters(parameters);
     }
   }

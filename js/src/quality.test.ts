@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { computeStats, describeStats, maxBitrateFor, qualityOf } from "./quality";
+import { computeStats, describeStats, maxBitrateFor, qualityOf, sendScale } from "./quality";
 import type { PeerStats } from "./types";
 
 /** A fake RTCStatsReport: a Map of stats dictionaries by id. */
@@ -25,6 +25,30 @@ function snapshotAt(bytes: number, lost: number, received: number, sent: number)
 describe("maxBitrateFor", () => {
   it("shrinks the cap as the room grows", () => {
     expect([0, 1, 2, 3, 4, 5, 8].map(maxBitrateFor)).toEqual([null, 2_500_000, 1_500_000, 1_000_000, 700_000, 700_000, 700_000]);
+  });
+});
+
+describe("sendScale", () => {
+  const want = (width: number | null, height: number | null) => ({ width, height, fps: null });
+
+  it("scales the track down to fit within the wanted box, by its tighter side", () => {
+    expect(sendScale(640, 480, want(320, 240))).toBe(2);
+    expect(sendScale(1280, 720, want(320, 240))).toBe(4); // 320x180 fits
+    expect(sendScale(640, 480, want(640, 240))).toBe(2);
+    expect(sendScale(1920, 1080, want(1280, 720))).toBe(1.5);
+  });
+
+  it("never enlarges: a smaller track, no box or an unknown size go as they are", () => {
+    expect(sendScale(640, 480, want(1280, 720))).toBe(1);
+    expect(sendScale(640, 480, null)).toBe(1);
+    expect(sendScale(640, 480, want(null, null))).toBe(1);
+    expect(sendScale(0, 0, want(320, 240))).toBe(1);
+  });
+
+  it("keeps the small start's scale while it is larger, and the wanted one once that is", () => {
+    expect(sendScale(640, 480, want(320, 240), 4)).toBe(4);
+    expect(sendScale(1920, 1080, want(160, 120), 4)).toBe(12);
+    expect(sendScale(640, 480, null, 4)).toBe(4);
   });
 });
 

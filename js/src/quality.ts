@@ -18,6 +18,26 @@ export function maxBitrateFor(others: number): number | null {
   return 700_000;
 }
 
+/** What the receiving side wants of a video sender (a `want` message's numbers; null: anything). */
+export interface VideoWant {
+  width: number | null;
+  height: number | null;
+  fps: number | null;
+}
+
+/**
+ * A video sender's `scaleResolutionDownBy` for a track of `width` x `height` (0: unknown): the
+ * smallest scale, and at least `minimum` (the small start's), at which the sent picture fits
+ * within what `want` asks for. Never below 1: a sender does not enlarge its track.
+ */
+export function sendScale(width: number, height: number, want: VideoWant | null, minimum = 1): number {
+  let fit = 1;
+  if (want !== null && want.width !== null && want.height !== null && width > 0 && height > 0) {
+    fit = Math.max(width / want.width, height / want.height);
+  }
+  return Math.max(1, minimum, fit);
+}
+
 /** The cumulative counters of one connection at one moment. */
 export interface StatsSnapshot {
   /** Milliseconds, on any clock that only goes forward. */

@@ -378,7 +378,19 @@ export interface ProbePeerMessage {
   id: string;
 }
 
-export type PeerMessage = StatePeerMessage | ChatPeerMessage | ProbePeerMessage;
+/**
+ * What the receiving side wants of this page's video on this connection (a kernel peer's `size`
+ * and `fps`): the sent picture fits within `width` x `height` and comes at most `fps` times a
+ * second. Null asks nothing of that; sent when the channel opens.
+ */
+export interface WantPeerMessage {
+  t: "want";
+  width: number | null;
+  height: number | null;
+  fps: number | null;
+}
+
+export type PeerMessage = StatePeerMessage | ChatPeerMessage | ProbePeerMessage | WantPeerMessage;
 
 /** Any listener, as anywidget types them. */
 export type EventHandler = (...args: any[]) => void;
