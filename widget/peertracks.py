@@ -5,7 +5,9 @@ slot, and handed to the callbacks on a thread of its own.
   (aiortc's queue of decoded frames is unbounded) and puts each frame into that track's
   :class:`~.peermedia.LatestSlot` (audio: :class:`~.peermedia.AudioWindow`), which keeps only the
   newest; the frames it replaces are counted as dropped. A member ``only`` refuses has its tracks
-  read to their end and discarded (:func:`drain`), never converted.
+  read to their end and discarded (:func:`drain`), never converted; so are the frames of a kind
+  no callback takes at the time (a peer that only listens converts no video, and one that only
+  watches no audio: the page's sound cost a kernel peer with no ``on_audio`` CPU on every frame).
 - **one callback thread per received track**, ``ipymeet-peer-<room>-<member>-video`` (or
   ``-audio``), a :class:`~.peermedia.Worker`: it takes the newest frame, converts it to an array
   there (not on the loop) and calls the callbacks (:func:`deliver`). A slow callback therefore
@@ -75,6 +77,9 @@ async def read(
             if kind == "video":
                 member.frames_in += 1
                 member.size = (int(frame.width), int(frame.height))
+            if not shared.callbacks[kind]:  # nobody to hand it to: not converted, not queued
+                continue
+            if kind == "video":
                 before = slot.dropped
                 slot.put(frame)
                 counters.add("frames_dropped", slot.dropped - before)
