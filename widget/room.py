@@ -92,6 +92,13 @@ class VideoRoom(anywidget.AnyWidget):
         room = VideoRoom("lab-42", secure=True, host="0.0.0.0", tls="self-signed")
         room.invite_url      # https://192.168.1.20:PORT/?room=lab-42&token=...
 
+    ``video_size=(width, height)`` and ``frame_rate`` say what the page asks its camera for
+    (``ideal`` constraints: the camera's nearest mode; None: 1280x720 at its own rate); set
+    during a call, the live camera takes them without leaving the call::
+
+        room = VideoRoom("lab-42", video_size=(640, 480), frame_rate=15)
+        room.video_size = (1280, 720)
+
     A signaller of its own that requires tokens (``ipymeet serve --secret``) takes ``token``: the
     token, or the whole invite link, of ``ipymeet token ROOM`` or ``--invite ROOM``. It stays in
     the kernel, which hands it to the browser by custom message, as above::
