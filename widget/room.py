@@ -45,6 +45,7 @@ from .messages import (
     parse_browser_message,
 )
 from .traits import ContractEnum
+from .videoask import check_rate, check_size, whole
 
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("ipymeet")
@@ -91,6 +92,13 @@ class VideoRoom(anywidget.AnyWidget):
         room = VideoRoom("lab-42", secure=True, host="0.0.0.0", tls="self-signed")
         room.invite_url      # https://192.168.1.20:PORT/?room=lab-42&token=...
 
+    ``video_size=(width, height)`` and ``frame_rate`` say what the page asks its camera for
+    (``ideal`` constraints: the camera's nearest mode; None: 1280x720 at its own rate); set
+    during a call, the live camera takes them without leaving the call::
+
+        room = VideoRoom("lab-42", video_size=(640, 480), frame_rate=15)
+        room.video_size = (1280, 720)
+
     A signaller of its own that requires tokens (``ipymeet serve --secret``) takes ``token``: the
     token, or the whole invite link, of ``ipymeet token ROOM`` or ``--invite ROOM``. It stays in
     the kernel, which hands it to the browser by custom message, as above::
@@ -117,6 +125,13 @@ class VideoRoom(anywidget.AnyWidget):
     """The camera's device id ("" = the default); one of ``cameras``."""
     microphone = traitlets.Unicode("").tag(sync=True)
     """The microphone's device id ("" = the default); one of ``microphones``."""
+    video_size = traitlets.Any(None, allow_none=True).tag(sync=True)
+    """The camera's size asked for, ``(width, height)`` in pixels (16..3840 by 16..2160; None:
+    1280x720, the default). An ``ideal`` constraint: the browser picks the camera's nearest mode.
+    Changed during a call, the live camera takes it without leaving the call."""
+    frame_rate = traitlets.Any(None, allow_none=True).tag(sync=True)
+    """The camera's frame rate asked for, 1..60 (None or 0: the camera's own), as ``ideal``;
+    changed during a call, the live camera takes it."""
     signaling_url = traitlets.Unicode("").tag(sync=True)
     """An explicit signaller URL; "" uses the kernel's own."""
     route = traitlets.Enum(("auto", "direct", "proxy", "kernel"), "auto").tag(sync=True)
@@ -203,6 +218,8 @@ class VideoRoom(anywidget.AnyWidget):
         name: str = "",
         audio: bool = True,
         video: bool = True,
+        video_size: tuple[int, int] | None = None,
+        frame_rate: int | None = None,
         signaling_url: str = "",
         route: str = "auto",
         relay_only: bool = False,
@@ -252,6 +269,8 @@ class VideoRoom(anywidget.AnyWidget):
             name=name,
             audio=audio,
             video=video,
+            video_size=video_size,
+            frame_rate=frame_rate,
             signaling_url=signaling_url,
             route=route,
             relay_only=relay_only,
@@ -293,6 +312,21 @@ class VideoRoom(anywidget.AnyWidget):
             self._stop_processor()
             if self._desired:
                 self._start_processor()
+
+    @traitlets.validate("video_size")
+    def _check_video_size(self, proposal: dict[str, Any]) -> tuple[int, int] | None:
+        try:
+            return check_size(proposal["value"], "video_size")
+        except (TypeError, ValueError) as problem:
+            raise traitlets.TraitError(str(problem)) from None
+
+    @traitlets.validate("frame_rate")
+    def _check_frame_rate(self, proposal: dict[str, Any]) -> int | None:
+        value = proposal["value"]
+        try:
+            return None if value == 0 and whole(value) else check_rate(value, "frame_rate")
+        except (TypeError, ValueError) as problem:
+            raise traitlets.TraitError(str(problem)) from None
 
     @traitlets.validate("name")
     def _check_name(self, proposal: dict[str, Any]) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 from .contract import MAX_FRAME_RATE, MAX_VIDEO_HEIGHT, MAX_VIDEO_WIDTH, MIN_VIDEO_SIDE
 
 
-def _whole(value: Any) -> bool:
+def whole(value: Any) -> bool:
+    """Whether ``value`` is an int (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -23,7 +24,7 @@ def check_size(value: Any, what: str) -> tuple[int, int] | None:
     otherwise a ``TypeError`` or ``ValueError`` that says what ``what`` takes."""
     if value is None:
         return None
-    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(map(_whole, value)):
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(map(whole, value)):
         raise TypeError(
             f"{what} must be (width, height) in whole pixels, e.g. (1280, 720), or None; "
             f"not {value!r}"
@@ -43,7 +44,7 @@ def check_rate(value: Any, what: str) -> int | None:
     """``value`` as whole frames a second within 1..``MAX_FRAME_RATE``, or None for None."""
     if value is None:
         return None
-    if not _whole(value):
+    if not whole(value):
         raise TypeError(f"{what} must be whole frames a second (e.g. 30) or None, not {value!r}")
     if not (1 <= value <= MAX_FRAME_RATE):
         raise ValueError(f"{what} {value} is out of range: use 1..{MAX_FRAME_RATE} frames a second")

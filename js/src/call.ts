@@ -86,6 +86,8 @@ export class Call {
       ["change:screen", () => this.applyScreen()],
       ["change:camera", () => void outgoing()?.switchDevice("video")],
       ["change:microphone", () => void outgoing()?.switchDevice("audio")],
+      ["change:video_size", () => void outgoing()?.applyCapture()],
+      ["change:frame_rate", () => void outgoing()?.applyCapture()],
       ["change:room", () => {
         // A new room while in one: leave it and enter the new one.
         if (this.session !== null && this.model.get("room") !== this.session.room && this.wanted()) this.join();

@@ -130,6 +130,15 @@ export class FakePeer {
   setMaxVideoBitrate(cap: number | null) {
     this.caps.push(cap);
   }
+  /** What each `setWant` asked (the other side's `want` messages). */
+  wants: unknown[] = [];
+  setWant(want: unknown) {
+    this.wants.push(want);
+  }
+  refits = 0;
+  refitVideo() {
+    this.refits++;
+  }
   async getStats() {
     this.statsCalls++;
     return this.report as unknown as RTCStatsReport;
@@ -139,7 +148,15 @@ export class FakePeer {
 export class FakeTrack {
   enabled = true;
   stopped = false;
+  /** The constraints of each `applyConstraints`, in order. */
+  applied: MediaTrackConstraints[] = [];
   constructor(readonly kind: string) {}
+  getConstraints(): MediaTrackConstraints {
+    return this.applied.at(-1) ?? {};
+  }
+  async applyConstraints(constraints: MediaTrackConstraints) {
+    this.applied.push(constraints);
+  }
   stop() {
     this.stopped = true;
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CONSTRAINTS, MESSAGES, MediaAborted, classifyMediaError, constraintsFor, openLocalMedia, type MediaEnvironment } from "./media";
+import { MESSAGES, MediaAborted, captureConstraints, classifyMediaError, constraintsFor, openLocalMedia, type MediaEnvironment } from "./media";
 
 const named = (name: string) => new DOMException("nope", name);
 
@@ -53,7 +53,7 @@ describe("openLocalMedia", () => {
     const { stream } = fakeStream("audio", "video");
     const { env, asked } = devices([stream]);
     expect(await openLocalMedia(env)).toEqual({ stream, warning: null });
-    expect(asked).toEqual([{ audio: true, video: { width: 1280, height: 720 } }]);
+    expect(asked).toEqual([{ audio: true, video: { width: { ideal: 1280 }, height: { ideal: 720 } } }]);
   });
 
   it("is receive-only on an insecure page", async () => {
@@ -113,16 +113,37 @@ describe("openLocalMedia", () => {
   });
 });
 
+describe("captureConstraints", () => {
+  it("asks for video_size and frame_rate as ideal constraints, 1280x720 at the camera's rate by default", () => {
+    expect(captureConstraints({})).toEqual({ width: { ideal: 1280 }, height: { ideal: 720 } });
+    expect(captureConstraints({ videoSize: null, frameRate: null })).toEqual({ width: { ideal: 1280 }, height: { ideal: 720 } });
+    expect(captureConstraints({ videoSize: [320, 240], frameRate: 15 })).toEqual({
+      width: { ideal: 320 },
+      height: { ideal: 240 },
+      frameRate: { ideal: 15 },
+    });
+  });
+
+  it("goes into getUserMedia's video constraints with the chosen camera", () => {
+    expect(constraintsFor({ camera: "c1", microphone: "", videoSize: [640, 480], frameRate: 30 }, true).video).toEqual({
+      width: { ideal: 640 },
+      height: { ideal: 480 },
+      frameRate: { ideal: 30 },
+      deviceId: { exact: "c1" },
+    });
+  });
+});
+
 describe("constraintsFor", () => {
   it("asks for the chosen devices: ideal when joining, exact when switching, the default for \"\"", () => {
-    expect(constraintsFor({ camera: "", microphone: "" })).toEqual({ audio: true, video: CONSTRAINTS.video });
+    expect(constraintsFor({ camera: "", microphone: "" })).toEqual({ audio: true, video: captureConstraints({}) });
     expect(constraintsFor({ camera: "c1", microphone: "m1" })).toEqual({
       audio: { deviceId: { ideal: "m1" } },
-      video: { ...(CONSTRAINTS.video as object), deviceId: { ideal: "c1" } },
+      video: { ...captureConstraints({}), deviceId: { ideal: "c1" } },
     });
     expect(constraintsFor({ camera: "c1", microphone: "" }, true)).toEqual({
       audio: true,
-      video: { ...(CONSTRAINTS.video as object), deviceId: { exact: "c1" } },
+      video: { ...captureConstraints({}), deviceId: { exact: "c1" } },
     });
   });
 });

@@ -33,10 +33,29 @@ export const CONSTRAINTS: MediaStreamConstraints = {
 /** The messages of the problems above (errors.ts holds every error message). */
 export const MESSAGES = MEDIA_MESSAGES;
 
-/** The devices chosen in `camera` / `microphone` ("" = the browser's default). */
+/**
+ * The devices chosen in `camera` / `microphone` ("" = the browser's default), and what the camera
+ * is asked for: `video_size` ([width, height]) and `frame_rate` (null or absent: 1280x720 as
+ * `CONSTRAINTS` says, at the camera's own rate).
+ */
 export interface DeviceChoice {
   camera: string;
   microphone: string;
+  videoSize?: readonly [number, number] | null;
+  frameRate?: number | null;
+}
+
+/**
+ * The camera's size and frame rate as `ideal` constraints: the browser picks the mode nearest to
+ * them (a camera that cannot gives what it has). For getUserMedia and for `applyConstraints` on
+ * the live track.
+ */
+export function captureConstraints(choice: Pick<DeviceChoice, "videoSize" | "frameRate">): MediaTrackConstraints {
+  const fallback = CONSTRAINTS.video as { width: number; height: number };
+  const [width, height] = choice.videoSize ?? [fallback.width, fallback.height];
+  const video: MediaTrackConstraints = { width: { ideal: width }, height: { ideal: height } };
+  if (choice.frameRate) video.frameRate = { ideal: choice.frameRate };
+  return video;
 }
 
 /**
@@ -46,7 +65,7 @@ export interface DeviceChoice {
  */
 export function constraintsFor(choice: DeviceChoice, strict = false): MediaStreamConstraints {
   const pick = (id: string): ConstrainDOMString => (strict ? { exact: id } : { ideal: id });
-  const video = CONSTRAINTS.video as MediaTrackConstraints;
+  const video = captureConstraints(choice);
   return {
     audio: choice.microphone ? { deviceId: pick(choice.microphone) } : true,
     video: choice.camera ? { ...video, deviceId: pick(choice.camera) } : video,

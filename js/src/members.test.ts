@@ -152,6 +152,14 @@ describe("Members: flags and quality", () => {
     ]);
   });
 
+  it("hands a want to that connection's peer only, and ignores a malformed one", async () => {
+    const { peers } = await inRoom(["a", "b"]);
+    peers[0]!.deliver({ t: "want", width: 320, height: 240, fps: 15 });
+    peers[1]!.deliver({ t: "want", width: 8, height: 240, fps: 15 }); // out of bounds: ignored
+    expect(peers[0]!.wants).toEqual([{ t: "want", width: 320, height: 240, fps: 15 }]);
+    expect(peers[1]!.wants).toEqual([]);
+  });
+
   it("caps the video bit rate of every connection as the room grows and shrinks", async () => {
     const { server, peers } = await inRoom(["a"]);
     expect(peers[0]!.caps).toEqual([2_500_000]);

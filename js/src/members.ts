@@ -268,6 +268,11 @@ export class Members {
     }
   }
 
+  /** The camera's size changed: each connection fits its video to what its other side wants. */
+  refitVideo(): void {
+    for (const member of this.byId.values()) member.peer?.refitVideo();
+  }
+
   /** Send `track` as every connection's `kind` (replaceTrack: no renegotiation). */
   async replaceTrack(kind: "audio" | "video", track: MediaStreamTrack | null, stream: MediaStream | null): Promise<void> {
     await Promise.all(

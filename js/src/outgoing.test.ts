@@ -149,6 +149,22 @@ describe("Outgoing: choosing devices", () => {
     expect(call.localStream!.getTracks()).toEqual([tracks.find((t) => t.kind === "audio"), fresh]);
   });
 
+  it("gives the live camera a new video_size and frame_rate in a call, then refits every sender", async () => {
+    const asked: MediaStreamConstraints[] = [];
+    const { model, peers, tracks } = await inRoom(["a", "b"], {
+      devices: { enumerate: async () => [], getUserMedia: async (c) => (asked.push(c), Promise.reject(new Error("no"))), watch: () => () => undefined },
+    });
+    model.set("video_size", [640, 480]);
+    await settle();
+    model.set("frame_rate", 15);
+    await settle();
+    const camera = tracks.find((t) => t.kind === "video")!;
+    expect(camera.applied.at(-1)).toEqual({ width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 15 } });
+    expect(asked).toEqual([]); // the same track: no new camera, the call goes on
+    expect(camera.stopped).toBe(false);
+    expect(peers.map((p) => p.refits)).toEqual([2, 2]);
+  });
+
   it("keeps the old device and says so when the new one fails", async () => {
     const { model, peers, tracks } = await inRoom(["a"], {
       devices: {

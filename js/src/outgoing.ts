@@ -4,7 +4,7 @@
  * the mute flags that tell the others. One `Outgoing` per session; `close()` stops every track.
  */
 import { screenMessage, switchFailure } from "./errors";
-import { classifyMediaError, constraintsFor, stopStream, type DeviceChoice } from "./media";
+import { captureConstraints, classifyMediaError, constraintsFor, stopStream, type DeviceChoice } from "./media";
 import type { Members } from "./members";
 import type { Model, StatePeerMessage, WidgetModel } from "./types";
 
@@ -25,7 +25,12 @@ export interface OutgoingHost {
 
 /** The devices chosen in the model. */
 export function deviceChoice(model: WidgetModel): DeviceChoice {
-  return { camera: model.get("camera") ?? "", microphone: model.get("microphone") ?? "" };
+  return {
+    camera: model.get("camera") ?? "",
+    microphone: model.get("microphone") ?? "",
+    videoSize: model.get("video_size") ?? null,
+    frameRate: model.get("frame_rate") ?? null,
+  };
 }
 
 export class Outgoing {
@@ -208,6 +213,23 @@ export class Outgoing {
     // Only once every sender has the new track: stopping a sender's track while replaceTrack is
     // still under way left Chromium's sender with no frames from the new one.
     for (const t of old) t.stop();
+  }
+
+  /**
+   * The camera's size or frame rate changed (`video_size`, `frame_rate`) during a call: the live
+   * camera track takes them (`applyConstraints`, no new getUserMedia, the call goes on), then each
+   * connection fits its sender to the new size again (what a kernel peer wants of it).
+   */
+  async applyCapture(): Promise<void> {
+    const track = this.stream?.getVideoTracks()[0];
+    if (this.closed || track === undefined) return;
+    try {
+      await track.applyConstraints({ ...track.getConstraints(), ...captureConstraints(deviceChoice(this.host.model)) });
+    } catch (error) {
+      console.warn("ipymeet: the camera did not take the new size or frame rate", error);
+      return;
+    }
+    if (!this.closed) this.host.members.refitVideo();
   }
 
   /** Stop every track; nothing of this session's media acts any more. */

@@ -36,6 +36,8 @@ export class PageModel implements WidgetModel {
       screen: false,
       camera: "",
       microphone: "",
+      video_size: null,
+      frame_rate: null,
       signaling_url: "",
       route: "auto",
       relay_only: false,

@@ -98,6 +98,10 @@ export interface Model {
   /** The camera and microphone to use: device ids, "" = the browser's default (the view too). */
   camera: string;
   microphone: string;
+  /** The camera's size asked for, [width, height] (null: 1280x720), as `ideal` constraints. */
+  video_size: [number, number] | null;
+  /** The camera's frame rate asked for (null: the camera's own), as an `ideal` constraint. */
+  frame_rate: number | null;
   signaling_url: string;
   route: Route;
   /** Media through a TURN relay only (`iceTransportPolicy: "relay"`); the page's `?relay=1`. */

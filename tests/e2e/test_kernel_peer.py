@@ -352,6 +352,35 @@ SENDER_JS = f"""(id) => {{
 }}"""
 
 
+def camera_640x480(page: Any, peer_id: str) -> None:
+    """Make the tab's camera 640x480 during the call (its ``video_size``, the page's 1280x720 by
+    default) and wait until its sender to ``peer_id`` has the 640x480 track."""
+    page.evaluate("() => window.ipymeet.model.set('video_size', [640, 480])")
+    page.wait_for_function(
+        f"(id) => {{ const e = ({SENDER_JS})(id); return e.width === 640 && e.height === 480; }}",
+        arg=peer_id,
+    )
+
+
+def sized_peer_with_a_tab(
+    server: SignallerThread,
+    new_page: Callable[..., Any],
+    make_peer: Callable[..., KernelPeer],
+    **options: Any,
+) -> tuple[KernelPeer, Any, set[tuple[int, ...]]]:
+    """A ``KernelPeer(**options)`` in a call with a tab whose camera is made 640x480: the peer,
+    the tab, and the shapes of the frames its callback got (filled as they come)."""
+    room = f"kp-{secrets.token_hex(3)}"
+    bot = make_peer(room, name="sized", signaling_url=server.url, **options)
+    shapes: set[tuple[int, ...]] = set()
+    bot.on_frame(lambda frame, sender: shapes.add(frame.shape))
+    bot.join()
+    page = new_page(f"{server.url}/?room={room}&autojoin=1")
+    bot.wait_for(lambda p: p.state == "in_call" and p.counters["frames_processed"] > 10)
+    camera_640x480(page, bot.id)
+    return bot, page, shapes
+
+
 def received_sizes(bot: KernelPeer, seconds: float) -> set[tuple[int, int, float]]:
     """The (width, height, fps_in) the peer's ``stats`` show for its one member, read each
     0.1 s for ``seconds``."""
@@ -367,30 +396,23 @@ def received_sizes(bot: KernelPeer, seconds: float) -> set[tuple[int, int, float
 def test_a_kernel_peer_gets_frames_of_its_size_and_the_tab_sends_it_no_more(
     server: SignallerThread, new_page: Callable[..., Any], make_peer: Callable[..., KernelPeer]
 ) -> None:
-    """``KernelPeer(size=(320, 240), fps=15)``: every frame its callback gets is (240, 320, 3),
-    and the tab, told by the peer's ``want``, scales its camera down to fit within 320x240 and
-    sends about 15 frames a second (``maxFramerate``): the peer receives no more than that."""
-    room = f"kp-{secrets.token_hex(3)}"
-    bot = make_peer(room, name="small", signaling_url=server.url, size=(320, 240), fps=15)
-    shapes: set[tuple[int, ...]] = set()
-    bot.on_frame(lambda frame, sender: shapes.add(frame.shape))
-    bot.join()
-    page = new_page(f"{server.url}/?room={room}&autojoin=1")
-    bot.wait_for(lambda p: p.state == "in_call" and p.counters["frames_processed"] > 10)
+    """``KernelPeer(size=(320, 240), fps=15)`` and a tab whose camera is 640x480: every frame the
+    callback gets is (240, 320, 3), and the tab, told by the peer's ``want``, sends its camera
+    at half its size (``scaleResolutionDownBy`` 2, refitted when the camera changed size during
+    the call) and about 15 frames a second (``maxFramerate``): the peer receives no more."""
+    bot, page, shapes = sized_peer_with_a_tab(server, new_page, make_peer, size=(320, 240), fps=15)
     # Past the small start (a quarter of the camera): the scale that fits 320x240, at 15 fps.
     page.wait_for_function(
         f"(id) => {{ const e = ({SENDER_JS})(id); return e.maxFramerate === 15 && "
-        "e.scaleResolutionDownBy === Math.max(e.width / 320, e.height / 240); }",
+        "e.scaleResolutionDownBy === 2; }",
         arg=bot.id,
         timeout=20_000,
     )
-    camera = page.evaluate(SENDER_JS, bot.id)
-    assert camera["width"] > 320, camera  # the tab's camera is larger than what the peer wants
     bot.wait_for(lambda p: any(s["width"] > 160 for s in p.stats.values()), timeout=20)
     seen = received_sizes(bot, 3.0)
     assert all(w <= 320 and h <= 240 for w, h, _ in seen), seen
     rates = sorted(fps for _, _, fps in seen)
-    assert 10 <= rates[len(rates) // 2] <= 17, rates  # about 15 fps received, not the camera's 30
+    assert 10 <= rates[len(rates) // 2] <= 17, rates  # about 15 fps received, not the camera's 20
     assert shapes == {(240, 320, 3)}, shapes
     assert bot.counters["callback_errors"] == 0
 
@@ -398,21 +420,13 @@ def test_a_kernel_peer_gets_frames_of_its_size_and_the_tab_sends_it_no_more(
 def test_a_kernel_peer_larger_than_the_camera_gets_its_frames_enlarged(
     server: SignallerThread, new_page: Callable[..., Any], make_peer: Callable[..., KernelPeer]
 ) -> None:
-    """A kernel peer that wants more than the camera gives: the tab sends its camera as it is
+    """``KernelPeer(size=(1280, 720))`` and a 640x480 camera: the tab sends its camera as it is
     (never enlarged; scale 1 once the small start ends), and the peer's conversion enlarges each
-    frame to its ``size``: the callback's frames are (1080, 1920, 3)."""
-    room = f"kp-{secrets.token_hex(3)}"
-    bot = make_peer(room, name="large", signaling_url=server.url, size=(1920, 1080))
-    shapes: set[tuple[int, ...]] = set()
-    bot.on_frame(lambda frame, sender: shapes.add(frame.shape))
-    bot.join()
-    page = new_page(f"{server.url}/?room={room}&autojoin=1")
-    bot.wait_for(lambda p: p.state == "in_call" and p.counters["frames_processed"] > 10)
+    frame to its ``size``: the callback's frames are (720, 1280, 3)."""
+    bot, page, shapes = sized_peer_with_a_tab(server, new_page, make_peer, size=(1280, 720))
     page.wait_for_function(
         f"(id) => ({SENDER_JS})(id).scaleResolutionDownBy === 1", arg=bot.id, timeout=20_000
     )
-    camera = page.evaluate(SENDER_JS, bot.id)
-    assert camera["width"] < 1920, camera
-    assert camera.get("maxFramerate") is None, camera
-    bot.wait_for(lambda p: any(s["width"] == camera["width"] for s in p.stats.values()), 20)
-    assert shapes == {(1080, 1920, 3)}, shapes
+    assert page.evaluate(SENDER_JS, bot.id).get("maxFramerate") is None
+    bot.wait_for(lambda p: any(s["width"] == 640 for s in p.stats.values()), 20)
+    assert shapes == {(720, 1280, 3)}, shapes

@@ -56,6 +56,31 @@ def test_unknown_arguments_and_bad_values_are_errors() -> None:
         room.close()
 
 
+def test_the_camera_size_and_rate_are_checked_and_synced() -> None:
+    """``video_size`` and ``frame_rate``: None by default (the page's 1280x720, the camera's own
+    rate), a bad type or a value out of range a TraitError saying the range; frame_rate 0 is
+    None; the state the page gets holds them as given."""
+    with pytest.raises(traitlets.TraitError, match=r"16\.\.3840"):
+        VideoRoom("x", video_size=(4000, 720))
+    with pytest.raises(traitlets.TraitError, match="whole pixels"):
+        VideoRoom("x", video_size="720p")  # type: ignore[arg-type]
+    with pytest.raises(traitlets.TraitError, match=r"1\.\.60"):
+        VideoRoom("x", frame_rate=120)
+    room = VideoRoom("ok", video_size=(320, 240), frame_rate=15)
+    try:
+        state = room.get_state()
+        assert (state["video_size"], state["frame_rate"]) == ((320, 240), 15)
+        room.frame_rate = 0
+        assert room.frame_rate is None
+        with pytest.raises(traitlets.TraitError, match="whole frames"):
+            room.frame_rate = 29.97
+        room.video_size = None
+        assert (room.video_size, room.frame_rate) == (None, None)
+    finally:
+        room.close()
+    assert (VideoRoom.video_size.default_value, VideoRoom.frame_rate.default_value) == (None, None)
+
+
 def test_join_and_leave_set_the_desired_state() -> None:
     """join() and leave() express intent; the browser carries it out."""
     room = VideoRoom()
