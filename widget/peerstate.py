@@ -111,6 +111,11 @@ class PeerState:
                 callbacks.append(callback)
         return callback  # type: ignore[no-any-return]
 
+    def takes(self, kind: str) -> bool:
+        """Whether any callback takes ``kind`` now (the readers skip what none takes)."""
+        with self.lock:
+            return bool(self.callbacks[kind])
+
     def callbacks_of(self, kind: str) -> list[Callable[..., Any]]:
         """The callbacks of ``kind`` now (a copy: one may be added or removed meanwhile)."""
         with self.lock:

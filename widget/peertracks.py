@@ -77,7 +77,7 @@ async def read(
             if kind == "video":
                 member.frames_in += 1
                 member.size = (int(frame.width), int(frame.height))
-            if not shared.callbacks[kind]:  # nobody to hand it to: not converted, not queued
+            if not shared.takes(kind):  # nobody to hand it to: not converted, not queued
                 continue
             if kind == "video":
                 before = slot.dropped

@@ -365,8 +365,8 @@ class Recorder:
     def _finish(self) -> None:
         try:
             self._drain_audio(final=True)
-            for stream in (self._video, self._audio_stream):
-                for packet in stream.encode(None) if stream is not None else ():
+            for stream in (s for s in (self._video, self._audio_stream) if s is not None):
+                for packet in stream.encode(None):
                     self._container.mux(packet)
         except Exception as problem:
             if self.error is None:

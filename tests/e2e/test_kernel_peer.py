@@ -415,6 +415,9 @@ def test_a_kernel_peer_gets_frames_of_its_size_and_the_tab_sends_it_no_more(
     assert 10 <= rates[len(rates) // 2] <= 17, rates  # about 15 fps received, not the camera's 20
     assert shapes == {(240, 320, 3)}, shapes
     assert bot.counters["callback_errors"] == 0
+    # The tab's sound came too, and with no on_audio it was neither converted nor handed over.
+    assert bot.counters["audio_received"] > 0
+    assert bot.counters["audio_processed"] == 0
 
 
 def test_a_kernel_peer_larger_than_the_camera_gets_its_frames_enlarged(

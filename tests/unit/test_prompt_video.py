@@ -74,7 +74,7 @@ def test_a_frame_without_a_marker_is_whole_when_the_next_begins_as_aiortc_has_it
 
 
 @pytest.fixture
-def jitter_gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def jitter_gate() -> Iterator[None]:
     internals.jitter_supported.cache_clear()
     yield
     internals.jitter_supported.cache_clear()
