@@ -18,6 +18,11 @@ Printed, one JSON line:
   ``fps_processed``: the frames a second the callback ran;
 - ``cpu_ms_per_frame``: the kernel process's CPU time (user + system, all its threads) over the
   window, per frame the callback processed; ``cpu_cores``: the same as a share of one core;
+- ``fps_presented``: the frames a second the tab presented of the kernel peer's video
+  (``presentedFrames``, which counts those its reading skipped), and
+  ``fps_presented_own_camera``: of its own camera's preview, beside it. With ``--browser-call``,
+  a line of its own: what a tab presents of another tab's video in a call on this machine (the
+  ceiling: a browser's video, received, is presented at about 28.5 a second here);
 - ``size_in``: the size the kernel peer received. The tab keeps its 640x480
   (``degradationPreference: "maintain-resolution"``) unless ``--adapt``: Chromium otherwise sends
   480x360 here, as it would in a call whose encoder or bandwidth estimate is short.
@@ -128,6 +133,20 @@ JITTER_TARGET_JS = """(ms) => {
       if (receiver.track?.kind === 'video') receiver.jitterBufferTarget = ms;
     }
   }
+}"""
+
+
+#: Counts the frames the ``<video>`` of selector ``s`` presents (``presentedFrames``) into
+#: ``window.__presented[s]``: for the page's own camera preview, and for --browser-call.
+WATCH_PRESENTED_JS = """(s) => {
+  const video = document.querySelector(s);
+  const seen = (window.__presented = window.__presented || {});
+  seen[s] = null;
+  const step = (_now, meta) => {
+    seen[s] = meta.presentedFrames;
+    video.requestVideoFrameCallback(step);
+  };
+  video.requestVideoFrameCallback(step);
 }"""
 
 
@@ -413,12 +432,15 @@ def run(
             # most 10 s (js/src/peer.ts, START_SCALE); then its encoder, its bit rate still low
             # against aiortc, skips frames for about 10 s.
             page.wait_for_timeout(warmup * 1000)
+            own = watch_presented(page, ".ipymeet-self video")
             page.evaluate("() => { window.__latencies = []; window.__stamps = []; }")
+            own_before = own()
             before = kernel.ask()
             started = time.monotonic()
             page.wait_for_timeout(seconds * 1000)
             after = kernel.ask()
             window = time.monotonic() - started
+            own_presented = own() - own_before
             shown = page.evaluate("() => window.__latencies")
             size = page.evaluate(
                 "(s) => ((v) => [v.videoWidth, v.videoHeight])(document.querySelector(s))", tile
@@ -453,8 +475,65 @@ def run(
         **growth,
         "size_shown": size,
         "fps_presented": presented_rate(page_stamps[1], window),
+        "fps_presented_own_camera": round(own_presented / window, 1),
         "page_inbound": decoding,
         **({"stages": breakdown} if breakdown else {}),
+    }
+
+
+def watch_presented(page: Any, selector: str) -> Any:
+    """Start counting the frames the ``<video>`` at ``selector`` presents; returns a reader of
+    the count so far."""
+    page.evaluate(WATCH_PRESENTED_JS, selector)
+    page.wait_for_function("(s) => window.__presented[s] !== null", arg=selector)
+    return lambda: int(page.evaluate("(s) => window.__presented[s]", selector))
+
+
+def browser_call(seconds: float, warmup: float, size: tuple[int, int]) -> dict[str, Any]:
+    """The ceiling for ``fps_presented``: two tabs of one Chromium in a call, each with the
+    stamped camera, kept at full size; the frames a second the first presents of the second's
+    video (the same page, the same compositor, a browser's video rather than a kernel peer's)."""
+    from playwright.sync_api import sync_playwright
+
+    signaller = SignallerThread(Settings(ice_servers=())).start()
+    room = f"bench-call-{os.getpid()}"
+    width, height = size
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            pages = []
+            for _ in range(2):
+                page = browser.new_context(permissions=["camera", "microphone"]).new_page()
+                canvas = f"const W = {width}, H = {height}, CELL = {width // 8}"
+                page.add_init_script(CAMERA_JS.replace(CANVAS, canvas))
+                page.goto(f"{signaller.url}/?room={room}&autojoin=1")
+                pages.append(page)
+            first = pages[0]
+            remote = ".ipymeet-tile:not(.ipymeet-self) video"
+            first.wait_for_function(
+                "(s) => { const v = document.querySelector(s); return v && v.videoWidth > 0; }",
+                arg=remote,
+                timeout=60_000,
+            )
+            for page in pages:
+                page.evaluate(FULL_SIZE_JS)
+            first.wait_for_timeout(warmup * 1000)
+            presented = watch_presented(first, remote)
+            before, started = presented(), time.monotonic()
+            first.wait_for_timeout(seconds * 1000)
+            count, window = presented() - before, time.monotonic() - started
+            shown = first.evaluate(
+                "(s) => ((v) => [v.videoWidth, v.videoHeight])(document.querySelector(s))", remote
+            )
+            browser.close()
+    finally:
+        signaller.stop()
+    return {
+        "benchmark": "browser_call",
+        "camera": f"{width}x{height} canvas at 30 fps",
+        "window_s": round(window, 1),
+        "size_shown": shown,
+        "fps_presented": round(count / window, 1),
     }
 
 
@@ -566,6 +645,12 @@ def main() -> None:
         action="store_true",
         help="time each stage of the round trip (benchmarks/kernel_peer_stages.py)",
     )
+    parser.add_argument(
+        "--browser-call",
+        action="store_true",
+        help="also measure the frames a second a tab presents of another tab's video in a call "
+        "(the ceiling of fps_presented here)",
+    )
     args = parser.parse_args()
     width, _, height = args.size.partition("x")
     size = (int(width), int(height))
@@ -592,6 +677,8 @@ def main() -> None:
                 streamlit_webrtc(args.seconds, args.warmup, not args.adapt, python, size)
             )
             print(json.dumps(rows["streamlit_webrtc"][-1]), flush=True)
+    if args.browser_call:
+        print(json.dumps(browser_call(args.seconds, args.warmup, size)), flush=True)
     if not has_streamlit:
         print(json.dumps({"benchmark": "streamlit_webrtc", "skipped": f"not in {python}"}))
         return

@@ -115,7 +115,8 @@ class OutgoingTrack(MediaStreamTrack):
     :class:`Outgoing` once it is newer than the one this track gave last (so a slow encoder
     skips frames, never queues them), as an ``av.VideoFrame`` of this track's own (aiortc's
     encoders convert it on executor threads; one frame shared by two would share its swscale
-    context)."""
+    context). Once :meth:`sent_by` names its sender, that sender gets the real-time encoder
+    (``internals.realtime_video``) between two frames."""
 
     kind = "video"
 
@@ -127,6 +128,12 @@ class OutgoingTrack(MediaStreamTrack):
         self._media_loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._undo = outgoing.listen(self._woken)
+        self._sender: Any = None
+
+    def sent_by(self, sender: Any) -> None:
+        """The ``RTCRtpSender`` that sends this track (its encoder is swapped at the next
+        frame, once aiortc has made it)."""
+        self._sender = sender
 
     def _woken(self) -> None:  # any thread
         with contextlib.suppress(RuntimeError):  # the loop is closed: nothing waits any more
@@ -139,6 +146,8 @@ class OutgoingTrack(MediaStreamTrack):
             seq, newest = self._outgoing.newest()
             if seq > self._last and newest is not None:
                 self._last = seq
+                if self._sender is not None and internals.realtime_video(self._sender):
+                    self._sender = None  # settled
                 array, pts = newest
                 frame = av.VideoFrame.from_ndarray(array, format="rgb24")
                 frame.pts, frame.time_base = pts, VIDEO_CLOCK
@@ -237,7 +246,8 @@ class MemberConnection:
                 self.host.changed()
 
         if self._outgoing is not None:
-            pc.addTrack(OutgoingTrack(self._outgoing, lambda: self.host.sent_frame(self)))
+            track = OutgoingTrack(self._outgoing, lambda: self.host.sent_frame(self))
+            track.sent_by(pc.addTrack(track))
         elif initiator:
             pc.addTransceiver("video", direction="recvonly")
         if initiator:

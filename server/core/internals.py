@@ -76,6 +76,19 @@ ICE_CHECKED: dict[str, tuple[str, str]] = {
 #: ``_data``) of one RTP timestamp and ``remove``s them, and ``_is_video`` marks a video one.
 JITTER_CHECKED: dict[str, tuple[str, str]] = {"aiortc": ("1.16.0", "1.16.0")}
 
+#: The releases the kernel peer's real-time VP8 encoder was read on: aiortc's ``RTCRtpSender``
+#: holds its encoder as ``__encoder`` (``_RTCRtpSender__encoder``), made by ``get_encoder`` at the
+#: first frame and then used for every frame on an executor thread, one at a time;
+#: ``Vp8Encoder.encode`` converts a frame that is not yuv420p, and assigns its FFmpeg context to
+#: ``self.codec`` (also None) before it sets its ``options``, then encodes with it.
+ENCODER_CHECKED: dict[str, tuple[str, str]] = {"aiortc": ("1.16.0", "1.16.0")}
+
+#: What the kernel peer's VP8 encoder changes of aiortc's libvpx options, measured with
+#: benchmarks/kernel_peer.py (docs/performance.md, "At the floor"): no temporal denoiser
+#: (``noise-sensitivity`` 4 blurs camera noise at a third of the encoding time; what a kernel peer
+#: sends is most often drawn or already processed), and libvpx's faster real-time speed.
+REALTIME_VP8 = {"noise-sensitivity": "0", "cpu-used": "-12"}
+
 #: Every internal name used, by library; each appears only here and in fastio.py.
 INTERNAL_NAMES: dict[str, tuple[str, ...]] = {
     "python-socketio": ("_engineio_server_class", "handlers", "eio_sid_from_sid"),
@@ -89,6 +102,7 @@ INTERNAL_NAMES: dict[str, tuple[str, ...]] = {
         "_capacity",
         "_data",
         "_is_video",
+        "_RTCRtpSender__encoder",
     ),
     "aioice": ("_nominated",),
 }
@@ -383,4 +397,81 @@ def prompt_video(receiver: Any) -> bool:
     receiver._RTCRtpReceiver__jitter_buffer = _prompt_buffer_class()(
         capacity=current.capacity, is_video=True
     )
+    return True
+
+
+# -- the kernel peer's real-time VP8 encoder -------------------------------------------------------
+
+
+@cache
+def encoder_supported() -> bool:
+    """Whether the installed aiortc is one its sender's encoder was read on."""
+    return _opened(
+        ENCODER_CHECKED,
+        "the kernel peer encodes its video with aiortc's own VP8 settings",
+        logging.INFO,
+    )
+
+
+class _Tuned:
+    """An FFmpeg codec context as aiortc's encoder sets it up, with :data:`REALTIME_VP8` laid
+    over the options aiortc gives it (kept as ``given``: FFmpeg empties ``options`` of those it
+    used when it opens); everything else passes through."""
+
+    def __init__(self, context: Any) -> None:
+        object.__setattr__(self, "context", context)
+        object.__setattr__(self, "given", {})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.context, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "options":
+            value = {**value, **REALTIME_VP8}
+            object.__setattr__(self, "given", dict(value))
+        setattr(self.context, name, value)
+
+
+@cache
+def _realtime_vp8_class() -> type:
+    from aiortc.codecs.vpx import Vp8Encoder
+
+    class RealtimeVp8Encoder(Vp8Encoder):
+        """aiortc's VP8 encoder with :data:`REALTIME_VP8`, converting RGB to yuv420p by taking
+        each 2x2 block's chroma from one pixel (swscale's POINT: 0.6 ms rather than 0.9 at
+        640x480, 1.9 rather than 2.8 at 1280x720)."""
+
+        @property
+        def codec(self) -> Any:
+            return self.__dict__.get("tuned")
+
+        @codec.setter
+        def codec(self, context: Any) -> None:
+            self.__dict__["tuned"] = None if context is None else _Tuned(context)
+
+        def encode(self, frame: Any, force_keyframe: bool = False) -> Any:
+            if frame.format.name != "yuv420p":
+                frame = frame.reformat(format="yuv420p", interpolation="POINT")
+            return super().encode(frame, force_keyframe)
+
+    return RealtimeVp8Encoder
+
+
+def realtime_video(sender: Any) -> bool:
+    """Give aiortc's video ``sender`` (an ``RTCRtpSender``) the kernel peer's real-time VP8
+    encoder in place of aiortc's own, once aiortc has made that (at its first frame: the codec
+    is known then). Whether it is settled: True once swapped, or when there is nothing to swap
+    (another codec, or the gate closed); False while the sender has no encoder yet. Call it
+    between the sender's frames (from its track's ``recv``), never during an encode."""
+    if not (_all_allowed() and encoder_supported()):
+        return True
+    from aiortc.codecs.vpx import Vp8Encoder
+
+    current = getattr(sender, "_RTCRtpSender__encoder", None)
+    if current is None:
+        return False
+    if type(current) is Vp8Encoder:
+        ours = _realtime_vp8_class()()
+        ours.target_bitrate = current.target_bitrate  # what the receiver's estimate allowed
+        sender._RTCRtpSender__encoder = ours
     return True
