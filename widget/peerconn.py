@@ -22,7 +22,8 @@ Negotiation follows docs/protocol.md ("Negotiation"), with the same roles as the
   wants of the member's video (``want``: the size and frame rate it takes, so the page sends no
   more) and answers the pages' liveness ``ping`` with ``pong``; chat lines are ignored.
 
-The ICE servers it is made with and what relay only allows of it are peerice.py's.
+The ICE servers it is made with and what relay only allows of it are peerice.py's; what it adds
+to the descriptions it sends, for its video, is peersdp.py's.
 """
 
 from __future__ import annotations
@@ -49,50 +50,12 @@ from aiortc.sdp import candidate_from_sdp
 from ..server.core import internals
 from .peerice import RELAY_POLICY, RelayLeak, relay_only_sdp, require_relay_policy
 from .peermedia import VIDEO_CLOCK, Outgoing
+from .peersdp import playout_delay_id, playout_delay_sdp, quick_start_sdp
 
 log = logging.getLogger("ipymeet")
 
 #: The longest data channel message read (as the pages' MAX_PEER_MESSAGE).
 MAX_CHANNEL_MESSAGE = 16 * 1024
-
-
-#: The bit rate (kbps) a browser starts sending this peer video at, told in the peer's session
-#: description (Chromium's ``x-google-start-bitrate``; others ignore it). Chromium starts at
-#: 300 kbps and, toward aiortc (no transport-wide feedback), climbs about 8 % a second: it sent
-#: its camera at a quarter of its size for about 10 s (docs/performance.md).
-START_KBPS = 2000
-
-_RTPMAP = re.compile(r"^a=rtpmap:(\d+) (VP8|VP9|H264|AV1)/", re.IGNORECASE)
-
-
-def quick_start_sdp(sdp: str, kbps: int = START_KBPS) -> str:
-    r"""``sdp`` telling the browser to start its video to this peer at ``kbps`` (each video
-    codec's ``a=fmtp`` gets ``x-google-start-bitrate``; one is added where it has none).
-
-    Example::
-
-        quick_start_sdp("m=video 9 UDP/TLS/RTP/SAVPF 97\r\na=rtpmap:97 VP8/90000\r\n", 2000)
-        # 'm=video 9 UDP/TLS/RTP/SAVPF 97\r\na=rtpmap:97 VP8/90000\r\n'
-        # 'a=fmtp:97 x-google-start-bitrate=2000\r\n'
-    """
-    lines = sdp.splitlines()
-    codecs = {m.group(1) for line in lines if (m := _RTPMAP.match(line))}
-    fmtp = {_fmtp_pt(line) for line in lines} - {None}
-    start = f"x-google-start-bitrate={kbps}"
-    out: list[str] = []
-    for line in lines:
-        if _fmtp_pt(line) in codecs and "x-google-start-bitrate" not in line:
-            line = f"{line};{start}"
-        out.append(line)
-        match = _RTPMAP.match(line)
-        if match and match.group(1) not in fmtp:
-            out.append(f"a=fmtp:{match.group(1)} {start}")
-    return "".join(f"{line}\r\n" for line in out)
-
-
-def _fmtp_pt(line: str) -> str | None:
-    """The payload type an ``a=fmtp:`` line is for (None: another line)."""
-    return line.split()[0][len("a=fmtp:") :] if line.startswith("a=fmtp:") else None
 
 
 class Host(Protocol):
@@ -191,6 +154,7 @@ class MemberConnection:
         self._initiator = initiator
         self._ice = ice
         self._outgoing = outgoing
+        self._video_sender: Any = None
         self.relay_only = relay_only
         self._want = want
         self._inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -247,7 +211,8 @@ class MemberConnection:
 
         if self._outgoing is not None:
             track = OutgoingTrack(self._outgoing, lambda: self.host.sent_frame(self))
-            track.sent_by(pc.addTrack(track))
+            self._video_sender = pc.addTrack(track)
+            track.sent_by(self._video_sender)
         elif initiator:
             pc.addTransceiver("video", direction="recvonly")
         if initiator:
@@ -325,6 +290,10 @@ class MemberConnection:
         if local is not None and not self.closed:
             sdp = relay_only_sdp(local.sdp) if self.relay_only else local.sdp
             sdp = quick_start_sdp(sdp)
+            if self._outgoing is not None and internals.playout_allowed():
+                remote = self.pc.remoteDescription
+                offer = remote.sdp if local.type == "answer" and remote is not None else None
+                sdp = playout_delay_sdp(sdp, offer)
             self.host.signal(self.peer_id, {"description": {"type": local.type, "sdp": sdp}})
 
     async def _offer(self) -> None:
@@ -349,6 +318,7 @@ class MemberConnection:
         if kind == "answer":
             if self.pc.signalingState == "have-local-offer":
                 await self.pc.setRemoteDescription(remote)
+                self._playout_delay(sdp)
                 await self._flush()
             return
         collision = self._making_offer or self.pc.signalingState != "stable"
@@ -369,9 +339,16 @@ class MemberConnection:
                 raise
             await self._replace()
             await self.pc.setRemoteDescription(remote)
+        self._playout_delay(sdp)
         await self._flush()
         await self.pc.setLocalDescription()
         self._send_local()
+
+    def _playout_delay(self, remote_sdp: str) -> None:
+        """Write a zero playout delay on this peer's video if the browser takes it (its offer
+        has the extension, which the answer then gets; or its answer kept the one offered)."""
+        if self._video_sender is not None:
+            internals.zero_playout_delay(self._video_sender, playout_delay_id(remote_sdp))
 
     async def _replace(self) -> None:
         """A new RTCPeerConnection in place of this one (aiortc cannot roll back or restart ICE);

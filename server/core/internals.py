@@ -83,6 +83,18 @@ JITTER_CHECKED: dict[str, tuple[str, str]] = {"aiortc": ("1.16.0", "1.16.0")}
 #: ``self.codec`` (also None) before it sets its ``options``, then encodes with it.
 ENCODER_CHECKED: dict[str, tuple[str, str]] = {"aiortc": ("1.16.0", "1.16.0")}
 
+#: The releases the kernel peer's playout delay was read on: aiortc's ``RTCRtpSender`` keeps its
+#: ``HeaderExtensionsMap`` as ``__rtp_header_extensions_map`` (``_RTCRtpSender__rtp_header_
+#: extensions_map``), made in ``__init__``, ``configure``d at ``send``, and given to
+#: ``RtpPacket.serialize``, which calls its ``set(extensions)`` for each packet, RTX included.
+PLAYOUT_CHECKED: dict[str, tuple[str, str]] = {"aiortc": ("1.16.0", "1.16.0")}
+
+#: The RTP header extension a sender tells its receiver how long to hold its video with
+#: (min and max, 12 bits each, in 10 ms: webrtc.org's "playout-delay").
+PLAYOUT_DELAY_URI = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
+#: Zero and zero: show each frame as soon as it is decoded (no jitter buffer, no smoothing).
+ZERO_PLAYOUT_DELAY = b"\x00\x00\x00"
+
 #: What the kernel peer's VP8 encoder changes of aiortc's libvpx options, measured with
 #: benchmarks/kernel_peer.py (docs/performance.md, "At the floor"): no temporal denoiser
 #: (``noise-sensitivity`` 4 blurs camera noise at a third of the encoding time; what a kernel peer
@@ -103,6 +115,7 @@ INTERNAL_NAMES: dict[str, tuple[str, ...]] = {
         "_data",
         "_is_video",
         "_RTCRtpSender__encoder",
+        "_RTCRtpSender__rtp_header_extensions_map",
     ),
     "aioice": ("_nominated",),
 }
@@ -474,4 +487,66 @@ def realtime_video(sender: Any) -> bool:
         ours = _realtime_vp8_class()()
         ours.target_bitrate = current.target_bitrate  # what the receiver's estimate allowed
         sender._RTCRtpSender__encoder = ours
+    return True
+
+
+# -- the kernel peer's playout delay ---------------------------------------------------------------
+
+
+@cache
+def playout_supported() -> bool:
+    """Whether the installed aiortc is one its sender's header extensions were read on."""
+    return _opened(
+        PLAYOUT_CHECKED,
+        "the kernel peer's video is held by the browser's jitter buffer, as any call's is",
+        logging.INFO,
+    )
+
+
+def playout_allowed() -> bool:
+    """Whether a kernel peer writes a zero playout delay (and so offers the extension)."""
+    return _all_allowed() and playout_supported()
+
+
+class _WithPlayoutDelay:
+    """A sender's header extension map as aiortc made it, adding the playout delay (``ext_id``,
+    once negotiated) to what it writes on each packet."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.ext_id: int | None = None
+
+    def configure(self, parameters: Any) -> None:
+        self.inner.configure(parameters)
+
+    def get(self, extension_profile: int, extension_value: bytes) -> Any:
+        return self.inner.get(extension_profile, extension_value)
+
+    def set(self, values: Any) -> tuple[int, bytes]:
+        from aiortc.rtp import pack_header_extensions, unpack_header_extensions
+
+        profile, value = self.inner.set(values)
+        if self.ext_id is None:
+            return profile, value
+        extensions = unpack_header_extensions(profile, value) if value else []
+        extensions.append((self.ext_id, ZERO_PLAYOUT_DELAY))
+        packed: tuple[int, bytes] = pack_header_extensions(extensions)
+        return packed
+
+
+def zero_playout_delay(sender: Any, ext_id: int | None) -> bool:
+    """Have aiortc's ``sender`` (an ``RTCRtpSender`` of video) write a zero playout delay on
+    every packet with header extension id ``ext_id`` (None: the receiver did not take it; stop).
+    A browser then shows each frame as soon as it is decoded: Chromium otherwise holds a kernel
+    peer's video 15 to 20 ms more, and drops a frame a second to its smoothing
+    (docs/performance.md). Whether it could."""
+    if not playout_allowed():
+        return False
+    current = getattr(sender, "_RTCRtpSender__rtp_header_extensions_map", None)
+    if current is None:
+        return False
+    if not isinstance(current, _WithPlayoutDelay):
+        current = _WithPlayoutDelay(current)
+        sender._RTCRtpSender__rtp_header_extensions_map = current
+    current.ext_id = ext_id
     return True

@@ -19,6 +19,7 @@ import pytest
 
 from ipymeet import KernelPeer
 from ipymeet.server import Settings, SignallerThread
+from ipymeet.server.core import internals
 
 from ..support import Served, open_and_run, wait_for_file, write_notebook
 from .conftest import ARTIFACTS, wait_remote_video, wait_state
@@ -209,6 +210,59 @@ STAMPED_CAMERA_JS = """
   };
 })();
 """
+
+
+#: The header extensions the tab's receivers of video from member ``id`` negotiated.
+RECEIVED_EXTENSIONS_JS = f"""(id) => {PEER_JS}.pc.getReceivers()
+  .filter((r) => r.track.kind === 'video')
+  .flatMap((r) => r.getParameters().headerExtensions.map((x) => x.uri))"""
+
+
+@pytest.mark.parametrize("first", ["kernel peer", "tab"])
+def test_the_tab_takes_the_kernel_peers_zero_playout_delay_whoever_offers(
+    first: str,
+    server: SignallerThread,
+    new_page: Callable[..., Any],
+    make_peer: Callable[..., KernelPeer],
+) -> None:
+    """The kernel peer's video carries a zero playout delay (shown as soon as decoded: no
+    jitter buffer, no smoothing; benchmarks/kernel_peer.py measures what it saves), negotiated
+    when the tab offers (the kernel peer joined first) and when the kernel peer does."""
+    room = f"kp-{secrets.token_hex(3)}"
+    bot = make_peer(room, name="prompt", signaling_url=server.url)
+    bot.on_frame(lambda frame, sender: 255 - frame)
+    url = f"{server.url}/?room={room}&autojoin=1"
+    if first == "kernel peer":
+        bot.join()
+        page = new_page(url)
+    else:
+        page = new_page(url)
+        wait_state(page, "waiting")
+        bot.join()
+    wait_remote_video(page)
+    bot.wait_for(lambda p: p.state == "in_call")
+    extensions = page.evaluate(RECEIVED_EXTENSIONS_JS, bot.id)
+    assert internals.PLAYOUT_DELAY_URI in extensions, extensions
+    # The tab holds the frames in no jitter buffer: from a frame's first packet to its decoding,
+    # well under a millisecond here (7 to 20 ms a frame without the extension).
+    before = page.evaluate(INBOUND_VIDEO_JS, bot.id)
+    processed = bot.counters["frames_processed"]
+    bot.wait_for(lambda p: p.counters["frames_processed"] > processed + 30)
+    after = page.evaluate(INBOUND_VIDEO_JS, bot.id)
+    frames = after["jitterBufferEmittedCount"] - before["jitterBufferEmittedCount"]
+    held = (after["jitterBufferDelay"] - before["jitterBufferDelay"]) / max(frames, 1)
+    assert frames > 20, (before, after)
+    assert held < 0.004, f"the tab held each frame {held * 1000:.1f} ms"
+
+
+#: The tab's inbound video from member ``id``: its ``inbound-rtp`` stats.
+INBOUND_VIDEO_JS = f"""async (id) => {{
+  let found = null;
+  (await {PEER_JS}.pc.getStats()).forEach((s) => {{
+    if (s.type === 'inbound-rtp' && s.kind === 'video') found = s;
+  }});
+  return found;
+}}"""
 
 
 def latencies(page: Any, frames: int) -> list[list[float]]:

@@ -11,7 +11,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
 from ipymeet.server.core import internals
-from ipymeet.widget.peerconn import START_KBPS, quick_start_sdp
+from ipymeet.widget.peersdp import START_KBPS, quick_start_sdp
 
 
 def packets(timestamp: int, first_seq: int, count: int, marker: bool = True) -> list[RtpPacket]:
