@@ -537,6 +537,85 @@ def browser_call(seconds: float, warmup: float, size: tuple[int, int]) -> dict[s
     }
 
 
+def library_floor(size: tuple[int, int], frames: int = 300) -> dict[str, Any]:
+    """What the libraries alone take of one CPU core per frame for the kernel peer's round trip
+    at ``size``, on the camera's own pictures (gray, 16 cells of a changing stamp): VP8 decoding
+    (libvpx, as aiortc's decoder), the callback's RGB array (swscale), the outgoing frame from
+    the array and its yuv420p (swscale POINT), and VP8 encoding at the kernel peer's settings
+    (``internals.REALTIME_VP8`` over aiortc's), at the 2 Mbps the benchmark's page sends. Set
+    against ``cpu_ms_per_frame``: the rest is Python, RTP and SRTP, the threads' hand-offs and
+    the page's sound."""
+    import fractions
+
+    import av
+    import numpy as np
+
+    from ipymeet.server.core import internals
+
+    width, height = size
+    cell = width // 8
+    pictures = []
+    for index in range(frames):
+        array = np.full((height, width, 3), 128, dtype=np.uint8)
+        stamp = (index * 33) & 0xFFFF
+        for bit in range(16):
+            x, y = (bit % 8) * cell, (bit // 8) * cell
+            array[y : y + cell, x : x + cell] = 255 if (stamp >> bit) & 1 else 0
+        pictures.append(array)
+
+    def vp8(options: dict[str, str]) -> Any:
+        codec = av.CodecContext.create("libvpx", "w")
+        codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+        codec.bit_rate, codec.time_base = 2_000_000, fractions.Fraction(1, 90_000)
+        codec.options = {"deadline": "realtime", "lag-in-frames": "0", **options}
+        return codec
+
+    browser = vp8({"cpu-used": "-6"})
+    packets = []
+    for index, array in enumerate(pictures):
+        frame = av.VideoFrame.from_ndarray(array, format="rgb24").reformat(format="yuv420p")
+        frame.pts = index * 3000
+        packets.extend(browser.encode(frame))
+    from av.video.reformatter import VideoReformatter
+
+    decoder = av.CodecContext.create("libvpx", "r")
+    to_rgb, to_yuv = VideoReformatter(), VideoReformatter()  # as the kernel peer keeps them
+    ours = vp8({"noise-sensitivity": "4", "static-thresh": "1", **internals.REALTIME_VP8})
+    steps = dict.fromkeys(("decode", "to_rgb", "from_rgb", "to_yuv", "encode"), 0.0)
+
+    def timed(step: str, work: Any) -> Any:
+        began = time.process_time()
+        result = work()
+        steps[step] += time.process_time() - began
+        return result
+
+    count = 0
+    for packet in packets:
+        for picture in timed("decode", lambda packet=packet: decoder.decode(packet)):
+            array = timed(
+                "to_rgb",
+                lambda picture=picture: to_rgb.reformat(picture, format="rgb24").to_ndarray(),
+            )
+            out = timed(
+                "from_rgb", lambda array=array: av.VideoFrame.from_numpy_buffer(array, format="rgb24")
+            )
+            yuv = timed(
+                "to_yuv",
+                lambda out=out: to_yuv.reformat(out, format="yuv420p", interpolation="POINT"),
+            )
+            yuv.pts = count * 3000
+            timed("encode", lambda yuv=yuv: list(ours.encode(yuv)))
+            count += 1
+    per_frame = {step: round(total * 1000 / max(count, 1), 2) for step, total in steps.items()}
+    return {
+        "benchmark": "library_floor",
+        "size": list(size),
+        "frames": count,
+        "cpu_ms_per_frame": per_frame,
+        "total_ms": round(sum(per_frame.values()), 2),
+    }
+
+
 def presented_rate(stamps: list[list[float]], window: float) -> float | None:
     """Frames a second the page presented (``presentedFrames``, which counts the frames a
     reading skipped too) over the window."""
@@ -679,6 +758,7 @@ def main() -> None:
             print(json.dumps(rows["streamlit_webrtc"][-1]), flush=True)
     if args.browser_call:
         print(json.dumps(browser_call(args.seconds, args.warmup, size)), flush=True)
+    print(json.dumps(library_floor(size)), flush=True)
     if not has_streamlit:
         print(json.dumps({"benchmark": "streamlit_webrtc", "skipped": f"not in {python}"}))
         return

@@ -112,7 +112,8 @@ class OutgoingTrack(MediaStreamTrack):
                 if self._sender is not None and internals.realtime_video(self._sender):
                     self._sender = None  # settled
                 array, pts = newest
-                frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+                # The array itself, not a copy: PeerState.send_frame made it the peer's own.
+                frame = av.VideoFrame.from_numpy_buffer(array, format="rgb24")
                 frame.pts, frame.time_base = pts, VIDEO_CLOCK
                 self._on_sent()
                 return frame

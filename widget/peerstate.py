@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .contract import CallState, ErrorCode
 from .peermedia import VIDEO_CLOCK, Counters, LatestSlot, Outgoing, Worker, rgb_frame
 
@@ -126,7 +128,12 @@ class PeerState:
         # The array, not an av.VideoFrame: each connection makes its own frame of it, since two
         # encoders converting one frame at once share its swscale context (a segfault, seen).
         pts = int((time.monotonic() - self.t0) / VIDEO_CLOCK)
-        self.outgoing.set((rgb_frame(array), pts))
+        frame = rgb_frame(array)
+        if np.may_share_memory(frame, array):
+            # The frame as it is now: the caller may draw the next one into the same array while
+            # the connections' encoders still read this one (they wrap it, never copy it).
+            frame = frame.copy()
+        self.outgoing.set((frame, pts))
 
 
 class Member:
