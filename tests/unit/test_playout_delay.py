@@ -27,16 +27,7 @@ OFFER = (
     "a=rtpmap:96 VP8/90000\r\n"
 )
 #: aiortc's own answer to it (it keeps only the extensions it knows).
-ANSWER = (
-    "v=0\r\n"
-    "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
-    "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"
-    "a=rtpmap:111 opus/48000/2\r\n"
-    "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
-    "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n"
-    "a=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
-    "a=rtpmap:96 VP8/90000\r\n"
-)
+ANSWER = OFFER.replace(f"a=extmap:5 {URI}\r\n", "")
 
 
 def video_lines(sdp: str) -> list[str]:
