@@ -313,7 +313,13 @@ def test_speaking_follows_the_browsers_reports_and_never_a_muted_member() -> Non
         ]
         # A muted member is never speaking, whatever the report says.
         room._browser_peers = [
-            {"id": "p1", "name": "Grace", "connection": "connected", "speaking": True, "audio": False},
+            {
+                "id": "p1",
+                "name": "Grace",
+                "connection": "connected",
+                "speaking": True,
+                "audio": False,
+            },
             {"id": "p2", "name": "Alan", "connection": "connected", "speaking": True},
         ]
         assert [p["speaking"] for p in room.peers] == [False, True]
