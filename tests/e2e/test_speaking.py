@@ -66,6 +66,10 @@ def last(entries: list[list[Any]], name: str) -> Any:
 def test_the_speaker_is_marked_on_the_other_page_and_in_the_kernel(
     lab: Served, launch: Callable[..., Any], tmp_path: Path
 ) -> None:
+    """A widget in JupyterLab (silent microphone) and a standalone page (a tone): the tone's tile
+    is marked on the widget's page, its own tile on its page, and the kernel's ``peers`` /
+    ``speaking`` agree; muted, none of them; unmuted, the tile is marked within a second. The
+    silent page is never marked, on either page."""
     tone = write_wav(tmp_path / "tone.wav", 0.5)
     silence = write_wav(tmp_path / "silence.wav", 0.0)
     log, invite = lab.root / "speak.jsonl", lab.root / "speak-invite.txt"
@@ -120,6 +124,7 @@ def test_the_speaker_is_marked_on_the_other_page_and_in_the_kernel(
         f".ipymeet-tile[data-peer-id='{speaker}'][data-speaking=true]", timeout=5000
     )
     took = time.monotonic() - started
+    print(f"marked {took:.2f} s after unmuting")
     assert took < 1.0, f"the speaker was marked {took:.2f} s after unmuting"
     wait_kernel(log, lambda e: last(e, "speaking") == [speaker])
 
