@@ -125,14 +125,17 @@ def checked_max_peers(max_peers: int | None) -> int | None:
 
 
 def peer(peer_id: str, name: str, report: Mapping[str, Any]) -> dict[str, Any]:
-    """One entry of ``peers``: membership plus what the browser reported of that connection."""
+    """One entry of ``peers``: membership plus what the browser reported of that connection.
+    A muted member is never ``speaking``, whatever a report says."""
+    audio = bool(report.get("audio", True))
     return {
         "id": peer_id,
         "name": name,
         "connection": str(report.get("connection", "new")),
-        "audio": bool(report.get("audio", True)),
+        "audio": audio,
         "video": bool(report.get("video", True)),
         "screen": bool(report.get("screen", False)),
+        "speaking": audio and bool(report.get("speaking", False)),
     }
 
 

@@ -33,6 +33,9 @@ __all__ = [
     "ROUTE_REQUESTS",
     "ROUTE_SENDS",
     "SIGNALLER_EVENTS",
+    "SPEAKING_HOLD_MS",
+    "SPEAKING_OFF_LEVEL",
+    "SPEAKING_ON_LEVEL",
     "CallState",
     "ErrorCode",
     "typescript",
@@ -54,6 +57,15 @@ MAX_VIDEO_WIDTH = 3840
 MAX_VIDEO_HEIGHT = 2160
 #: The highest frame rate asked for (``VideoRoom.frame_rate``, ``KernelPeer(fps=)``); 1 the lowest.
 MAX_FRAME_RATE = 60
+
+#: Who is speaking (``peers[i]["speaking"]``, ``VideoRoom.speaking``, the tiles' mark): a member
+#: starts speaking when its audio level (0-1, linear: WebRTC's ``audioLevel``, an RMS of the
+#: samples over full scale) reaches ``SPEAKING_ON_LEVEL``, and stops once it has stayed below
+#: ``SPEAKING_OFF_LEVEL`` for ``SPEAKING_HOLD_MS``: the gap between the two levels and the hold
+#: keep the mark from flickering between words. A muted member is never speaking.
+SPEAKING_ON_LEVEL = 0.03
+SPEAKING_OFF_LEVEL = 0.015
+SPEAKING_HOLD_MS = 600
 
 
 class CallState(str, enum.Enum):
@@ -183,6 +195,11 @@ export const MAX_VIDEO_WIDTH = {MAX_VIDEO_WIDTH};
 export const MAX_VIDEO_HEIGHT = {MAX_VIDEO_HEIGHT};
 /** The highest frame rate asked for (`frame_rate`, a kernel peer's `want`); 1 the lowest. */
 export const MAX_FRAME_RATE = {MAX_FRAME_RATE};
+
+/** Speaking from this audio level (0-1) on, until below the off level for the hold. */
+export const SPEAKING_ON_LEVEL = {SPEAKING_ON_LEVEL};
+export const SPEAKING_OFF_LEVEL = {SPEAKING_OFF_LEVEL};
+export const SPEAKING_HOLD_MS = {SPEAKING_HOLD_MS};
 
 /** The call's states (`state`), in the order a call goes through them. */
 export const CALL_STATES = {_tuple(states)};

@@ -231,9 +231,18 @@ class KernelPeer:
     @property
     def peers(self) -> list[dict[str, Any]]:
         """The others in the room, as ``VideoRoom.peers``: ``[{"id", "name", "connection",
-        "audio", "video", "screen"}]`` (the flags as each member's page says them)."""
+        "audio", "video", "screen", "speaking"}]`` (the flags as each member's page says them).
+        ``speaking`` comes from the level of the sound received, so only while an ``on_audio``
+        callback takes it (else it stays False); a muted member is never speaking."""
         with self._shared.lock:
             return [dict(p) for p in self._shared.peers]
+
+    @property
+    def speaking(self) -> list[str]:
+        """The ids of the others speaking now, as ``VideoRoom.speaking`` (see :attr:`peers`);
+        ``wait_for`` wakes when it changes."""
+        with self._shared.lock:
+            return [p["id"] for p in self._shared.peers if p["speaking"]]
 
     @property
     def stats(self) -> dict[str, dict[str, Any]]:

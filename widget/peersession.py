@@ -377,7 +377,15 @@ class Session:
             return
         entry = self.entry
         self.spawn(
-            read(self.shared, member, track, room=entry.room, only=entry.only, size=entry.size)
+            read(
+                self.shared,
+                member,
+                track,
+                room=entry.room,
+                only=entry.only,
+                size=entry.size,
+                speaking_changed=self._changed,
+            )
         )
 
     def changed(self) -> None:
@@ -387,6 +395,8 @@ class Session:
         member = self._member_of(connection)
         if member is not None and member.flags != flags:
             member.flags = flags
+            if not flags["audio"]:
+                member.voice.update(None, True, 0)  # muted: not speaking from now on
             self._changed()
 
     def sent_frame(self, connection: MemberConnection) -> None:
@@ -415,7 +425,11 @@ class Session:
             binding.peer(
                 m.id,
                 m.name,
-                {"connection": m.connection.state if m.connection else "new", **m.flags},
+                {
+                    "connection": m.connection.state if m.connection else "new",
+                    **m.flags,
+                    "speaking": m.voice.speaking,
+                },
             )
             for m in self.members.values()
         ]

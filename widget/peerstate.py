@@ -25,6 +25,7 @@ import numpy as np
 
 from .contract import CallState, ErrorCode
 from .peermedia import VIDEO_CLOCK, Counters, LatestSlot, Outgoing, Worker, rgb_frame
+from .speaking import SpeakingGate
 
 if TYPE_CHECKING:
     from .peerconn import MemberConnection
@@ -146,6 +147,8 @@ class Member:
         self.present = True
         self.connection: MemberConnection | None = None
         self.flags = {"audio": True, "video": True, "screen": False}
+        #: Whether it speaks now, by the level of its audio as read (peertracks.py).
+        self.voice = SpeakingGate()
         self.linger: asyncio.TimerHandle | None = None
         self.workers: list[Worker] = []
         self.slots: dict[str, LatestSlot[Any]] = {}

@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from .messages import Sender
 from .peermedia import AUDIO_RATE, AudioWindow, LatestSlot, Worker
 from .peerstate import Member, PeerState
+from .speaking import level_of
 
 log = logging.getLogger("ipymeet")
 
@@ -39,10 +41,13 @@ async def read(
     room: str,
     only: Callable[[Sender], bool] | None,
     size: tuple[int, int] | None = None,
+    speaking_changed: Callable[[], None] = lambda: None,
 ) -> None:
     """Read ``track`` of ``member`` as fast as it comes (aiortc queues without bound) into its
     slot, for its callback thread; ends with the track. Video frames become arrays of ``size``
-    (width, height) when given, else of the size they came at."""
+    (width, height) when given, else of the size they came at. Audio read (an ``on_audio``
+    takes it) also sets ``member.voice``, from each frame's level; ``speaking_changed()`` is
+    called when it turns on or off (not read, it is off: the level is not worth decoding for)."""
     from aiortc.mediastreams import MediaStreamError
 
     kind = track.kind
@@ -78,6 +83,9 @@ async def read(
                 member.frames_in += 1
                 member.size = (int(frame.width), int(frame.height))
             if not shared.takes(kind):  # nobody to hand it to: not converted, not queued
+                if kind == "audio" and member.voice.speaking:
+                    member.voice.update(None, True, 0)
+                    speaking_changed()
                 continue
             if kind == "video":
                 before = slot.dropped
@@ -85,8 +93,13 @@ async def read(
                 counters.add("frames_dropped", slot.dropped - before)
             else:
                 before = slot.dropped
-                slot.put(_audio_array(frame))
+                samples = _audio_array(frame)
+                slot.put(samples)
                 counters.add("audio_dropped", slot.dropped - before)
+                was = member.voice.speaking
+                now = time.monotonic() * 1000
+                if member.voice.update(level_of(samples), not member.flags["audio"], now) != was:
+                    speaking_changed()
     except (MediaStreamError, asyncio.CancelledError):
         pass
     finally:

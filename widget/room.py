@@ -66,7 +66,8 @@ class VideoRoom(anywidget.AnyWidget):
         room.observe(lambda change: print(change.new), names="state")
         room.state == "in_call"   # or: room.state is CallState.IN_CALL
         room.peers                # [{"id": "...", "name": "Grace", "connection": "connected",
-                                  #   "audio": True, "video": True}]
+                                  #   "audio": True, "video": True, "speaking": False}]
+        room.speaking             # the ids of those speaking now: ["..."]
         room.send("hello")        # chat, peer to peer over data channels
         room.on_message(lambda sender, text: print(f"{sender}: {text}"))
         room.leave()
@@ -173,9 +174,14 @@ class VideoRoom(anywidget.AnyWidget):
 
     # -- derived in the kernel -----------------------------------------------------------------
     peers = traitlets.List(traitlets.Dict(), read_only=True).tag(sync=True)
-    """The others in the room: ``[{"id", "name", "connection", "audio", "video", "screen"}]``.
-    Membership (id, name) comes from the kernel's signaller; ``connection`` (an RTCPeerConnection
-    state) and the others' ``audio`` / ``video`` / ``screen`` flags come from the browser."""
+    """The others in the room: ``[{"id", "name", "connection", "audio", "video", "screen",
+    "speaking"}]``. Membership (id, name) comes from the kernel's signaller; ``connection`` (an
+    RTCPeerConnection state), the others' ``audio`` / ``video`` / ``screen`` flags and whether
+    they are ``speaking`` now (their received audio level; never while muted) come from the
+    browser, which reports a change at most four times a second."""
+    speaking = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
+    """The ids of the others speaking now (those of ``peers`` with ``speaking``), observable:
+    ``room.observe(lambda change: print(change.new), names="speaking")``."""
 
     # -- private plumbing ----------------------------------------------------------------------
     _port = traitlets.Int(0).tag(sync=True)
@@ -725,6 +731,9 @@ class VideoRoom(anywidget.AnyWidget):
                 peers = self._binding.peers(self.room, reported)
             if peers != self.peers:
                 self.set_trait("peers", peers)
+            speaking = [p["id"] for p in peers if p["speaking"]]
+            if speaking != self.speaking:
+                self.set_trait("speaking", speaking)
 
     def close(self) -> None:
         """Close the widget; its views end the call and release the camera."""

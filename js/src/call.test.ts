@@ -29,7 +29,7 @@ describe("Call", () => {
     peers[0]!.become("connecting");
     peers[0]!.become("connected");
     expect(model.get("state")).toBe("in_call");
-    expect(model.get("_browser_peers")).toEqual([{ id: "zed", name: "Grace", connection: "connected", audio: true, video: true, screen: false }]);
+    expect(model.get("_browser_peers")).toEqual([{ id: "zed", name: "Grace", connection: "connected", audio: true, video: true, screen: false, speaking: false }]);
 
     server.serve("signal", { from: "zed", description: { type: "offer", sdp: "v=0" } });
     expect(peers[0]!.received).toEqual([{ from: "zed", description: { type: "offer", sdp: "v=0" } }]);
@@ -226,7 +226,7 @@ describe("Call", () => {
   });
 
   it("one writer: a stale in-call state from an earlier page becomes left", () => {
-    const model = new PageModel({ state: "in_call", _browser_peers: [{ id: "x", name: "", connection: "connected", audio: true, video: true, screen: false }] });
+    const model = new PageModel({ state: "in_call", _browser_peers: [{ id: "x", name: "", connection: "connected", audio: true, video: true, screen: false, speaking: false }] });
     new Call(model, { routes: () => [] }).start();
     expect(model.get("state")).toBe("left");
     expect(model.get("_browser_peers")).toEqual([]);

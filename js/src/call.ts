@@ -153,6 +153,11 @@ export class Call {
     return this.session?.outgoing.current ?? null;
   }
 
+  /** Whether this page's own microphone is speaking now (never while muted). */
+  get selfSpeaking(): boolean {
+    return this.session?.selfSpeaking ?? false;
+  }
+
   /** Whether the screen is being sent instead of the camera. */
   get sharingScreen(): boolean {
     return this.session?.outgoing.sharing ?? false;

@@ -22,6 +22,11 @@ export const MAX_VIDEO_HEIGHT = 2160;
 /** The highest frame rate asked for (`frame_rate`, a kernel peer's `want`); 1 the lowest. */
 export const MAX_FRAME_RATE = 60;
 
+/** Speaking from this audio level (0-1) on, until below the off level for the hold. */
+export const SPEAKING_ON_LEVEL = 0.03;
+export const SPEAKING_OFF_LEVEL = 0.015;
+export const SPEAKING_HOLD_MS = 600;
+
 /** The call's states (`state`), in the order a call goes through them. */
 export const CALL_STATES = ["idle", "joining", "waiting", "in_call", "reconnecting", "left", "failed"] as const;
 export type CallState = (typeof CALL_STATES)[number];

@@ -85,6 +85,14 @@ export class FakePeer {
   /** What `isFromAnotherConnection` says. */
   anotherConnection = false;
   constructor(readonly options: PeerOptions) {}
+  /** The level its audio receiver reports of the latest packets (0-1), null for none. */
+  audioLevel: number | null = null;
+  /** Enough of an RTCPeerConnection for speaking.ts: one audio receiver, no sender. */
+  get pc(): RTCPeerConnection {
+    const sources = this.audioLevel === null ? [] : [{ audioLevel: this.audioLevel }];
+    const receiver = { track: { kind: "audio" }, getSynchronizationSources: () => sources };
+    return { getReceivers: () => [receiver], getSenders: () => [] } as unknown as RTCPeerConnection;
+  }
   recover() {
     this.recovered++;
   }
@@ -338,5 +346,5 @@ export class FakeCall implements CallSource {
 
 /** A remote member as the view gets it, connected unless `patch` says otherwise. */
 export function remotePeer(id: string, patch: Partial<RemotePeer> = {}): RemotePeer {
-  return { id, name: id, connection: "connected", away: false, stream: null, audio: true, video: true, screen: false, stats: null, ...patch };
+  return { id, name: id, connection: "connected", away: false, stream: null, audio: true, video: true, screen: false, speaking: false, lastSpeaker: false, stats: null, ...patch };
 }

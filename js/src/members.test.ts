@@ -147,8 +147,8 @@ describe("Members: flags and quality", () => {
     peers[1]!.deliver("not json");
     await wait(300);
     expect(model.get("_browser_peers")).toEqual([
-      { id: "a", name: "A", connection: "new", audio: false, video: true, screen: false },
-      { id: "b", name: "B", connection: "new", audio: true, video: true, screen: false },
+      { id: "a", name: "A", connection: "new", audio: false, video: true, screen: false, speaking: false },
+      { id: "b", name: "B", connection: "new", audio: true, video: true, screen: false, speaking: false },
     ]);
   });
 

@@ -22,6 +22,7 @@ import { LINGER_MS, PROBE_LEFT_MS, PROBE_REENTER_MS, judge, type LivenessEvent }
 import { Outbox, newMessageId, parsePeerMessage } from "./messages";
 import type { IceServerError, Peer, PeerOptions } from "./peer";
 import { maxBitrateFor, measureEach, type StatsSnapshot } from "./quality";
+import { receivedLevel, SpeakingGate } from "./speaking";
 import type { EnterAccepted, IncomingSignal, LeftReason, OutgoingSignal, PeerInfo } from "./signaling";
 import type { BrowserPeer, ChatPeerMessage, PeerStats, RemotePeer } from "./types";
 
@@ -45,6 +46,8 @@ interface Member {
   outbox: Outbox;
   stats: PeerStats | null;
   snapshot: StatsSnapshot | null;
+  /** Whether it speaks now, by its received audio level (speaking.ts). */
+  voice: SpeakingGate;
 }
 
 /** What went wrong with the relay: see errors.ts for what each says. */
@@ -95,6 +98,8 @@ export class Members {
   private relayReported = false;
   /** The TURN server that refused this session's credentials (a 401), if one did. */
   private refusedTurn: string | null = null;
+  /** The member who started speaking last (still marked once quiet), or null. */
+  private lastSpeaker: string | null = null;
 
   constructor(host: MembersHost) {
     this.host = host;
@@ -115,13 +120,15 @@ export class Members {
       audio: member.audio,
       video: member.video,
       screen: member.screen,
+      speaking: member.voice.speaking,
+      lastSpeaker: member.id === this.lastSpeaker,
       stats: member.stats,
     }));
   }
 
   /** What `_browser_peers` says of them. */
   browserPeers(): BrowserPeer[] {
-    return this.remotePeers.map(({ id, name, connection, audio, video, screen }) => ({ id, name, connection, audio, video, screen }));
+    return this.remotePeers.map(({ id, name, connection, audio, video, screen, speaking }) => ({ id, name, connection, audio, video, screen, speaking }));
   }
 
   /** How many in view are connected (the call is `in_call` with one or more). */
@@ -211,6 +218,7 @@ export class Members {
       outbox: new Outbox(),
       stats: null,
       snapshot: null,
+      voice: new SpeakingGate(),
     };
     this.byId.set(info.id, member);
     member.peer = this.connect(member, initiator);
@@ -282,6 +290,33 @@ export class Members {
         }),
       ),
     );
+  }
+
+  /**
+   * Read each member's received audio level; tells the host when one starts or stops speaking
+   * (a muted one never speaks). Returns whether anyone's changed.
+   */
+  listen(now: number): boolean {
+    if (this.closed) return false;
+    let changed = false;
+    for (const member of this.byId.values()) {
+      const pc = member.peer?.pc;
+      const was = member.voice.speaking;
+      const speaking = member.voice.update(pc === undefined ? null : receivedLevel(pc), !member.audio, now);
+      if (speaking === was) continue;
+      changed = true;
+      if (speaking) this.lastSpeaker = member.id;
+    }
+    if (changed) this.host.changed();
+    return changed;
+  }
+
+  /** A connection that sends this page's microphone, to read its level from, or null. */
+  sending(): RTCPeerConnection | null {
+    for (const member of this.byId.values()) {
+      if (member.peer?.connectionState === "connected") return member.peer.pc;
+    }
+    return null;
   }
 
   /** Read every connection's statistics; the figures of the current members, by id. */
@@ -494,6 +529,7 @@ export class Members {
       case "state":
         if (member.audio === message.audio && member.video === message.video && member.screen === message.screen) return;
         member.audio = message.audio;
+        if (!message.audio) member.voice.update(null, true, 0);
         member.video = message.video;
         member.screen = message.screen;
         this.host.changed();

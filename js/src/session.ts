@@ -13,6 +13,7 @@ import { MediaAborted, stopStream } from "./media";
 import { Members } from "./members";
 import { newMessageId } from "./messages";
 import { Outgoing, deviceChoice } from "./outgoing";
+import { SPEAKING_POLL_MS, SpeakingGate, sentLevel } from "./speaking";
 import { SignalingClient, SignalingError, UnreachableError, type EnterAccepted, type EnterRequest } from "./signaling";
 import type { FrameSink } from "./snapshot";
 import type { ChatPeerMessage, Model, PeerStats, WidgetModel } from "./types";
@@ -84,6 +85,10 @@ export class Session {
   private lostSince: number | null = null;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private statsTimer: ReturnType<typeof setInterval> | null = null;
+  private listenTimer: ReturnType<typeof setInterval> | null = null;
+  /** Whether this page's own microphone is speaking (its sent level); `selfSpeaking`. */
+  private readonly voice = new SpeakingGate();
+  private readingOwnLevel = false;
   private closed = false;
 
   constructor(room: string, host: SessionHost) {
@@ -192,6 +197,12 @@ export class Session {
     if (accepted === null || !live()) return;
     this.take(accepted);
     this.statsTimer = setInterval(() => void this.measure(), deps.statsIntervalMs);
+    this.listenTimer = setInterval(() => void this.listen(), SPEAKING_POLL_MS);
+  }
+
+  /** Whether this page's microphone is speaking now (never while muted). */
+  get selfSpeaking(): boolean {
+    return this.voice.speaking;
   }
 
   /**
@@ -207,6 +218,8 @@ export class Session {
     this.lostSince = null;
     if (this.statsTimer !== null) clearInterval(this.statsTimer);
     this.statsTimer = null;
+    if (this.listenTimer !== null) clearInterval(this.listenTimer);
+    this.listenTimer = null;
     this.pending.length = 0;
     const entered = this.entered;
     this.members.close();
@@ -303,6 +316,26 @@ export class Session {
       return;
     }
     if (accepted !== null && live()) this.take(accepted);
+  }
+
+  /** Who speaks: the members' received levels, and this page's own through one connection. */
+  private async listen(): Promise<void> {
+    const now = this.host.deps.now();
+    this.members.listen(now);
+    const pc = this.members.sending();
+    if (this.readingOwnLevel) return;
+    this.readingOwnLevel = true;
+    let level: number | null = null;
+    try {
+      level = pc === null ? null : await sentLevel(pc);
+    } catch (error) {
+      console.debug("ipymeet: could not read the microphone's level", error);
+    } finally {
+      this.readingOwnLevel = false;
+    }
+    if (this.closed) return;
+    const was = this.voice.speaking;
+    if (this.voice.update(level, !this.outgoing.flags().audio, this.host.deps.now()) !== was) this.host.localChanged();
   }
 
   /** Read every connection's statistics, then hand them on once for the current members. */

@@ -107,7 +107,7 @@ class FakeClock implements Clock {
   }
 }
 
-const peers = (connection: RTCPeerConnectionState) => [{ id: "b", name: "", connection, audio: true, video: true, screen: false }];
+const peers = (connection: RTCPeerConnectionState) => [{ id: "b", name: "", connection, audio: true, video: true, screen: false, speaking: false }];
 
 describe("Reporter", () => {
   it("writes at most once per interval and ends with the latest value", () => {

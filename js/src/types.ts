@@ -36,12 +36,16 @@ export interface BrowserPeer {
   video: boolean;
   /** Whether they send their screen instead of their camera (false until told). */
   screen: boolean;
+  /** Whether they are speaking now (their received audio level; never while muted). */
+  speaking: boolean;
 }
 
 /** One other member as the view shows it (`Call.remotePeers`): more than `_browser_peers` says. */
 export interface RemotePeer extends BrowserPeer {
   /** Its connection to the signaller dropped; its media may still flow while it comes back. */
   away: boolean;
+  /** The one who started speaking last in this call (still so once quiet). */
+  lastSpeaker: boolean;
   stream: MediaStream | null;
   /** The latest quality figures, null before the first measurement. */
   stats: PeerStats | null;

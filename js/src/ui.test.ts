@@ -17,7 +17,7 @@ function stream(...kinds: ("audio" | "video")[]): MediaStream {
 }
 
 function member(id: string, name: string, overrides: Partial<RemotePeer> = {}): RemotePeer {
-  return { id, name, connection: "connected", away: false, stream: stream("audio", "video"), audio: true, video: true, screen: false, stats: null, ...overrides };
+  return { id, name, connection: "connected", away: false, stream: stream("audio", "video"), audio: true, video: true, screen: false, speaking: false, lastSpeaker: false, stats: null, ...overrides };
 }
 
 function stats(rtt: number): PeerStats {

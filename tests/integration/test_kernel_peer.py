@@ -88,6 +88,7 @@ def test_two_kernel_peers_call_each_other_and_a_callback_inverts_the_video(
                     "audio": False,  # a kernel peer sends no audio
                     "video": True,
                     "screen": False,
+                    "speaking": False,
                 }
             ]
         a.wait_for(lambda p: b.id in p.stats)

@@ -145,6 +145,7 @@ async def test_peers_come_from_the_kernel_signaller_live() -> None:
                 "audio": True,
                 "video": True,
                 "screen": False,
+                "speaking": False,
             }
         ]
         room._browser_peers = [{"id": grace.get_sid(), "name": "Grace", "connection": "connected"}]
@@ -275,6 +276,7 @@ def test_peers_carry_the_browsers_mute_flags() -> None:
                 "audio": False,
                 "video": True,
                 "screen": False,
+                "speaking": False,
             },
             {
                 "id": "p2",
@@ -283,8 +285,49 @@ def test_peers_carry_the_browsers_mute_flags() -> None:
                 "audio": True,
                 "video": True,
                 "screen": False,
+                "speaking": False,
             },
         ]
+    finally:
+        room.close()
+
+
+def test_speaking_follows_the_browsers_reports_and_never_a_muted_member() -> None:
+    """``peers[i]["speaking"]`` and ``speaking`` (the ids) come from the browser's reports, are
+    observable, change only when they differ, and a muted member is never speaking."""
+    room = VideoRoom("speak", signaling_url="http://127.0.0.1:9")
+    seen: list[list[str]] = []
+    room.observe(lambda change: seen.append(change["new"]), names="speaking")
+    try:
+        assert room.speaking == []
+        room._browser_peers = [
+            {"id": "p1", "name": "Grace", "connection": "connected", "speaking": True},
+            {"id": "p2", "name": "Alan", "connection": "connected", "speaking": False},
+        ]
+        assert [p["speaking"] for p in room.peers] == [True, False]
+        assert room.speaking == ["p1"]
+        # Another report that changes nothing of who speaks: no new value.
+        room._browser_peers = [
+            {"id": "p1", "name": "Grace", "connection": "connected", "speaking": True},
+            {"id": "p2", "name": "Alan", "connection": "disconnected", "speaking": False},
+        ]
+        # A muted member is never speaking, whatever the report says.
+        room._browser_peers = [
+            {
+                "id": "p1",
+                "name": "Grace",
+                "connection": "connected",
+                "speaking": True,
+                "audio": False,
+            },
+            {"id": "p2", "name": "Alan", "connection": "connected", "speaking": True},
+        ]
+        assert [p["speaking"] for p in room.peers] == [False, True]
+        assert room.speaking == ["p2"]
+        room._browser_peers = []
+        assert seen == [["p1"], ["p2"], []]
+        with pytest.raises(traitlets.TraitError):
+            room.speaking = ["p1"]
     finally:
         room.close()
 

@@ -10,6 +10,8 @@ import type { ChatEntry } from "../types";
 export interface CallSource {
   readonly localStream: MediaStream | null;
   readonly sharingScreen: boolean;
+  /** Whether this page's own microphone is speaking now (never while muted). */
+  readonly selfSpeaking?: boolean;
   readonly remotePeers: RemotePeer[];
   readonly messages: readonly ChatEntry[];
   readonly canChat: boolean;

@@ -9,7 +9,7 @@ import type { CallState, WidgetModel } from "../types";
 import { AloneCard, aloneText, hubServiceOf } from "./alone";
 import { Bindings, detach, h, mutedMark, setClass, setData, setHidden, setPresent, setText } from "./dom";
 import type { CallSource } from "./source";
-import { initial, Tile } from "./tile";
+import { initial, markSpeaking, Tile } from "./tile";
 
 /** The label of the tile of this widget's own camera processed in Python (`room.process`). */
 export const PROCESSED_LABEL = "You (processed)";
@@ -144,6 +144,7 @@ export class Stage {
     setClass(this.self, "ipymeet-self-screen", this.call.sharingScreen);
     setClass(this.self, "ipymeet-self-camera-off", !model.get("video") || local?.getVideoTracks().length === 0);
     setClass(this.self, "ipymeet-tile-muted", !audio || noMic);
+    markSpeaking(this.self, audio && !noMic && this.call.selfSpeaking === true, false);
     const ownName = model.get("name");
     setText(this.selfAvatar, initial(ownName || "You"));
     setPresent(this.selfName, this.selfMuted, !audio || noMic, this.selfNameText);

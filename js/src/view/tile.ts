@@ -1,6 +1,7 @@
 /**
  * One other member's tile: their video, or their initial while their camera is off; their name
- * with a mark while muted; a badge while the connection is not up; the quality mark. Made once per
+ * with a mark while muted; a badge while the connection is not up; the quality mark; a ring while
+ * they speak, and a fainter one on the last to speak once quiet (easy to find). Made once per
  * member and changed in place: `update` writes only what differs from what it shows, and the
  * once-a-second stats reach `updateQuality` alone.
  */
@@ -57,6 +58,7 @@ export class Tile {
     setClass(this.root, "ipymeet-tile-camera-off", !peer.video);
     setClass(this.root, "ipymeet-tile-screen", peer.screen);
     setHidden(this.muted, peer.audio);
+    markSpeaking(this.root, peer.speaking && peer.audio, peer.lastSpeaker);
     setClass(this.root, "ipymeet-tile-away", peer.away);
     const badge = peer.away && peer.connection === "connected" ? "Reconnecting…" : badgeText(peer.connection, peer.stream !== null || !peer.video);
     setText(this.badge, badge);
@@ -97,6 +99,16 @@ export class Tile {
       void video.play().catch(() => undefined);
     });
   }
+}
+
+/**
+ * Mark `tile` as speaking (`data-speaking`, a ring) or as the last to speak (a fainter ring).
+ * The caller passes `speaking` false while muted: a muted member is never marked.
+ */
+export function markSpeaking(tile: HTMLElement, speaking: boolean, last: boolean): void {
+  setData(tile, "speaking", speaking ? "true" : "false");
+  setClass(tile, "ipymeet-tile-speaking", speaking);
+  setClass(tile, "ipymeet-tile-last-speaker", last && !speaking);
 }
 
 /** The first letter of a name, for the placeholder of a camera that is off. */
