@@ -127,6 +127,19 @@ describe("the view's shortcuts", () => {
     expect(seen).toEqual(["a", "Enter", "ArrowDown", "m"]);
   });
 
+  it("hears nothing from outside the widget: M in the page (a notebook cell) is the page's", () => {
+    const { model } = inCall();
+    const outside = document.createElement("div");
+    outside.tabIndex = -1;
+    document.body.append(outside);
+    const seen = reachingDocument(() => {
+      const event = press(outside, "m");
+      expect(event.defaultPrevented).toBe(false);
+    });
+    expect(seen).toEqual(["m"]);
+    expect(model.get("audio")).toBe(true);
+  });
+
   it("a held key toggles once", () => {
     const { model, root } = inCall();
     press(root, "m");

@@ -1,9 +1,14 @@
 /**
  * The keyboard shortcuts: M the microphone, V the camera, S the screen, C the chat field, ? their
- * list. The listener sits on the view's root (made focusable, so a click on the widget gives it
- * focus): it hears keys only while focus is inside this widget, so in JupyterLab or Notebook 7 a
- * key pressed in a cell never reaches it. The keys it takes stop there (Jupyter's command mode
- * binds M, V, C and S itself: M turns the cell to markdown); every other key goes on untouched.
+ * list. They are heard only while focus is inside this view (its root is made focusable, so a
+ * click on the widget gives it focus): in JupyterLab or Notebook 7 a key pressed in a cell never
+ * reaches them. The keys they take stop there (Jupyter's command mode binds M, V, C and S itself:
+ * M turns the cell to markdown); every other key goes on untouched.
+ *
+ * The listener is the window's, in the capture phase, and keeps only the keys whose path goes
+ * through the root: Notebook 7 (unlike JupyterLab, which starts its app with `bubblingKeydown`)
+ * runs its shortcuts from a capturing listener on the document, which a listener on the root
+ * would hear only after the cell had already become markdown (seen with notebook 7.5).
  */
 import { h } from "./dom";
 
@@ -56,6 +61,7 @@ export class Shortcuts {
   private readonly actions: Actions;
   private readonly onKey = (event: KeyboardEvent): void => this.keydown(event);
   private readonly onClose = (): void => this.closed();
+  private readonly window: Window;
   private returnTo: HTMLElement | null = null;
 
   /** `root`: the view's root element, where the keys are heard and the dialog goes. */
@@ -78,7 +84,8 @@ export class Shortcuts {
       close,
     );
     this.dialog.addEventListener("close", this.onClose);
-    root.addEventListener("keydown", this.onKey);
+    this.window = root.ownerDocument.defaultView ?? window;
+    this.window.addEventListener("keydown", this.onKey, true);
   }
 
   get open(): boolean {
@@ -105,7 +112,7 @@ export class Shortcuts {
   }
 
   dispose(): void {
-    this.root.removeEventListener("keydown", this.onKey);
+    this.window.removeEventListener("keydown", this.onKey, true);
     this.dialog.removeEventListener("close", this.onClose);
     this.hide();
   }
@@ -117,13 +124,15 @@ export class Shortcuts {
   }
 
   private keydown(event: KeyboardEvent): void {
-    if (event.defaultPrevented) return;
+    // The path, not the target: inside a shadow root (marimo) the window sees the host as target.
+    const path = event.composedPath();
+    if (event.defaultPrevented || !path.includes(this.root)) return;
     if (this.dialog.open && event.key === "Escape") {
       this.take(event);
       this.hide();
       return;
     }
-    const shortcut = shortcutFor(event);
+    const shortcut = shortcutFor({ ...pick(event), target: path[0] ?? event.target });
     if (shortcut === null) return;
     // The widget's key: it stops here (no markdown cell, and C types no "c" in the chat field).
     this.take(event);
@@ -141,4 +150,9 @@ export class Shortcuts {
     event.preventDefault();
     event.stopPropagation();
   }
+}
+
+function pick(event: KeyboardEvent): Omit<KeyPress, "target"> {
+  const { key, ctrlKey, altKey, metaKey, isComposing } = event;
+  return { key, ctrlKey, altKey, metaKey, isComposing };
 }
