@@ -1,6 +1,7 @@
 /**
  * The view: the controls, the connection doctor's button and panel, the stage and the chat
- * (view/), each following only the traits and the Call topics it shows. It owns DOM and listeners
+ * (view/), each following only the traits and the Call topics it shows, and the keyboard
+ * shortcuts that press the controls (view/keys.ts). It owns DOM and listeners
  * only; the camera, the connections and the chat history belong to the Call (one per model), so a
  * widget displayed twice shows the same call twice.
  */
@@ -10,6 +11,7 @@ import { Chat } from "./view/chat";
 import { Controls } from "./view/controls";
 import { DoctorPanel } from "./view/doctor";
 import { Bindings, h, setData } from "./view/dom";
+import { Shortcuts } from "./view/keys";
 import type { CallSource } from "./view/source";
 import { Stage } from "./view/stage";
 
@@ -25,6 +27,7 @@ export class RoomView {
   private readonly stage: Stage;
   private readonly chat: Chat;
   private readonly doctor: DoctorPanel;
+  private readonly shortcuts: Shortcuts;
   /** The doctor this view made itself (none was given: the standalone page), disposed with it. */
   private readonly ownDoctor: Doctor | null = null;
   private readonly bindings = new Bindings();
@@ -48,6 +51,13 @@ export class RoomView {
       node.dataset.testid === "status" ? h("div", { class: "ipymeet-status-row" }, node, this.doctor.button) : node,
     );
     this.root = h("div", { class: "ipymeet-root" }, ...nodes, this.doctor.panel, main);
+    this.shortcuts = new Shortcuts(id, this.root, {
+      mic: () => this.controls.press("mic"),
+      camera: () => this.controls.press("camera"),
+      screen: () => this.controls.press("screen"),
+      chat: () => this.chat.focus(),
+    });
+    this.root.append(this.shortcuts.dialog);
     const showState = (): void => setData(this.root, "state", model.get("state"));
     this.bindings.traits(model, ["state"], showState);
     showState();
@@ -59,6 +69,7 @@ export class RoomView {
     if (this.destroyed) return;
     this.destroyed = true;
     this.bindings.dispose();
+    this.shortcuts.dispose();
     this.controls.dispose();
     this.stage.dispose();
     this.chat.dispose();

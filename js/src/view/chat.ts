@@ -82,6 +82,11 @@ export class Chat {
     this.bindings.dispose();
   }
 
+  /** Put focus in the message field (the C shortcut), when a message can be written. */
+  focus(): void {
+    if (!this.input.disabled) this.input.focus();
+  }
+
   private sendChat(): void {
     const text = this.input.value;
     if (text.trim() === "" || !this.call.canChat) return;

@@ -119,6 +119,10 @@ export class Controls {
       h("div", { class: "ipymeet-controls" }, this.mic.button, this.cam.button, this.screenButton, this.connectButton),
     );
     this.nodes = [bar, this.roomHint, this.devices, status, this.errorBanner];
+    // The keyboard shortcuts (keys.ts) press these buttons: said to assistive technology too.
+    this.mic.button.setAttribute("aria-keyshortcuts", "M");
+    this.cam.button.setAttribute("aria-keyshortcuts", "V");
+    this.screenButton.setAttribute("aria-keyshortcuts", "S");
 
     this.listen();
     const b = this.bindings;
@@ -141,6 +145,16 @@ export class Controls {
 
   dispose(): void {
     this.bindings.dispose();
+  }
+
+  /**
+   * A keyboard shortcut's press of the microphone, camera or screen button: a click, so it does
+   * what the click does (and nothing while the button is disabled). The screen's stays within
+   * the key's own gesture, which getDisplayMedia asks for.
+   */
+  press(which: "mic" | "camera" | "screen"): void {
+    const button = which === "mic" ? this.mic.button : which === "camera" ? this.cam.button : this.screenButton;
+    if (!button.disabled) button.click();
   }
 
   private listen(): void {
