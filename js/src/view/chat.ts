@@ -27,7 +27,7 @@ export class Chat {
     this.model = model;
     this.call = call;
     this.host = host;
-    this.list = h("ol", { class: "ipymeet-chat-list", role: "log", "aria-live": "polite", "aria-label": "Chat messages", "data-testid": "chat-log" });
+    this.list = h("ol", { class: "ipymeet-chat-list", "aria-live": "polite", "aria-label": "Chat messages", "data-testid": "chat-log" });
     this.empty = h("p", { class: "ipymeet-chat-empty" }, "Messages go to everyone in the room.");
     this.input = h("input", {
       id: `${id}-chat`,
@@ -53,7 +53,7 @@ export class Chat {
     this.root = h(
       "section",
       { class: "ipymeet-chat", "aria-label": "Chat" },
-      h("h3", { class: "ipymeet-chat-title" }, "Chat"),
+      h("h2", { class: "ipymeet-chat-title" }, "Chat"),
       this.list,
       this.empty,
       form,
