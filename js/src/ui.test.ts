@@ -292,3 +292,46 @@ describe("RoomView's intent", () => {
     expect(model.get("_desired")).toBe(true);
   });
 });
+
+describe("what a screen reader is given", () => {
+  it("names the toggles by their visible text, their state in aria-pressed", () => {
+    const { el, model } = inCall();
+    model.set("audio", true);
+    model.set("video", false);
+    const mic = el.querySelector<HTMLButtonElement>("[data-testid=mic]")!;
+    const cam = el.querySelector<HTMLButtonElement>("[data-testid=cam]")!;
+    // No aria-label: the name is the text a person sees (and may say to speech control).
+    expect(mic.hasAttribute("aria-label")).toBe(false);
+    expect(mic.textContent).toBe("Mic on");
+    expect(mic.getAttribute("aria-pressed")).toBe("true");
+    expect(cam.hasAttribute("aria-label")).toBe(false);
+    expect(cam.textContent).toBe("Camera off");
+    expect(cam.getAttribute("aria-pressed")).toBe("false");
+  });
+
+  it("labels each tile and its video with the member's name", () => {
+    const { el, call } = inCall();
+    const tile = el.querySelector<HTMLElement>("[data-peer-id=b]")!;
+    expect(tile.getAttribute("role")).toBe("group");
+    expect(tile.getAttribute("aria-label")).toBe("Bea");
+    expect(tile.querySelector("video")!.getAttribute("aria-label")).toBe("Bea");
+    call.members = [member("b", "")];
+    call.emit("members");
+    expect(tile.getAttribute("aria-label")).toBe("Guest");
+  });
+
+  it("has one polite live region, one alert, and the chat's heading under the page's", () => {
+    const { el } = inCall();
+    const live = [...el.querySelectorAll("[aria-live], [role=status], [role=alert], [role=log]")];
+    expect(live.map((node) => node.getAttribute("data-testid"))).toEqual(["error", "chat-log", "announcements"]);
+    expect(el.querySelector("[data-testid=status]")!.hasAttribute("aria-live")).toBe(false);
+    // The chat's, and the shortcut list's (a modal dialog: a heading of its own, not under the chat's).
+    const headings = [...el.querySelectorAll("h1, h2, h3, h4, h5, h6")];
+    expect(headings.map((node) => [node.tagName, node.closest("dialog") !== null])).toEqual([
+      ["H2", false],
+      ["H2", true],
+    ]);
+    // The chat is no named landmark: a second widget on the page would repeat its name.
+    expect(el.querySelector(".ipymeet-chat")!.hasAttribute("aria-label")).toBe(false);
+  });
+});

@@ -1,12 +1,13 @@
 /**
- * The view: the controls, the connection doctor's button and panel, the stage and the chat
- * (view/), each following only the traits and the Call topics it shows, and the keyboard
- * shortcuts that press the controls (view/keys.ts). It owns DOM and listeners
- * only; the camera, the connections and the chat history belong to the Call (one per model), so a
- * widget displayed twice shows the same call twice.
+ * The view: the controls, the connection doctor's button and panel, the stage, the chat and the
+ * sentences a screen reader is told (view/), each following only the traits and the Call topics
+ * it shows, and the keyboard shortcuts that press the controls (view/keys.ts). It owns DOM and
+ * listeners only; the camera, the connections and the chat history belong to the Call (one per
+ * model), so a widget displayed twice shows the same call twice.
  */
 import { Doctor } from "./doctor";
 import type { WidgetModel } from "./types";
+import { Announcer } from "./view/announce";
 import { Chat } from "./view/chat";
 import { Controls } from "./view/controls";
 import { DoctorPanel } from "./view/doctor";
@@ -28,6 +29,7 @@ export class RoomView {
   private readonly chat: Chat;
   private readonly doctor: DoctorPanel;
   private readonly shortcuts: Shortcuts;
+  private readonly announcer: Announcer;
   /** The doctor this view made itself (none was given: the standalone page), disposed with it. */
   private readonly ownDoctor: Doctor | null = null;
   private readonly bindings = new Bindings();
@@ -50,7 +52,8 @@ export class RoomView {
     const nodes = this.controls.nodes.map((node) =>
       node.dataset.testid === "status" ? h("div", { class: "ipymeet-status-row" }, node, this.doctor.button) : node,
     );
-    this.root = h("div", { class: "ipymeet-root" }, ...nodes, this.doctor.panel, main);
+    this.announcer = new Announcer(model, call);
+    this.root = h("div", { class: "ipymeet-root" }, ...nodes, this.doctor.panel, main, this.announcer.root);
     this.shortcuts = new Shortcuts(id, this.root, {
       mic: () => this.controls.press("mic"),
       camera: () => this.controls.press("camera"),
@@ -74,6 +77,7 @@ export class RoomView {
     this.stage.dispose();
     this.chat.dispose();
     this.doctor.dispose();
+    this.announcer.dispose();
     this.ownDoctor?.dispose();
     this.root.remove();
   }

@@ -149,9 +149,10 @@ export class AloneCard {
     this.copy = h("button", { type: "button", class: "ipymeet-btn ipymeet-alone-copy", "data-testid": "copy-invite" }, "Copy");
     this.linkRow = h("span", { class: "ipymeet-alone-link-row" }, this.link, this.copy);
     this.browser = h("span", { class: "ipymeet-alone-note", "data-testid": "alone-browser" });
+    // Not live: on entering alone the announcements say no one else is here (announce.ts).
     this.root = h(
       "section",
-      { class: "ipymeet-alone", "data-testid": "alone", "aria-live": "polite" },
+      { class: "ipymeet-alone", "data-testid": "alone" },
       h("div", { class: "ipymeet-alone-head" }, h("span", { class: "ipymeet-alone-pulse", "aria-hidden": "true" }), this.title),
       this.where,
       h(

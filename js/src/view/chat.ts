@@ -27,7 +27,7 @@ export class Chat {
     this.model = model;
     this.call = call;
     this.host = host;
-    this.list = h("ol", { class: "ipymeet-chat-list", role: "log", "aria-live": "polite", "aria-label": "Chat messages", "data-testid": "chat-log" });
+    this.list = h("ol", { class: "ipymeet-chat-list", "aria-live": "polite", "aria-label": "Chat messages", "data-testid": "chat-log" });
     this.empty = h("p", { class: "ipymeet-chat-empty" }, "Messages go to everyone in the room.");
     this.input = h("input", {
       id: `${id}-chat`,
@@ -50,10 +50,12 @@ export class Chat {
       this.input,
       this.send,
     );
+    // Not a named region: two widgets on a page would make two landmarks of one name (found by
+    // axe-core in Voilà); its heading is what a screen reader moves to.
     this.root = h(
       "section",
-      { class: "ipymeet-chat", "aria-label": "Chat" },
-      h("h3", { class: "ipymeet-chat-title" }, "Chat"),
+      { class: "ipymeet-chat" },
+      h("h2", { class: "ipymeet-chat-title" }, "Chat"),
       this.list,
       this.empty,
       form,

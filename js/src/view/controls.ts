@@ -68,8 +68,8 @@ export class Controls {
       placeholder: "Your name",
     });
 
-    this.mic = toggle("mic", "Microphone", ICONS.mic);
-    this.cam = toggle("cam", "Camera", ICONS.cam);
+    this.mic = toggle("mic", ICONS.mic);
+    this.cam = toggle("cam", ICONS.cam);
     this.screenLabel = h("span", { class: "ipymeet-btn-label" });
     this.screenButton = h(
       "button",
@@ -96,9 +96,11 @@ export class Controls {
 
     this.statusText = h("span", { class: "ipymeet-status-text" });
     this.statusVia = h("span", { class: "ipymeet-status-via" });
+    // Not a live region: it rewrites itself at each step of a join. What a listener needs to
+    // hear of the call is said once in the view's announcements (announce.ts).
     const status = h(
       "div",
-      { class: "ipymeet-status", "data-testid": "status", role: "status", "aria-live": "polite" },
+      { class: "ipymeet-status", "data-testid": "status" },
       h("span", { class: "ipymeet-dot", "aria-hidden": "true" }),
       this.statusText,
       this.statusVia,
@@ -306,11 +308,15 @@ export class Controls {
   }
 }
 
-function toggle(testId: string, name: string, paths: string): Toggle {
+/**
+ * Its accessible name is its visible label ("Mic on"), which a person using speech control reads
+ * off the screen; whether it is on is said by `aria-pressed` too.
+ */
+function toggle(testId: string, paths: string): Toggle {
   const label = h("span", { class: "ipymeet-btn-label" });
   const button = h(
     "button",
-    { type: "button", class: "ipymeet-btn ipymeet-toggle", "data-testid": testId, "aria-label": name },
+    { type: "button", class: "ipymeet-btn ipymeet-toggle", "data-testid": testId },
     icon(paths),
     label,
   );

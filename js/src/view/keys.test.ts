@@ -172,7 +172,7 @@ describe("the view's shortcuts", () => {
     expect(dialog.open).toBe(false);
     press(mic, "?", { shiftKey: true });
     expect(dialog.open).toBe(true);
-    expect(dialog.getAttribute("aria-labelledby")).toBe(dialog.querySelector("h3")!.id);
+    expect(dialog.getAttribute("aria-labelledby")).toBe(dialog.querySelector("h2")!.id);
     expect([...dialog.querySelectorAll("kbd")].map((k) => k.textContent)).toEqual(["M", "V", "S", "C", "?"]);
     expect(document.activeElement).toBe(find("shortcuts-close"));
     // The list is in front: M does nothing until it closes.

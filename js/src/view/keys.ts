@@ -78,7 +78,7 @@ export class Shortcuts {
     this.dialog = h(
       "dialog",
       { class: "ipymeet-keys", "data-testid": "shortcuts", "aria-labelledby": `${id}-keys-title` },
-      h("h3", { id: `${id}-keys-title`, class: "ipymeet-keys-title" }, "Keyboard shortcuts"),
+      h("h2", { id: `${id}-keys-title`, class: "ipymeet-keys-title" }, "Keyboard shortcuts"),
       h("p", { class: "ipymeet-keys-note" }, "While the call has focus (click it, or Tab to one of its buttons):"),
       h("dl", { class: "ipymeet-keys-list" }, ...rows),
       close,

@@ -39,7 +39,7 @@ export class Tile {
     this.quality = h("span", { class: "ipymeet-quality", "data-testid": "quality", role: "img", "data-level": "unknown" });
     this.unmute = h("button", { type: "button", class: "ipymeet-btn ipymeet-unmute" }, "Click to hear");
     this.unmute.hidden = true;
-    this.root = h("div", { class: "ipymeet-tile", "data-peer-id": peerId }, video, placeholder, name, this.badge, this.quality, this.unmute);
+    this.root = h("div", { class: "ipymeet-tile", role: "group", "data-peer-id": peerId }, video, placeholder, name, this.badge, this.quality, this.unmute);
     this.unmute.addEventListener("click", () => {
       video.muted = false;
       this.unmute.hidden = true;
@@ -51,6 +51,9 @@ export class Tile {
   update(peer: RemotePeer): void {
     const name = peer.name || "Guest";
     setText(this.nameText, name);
+    // The tile and its video say whose they are to a screen reader.
+    setAttr(this.root, "aria-label", name);
+    setAttr(this.video, "aria-label", name);
     setText(this.placeholderName, name);
     setText(this.avatar, initial(name));
     setData(this.root, "connection", peer.connection);
