@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from ipymeet import KernelPeer
+from ipymeet.server import Settings, SignallerThread
 
 from ..support import Served, free_port, start_lab, start_server, stop_server
 from . import firefox_driver
@@ -54,6 +55,15 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 # Module scope, not session: sync Playwright keeps an event loop marked running in this thread,
 # and the asyncio tests of other folders cannot run while it lives.
+@pytest.fixture(scope="module")
+def server() -> Iterator[SignallerThread]:
+    """A signaller of the test's own on loopback, no ICE servers (calls connect with host
+    candidates): one per test module; a module that needs other settings defines its own."""
+    signaller = SignallerThread(Settings(ice_servers=())).start()
+    yield signaller
+    signaller.stop()
+
+
 @pytest.fixture(scope="module")
 def playwright_instance() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():

@@ -5,7 +5,7 @@ element in JupyterLab and in Voilà; and the live region says each join, leave a
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +56,6 @@ def readable(violations: list[dict[str, Any]]) -> str:
 def assert_no_violations(page: Any, selector: str = "") -> None:
     violations = axe_violations(page, selector)
     assert violations == [], "axe-core found:\n" + readable(violations)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SignallerThread]:
-    signaller = SignallerThread(Settings(ice_servers=())).start()
-    yield signaller
-    signaller.stop()
 
 
 @pytest.mark.parametrize("size", list(SIZES))

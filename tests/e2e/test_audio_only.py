@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ipymeet import KernelPeer
-from ipymeet.server import Settings, SignallerThread
+from ipymeet.server import SignallerThread
 from ipymeet.widget.record import Recorder
 
 from ..support import wait_until
@@ -30,13 +30,6 @@ NO_CAMERA_JS = """(() => {
 })();"""
 #: Loud enough to be the fake microphone's beep, not silence or noise.
 BEEP = 2000
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SignallerThread]:
-    signaller = SignallerThread(Settings(ice_servers=())).start()
-    yield signaller
-    signaller.stop()
 
 
 def test_a_kernel_peer_processes_the_sound_of_a_page_without_a_camera(

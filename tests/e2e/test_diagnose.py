@@ -32,13 +32,6 @@ DONE_JS = """(scope) => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[SignallerThread]:
-    signaller = SignallerThread(Settings(ice_servers=())).start()
-    yield signaller
-    signaller.stop()
-
-
 def check(page: Any, *, scope: str = "", timeout: float = 40) -> dict[str, Any]:
     """Press "Check connection" (in ``#scope`` if given) and wait for the report."""
     root = f"#{scope} " if scope else ""

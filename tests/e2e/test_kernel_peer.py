@@ -11,14 +11,14 @@ import json
 import secrets
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
 from ipymeet import KernelPeer
-from ipymeet.server import Settings, SignallerThread
+from ipymeet.server import SignallerThread
 from ipymeet.server.core import internals
 
 from ..support import Served, open_and_run, wait_for_file, write_notebook
@@ -26,13 +26,6 @@ from .conftest import ARTIFACTS, wait_remote_video, wait_state
 from .test_jupyter import run_in_kernel
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SignallerThread]:
-    signaller = SignallerThread(Settings(ice_servers=())).start()
-    yield signaller
-    signaller.stop()
 
 
 def tile(peer_id: str) -> str:

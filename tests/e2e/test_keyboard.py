@@ -4,13 +4,13 @@ pressed in a notebook cell never reach the widget; Tab reaches every control, wi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ipymeet.server import Settings, SignallerThread
+from ipymeet.server import SignallerThread
 
 from ..support import KERNEL_IDLE_JS, Served, open_and_run, write_notebook
 from .conftest import ARTIFACTS, model, wait_model, wait_state
@@ -18,13 +18,6 @@ from .remote import open_and_run_notebook7
 from .test_jupyter import LOGGER, kernel_log, wait_kernel
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SignallerThread]:
-    signaller = SignallerThread(Settings(ice_servers=())).start()
-    yield signaller
-    signaller.stop()
 
 
 #: The local tracks' `enabled`: what muting really changes in the call.

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from ipymeet.server import Settings, SignallerThread
+from ipymeet.server import SignallerThread
 
 from .conftest import model, wait_remote_video
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SignallerThread]:
-    signaller = SignallerThread(Settings(ice_servers=())).start()  # rooms of six by default
-    yield signaller
-    signaller.stop()
 
 
 def wait_peers(page: Any, names: list[str], timeout: float = 45) -> None:

@@ -14,14 +14,14 @@ import secrets
 import struct
 import time
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ipymeet import KernelPeer
-from ipymeet.server import Settings, SignallerThread
+from ipymeet.server import SignallerThread
 
 from ..support import Served, open_and_run, wait_for_file, write_notebook
 from .conftest import ARTIFACTS, wait_remote_video
@@ -130,13 +130,6 @@ def test_the_speaker_is_marked_on_the_other_page_and_in_the_kernel(
 
     assert quiet.evaluate("() => window.__everSpoke") is False, "the silent page's own tile"
     assert loud.evaluate("() => window.__everSpoke") is False, "the silent page's tile"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SignallerThread]:
-    signaller = SignallerThread(Settings(ice_servers=())).start()
-    yield signaller
-    signaller.stop()
 
 
 def test_a_kernel_peer_that_listens_knows_who_is_speaking(
