@@ -23,8 +23,9 @@ pytestmark = pytest.mark.browser
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
 
 #: Each visible control of the widget (buttons, fields, lists, the status line) that is outside
-#: the screen's width, covered by something else at its centre once scrolled into view (the page
-#: may scroll down, never sideways), or whose text is cut off; and a page wider than the screen.
+#: the screen's width, smaller than a fingertip's target, covered by something else at its centre
+#: once scrolled into view (the page may scroll down, never sideways), or whose text is cut off;
+#: and a page wider than the screen.
 LAYOUT_JS = """() => {
   const problems = [];
   const width = window.innerWidth;
@@ -41,6 +42,10 @@ LAYOUT_JS = """() => {
     const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
     if (hit === null || !(el === hit || el.contains(hit))) {
       problems.push(`${name(el)} covered by ${hit && (hit.dataset.testid || hit.className)}`);
+    }
+    // WCAG 2.2's minimum target size (2.5.8): 24 by 24 CSS pixels for what a finger taps.
+    if (el.dataset.testid !== 'status' && (box.width < 24 || box.height < 24)) {
+      problems.push(`${name(el)} too small to tap: ${box.width}x${box.height}`);
     }
     const text = el.tagName === 'BUTTON' || el.dataset.testid === 'status';
     if (text && el.scrollWidth > el.clientWidth + 1) {
