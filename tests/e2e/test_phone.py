@@ -137,8 +137,8 @@ def test_switch_camera_on_a_phone_with_two_cameras(
     server: SignallerThread, new_page: Callable[..., Any], launch: Callable[..., Any]
 ) -> None:
     """A phone with three cameras (Chromium's fake ones say no facingMode: the touch rule shows
-    the button): each tap moves to the next camera, round the list, ``camera`` follows, and Grace keeps
-    receiving frames throughout; on Grace's desktop there is no button."""
+    the button): each tap moves to the next camera, round the list, ``camera`` follows, and
+    Grace keeps receiving frames; on Grace's desktop there is no button."""
     phone = launch(
         drop=("--use-fake-device-for-media-stream",),
         add=("--use-fake-device-for-media-stream=device-count=3",),
