@@ -157,7 +157,8 @@ class VideoRoom(anywidget.AnyWidget):
     connected_via = traitlets.Unicode("").tag(sync=True)
     """The signaller URL the page is connected through ("" when not connected)."""
     cameras = traitlets.List(traitlets.Dict()).tag(sync=True)
-    """The cameras the browser has: ``[{"id", "label"}]`` (labels once access is granted)."""
+    """The cameras the browser has: ``[{"id", "label"}]`` (labels once access is granted), and
+    ``"facing"`` ("user": front, "environment": back) on those the browser says it of (phones)."""
     microphones = traitlets.List(traitlets.Dict()).tag(sync=True)
     """The microphones the browser has: ``[{"id", "label"}]``."""
     messages = traitlets.List(traitlets.Dict()).tag(sync=True)

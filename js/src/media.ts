@@ -3,6 +3,7 @@
  * user still sees and hears the others, and gets a plain message saying what to do.
  */
 import { MEDIA_MESSAGES } from "./errors";
+import { facingOf } from "./facing";
 import type { DeviceInfo } from "./types";
 
 export type MediaProblem = "insecure_context" | "camera_denied" | "no_camera" | "camera_busy";
@@ -175,7 +176,8 @@ function isNamed(value: unknown): value is { name: string } {
 
 /**
  * The cameras and microphones in `devices` (enumerateDevices), each once. Before permission the
- * ids are empty, and "default" / "communications" are aliases of the real devices: left out.
+ * ids are empty, and "default" / "communications" are aliases of the real devices: left out. A
+ * camera that says which way it faces (phones) carries `facing`.
  */
 export function listDevices(devices: readonly Pick<MediaDeviceInfo, "deviceId" | "kind" | "label">[]): {
   cameras: DeviceInfo[];
@@ -188,7 +190,8 @@ export function listDevices(devices: readonly Pick<MediaDeviceInfo, "deviceId" |
       if (device.kind !== kind || device.deviceId === "" || seen.has(device.deviceId)) continue;
       if (device.deviceId === "default" || device.deviceId === "communications") continue;
       seen.add(device.deviceId);
-      out.push({ id: device.deviceId, label: device.label });
+      const facing = kind === "videoinput" ? facingOf(device) : "";
+      out.push(facing ? { id: device.deviceId, label: device.label, facing } : { id: device.deviceId, label: device.label });
     }
     return out;
   };

@@ -56,6 +56,8 @@ export interface DeviceInfo {
   id: string;
   /** Empty until the page may use the camera or microphone (the browser hides labels before). */
   label: string;
+  /** A camera's way ("user": front, "environment": back), only when the browser says (phones). */
+  facing?: "user" | "environment";
 }
 
 /** One line of the room's chat (`messages`). */

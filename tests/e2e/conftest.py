@@ -165,14 +165,17 @@ def make_peer() -> Iterator[Callable[..., KernelPeer]]:
 
 @pytest.fixture
 def launch(playwright_instance: Any) -> Iterator[Callable[..., Any]]:
-    """Launch a Chromium with some of the usual flags left out or added; returns a page maker."""
+    """Launch a Chromium with some of the usual flags left out or added; returns a page maker
+    (further keywords go to the page's context: ``viewport``, ``has_touch``, ...)."""
     browsers: list[Any] = []
 
-    def make(*, drop: tuple[str, ...] = (), add: tuple[str, ...] = (), grant: bool = True) -> Any:
+    def make(
+        *, drop: tuple[str, ...] = (), add: tuple[str, ...] = (), grant: bool = True, **kw: Any
+    ) -> Any:
         args = [a for a in CHROMIUM_ARGS if a not in drop] + list(add)
         browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=args)
         browsers.append(browser)
-        context = browser.new_context(permissions=["camera", "microphone"] if grant else [])
+        context = browser.new_context(permissions=["camera", "microphone"] if grant else [], **kw)
         page = context.new_page()
         page.set_default_timeout(30_000)
         return page

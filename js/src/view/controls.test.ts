@@ -1,5 +1,5 @@
 // @vitest-environment happy-dom
-import { describe as group, expect, it } from "vitest";
+import { afterEach, describe as group, expect, it, vi } from "vitest";
 import type { CallTopic, RemotePeer } from "../call";
 import { remotePeer } from "../harness";
 import { PageModel } from "../page";
@@ -98,6 +98,60 @@ group("the status line while the kernel runs a cell", () => {
     call.wait(true);
     model.set("state", "idle");
     expect(status.textContent).toBe("Not connected");
+    controls.dispose();
+  });
+});
+
+group("Switch camera", () => {
+  afterEach(() => vi.unstubAllGlobals());
+
+  const front = { id: "f", label: "Front", facing: "user" as const };
+  const back = { id: "b", label: "Back", facing: "environment" as const };
+  const find = (controls: Controls): HTMLButtonElement =>
+    controls.nodes[0].querySelector<HTMLButtonElement>("[data-testid=switch-camera]")!;
+  /** The page's main pointer: coarse (a phone) or not (a desktop). */
+  const pointer = (coarse: boolean): void => {
+    vi.stubGlobal("matchMedia", (query: string) => ({ matches: coarse && query === "(pointer: coarse)", media: query }));
+  };
+
+  it("is hidden on a desktop, even with two cameras that do not say which way they face", () => {
+    pointer(false);
+    const model = new PageModel({ cameras: [{ id: "a", label: "A" }, { id: "c", label: "C" }] });
+    const controls = new Controls("t", model, new WaitingCall());
+    expect(find(controls).hidden).toBe(true);
+    controls.dispose();
+  });
+
+  it("shows for a front and a back camera; a tap writes the other one into `camera`, and back", () => {
+    pointer(false);
+    const model = new PageModel({ cameras: [front, back], camera: "f" });
+    const controls = new Controls("t", model, new WaitingCall());
+    const button = find(controls);
+    expect(button.hidden).toBe(false);
+    expect(button.textContent).toBe("Switch camera");
+    expect(button.title).toBe("Use the camera facing the other way");
+    button.click();
+    expect(model.get("camera")).toBe("b");
+    button.click();
+    expect(model.get("camera")).toBe("f");
+    controls.dispose();
+  });
+
+  it("on a touch device with two cameras, starts from the live camera when none is chosen", () => {
+    pointer(true);
+    const model = new PageModel({ cameras: [{ id: "a", label: "A" }, { id: "c", label: "C" }], camera: "" });
+    const call = new WaitingCall();
+    const track = { getSettings: () => ({ deviceId: "c" }) };
+    (call as { localStream: unknown }).localStream = { getVideoTracks: () => [track], getAudioTracks: () => [] };
+    const controls = new Controls("t", model, call);
+    const button = find(controls);
+    expect(button.hidden).toBe(false);
+    expect(button.title).toBe("Use your next camera");
+    button.click();
+    expect(model.get("camera")).toBe("a");
+    // A camera unplugged: one left, the button goes.
+    model.set("cameras", [{ id: "a", label: "A" }]);
+    expect(button.hidden).toBe(true);
     controls.dispose();
   });
 });

@@ -1,11 +1,12 @@
 /**
- * The controls: the room and name fields, the microphone, camera, screen and Connect buttons, the
- * device lists, the status line and the error banner. They write the person's intent into the
- * model and follow the model's traits; of the Call they hear "local" (is there a microphone, a
- * camera, a shared screen) and, for the status line only, "members" and "kernel" (the page waits
- * on a kernel busy with a cell). Never "stats".
+ * The controls: the room and name fields, the microphone, camera, Switch camera (phones), screen
+ * and Connect buttons, the device lists, the status line and the error banner. They write the
+ * person's intent into the model and follow the model's traits; of the Call they hear "local" (is
+ * there a microphone, a camera, a shared screen) and, for the status line only, "members" and
+ * "kernel" (the page waits on a kernel busy with a cell). Never "stats".
  */
 import { MAX_NAME, ROOM_RE } from "../contract";
+import { canSwitchCamera, facesBothWays, nextCamera } from "../facing";
 import type { RemotePeer } from "../call";
 import { isActive } from "../state";
 import type { CallState, DeviceInfo, Model, WidgetModel } from "../types";
@@ -33,6 +34,7 @@ export class Controls {
   private readonly mic: Toggle;
   private readonly cam: Toggle;
   private readonly screenButton: HTMLButtonElement;
+  private readonly flipButton: HTMLButtonElement;
   private readonly screenLabel: HTMLElement;
   private readonly devices: HTMLElement;
   private readonly cameraSelect: HTMLSelectElement;
@@ -70,6 +72,15 @@ export class Controls {
 
     this.mic = toggle("mic", ICONS.mic);
     this.cam = toggle("cam", ICONS.cam);
+    // Front/back camera (phones): one tap writes `camera`, which the call switches to as the
+    // camera list does; shown only where it means something (facing.ts).
+    this.flipButton = h(
+      "button",
+      { type: "button", class: "ipymeet-btn ipymeet-flip", "data-testid": "switch-camera" },
+      icon(ICONS.flip),
+      h("span", { class: "ipymeet-btn-label" }, "Switch camera"),
+    );
+    this.flipButton.hidden = true;
     this.screenLabel = h("span", { class: "ipymeet-btn-label" });
     this.screenButton = h(
       "button",
@@ -118,7 +129,7 @@ export class Controls {
         h("label", { class: "ipymeet-field-label", for: `${id}-name` }, "Name"),
         this.nameInput,
       ),
-      h("div", { class: "ipymeet-controls" }, this.mic.button, this.cam.button, this.screenButton, this.connectButton),
+      h("div", { class: "ipymeet-controls" }, this.mic.button, this.cam.button, this.flipButton, this.screenButton, this.connectButton),
     );
     this.nodes = [bar, this.roomHint, this.devices, status, this.errorBanner];
     // The keyboard shortcuts (keys.ts) press these buttons: said to assistive technology too.
@@ -175,6 +186,7 @@ export class Controls {
     b.dom(this.cam.button, "click", () => this.write("video", !(this.model.get("video") === true)));
     // Synchronously down to getDisplayMedia: the browser asks for the click's gesture.
     b.dom(this.screenButton, "click", () => this.onScreen());
+    b.dom(this.flipButton, "click", () => this.onFlip());
     b.dom(this.cameraSelect, "change", () => this.choose("camera", this.cameraSelect.value));
     b.dom(this.micSelect, "change", () => this.choose("microphone", this.micSelect.value));
   }
@@ -213,6 +225,19 @@ export class Controls {
     }
     if (this.model.get("screen") === true) this.write("screen", false);
     this.write("screen", true);
+  }
+
+  /** Switch camera: the camera facing the other way (or the next one), as if chosen in the list. */
+  private onFlip(): void {
+    const next = nextCamera(this.model.get("cameras") ?? [], this.currentCamera());
+    if (next !== null) this.choose("camera", next.id);
+  }
+
+  /** The camera in use: the chosen one, or the device the live camera track comes from. */
+  private currentCamera(): string {
+    const chosen = this.model.get("camera") ?? "";
+    if (chosen !== "") return chosen;
+    return this.call.localStream?.getVideoTracks()[0]?.getSettings().deviceId ?? "";
   }
 
   private choose(trait: "camera" | "microphone", id: string): void {
@@ -289,6 +314,8 @@ export class Controls {
     fillSelect(this.cameraSelect, cameras, model.get("camera") ?? "", "Default camera", "Camera");
     fillSelect(this.micSelect, microphones, model.get("microphone") ?? "", "Default microphone", "Microphone");
     setHidden(this.devices, cameras.length === 0 && microphones.length === 0);
+    setHidden(this.flipButton, !canSwitchCamera(cameras, touchFirst()));
+    setAttr(this.flipButton, "title", facesBothWays(cameras) ? "Use the camera facing the other way" : "Use your next camera");
   }
 
   private renderStatus(): void {
@@ -344,6 +371,11 @@ function fillSelect(select: HTMLSelectElement, devices: readonly DeviceInfo[], c
   }
   if (select.value !== chosen) select.value = chosen;
   setDisabled(select, devices.length === 0);
+}
+
+/** A touch-first device (phone, tablet): its main pointer is coarse. */
+function touchFirst(): boolean {
+  return typeof matchMedia === "function" && matchMedia("(pointer: coarse)").matches;
 }
 
 function names(peers: readonly RemotePeer[], processedBy = ""): string {

@@ -11,6 +11,7 @@ export const ICONS = {
   off: '<path d="M4 4l16 16"/>',
   micOff:
     '<path d="M9 9v2a3 3 0 0 0 5.1 2.1M15 10V6a3 3 0 0 0-5.7-1.3"/><path d="M5.5 11a6.5 6.5 0 0 0 10.9 4.8M18.4 13.3a6.5 6.5 0 0 0 .1-2.3M12 17.5V21M4 4l16 16"/>',
+  flip: '<path d="M4 9a8 8 0 0 1 14.3-3.2M20 15a8 8 0 0 1-14.3 3.2"/><path d="M18.5 2.5v3.5H15M5.5 21.5V18H9"/><circle cx="12" cy="12" r="2.5"/>',
   screen: '<rect x="3" y="4.5" width="18" height="12" rx="1.5"/><path d="M8.5 20h7M12 16.5V20"/>',
   send: '<path d="M4 12 20 4l-6 16-3-7z"/><path d="m11 13 9-9"/>',
   phone:
