@@ -103,6 +103,11 @@ def test_a_phone_in_a_call_of_three(server: SignallerThread, new_page: Callable[
     phone.get_by_test_id("cam").tap()
     wait_model(phone, "video", False)
     assert phone.evaluate(TRACKS_JS, "video") == [False]
+    # The others see it (what their pages report of the members: audio / video flags).
+    others[0].wait_for_function(
+        """() => window.ipymeet.model.get('_browser_peers').some(
+             (p) => p.name === 'Ada' && p.audio === false && p.video === false)"""
+    )
     assert layout_problems(phone) == []  # "Mic off" / "Camera off" fit as well
     phone.get_by_test_id("mic").tap()
     phone.get_by_test_id("cam").tap()
