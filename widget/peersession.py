@@ -396,7 +396,7 @@ class Session:
         if member is not None and member.flags != flags:
             member.flags = flags
             if not flags["audio"]:
-                member.voice.update(None, True, 0)  # muted: not speaking from now on
+                member.voice.off()  # muted: not speaking from now on
             self._changed()
 
     def sent_frame(self, connection: MemberConnection) -> None:

@@ -84,7 +84,7 @@ async def read(
                 member.size = (int(frame.width), int(frame.height))
             if not shared.takes(kind):  # nobody to hand it to: not converted, not queued
                 if kind == "audio" and member.voice.speaking:
-                    member.voice.update(None, True, 0)
+                    member.voice.off()
                     speaking_changed()
                 continue
             if kind == "video":

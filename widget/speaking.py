@@ -31,10 +31,14 @@ class SpeakingGate:
         self.speaking = False
         self._quiet_since: float | None = None
 
+    def off(self) -> None:
+        """Not speaking from now on (muted, or its sound no longer read)."""
+        self.speaking, self._quiet_since = False, None
+
     def update(self, level: float | None, muted: bool, now_ms: float) -> bool:
         """Take one reading (``level`` None: none to be had); whether it is speaking now."""
         if muted:
-            self.speaking, self._quiet_since = False, None
+            self.off()
             return False
         value = level or 0.0
         if value >= SPEAKING_ON_LEVEL:

@@ -529,7 +529,7 @@ export class Members {
       case "state":
         if (member.audio === message.audio && member.video === message.video && member.screen === message.screen) return;
         member.audio = message.audio;
-        if (!message.audio) member.voice.update(null, true, 0);
+        if (!message.audio) member.voice.off();
         member.video = message.video;
         member.screen = message.screen;
         this.host.changed();

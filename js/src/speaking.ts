@@ -22,11 +22,16 @@ export class SpeakingGate {
     return this.on;
   }
 
+  /** Not speaking from now on (muted). */
+  off(): void {
+    this.on = false;
+    this.quietSince = null;
+  }
+
   /** Take one reading (`level` null: none to be had); returns whether the member speaks now. */
   update(level: number | null, muted: boolean, now: number): boolean {
     if (muted) {
-      this.on = false;
-      this.quietSince = null;
+      this.off();
       return false;
     }
     const value = level ?? 0;
